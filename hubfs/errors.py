@@ -1,0 +1,155 @@
+"""One exception hierarchy for hubfs, client and server alike.
+
+Every error carries the Hub's ``X-Error-Code`` and the HTTP status the embedded hub answers with.
+Each class also derives from the built-in exception a caller would naturally catch
+(``FileNotFoundError``, ``PermissionError``, ``FileExistsError``, ``ValueError``), the way
+``s3fs/errors.py`` maps S3 codes, so ``except FileNotFoundError`` works on any not-found.
+"""
+
+from __future__ import annotations
+
+
+class HubfsError(Exception):
+    """Base of every hubfs error. ``code`` is the Hub's X-Error-Code, ``status`` the HTTP status."""
+
+    code: str = "HubError"
+    status: int = 500
+
+    def __init__(self, message: str = "", *, status: int | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip()
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadRequestError(HubfsError, ValueError):
+    """The request is malformed."""
+
+    code, status = "BadRequest", 400
+
+
+class InvalidNameError(BadRequestError):
+    """A repo id, revision or path in repo is not valid."""
+
+    code = "InvalidName"
+
+
+class IntegrityError(BadRequestError):
+    """Uploaded content does not match its declared hash or size."""
+
+    code = "IntegrityError"
+
+
+class AuthenticationError(HubfsError, PermissionError):
+    """Missing or invalid credentials."""
+
+    code, status = "Unauthorized", 401
+
+
+class PermissionDeniedError(HubfsError, PermissionError):
+    """The caller is authenticated but may not do this."""
+
+    code, status = "Forbidden", 403
+
+
+class GatedRepoError(HubfsError, PermissionError):
+    """The repo is gated and the caller has not been granted access."""
+
+    code, status = "GatedRepo", 403
+
+
+class NotFoundError(HubfsError, FileNotFoundError):
+    """Something does not exist."""
+
+    code, status = "NotFound", 404
+
+
+class RepoNotFoundError(NotFoundError):
+    """The repository does not exist, or the caller may not see it."""
+
+    code = "RepoNotFound"
+
+
+class RevisionNotFoundError(NotFoundError):
+    """The branch, tag, PR ref or commit does not exist."""
+
+    code = "RevisionNotFound"
+
+
+class EntryNotFoundError(NotFoundError):
+    """The file or folder does not exist at this revision."""
+
+    code = "EntryNotFound"
+
+
+class ConflictError(HubfsError, FileExistsError):
+    """The thing to create already exists, or conflicts with what exists."""
+
+    code, status = "Conflict", 409
+
+
+class PreconditionFailedError(HubfsError):
+    """The branch moved: the expected parent commit is no longer its head."""
+
+    code, status = "PreconditionFailed", 412
+
+
+class PayloadTooLargeError(HubfsError):
+    """The request body, or one part of it, is larger than the server accepts."""
+
+    code, status = "PayloadTooLarge", 413
+
+
+class RangeNotSatisfiableError(HubfsError):
+    """The requested byte range starts past the end of the file."""
+
+    code, status = "RangeNotSatisfiable", 416
+
+
+class HubNotImplementedError(HubfsError, NotImplementedError):
+    """This Hub endpoint is not implemented by this server."""
+
+    code, status = "NotImplemented", 501
+
+
+_BY_CODE: dict[str, type[HubfsError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequestError,
+        InvalidNameError,
+        IntegrityError,
+        AuthenticationError,
+        PermissionDeniedError,
+        GatedRepoError,
+        NotFoundError,
+        RepoNotFoundError,
+        RevisionNotFoundError,
+        EntryNotFoundError,
+        ConflictError,
+        PreconditionFailedError,
+        PayloadTooLargeError,
+        RangeNotSatisfiableError,
+        HubNotImplementedError,
+    )
+}
+
+_BY_STATUS: dict[int, type[HubfsError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    412: PreconditionFailedError,
+    413: PayloadTooLargeError,
+    416: RangeNotSatisfiableError,
+    501: HubNotImplementedError,
+}
+
+
+def error_for(status: int, code: str | None, message: str) -> HubfsError:
+    """Build the exception a Hub answer (status, X-Error-Code, message) stands for."""
+    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status) or HubfsError
+    return cls(message, status=status)

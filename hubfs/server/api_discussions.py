@@ -1,0 +1,195 @@
+"""Discussions and pull requests, as far as the official client needs them.
+
+Wire contract: ``hub-api.md`` 5.7. A PR is discussion N with the ref ``refs/pr/N``; merging applies
+the PR's changes since its merge base onto the target branch (a fast-forward when possible) and
+refuses with 409 when both sides changed the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hubfs.errors import AuthenticationError, BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
+from hubfs.server.api_repos import repo_type_of
+from hubfs.server.git_store import Change, GitRepo
+from hubfs.server.hub import Caller, Hub
+from hubfs.server.http import Router, json_response
+from hubfs.server.metadata import Repo
+from hubfs.server.wire import caller_of, hub_of, iso, read_json
+
+
+def event(kind: str, author: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A discussion event in the Hub's shape (comment, status-change, commit, title-change)."""
+    return {"id": uuid.uuid4().hex[:24], "type": kind, "createdAt": iso(time.time()), "author": {"name": author},
+            "data": data}
+
+
+def comment(author: str, text: str) -> dict[str, Any]:
+    return event("comment", author, {"edited": False, "hidden": False, "latest": {"raw": text, "html": text}})
+
+
+def _summary(repo: Repo, row: Any) -> dict[str, Any]:
+    return {"num": row["num"], "title": row["title"], "status": row["status"], "isPullRequest": bool(row["is_pr"]),
+            "createdAt": iso(row["created_at"]), "author": {"name": row["author"]},
+            "repo": {"name": repo.repo_id, "type": repo.type}, "numComments": 0, "pinned": False}
+
+
+def _signed_in(caller: Caller) -> str:
+    if caller.user is None:
+        raise AuthenticationError("You must be authenticated to take part in discussions.")
+    if caller.role != "write":
+        raise PermissionDeniedError("This token is read-only: a write token is needed.")
+    return caller.user
+
+
+def _discussion(hub: Hub, repo: Repo, num: int) -> Any:
+    row = hub.meta.discussion(repo, num)
+    if row is None:
+        raise NotFoundError(f"Discussion #{num} does not exist.")
+    return row
+
+
+async def create(request: Request, t: str, ns: str, name: str) -> Response:
+    """POST /api/{T}/{id}/discussions {title, description?, pullRequest?} -> {num, ...}; a PR starts at main."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    user = _signed_in(caller)
+    body = await read_json(request)
+    title = str(body.get("title") or "").strip()
+    if not title:
+        raise BadRequestError("A discussion needs a title.")
+    is_pr = bool(body.get("pullRequest"))
+    events = [comment(user, str(body["description"]))] if body.get("description") else []
+    num = hub.meta.create_discussion(repo, title=title, author=user, is_pr=is_pr,
+                                     base_ref="refs/heads/main" if is_pr else None, events=events)
+    if is_pr:
+        with hub.git.open(repo.type, repo.repo_id) as g:
+            g.set_ref(f"refs/pr/{num}", g.resolve("main"), None)
+    return json_response(_summary(repo, hub.meta.discussion(repo, num)))
+
+
+async def listing(request: Request, t: str, ns: str, name: str) -> Response:
+    """GET /api/{T}/{id}/discussions[?type&status&author] -> {discussions, count, start, numTotalItems}."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    q = request.query_params
+    rows = hub.meta.discussions(repo)
+    if q.get("type") in ("pull_request", "discussion"):
+        rows = [r for r in rows if bool(r["is_pr"]) == (q["type"] == "pull_request")]
+    if q.get("status") in ("open", "closed", "merged", "draft"):
+        rows = [r for r in rows if r["status"] == q["status"]]
+    if q.get("author"):
+        rows = [r for r in rows if r["author"] == q["author"]]
+    items = [_summary(repo, r) for r in rows]
+    return json_response({"discussions": items, "count": len(items), "start": 0, "numTotalItems": len(items)})
+
+
+async def details(request: Request, t: str, ns: str, name: str, num: str) -> Response:
+    """GET /api/{T}/{id}/discussions/{num}[?diff=1] -> details with events, changes.base, filesWithConflicts."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    row = _discussion(hub, repo, int(num))
+    body = _summary(repo, row)
+    body["events"] = json.loads(row["events"])
+    if row["is_pr"]:
+        body["changes"] = {"base": row["base_ref"]}
+        if row["merge_commit"]:
+            body["changes"]["mergeCommitId"] = row["merge_commit"]
+        body["filesWithConflicts"] = []
+        body["diff"] = ""
+    return json_response(body)
+
+
+async def post_comment(request: Request, t: str, ns: str, name: str, num: str) -> Response:
+    """POST .../discussions/{num}/comment {comment} -> {newMessage: event}."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    user = _signed_in(caller)
+    _discussion(hub, repo, int(num))
+    body = await read_json(request)
+    text = str(body.get("comment") or "")
+    if not text.strip():
+        raise BadRequestError("The comment is empty.")
+    ev = comment(user, text)
+    hub.meta.add_event(repo, int(num), ev)
+    return json_response({"newMessage": ev})
+
+
+async def change_status(request: Request, t: str, ns: str, name: str, num: str) -> Response:
+    """POST .../discussions/{num}/status {status: open|closed, comment?} (author or owners)."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    user = _signed_in(caller)
+    row = _discussion(hub, repo, int(num))
+    if row["author"] != user and not hub.meta.can_write_namespace(user, repo.namespace):
+        raise PermissionDeniedError("Only the author or the repo's owners can change its status.")
+    body = await read_json(request)
+    status = body.get("status")
+    if status not in ("open", "closed") or row["status"] == "merged":
+        raise BadRequestError("status must be 'open' or 'closed', and a merged PR cannot change.")
+    hub.meta.update_discussion(repo, int(num), status=status)
+    ev = event("status-change", user, {"status": status})
+    hub.meta.add_event(repo, int(num), ev)
+    return json_response({"newStatus": ev})
+
+
+async def merge(request: Request, t: str, ns: str, name: str, num: str) -> Response:
+    """POST .../discussions/{num}/merge: apply the PR onto its base branch (owners only); 409 on conflict."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    row = _discussion(hub, repo, int(num))
+    if not row["is_pr"] or row["status"] != "open":
+        raise BadRequestError("Only an open pull request can be merged.")
+    with hub.git.open(repo.type, repo.repo_id) as g:
+        sha = await run_in_threadpool(_merge, hub, caller, repo, g, row)
+    hub.meta.update_discussion(repo, int(num), status="merged", merge_commit=sha)
+    hub.meta.add_event(repo, int(num), event("status-change", caller.user or "admin", {"status": "merged"}))
+    return json_response({})
+
+
+def _merge(hub: Hub, caller: Caller, repo: Repo, g: GitRepo, row: Any) -> str:
+    base_ref, pr_ref = row["base_ref"], f"refs/pr/{row['num']}"
+    head, pr_head = g.resolve(base_ref), g.resolve(pr_ref)
+    if g.is_ancestor(head, pr_head):
+        g.set_ref(base_ref, pr_head, head)
+        hub.after_ref_update(repo, g, base_ref, pr_head)
+        return pr_head
+    base_ancestors = {c.id for c in g.walk(head)}
+    merge_base = next((c.id for c in g.walk(pr_head) if c.id in base_ancestors), None)
+    before = g.files(merge_base) if merge_base else {}
+    theirs, ours = g.files(pr_head), g.files(head)
+    changes, conflicts = [], []
+    for path in sorted(set(before) | set(theirs)):
+        if before.get(path) == theirs.get(path):
+            continue
+        if ours.get(path) not in (before.get(path), theirs.get(path)):
+            conflicts.append(path)
+        elif path in theirs:
+            changes.append(Change("put", path, theirs[path][0].decode(), theirs[path][1]))
+        elif path in ours:
+            changes.append(Change("delete_file", path))
+    if conflicts:
+        raise ConflictError(f"This pull request conflicts with {base_ref}: {', '.join(conflicts[:20])}")
+    message = f"Merge pull request #{row['num']}: {row['title']}"
+    tree = g.build_tree(head, changes)
+    sha = g.write_commit(tree, [head, pr_head], message, hub.signature(caller.user or "admin"))
+    g.set_ref(base_ref, sha, head)
+    hub.after_ref_update(repo, g, base_ref, sha)
+    return sha
+
+
+def register(router: Router) -> None:
+    D = "/api/{t:type}/{ns}/{name}/discussions"
+    router.add(["POST"], D, create)
+    router.add(["GET"], D, listing)
+    router.add(["GET"], D + "/{num:int}", details)
+    router.add(["POST"], D + "/{num:int}/comment", post_comment)
+    router.add(["POST"], D + "/{num:int}/status", change_status)
+    router.add(["POST"], D + "/{num:int}/merge", merge)

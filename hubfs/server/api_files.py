@@ -1,0 +1,191 @@
+"""File-level routes: tree listings, paths-info, resolve (download with Range), refs and commit logs.
+
+Wire contract: ``hub-api.md`` sections 3-4. Paths arrive percent-encoded (``%2F`` inside
+segments) and are split on the raw path before decoding.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hubfs.errors import BadRequestError, EntryNotFoundError, HubfsError, RepoNotFoundError
+from hubfs.paths import RepoType, validate_path_in_repo, validate_revision
+from hubfs.server.api_repos import repo_type_of
+from hubfs.server.git_store import Entry, GitRepo, last_commits
+from hubfs.server.http import RangedBody, Router, error_response, json_response
+from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
+
+TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
+
+
+def split_revision(rest_raw: str) -> tuple[str, str]:
+    """``{quote(rev, safe='')}/{path...}`` -> (rev, path). An unencoded ``refs/pr/N`` also works."""
+    segs = rest_raw.split("/")
+    n = 3 if segs[0] == "refs" and len(segs) >= 3 and segs[1] in ("pr", "convert") else 1
+    try:
+        rev = "/".join(unquote(s, errors="strict") for s in segs[:n])
+        path = "/".join(unquote(s, errors="strict") for s in segs[n:])
+    except UnicodeDecodeError:
+        raise BadRequestError("Invalid percent-encoding in path.") from None
+    return validate_revision(rev), (validate_path_in_repo(path) if path.strip("/") else "")
+
+
+def entry_json(e: Entry) -> dict[str, Any]:
+    """A tree entry: folders carry their tree oid; files their real size and ``lfs`` when LFS."""
+    if e.type == "directory":
+        return {"type": "directory", "oid": e.oid, "size": 0, "path": e.path}
+    out: dict[str, Any] = {"type": "file", "oid": e.oid, "size": e.size, "path": e.path}
+    if e.lfs:
+        out["lfs"] = {"oid": e.lfs.oid, "size": e.lfs.size, "pointerSize": e.pointer_size}
+    return out
+
+
+def _add_last_commits(g: GitRepo, sha: str, items: list[dict[str, Any]]) -> None:
+    found = last_commits(g, sha, [i["path"] for i in items])
+    for item in items:
+        info = found.get(item["path"])
+        if info:
+            item["lastCommit"] = {"id": info.id, "title": info.title, "date": iso(info.timestamp)}
+
+
+async def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Response:
+    """GET /api/{T}/{id}/tree/{rev}[/{path}]?recursive&expand -> [entries], 1000 a page (50 expanded)."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    rev, path = split_revision(rest_raw)
+    expand = flag(request, "expand")
+    with hub.git.open(repo.type, repo.repo_id) as g:
+        sha = g.resolve(rev)
+        entries = g.list_tree(sha, path, recursive=flag(request, "recursive"))
+        chunk, headers = page(request, entries, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
+        items = [entry_json(e) for e in chunk]
+        if expand:
+            _add_last_commits(g, sha, items)
+    return json_response(items, headers=headers)
+
+
+async def paths_info(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
+    """POST /api/{T}/{id}/paths-info/{rev} (form ``paths=..&expand=..`` or JSON) -> entries that exist."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    validate_revision(rev)
+    if "json" in request.headers.get("content-type", ""):
+        body = await read_json(request)
+        paths, expand = body.get("paths") or [], bool(body.get("expand"))
+    else:
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > 16 << 20:
+                raise BadRequestError("paths-info body larger than 16 MiB.", status=413)
+        form = parse_qs(raw.decode("utf-8", "replace"))
+        paths, expand = form.get("paths", []), (form.get("expand", ["false"])[0].lower() == "true")
+    if not isinstance(paths, list) or len(paths) > 10_000:
+        raise BadRequestError("paths must be a list of at most 10000 paths.")
+    with hub.git.open(repo.type, repo.repo_id) as g:
+        sha = g.resolve(rev)
+        items = []
+        for p in paths:
+            clean = validate_path_in_repo(str(p)) if str(p).strip("/") else ""
+            entry = g.lookup(sha, clean) if clean else None
+            if entry is not None:
+                items.append(entry_json(entry))
+        if expand:
+            _add_last_commits(g, sha, items)
+    return json_response(items)
+
+
+async def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) -> Response:
+    """GET|HEAD /{P}{id}/resolve/{rev}/{path}: the file's bytes (Range: 206, clamped, 416 past EOF).
+
+    Headers: X-Repo-Commit, ETag (sha256 for LFS, git blob sha1 otherwise), X-Linked-Etag and
+    X-Linked-Size, full Content-Length on HEAD. Errors carry X-Error-Code (HEAD too).
+    """
+    hub, caller = hub_of(request), caller_of(request)
+    repo_type = repo_type_of(prefix.rstrip("/") or "model")
+    repo_id = f"{ns}/{name}"
+    try:
+        repo = hub.visible_repo(caller, repo_type, repo_id)
+    except RepoNotFoundError:
+        moved = hub.meta.redirect(repo_type, repo_id)
+        if moved is None or hub.meta.get_repo(repo_type, moved) is None:
+            raise
+        target = f"/{RepoType.parse(repo_type).url_prefix}{moved}/resolve/{rest_raw}"
+        return Response(status_code=307, headers={"Location": target})
+    rev, path = split_revision(rest_raw)
+    hub.check_gate(caller, repo)
+    with hub.git.open(repo.type, repo.repo_id) as g:
+        sha = g.resolve(rev)
+        entry = g.lookup(sha, path) if path else None
+        if entry is None or entry.type != "file":
+            return error_response(EntryNotFoundError(f"{path or '/'} does not exist at revision {rev}."),
+                                  headers={"X-Repo-Commit": sha})
+        headers = {
+            "X-Repo-Commit": sha,
+            "X-Linked-Size": str(entry.size),
+            "Content-Type": mimetypes.guess_type(path)[0] or "application/octet-stream",
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
+            "Cache-Control": "private, max-age=0" if not sha.startswith(rev) else "public, max-age=31536000, immutable",
+        }
+        if entry.lfs:
+            headers["ETag"] = headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'
+            stored = hub.lfs.size(entry.lfs.oid)
+            if stored != entry.lfs.size:
+                raise HubfsError(f"The content of {path} ({entry.lfs.oid}) is missing from this hub's LFS store.",
+                                 status=404)
+            return RangedBody(request, entry.size, headers, path=str(hub.lfs.path(entry.lfs.oid)))
+        headers["ETag"] = f'"{entry.oid}"'
+        return RangedBody(request, entry.size, headers, data=g.read_blob(entry.oid))
+
+
+async def refs(request: Request, t: str, ns: str, name: str) -> Response:
+    """GET /api/{T}/{id}/refs[?include_prs=1] -> {branches, converts, tags[, pullRequests]}."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    out: dict[str, list[dict[str, str]]] = {"branches": [], "converts": [], "tags": []}
+    prs: list[dict[str, str]] = []
+    with hub.git.open(repo.type, repo.repo_id) as g:
+        for ref, sha in sorted(g.refs().items()):
+            for prefix, key in (("refs/heads/", "branches"), ("refs/tags/", "tags"), ("refs/convert/", "converts")):
+                if ref.startswith(prefix):
+                    out[key].append({"name": ref[len(prefix):], "ref": ref, "targetCommit": sha})
+            if ref.startswith("refs/pr/"):
+                prs.append({"name": ref, "ref": ref, "targetCommit": sha})
+    if flag(request, "include_prs"):
+        out["pullRequests"] = sorted(prs, key=lambda r: int(r["name"].rsplit("/", 1)[1]))
+    return json_response(out)
+
+
+async def commits(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
+    """GET /api/{T}/{id}/commits/{rev}[?expand[]=formatted] -> newest first, 50 a page, Link paginated."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    validate_revision(rev)
+    formatted = "formatted" in request.query_params.getlist("expand[]") + request.query_params.getlist("expand")
+    with hub.git.open(repo.type, repo.repo_id) as g:
+        history = list(g.walk(g.resolve(rev)))
+    chunk, headers = page(request, history, COMMITS_PAGE)
+    items = []
+    for c in chunk:
+        author = c.author.split(" <", 1)[0]
+        body = c.message.split("\n", 1)[1].strip() if "\n" in c.message else ""
+        item: dict[str, Any] = {"id": c.id, "authors": [{"user": author}], "date": iso(c.timestamp),
+                                "title": c.title, "message": body}
+        if formatted:
+            item["formatted"] = {"title": c.title, "message": body}
+        items.append(item)
+    return json_response(items, headers=headers)
+
+
+def register(router: Router) -> None:
+    R = "/api/{t:type}/{ns}/{name}"
+    router.add(["GET"], R + "/tree/{rest_raw:path}", tree)
+    router.add(["POST"], R + "/paths-info/{rev:path}", paths_info)
+    router.add(["GET"], R + "/refs", refs)
+    router.add(["GET"], R + "/commits/{rev:path}", commits)
+    router.add(["GET"], "/{prefix:prefix}{ns}/{name}/resolve/{rest_raw:path}", resolve)

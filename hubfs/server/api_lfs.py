@@ -1,0 +1,218 @@
+"""The Git LFS batch API and its transfers, at ``{E}/{P}{ns}/{name}.git/info/lfs/...``.
+
+Wire contract: the git-lfs batch and basic-transfer specs plus the Hub's multipart extension
+(``hub-api.md`` 5.4-5.5). Upload, part, completion and verify hrefs are HMAC-signed and expire:
+the official client sends no Authorization header on them. Every upload is hashed and its size
+checked before it is stored. An object is served or accepted as "already there" only for a repo
+that proved possession of it (uploaded or committed it): content ids carry no repo identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hubfs.errors import BadRequestError, IntegrityError, NotFoundError, PayloadTooLargeError
+from hubfs.lfs import is_valid_oid
+from hubfs.paths import RepoType
+from hubfs.server.hub import Hub
+from hubfs.server.http import RangedBody, Router, json_response
+from hubfs.server.metadata import Repo
+from hubfs.server.wire import caller_of, endpoint_of, hub_of, read_json
+
+LFS_JSON = "application/vnd.git-lfs+json"
+MAX_PARTS = 10_000
+
+
+def _repo_id(name_git: str, ns: str) -> str:
+    if not name_git.endswith(".git"):
+        raise NotFoundError("LFS endpoints live under {repo}.git/info/lfs.")
+    return f"{ns}/{name_git[:-4]}"
+
+
+def _lfs_json(data: Any, status: int = 200) -> Response:
+    return json_response(data, status=status, headers={"Content-Type": LFS_JSON})
+
+
+def _base(request: Request, repo: Repo) -> str:
+    return f"{endpoint_of(request)}/{RepoType.parse(repo.type).url_prefix}{repo.repo_id}.git/info/lfs/objects"
+
+
+async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Response:
+    """POST .../objects/batch {operation, transfers, objects:[{oid,size}], ref?} -> {transfer, objects}.
+
+    Upload: objects this repo already holds get no actions; others get a signed ``upload`` href
+    (basic PUT, or the HF multipart header with ``chunk_size`` and numbered part URLs when the client
+    offers ``multipart`` and the object is larger than one chunk) and a signed ``verify`` href.
+    Download: a signed ``download`` href, or a per-object 404 error.
+    """
+    hub, caller = hub_of(request), caller_of(request)
+    repo_type = RepoType.parse(prefix.rstrip("/") or "model").value
+    repo_id = _repo_id(name_git, ns)
+    body = await read_json(request)
+    operation = body.get("operation")
+    objects = body.get("objects")
+    if operation not in ("upload", "download") or not isinstance(objects, list):
+        raise BadRequestError("LFS batch needs operation 'upload' or 'download' and an 'objects' list.")
+    if body.get("hash_algo", "sha256") != "sha256":
+        return _lfs_json({"message": "Only sha256 is supported."}, status=422)
+    transfers = body.get("transfers") or ["basic"]
+    if operation == "upload":
+        repo = hub.visible_repo(caller, repo_type, repo_id)
+        ref = str((body.get("ref") or {}).get("name") or "")
+        # Pull requests (no ref, or refs/pr/N) may come from any signed-in user with a write token.
+        hub.require_write(caller, repo.namespace if ref and not ref.startswith("refs/pr/") else (caller.user or ""))
+    else:
+        repo = hub.visible_repo(caller, repo_type, repo_id)
+        hub.check_gate(caller, repo)
+    base = _base(request, repo)
+    out = []
+    use_multipart = False
+    for obj in objects:
+        oid, size = (obj or {}).get("oid"), (obj or {}).get("size")
+        if not isinstance(oid, str) or not is_valid_oid(oid) or not isinstance(size, int) or size < 0:
+            out.append({"oid": str(oid), "size": size if isinstance(size, int) else 0,
+                        "error": {"code": 422, "message": "Invalid object: oid must be sha256 hex, size an integer >= 0."}})
+            continue
+        linked = hub.meta.lfs_linked(repo, oid) and hub.lfs.has(oid, size)
+        entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
+        if operation == "download":
+            if not linked:
+                entry["error"] = {"code": 404, "message": f"Object {oid} does not exist in this repository."}
+            else:
+                sig = hub.sign(f"download|{repo.id}|{oid}", ttl=3600)
+                entry["actions"] = {"download": {"href": f"{base}/{oid}?{sig}", "expires_in": 3600}}
+        elif not linked:
+            verify = f"{base}/{oid}/{size}/verify?{hub.sign(f'verify|{repo.id}|{oid}|{size}')}"
+            chunk = hub.multipart_chunk_size
+            if "multipart" in transfers and size > chunk:
+                use_multipart = True
+                parts = math.ceil(size / chunk)
+                if parts > MAX_PARTS:
+                    raise PayloadTooLargeError(f"Object {oid} needs more than {MAX_PARTS} parts.")
+                upload_id = hub.lfs.new_multipart()
+                header = {"chunk_size": str(chunk)}
+                for n in range(1, parts + 1):
+                    header[str(n)] = f"{base}/{oid}/{size}/parts/{upload_id}/{n}?{hub.sign(f'part|{upload_id}|{n}')}"
+                complete = f"{base}/{oid}/{size}/parts/{upload_id}?{hub.sign(f'complete|{repo.id}|{upload_id}|{oid}|{size}')}"
+                entry["actions"] = {"upload": {"href": complete, "header": header}, "verify": {"href": verify}}
+            else:
+                href = f"{base}/{oid}/{size}?{hub.sign(f'upload|{repo.id}|{oid}|{size}')}"
+                entry["actions"] = {"upload": {"href": href}, "verify": {"href": verify}}
+        out.append(entry)
+    return _lfs_json({"transfer": "multipart" if use_multipart else "basic", "objects": out, "hash_algo": "sha256"})
+
+
+def _signed_repo(request: Request, prefix: str, ns: str, name_git: str) -> tuple[Hub, Repo]:
+    hub = hub_of(request)
+    repo = hub.meta.get_repo(RepoType.parse(prefix.rstrip("/") or "model").value, _repo_id(name_git, ns))
+    if repo is None:
+        raise NotFoundError("Repository not found.")
+    return hub, repo
+
+
+async def upload(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str) -> Response:
+    """PUT .../objects/{oid}/{size}?expires&sig (raw bytes, no auth header): stored once verified."""
+    hub, repo = _signed_repo(request, prefix, ns, name_git)
+    q = request.query_params
+    hub.verify_signature(f"upload|{repo.id}|{oid}|{size}", q.get("expires"), q.get("sig"))
+    expected = int(size)
+    if hub.lfs.has(oid, expected):
+        async for _ in request.stream():
+            pass
+        hub.meta.link_lfs(repo, oid, expected)
+        return Response(status_code=200)
+    writer = hub.lfs.writer(oid, expected)
+    try:
+        async for chunk in request.stream():
+            writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    await run_in_threadpool(writer.commit)
+    hub.meta.link_lfs(repo, oid, expected)
+    return Response(status_code=200)
+
+
+async def upload_part(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str,
+                      upload_id: str, part: str) -> Response:
+    """PUT .../objects/{oid}/{size}/parts/{upload_id}/{n}?sig: one multipart slice -> 200 with an ETag."""
+    hub = hub_of(request)
+    q = request.query_params
+    hub.verify_signature(f"part|{upload_id}|{part}", q.get("expires"), q.get("sig"))
+    fh, final = hub.lfs.part_writer(upload_id, int(part))
+    digest = hashlib.md5(usedforsecurity=False)
+    written = 0
+    try:
+        async for chunk in request.stream():
+            written += len(chunk)
+            if written > hub.multipart_chunk_size:
+                raise PayloadTooLargeError(f"Part {part} is larger than the chunk size {hub.multipart_chunk_size}.")
+            digest.update(chunk)
+            fh.write(chunk)
+        fh.close()
+        (final.parent / f"{part}.partial").replace(final)
+    except BaseException:
+        fh.close()
+        (final.parent / f"{part}.partial").unlink(missing_ok=True)
+        raise
+    return Response(status_code=200, headers={"ETag": f'"{digest.hexdigest()}"'})
+
+
+async def complete(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str,
+                   upload_id: str) -> Response:
+    """POST .../objects/{oid}/{size}/parts/{upload_id}?sig {oid, parts:[{partNumber, etag}]}:
+    concatenates the parts in order, verifies sha256 and size, stores the object."""
+    hub, repo = _signed_repo(request, prefix, ns, name_git)
+    q = request.query_params
+    hub.verify_signature(f"complete|{repo.id}|{upload_id}|{oid}|{size}", q.get("expires"), q.get("sig"))
+    body = await read_json(request)
+    parts = body.get("parts")
+    if body.get("oid") != oid or not isinstance(parts, list) or not parts:
+        raise BadRequestError("Completion body needs this object's oid and a non-empty 'parts' list.")
+    numbers = sorted(int(p.get("partNumber", 0)) for p in parts if isinstance(p, dict))
+    if numbers != list(range(1, len(numbers) + 1)) or len(numbers) != len(parts):
+        raise BadRequestError("Parts must be numbered 1..N without gaps.")
+    await run_in_threadpool(hub.lfs.complete_multipart, upload_id, oid, int(size), numbers)
+    hub.meta.link_lfs(repo, oid, int(size))
+    return _lfs_json({"oid": oid, "size": int(size)})
+
+
+async def verify(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str) -> Response:
+    """POST .../objects/{oid}/{size}/verify?sig {oid, size}: 200 when the object is stored with that size."""
+    hub, repo = _signed_repo(request, prefix, ns, name_git)
+    q = request.query_params
+    hub.verify_signature(f"verify|{repo.id}|{oid}|{size}", q.get("expires"), q.get("sig"))
+    body = await read_json(request)
+    if body.get("oid") not in (None, oid) or body.get("size") not in (None, int(size)):
+        raise BadRequestError("Verify body does not match the object of this URL.")
+    if not (hub.lfs.has(oid, int(size)) and hub.meta.lfs_linked(repo, oid)):
+        raise IntegrityError(f"Object {oid} of size {size} is not stored.", status=404)
+    return _lfs_json({"oid": oid, "size": int(size)})
+
+
+async def download(request: Request, prefix: str, ns: str, name_git: str, oid: str) -> Response:
+    """GET .../objects/{oid}?sig: the object's bytes (Range honoured)."""
+    hub, repo = _signed_repo(request, prefix, ns, name_git)
+    q = request.query_params
+    hub.verify_signature(f"download|{repo.id}|{oid}", q.get("expires"), q.get("sig"))
+    stored = hub.lfs.size(oid)
+    if stored is None:
+        raise NotFoundError(f"Object {oid} is not stored.")
+    return RangedBody(request, stored, {"Content-Type": "application/octet-stream", "ETag": f'"{oid}"'},
+                      path=str(hub.lfs.path(oid)))
+
+
+def register(router: Router) -> None:
+    L = "/{prefix:prefix}{ns}/{name_git}/info/lfs/objects"
+    router.add(["POST"], L + "/batch", batch)
+    router.add(["PUT"], L + "/{oid}/{size:int}", upload)
+    router.add(["POST"], L + "/{oid}/{size:int}/verify", verify)
+    router.add(["PUT"], L + "/{oid}/{size:int}/parts/{upload_id}/{part:int}", upload_part)
+    router.add(["POST"], L + "/{oid}/{size:int}/parts/{upload_id}", complete)
+    router.add(["GET"], L + "/{oid}", download)

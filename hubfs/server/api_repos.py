@@ -1,0 +1,332 @@
+"""Repository-level routes: identity, create/delete/move/settings, info, listings, cards, gating.
+
+Wire contract: ``hub-api.md`` sections 1-2 (paths, bodies and status codes as huggingface_hub 2.4.0
+sends and reads them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hubfs.errors import (
+    BadRequestError,
+    ConflictError,
+    HubNotImplementedError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from hubfs.paths import RepoType, validate_name, validate_repo_id
+from hubfs.server.cards import parse_front_matter
+from hubfs.server.git_store import GitRepo
+from hubfs.server.http import Router, error_response, json_response
+from hubfs.server.metadata import Repo
+from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json, repo_url
+
+XET_HINT = ("This hub stores large files with Git LFS and does not implement Xet. Set HF_HUB_DISABLE_XET=1 "
+            "in the environment of huggingface_hub so that large files are uploaded through Git LFS.")
+
+
+def repo_type_of(segment: str) -> str:
+    return RepoType.parse(segment).value
+
+
+async def whoami(request: Request) -> Response:
+    """GET /api/whoami-v2 -> {type, name, orgs[], auth.accessToken{displayName, role}}; 401 anonymous."""
+    caller = caller_of(request)
+    hub = hub_of(request)
+    if caller.user is None:
+        from hubfs.errors import AuthenticationError
+        raise AuthenticationError("Invalid credentials in Authorization header")
+    row = hub.meta.account(caller.user)
+    return json_response({
+        "type": "user", "id": caller.user, "name": caller.user, "fullname": row["fullname"], "email": row["email"],
+        "orgs": [{"type": "org", "name": o} for o in hub.meta.orgs_of(caller.user)],
+        "auth": {"type": "access_token", "accessToken": {"displayName": caller.user, "role": caller.role}},
+    })
+
+
+async def agent_harnesses(request: Request) -> Response:
+    """GET /api/agent-harnesses: the client probes it once per process; nothing to advertise."""
+    return json_response({"standardEnvVars": [], "harnesses": {}})
+
+
+async def create_repo(request: Request) -> Response:
+    """POST /api/repos/create {name, organization|null, type?, visibility|private, sdk?} -> {url};
+    409 with {error, url} when it exists (exist_ok reads url from it)."""
+    body = await read_json(request)
+    hub, caller = hub_of(request), caller_of(request)
+    repo_type = repo_type_of(body.get("type") or "model")
+    ns = body.get("organization") or caller.user
+    name = body.get("name") or ""
+    if ns is None:
+        from hubfs.errors import AuthenticationError
+        raise AuthenticationError("You must be authenticated to create a repo.")
+    if "/" in name:
+        ns, name = name.split("/", 1)
+    repo_id = f"{ns}/{name}"
+    validate_repo_id(repo_id)
+    visibility = body.get("visibility")
+    private = visibility in ("private", "protected") if visibility else bool(body.get("private"))
+    if repo_type == "space" and not body.get("sdk"):
+        raise BadRequestError("Spaces need an sdk (gradio, streamlit, docker or static).")
+    url = repo_url(request, repo_type, repo_id)
+    try:
+        hub.create_repo(caller, repo_type, repo_id, private=private, sdk=body.get("sdk"))
+    except ConflictError as exc:
+        exc.body = {"url": url}  # type: ignore[attr-defined]
+        raise
+    return json_response({"url": url, "name": repo_id, "id": repo_id})
+
+
+async def delete_repo(request: Request) -> Response:
+    """DELETE /api/repos/delete {name, organization, type?}; 404 RepoNotFound if missing."""
+    body = await read_json(request)
+    caller = caller_of(request)
+    ns = body.get("organization") or caller.user or ""
+    name = body.get("name") or ""
+    if "/" in name:
+        ns, name = name.split("/", 1)
+    hub_of(request).delete_repo(caller, repo_type_of(body.get("type") or "model"), f"{ns}/{name}")
+    return json_response({})
+
+
+async def move_repo(request: Request) -> Response:
+    """POST /api/repos/move {fromRepo, toRepo, type}; old URLs redirect to the new name."""
+    body = await read_json(request)
+    hub_of(request).move_repo(caller_of(request), repo_type_of(body.get("type") or "model"),
+                              str(body.get("fromRepo")), str(body.get("toRepo")))
+    return json_response({})
+
+
+async def update_settings(request: Request, t: str, ns: str, name: str) -> Response:
+    """PUT /api/{T}/{id}/settings {private?, visibility?, gated?: false|"auto"|"manual"}."""
+    body = await read_json(request)
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    private = body.get("private")
+    if body.get("visibility") is not None:
+        private = body["visibility"] in ("private", "protected")
+    gated = body.get("gated")
+    if gated is not None and gated not in (False, "auto", "manual"):
+        raise BadRequestError("gated must be false, 'auto' or 'manual'.")
+    hub.meta.update_settings(repo, private=None if private is None else bool(private),
+                             gated=None if gated is None else (gated or "false"))
+    return json_response({})
+
+
+def _siblings(g: GitRepo, sha: str, blobs: bool) -> tuple[list[dict[str, Any]], int]:
+    out, used = [], 0
+    for e in g.list_tree(sha, "", recursive=True):
+        if e.type != "file":
+            continue
+        used += e.size
+        item: dict[str, Any] = {"rfilename": e.path}
+        if blobs:
+            item.update(size=e.size, blobId=e.oid)
+            if e.lfs:
+                item["lfs"] = {"sha256": e.lfs.oid, "size": e.lfs.size, "pointerSize": e.pointer_size}
+        out.append(item)
+    return out, used
+
+
+def info_body(repo: Repo, *, sha: str | None, card: dict[str, Any] | None, commit_ts: float | None,
+              siblings: list[dict[str, Any]] | None, used: int | None, with_card: bool = True) -> dict[str, Any]:
+    """The info object of ``/api/{T}/{id}`` and of listings."""
+    body: dict[str, Any] = {
+        "_id": repo.uid, "id": repo.repo_id, "author": repo.namespace, "sha": sha, "private": repo.private,
+        "gated": repo.gated, "disabled": False, "lastModified": iso(commit_ts or repo.last_modified),
+        "createdAt": iso(repo.created_at), "tags": list(repo.tags), "downloads": repo.downloads,
+        "likes": repo.likes,
+    }
+    if repo.type == "model":
+        body["modelId"] = repo.repo_id
+        if card and isinstance(card.get("pipeline_tag"), str):
+            body["pipeline_tag"] = card["pipeline_tag"]
+        if card and isinstance(card.get("library_name"), str):
+            body["library_name"] = card["library_name"]
+    if repo.type == "space":
+        body["sdk"] = (card or {}).get("sdk") or repo.sdk
+        body["subdomain"] = f"{repo.namespace}-{repo.name}".lower()
+    if with_card and card is not None:
+        body["cardData"] = card
+    if siblings is not None:
+        body["siblings"] = siblings
+    if used is not None:
+        body["usedStorage"] = used
+    return body
+
+
+async def repo_info(request: Request, t: str, ns: str, name: str, rev: str | None = None) -> Response:
+    """GET /api/{T}/{id}[/revision/{rev}][?blobs=true] -> info with sha, siblings, cardData."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    with hub.git.open(repo.type, repo.repo_id) as g:
+        sha = g.resolve(rev or "main")
+        siblings, used = _siblings(g, sha, flag(request, "blobs"))
+        card = None
+        readme = g.lookup(sha, "README.md")
+        if readme is not None and readme.type == "file" and readme.lfs is None:
+            try:
+                card = parse_front_matter(g.read_blob(readme.oid).decode("utf-8", "replace"))
+            except BadRequestError:
+                card = None
+        ts = g.commit_info(sha).timestamp
+    return json_response(info_body(repo, sha=sha, card=card, commit_ts=ts, siblings=siblings, used=used))
+
+
+_FACET_PREFIXES = ("language:", "library:", "pipeline_tag:", "task:", "other:")
+
+
+async def list_repos(request: Request, t: str) -> Response:
+    """GET /api/{T}?search&author&filter*&sort&limit&full&cardData&expand* -> [info], Link paginated."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo_type = repo_type_of(t)
+    q = request.query_params
+    filters = list(q.getlist("filter"))
+    for key in ("pipeline_tag", "library", "language"):
+        filters += q.getlist(key)
+    if repo_type != "dataset":
+        filters = [f.split(":", 1)[1] if f.startswith(_FACET_PREFIXES) else f for f in filters]
+    searches = q.getlist("search")
+    repos = hub.meta.search_repos(repo_type, author=q.get("author"), search=searches[0] if searches else None,
+                                  filters=filters, sort=q.get("sort"))
+    for extra in searches[1:]:
+        repos = [r for r in repos if extra.lower() in r.repo_id.lower()]
+    if q.get("gated") in ("true", "false"):
+        repos = [r for r in repos if bool(r.gated) == (q["gated"] == "true")]
+    repos = [r for r in repos if not r.private or (caller.user and hub.meta.is_member(caller.user, r.namespace))]
+    try:
+        limit = int(q.get("limit") or 1000)
+    except ValueError:
+        raise BadRequestError("limit must be an integer.") from None
+    chunk, headers = page(request, repos, max(1, min(limit, 1000)))
+    expand = set(q.getlist("expand"))
+    want_siblings = flag(request, "full") or "siblings" in expand
+    want_card = flag(request, "full") or flag(request, "cardData") or "cardData" in expand
+    items = []
+    for repo in chunk:
+        siblings = None
+        if want_siblings:
+            with hub.git.open(repo.type, repo.repo_id) as g:
+                siblings, _ = _siblings(g, g.resolve("main"), False)
+        items.append(info_body(repo, sha=repo.indexed_sha, card=repo.card_data, commit_ts=None, siblings=siblings,
+                               used=None, with_card=want_card))
+    return json_response(items, headers=headers)
+
+
+async def validate_yaml(request: Request) -> Response:
+    """POST /api/validate-yaml {content, repoType} -> 200 {errors:[], warnings:[]} or 400 {errors:[{message}]}."""
+    body = await read_json(request)
+    try:
+        parse_front_matter(str(body.get("content") or ""))
+    except BadRequestError as exc:
+        return json_response({"errors": [{"message": exc.message}], "warnings": []}, status=400,
+                             headers={"X-Error-Code": "BadRequest", "X-Error-Message": "Invalid metadata in README.md"})
+    return json_response({"errors": [], "warnings": []})
+
+
+async def auth_check(request: Request, t: str, ns: str, name: str, write: str | None = None) -> Response:
+    """GET /api/{T}/{id}/auth-check[/write]: 200 when the caller may read (or write) the repo."""
+    hub, caller = hub_of(request), caller_of(request)
+    if write:
+        hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    else:
+        hub.check_gate(caller, hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}"))
+    return json_response({})
+
+
+async def xet_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
+    """GET /api/{T}/{id}/xet-{read|write}-token/{rev}: Xet is not implemented; the message says what to do."""
+    raise HubNotImplementedError(XET_HINT)
+
+
+async def grant_access(request: Request, t: str, ns: str, name: str) -> Response:
+    """POST /api/{T}/{id}/user-access-request/grant {user}: the owner grants a user access to a gated repo."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    body = await read_json(request)
+    user = str(body.get("user") or "")
+    if hub.meta.account(user) is None:
+        raise NotFoundError(f"No user named {user}.")
+    if hub.meta.access_status(repo, user) == "accepted":
+        raise ConflictError(f"{user} already has access.")
+    hub.meta.set_access(repo, user, "accepted")
+    return json_response({})
+
+
+async def handle_access(request: Request, t: str, ns: str, name: str) -> Response:
+    """POST /api/{T}/{id}/user-access-request/handle {user, status}: accept, reject or reset a request."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    body = await read_json(request)
+    user, status = str(body.get("user") or ""), body.get("status")
+    if status not in ("accepted", "rejected", "pending"):
+        raise BadRequestError("status must be accepted, rejected or pending.")
+    if hub.meta.access_status(repo, user) is None:
+        raise NotFoundError(f"{user} has not requested access.")
+    hub.meta.set_access(repo, user, status)
+    return json_response({})
+
+
+async def list_access(request: Request, t: str, ns: str, name: str, status: str) -> Response:
+    """GET /api/{T}/{id}/user-access-request/{pending|accepted|rejected} -> [{user{user,fullname,email}, ...}]."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    if status not in ("pending", "accepted", "rejected"):
+        raise BadRequestError("status must be pending, accepted or rejected.")
+    out = []
+    for row in hub.meta.access_requests(repo, status):
+        account = hub.meta.account(row["user"])
+        out.append({"requestId": f"{repo.id}-{row['user']}", "status": row["status"], "timestamp": iso(row["created_at"]),
+                    "user": {"user": row["user"], "fullname": account["fullname"] if account else row["user"],
+                             "email": account["email"] if account else None}})
+    return json_response(out)
+
+
+async def ask_access(request: Request, prefix: str, ns: str, name: str) -> Response:
+    """POST /{P}{id}/ask-access: a signed-in user asks for a gated repo; 'auto' gates accept at once."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo = hub.visible_repo(caller, repo_type_of(prefix.rstrip("/") or "model"), f"{ns}/{name}")
+    if caller.user is None:
+        from hubfs.errors import AuthenticationError
+        raise AuthenticationError("Sign in to ask for access.")
+    if not repo.gated:
+        raise BadRequestError("This repo is not gated.")
+    if hub.meta.access_status(repo, caller.user) is None:
+        hub.meta.set_access(repo, caller.user, "accepted" if repo.gated == "auto" else "pending")
+    return json_response({"status": hub.meta.access_status(repo, caller.user)})
+
+
+async def not_implemented(request: Request) -> Response:
+    """Any other /api/ route: 501 NotImplemented, so the client shows a readable error."""
+    return error_response(HubNotImplementedError(
+        f"{request.method} {request.url.path} is a Hub endpoint this server does not implement."))
+
+
+def register(router: Router) -> None:
+    T = "{t:type}"
+    R = f"/api/{T}/{{ns}}/{{name}}"
+    router.add(["GET"], "/api/whoami-v2", whoami)
+    router.add(["GET"], "/api/agent-harnesses", agent_harnesses)
+    router.add(["POST"], "/api/repos/create", create_repo)
+    router.add(["DELETE"], "/api/repos/delete", delete_repo)
+    router.add(["POST"], "/api/repos/move", move_repo)
+    router.add(["POST"], "/api/validate-yaml", validate_yaml)
+    router.add(["GET"], f"/api/{T}", list_repos)
+    router.add(["GET"], R, repo_info)
+    router.add(["GET"], R + "/revision/{rev:path}", repo_info)
+    router.add(["PUT"], R + "/settings", update_settings)
+    router.add(["GET"], R + "/auth-check", auth_check)
+    router.add(["GET"], R + "/auth-check/{write}", auth_check)
+    router.add(["GET"], R + "/xet-read-token{rest:path}", xet_token)
+    router.add(["GET"], R + "/xet-write-token{rest:path}", xet_token)
+    router.add(["POST"], R + "/user-access-request/grant", grant_access)
+    router.add(["POST"], R + "/user-access-request/handle", handle_access)
+    router.add(["GET"], R + "/user-access-request/{status}", list_access)
+    router.add(["POST"], "/{prefix:prefix}{ns}/{name}/ask-access", ask_access)
+
+
+__all__ = ["register", "not_implemented", "repo_type_of", "info_body", "validate_name", "PermissionDeniedError"]

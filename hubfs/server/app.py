@@ -1,0 +1,54 @@
+"""Assembles the embedded hub's ASGI app and runs it with uvicorn (`hubfs serve`)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_repos
+from hubfs.server.http import App, Router
+from hubfs.server.hub import Hub
+
+
+def create_app(hub: Hub) -> App:
+    """The hub's routes, most specific first; other ``/api/`` paths answer 501 NotImplemented."""
+    router = Router()
+    api_lfs.register(router)
+    api_discussions.register(router)
+    api_commit.register(router)
+    api_files.register(router)
+    api_repos.register(router)
+    router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", lambda request, rest: api_repos.not_implemented(request))
+    return App(router, {"hubfs.hub": hub})
+
+
+def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_url: str | None = None,
+          regular_max_size: int | None = None, multipart_chunk_size: int | None = None,
+          access_log: bool = False) -> None:
+    """Bind, print the endpoint and the admin token file's path (never the token), and serve forever."""
+    kwargs = {}
+    if regular_max_size is not None:
+        kwargs["regular_max_size"] = regular_max_size
+    if multipart_chunk_size is not None:
+        kwargs["multipart_chunk_size"] = multipart_chunk_size
+    hub = Hub(data_dir, public_url=public_url, **kwargs)
+    created = hub.bootstrap()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound_port = sock.getsockname()[1]
+    shown_host = f"[{host}]" if ":" in host else host
+    endpoint = public_url or f"http://{shown_host}:{bound_port}"
+    token_file = hub.data_dir / "admin.token"
+    print(f"hubfs hub serving {hub.data_dir.resolve()}", flush=True)
+    print(f"endpoint: {endpoint}", flush=True)
+    print(f"admin token file: {token_file.resolve()}{' (new)' if created else ''}", flush=True)
+    print(f"use it with: HF_ENDPOINT={endpoint} HF_TOKEN=$(cat {token_file.resolve()})", flush=True)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = uvicorn.Config(create_app(hub), log_level="warning", access_log=access_log, lifespan="off",
+                            timeout_keep_alive=75, h11_max_incomplete_event_size=64 * 1024)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,464 @@
+"""Bare git repositories, one per Hub repo, read and written with dulwich.
+
+Trees hold LFS pointer blobs exactly like the Hub's. Commits are built from a parent's tree plus a
+list of changes and published with a compare-and-swap of the branch ref under a per-repo lock, so
+concurrent writers never lose a commit and a crash leaves the branch at its old or new commit
+(objects are written first, the ref last, each by atomic rename).
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from dulwich.objects import Blob, Commit, Tag, Tree
+from dulwich.index import commit_tree
+from dulwich.repo import Repo
+
+from hubfs.errors import (
+    BadRequestError,
+    ConflictError,
+    EntryNotFoundError,
+    PreconditionFailedError,
+    RevisionNotFoundError,
+)
+from hubfs.lfs import LfsPointer, POINTER_MAX_SIZE
+from hubfs.paths import is_commit_sha
+from hubfs.server.faults import fault_point
+
+FILE_MODE = 0o100644
+ZERO_SHA = b"0" * 40
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file or folder in a commit's tree, with its real size and LFS pointer if it is one."""
+
+    path: str
+    type: str  # "file" or "directory"
+    oid: str  # git blob or tree sha1
+    size: int = 0
+    lfs: LfsPointer | None = None
+    pointer_size: int = 0
+    mode: int = FILE_MODE
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What the API shows of a commit."""
+
+    id: str
+    title: str
+    message: str
+    author: str
+    timestamp: int
+    parents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One tree change: ``put`` a blob at a path, or ``delete_file`` / ``delete_folder``."""
+
+    kind: str
+    path: str
+    blob: str | None = None
+    mode: int = FILE_MODE
+
+
+class _BlobInfoCache:
+    """Blob sha -> (size, pointer): blobs are immutable, so this never goes stale."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._data: OrderedDict[bytes, tuple[int, LfsPointer | None]] = OrderedDict()
+        self._capacity, self._lock = capacity, threading.Lock()
+
+    def get(self, sha: bytes) -> tuple[int, LfsPointer | None] | None:
+        with self._lock:
+            return self._data.get(sha)
+
+    def put(self, sha: bytes, value: tuple[int, LfsPointer | None]) -> None:
+        with self._lock:
+            self._data[sha] = value
+            if len(self._data) > self._capacity:
+                self._data.popitem(last=False)
+
+
+_BLOB_INFO = _BlobInfoCache()
+_REPO_LOCKS: dict[str, threading.Lock] = {}
+_REPO_LOCKS_GUARD = threading.Lock()
+
+
+def repo_lock(path: Path) -> threading.Lock:
+    """The process-wide lock that serializes ref updates of one repository."""
+    with _REPO_LOCKS_GUARD:
+        return _REPO_LOCKS.setdefault(str(path), threading.Lock())
+
+
+class GitRepo:
+    """One bare repository. Open it with ``GitStore.open`` and close it (or use ``with``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.repo = Repo(str(path))
+        self.store = self.repo.object_store
+
+    def close(self) -> None:
+        self.repo.close()
+
+    def __enter__(self) -> "GitRepo":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- refs ------------------------------------------------------------------------------------
+
+    def refs(self) -> dict[str, str]:
+        """All refs (``refs/heads/main`` -> commit sha; annotated tags peeled to their commit)."""
+        out: dict[str, str] = {}
+        for name, sha in self.repo.get_refs().items():
+            if not name.startswith(b"refs/"):
+                continue
+            out[name.decode()] = self._peel(sha).decode()
+        return out
+
+    def _peel(self, sha: bytes) -> bytes:
+        obj = self.store[sha]
+        while isinstance(obj, Tag):
+            obj = self.store[obj.object[1]]
+        return obj.id
+
+    def ref_for(self, revision: str) -> str | None:
+        """The full ref a branch, tag or PR name refers to, or None."""
+        candidates = [revision] if revision.startswith("refs/") else [f"refs/heads/{revision}", f"refs/tags/{revision}"]
+        refs = self.repo.refs
+        for ref in candidates:
+            if ref.encode() in refs:
+                return ref
+        return None
+
+    def resolve(self, revision: str) -> str:
+        """A branch, tag, ``refs/...`` ref or full commit sha -> commit sha (RevisionNotFound else)."""
+        ref = self.ref_for(revision)
+        if ref is not None:
+            return self._peel(self.repo.refs[ref.encode()]).decode()
+        if is_commit_sha(revision):
+            try:
+                if isinstance(self.store[revision.encode()], Commit):
+                    return revision
+            except KeyError:
+                pass
+        raise RevisionNotFoundError(f"Invalid rev id: {revision}")
+
+    def branch_head(self, ref: str) -> str | None:
+        try:
+            return self.repo.refs[ref.encode()].decode()
+        except KeyError:
+            return None
+
+    def set_ref(self, ref: str, new: str | None, expected_old: str | None) -> None:
+        """Compare-and-swap ``ref`` from ``expected_old`` (None: must not exist) to ``new`` (None: delete)."""
+        old = expected_old.encode() if expected_old else ZERO_SHA
+        if new is None:
+            ok = self.repo.refs.remove_if_equals(ref.encode(), old)
+        else:
+            ok = self.repo.refs.set_if_equals(ref.encode(), old, new.encode())
+        if not ok:
+            raise PreconditionFailedError(f"{ref} moved while it was being updated; retry.")
+
+    def make_tag(self, name: str, target: str, message: str | None, tagger: str) -> str:
+        """Create ``refs/tags/name``: annotated when a message is given. Refuses an existing tag."""
+        ref = f"refs/tags/{name}"
+        sha = target
+        if message:
+            tag = Tag()
+            tag.object = (Commit, target.encode())
+            tag.name = name.encode()
+            tag.message = message.encode() + (b"" if message.endswith("\n") else b"\n")
+            tag.tagger = tagger.encode()
+            tag.tag_time, tag.tag_timezone = int(time.time()), 0
+            self.store.add_object(tag)
+            sha = tag.id.decode()
+        with repo_lock(self.path):
+            if ref.encode() in self.repo.refs:
+                raise ConflictError(f"Tag {name} already exists.")
+            self.set_ref(ref, sha, None)
+        return sha
+
+    # -- objects -------------------------------------------------------------------------------
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        c = self.store[sha.encode()]
+        if not isinstance(c, Commit):
+            raise RevisionNotFoundError(f"{sha} is not a commit.")
+        message = c.message.decode("utf-8", "replace")
+        return CommitInfo(
+            id=sha,
+            title=message.split("\n", 1)[0],
+            message=message,
+            author=c.author.decode("utf-8", "replace"),
+            timestamp=c.commit_time,
+            parents=tuple(p.decode() for p in c.parents),
+        )
+
+    def tree_of(self, commit: str) -> bytes:
+        return self.store[commit.encode()].tree
+
+    def read_blob(self, sha: str) -> bytes:
+        obj = self.store[sha.encode()]
+        if not isinstance(obj, Blob):
+            raise EntryNotFoundError(f"{sha} is not a file.")
+        return obj.as_raw_string()
+
+    def blob_info(self, sha: bytes) -> tuple[int, LfsPointer | None]:
+        """(size, LFS pointer or None) of a blob, reading only its head when it is a loose object."""
+        cached = _BLOB_INFO.get(sha)
+        if cached is not None:
+            return cached
+        info = self._loose_blob_info(sha)
+        if info is None:
+            data = self.store[sha].as_raw_string()
+            info = (len(data), LfsPointer.parse(data) if len(data) <= POINTER_MAX_SIZE else None)
+        _BLOB_INFO.put(sha, info)
+        return info
+
+    def _loose_blob_info(self, sha: bytes) -> tuple[int, LfsPointer | None] | None:
+        hexsha = sha.decode()
+        path = self.path / "objects" / hexsha[:2] / hexsha[2:]
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(POINTER_MAX_SIZE + 64)
+        except FileNotFoundError:
+            return None
+        head = zlib.decompressobj().decompress(raw, POINTER_MAX_SIZE + 40)
+        header, _, body = head.partition(b"\x00")
+        kind, _, size_text = header.partition(b" ")
+        if kind != b"blob" or not size_text.isdigit():
+            return None
+        size = int(size_text)
+        if size > POINTER_MAX_SIZE:
+            return size, None
+        return size, (LfsPointer.parse(body) if len(body) == size else None)
+
+    def add_blob(self, data: bytes) -> str:
+        blob = Blob.from_string(data)
+        self.store.add_object(blob)
+        return blob.id.decode()
+
+    # -- trees ---------------------------------------------------------------------------------
+
+    def _entry(self, path: str, mode: int, sha: bytes) -> Entry:
+        if stat.S_ISDIR(mode):
+            return Entry(path, "directory", sha.decode(), 0, mode=mode)
+        if (mode & 0o170000) == 0o160000:  # submodule (gitlink)
+            return Entry(path, "file", sha.decode(), 0, mode=mode)
+        size, pointer = self.blob_info(sha)
+        if pointer is not None:
+            return Entry(path, "file", sha.decode(), pointer.size, pointer, size, mode)
+        return Entry(path, "file", sha.decode(), size, mode=mode)
+
+    def lookup(self, commit: str, path: str) -> Entry | None:
+        """The entry at ``path`` in ``commit`` ('' is the root folder), or None."""
+        tree_id = self.tree_of(commit)
+        if not path:
+            return Entry("", "directory", tree_id.decode(), 0, mode=stat.S_IFDIR)
+        mode, sha = stat.S_IFDIR, tree_id
+        for segment in path.split("/"):
+            if not stat.S_ISDIR(mode):
+                return None
+            tree = self.store[sha]
+            try:
+                mode, sha = tree[segment.encode()]
+            except KeyError:
+                return None
+        return self._entry(path, mode, sha)
+
+    def list_tree(self, commit: str, path: str = "", recursive: bool = False) -> list[Entry]:
+        """Entries under folder ``path`` in tree order; recursive listings include folders.
+
+        Raises EntryNotFound when ``path`` is missing; a file path lists as that one file.
+        """
+        top = self.lookup(commit, path)
+        if top is None:
+            raise EntryNotFoundError(f"{path} does not exist at {commit}.")
+        if top.type == "file":
+            return [top]
+        out: list[Entry] = []
+        self._walk(top.oid.encode(), path, recursive, out)
+        return out
+
+    def _walk(self, tree_sha: bytes, prefix: str, recursive: bool, out: list[Entry]) -> None:
+        tree = self.store[tree_sha]
+        for item in tree.iteritems():
+            child = f"{prefix}/{item.path.decode()}" if prefix else item.path.decode()
+            out.append(self._entry(child, item.mode, item.sha))
+            if recursive and stat.S_ISDIR(item.mode):
+                self._walk(item.sha, child, recursive, out)
+
+    def files(self, commit: str) -> dict[str, tuple[bytes, int]]:
+        """Every file of a commit: path -> (blob sha, mode)."""
+        return {
+            e.path.decode(): (e.sha, e.mode)
+            for e in self.store.iter_tree_contents(self.tree_of(commit))
+        }
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def build_tree(self, base_commit: str | None, changes: list[Change]) -> bytes:
+        """Apply ``changes`` in order to ``base_commit``'s files and write the new tree."""
+        files = self.files(base_commit) if base_commit else {}
+        for change in changes:
+            if change.kind == "put":
+                _check_no_conflict(files, change.path)
+                old = files.get(change.path)
+                mode = old[1] if old and old[1] == 0o100755 else change.mode
+                files[change.path] = (change.blob.encode(), mode)
+            elif change.kind == "delete_file":
+                if change.path not in files:
+                    raise EntryNotFoundError(f"A file with this name doesn't exist: {change.path}")
+                del files[change.path]
+            elif change.kind == "delete_folder":
+                prefix = change.path.rstrip("/") + "/"
+                doomed = [p for p in files if p.startswith(prefix)]
+                if not doomed:
+                    raise EntryNotFoundError(f"A folder with this name doesn't exist: {change.path}")
+                for p in doomed:
+                    del files[p]
+            else:
+                raise BadRequestError(f"Unknown change {change.kind!r}.")
+        return commit_tree(self.store, [(p.encode(), sha, mode) for p, (sha, mode) in files.items()])
+
+    def write_commit(self, tree: bytes, parents: list[str], message: str, author: str) -> str:
+        c = Commit()
+        c.tree = tree
+        c.parents = [p.encode() for p in parents]
+        c.author = c.committer = author.encode()
+        c.author_time = c.commit_time = int(time.time())
+        c.author_timezone = c.commit_timezone = 0
+        c.encoding = b"UTF-8"
+        c.message = message.encode() if message.endswith("\n") else (message + "\n").encode()
+        self.store.add_object(c)
+        return c.id.decode()
+
+    def commit(
+        self,
+        ref: str,
+        changes: list[Change],
+        message: str,
+        author: str,
+        expected_parent: str | None = None,
+        base: str | None = None,
+    ) -> tuple[str, str | None]:
+        """Commit ``changes`` on top of ``ref`` and move it, atomically. Returns (new sha, old sha).
+
+        ``expected_parent`` (a prefix of at least 5 hex is accepted) must be the ref's head, or the
+        commit is refused with 412. ``base`` starts a ref that does not exist yet (a new PR).
+        """
+        with repo_lock(self.path):
+            head = self.branch_head(ref)
+            if head is None and base is None:
+                raise RevisionNotFoundError(f"Invalid rev id: {ref.removeprefix('refs/heads/')}")
+            parent = head or base
+            if expected_parent and not (parent or "").startswith(expected_parent.lower()):
+                raise PreconditionFailedError(
+                    f"A commit has happened since. Parent commit {expected_parent} is not the head of "
+                    f"{ref.removeprefix('refs/heads/')} ({parent}). Pull and retry."
+                )
+            tree = self.build_tree(parent, changes)
+            sha = self.write_commit(tree, [parent] if parent else [], message, author)
+            fault_point("before-ref-update")
+            self.set_ref(ref, sha, head)
+            return sha, head
+
+    def walk(self, head: str, limit: int | None = None) -> Iterator[CommitInfo]:
+        """Commits reachable from ``head``, newest first (by commit date, like ``git log``)."""
+        walker = self.repo.get_walker(include=[head.encode()], max_entries=limit)
+        for entry in walker:
+            yield self.commit_info(entry.commit.id.decode())
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return any(c.id == ancestor for c in self.walk(descendant))
+
+
+def _check_no_conflict(files: dict[str, tuple[bytes, int]], path: str) -> None:
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        if "/".join(parts[:i]) in files:
+            raise ConflictError(f"Cannot add {path}: {'/'.join(parts[:i])} is a file.")
+    prefix = path + "/"
+    if path not in files and any(p.startswith(prefix) for p in files):
+        raise ConflictError(f"Cannot add {path}: a folder with this name exists.")
+
+
+class GitStore:
+    """Bare repositories under ``root/repos/{type}/{ns}/{name}.git``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "repos"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, repo_type: str, repo_id: str) -> Path:
+        ns, name = repo_id.split("/")
+        return self.root / repo_type / ns / f"{name}.git"
+
+    def exists(self, repo_type: str, repo_id: str) -> bool:
+        return (self.path(repo_type, repo_id) / "HEAD").exists()
+
+    def init(self, repo_type: str, repo_id: str) -> GitRepo:
+        """Create an empty bare repository whose HEAD is ``refs/heads/main``."""
+        path = self.path(repo_type, repo_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repo = Repo.init_bare(str(path), mkdir=True)
+        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+        repo.close()
+        return GitRepo(path)
+
+    def open(self, repo_type: str, repo_id: str) -> GitRepo:
+        return GitRepo(self.path(repo_type, repo_id))
+
+    def delete(self, repo_type: str, repo_id: str) -> None:
+        shutil.rmtree(self.path(repo_type, repo_id), ignore_errors=True)
+
+    def move(self, repo_type: str, old_id: str, new_id: str) -> None:
+        target = self.path(repo_type, new_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.path(repo_type, old_id).rename(target)
+
+    def recover(self) -> int:
+        """Remove ref lock files a killed process left behind (this server is the only writer)."""
+        removed = 0
+        for lock in self.root.glob("*/*/*.git/**/*.lock"):
+            lock.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def last_commits(g: GitRepo, head: str, paths: list[str], max_walk: int = 2000) -> dict[str, CommitInfo]:
+    """For each path, the newest commit (first-parent walk from ``head``) that changed it."""
+    pending = set(paths)
+    found: dict[str, CommitInfo] = {}
+    sha: str | None = head
+    walked = 0
+    current = {p: _entry_id(g, head, p) for p in pending}
+    while sha and pending and walked < max_walk:
+        info = g.commit_info(sha)
+        parent = info.parents[0] if info.parents else None
+        for p in list(pending):
+            before = _entry_id(g, parent, p) if parent else None
+            if before != current[p] or parent is None or walked == max_walk - 1:
+                found[p] = info
+                pending.discard(p)
+        sha, walked = parent, walked + 1
+    return found
+
+
+def _entry_id(g: GitRepo, commit: str, path: str) -> str | None:
+    entry = g.lookup(commit, path)
+    return entry.oid if entry else None

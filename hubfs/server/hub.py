@@ -1,0 +1,301 @@
+"""The embedded hub's service layer: who the caller is, what they may see and write, and the
+operations that touch git, the LFS store and the metadata together (create, commit, index).
+
+Routes parse and format the wire contract; everything they decide goes through :class:`Hub`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from base64 import b64decode
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hubfs.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    GatedRepoError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+)
+from hubfs.paths import is_pr_ref, validate_name, validate_repo_id, validate_revision
+from hubfs.server.cards import DEFAULT_GITATTRIBUTES, card_tags, parse_front_matter
+from hubfs.server.git_store import Change, GitRepo, GitStore
+from hubfs.server.lfs_store import LfsStore
+from hubfs.server.metadata import Metadata, Repo
+
+log = logging.getLogger("hubfs.server")
+DEFAULT_REGULAR_MAX = 10 * 1024 * 1024
+DEFAULT_MULTIPART_CHUNK = 64 * 1024 * 1024
+ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user behind a request (``user`` None: anonymous) and the token's role."""
+
+    user: str | None = None
+    role: str | None = None
+
+
+ANONYMOUS = Caller()
+
+
+class Hub:
+    """One hub's state in ``data_dir``: ``hub.sqlite``, ``repos/``, ``lfs/``, ``tmp/``, ``secret.key``."""
+
+    def __init__(self, data_dir: Path, *, regular_max_size: int = DEFAULT_REGULAR_MAX,
+                 multipart_chunk_size: int = DEFAULT_MULTIPART_CHUNK, public_url: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.meta = Metadata(self.data_dir / "hub.sqlite")
+        self.git = GitStore(self.data_dir)
+        self.lfs = LfsStore(self.data_dir)
+        self.regular_max_size = regular_max_size
+        self.multipart_chunk_size = multipart_chunk_size
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self._secret = _load_secret(self.data_dir / "secret.key")
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def bootstrap(self) -> Path | None:
+        """First start: create user ``admin`` and a write token in ``admin.token`` (0600).
+
+        Every start: drop lock files a killed process left and re-index cards that lag behind.
+        Returns the token file path when it was just created.
+        """
+        created = None
+        if self.meta.account(ADMIN) is None:
+            self.meta.add_account(ADMIN)
+            token = self.meta.create_token(ADMIN, "admin", "write")
+            path = self.data_dir / "admin.token"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token + "\n")
+            created = path
+        self.git.recover()
+        self.reconcile()
+        return created
+
+    def reconcile(self) -> None:
+        """Bring the card index in line with each repo's default branch (after a crash, or a push)."""
+        for repo in self.meta.all_repos():
+            if not self.git.exists(repo.type, repo.repo_id):
+                continue
+            with self.git.open(repo.type, repo.repo_id) as g:
+                head = g.branch_head("refs/heads/main")
+                if head and head != repo.indexed_sha:
+                    self.index_card(repo, g, head)
+
+    # -- identity and access -------------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        """Bearer token, or Basic with the token as password (the user name is ignored, as on the Hub)."""
+        if not authorization:
+            return ANONYMOUS
+        scheme, _, value = authorization.strip().partition(" ")
+        token = value.strip()
+        if scheme.lower() == "basic":
+            try:
+                token = b64decode(token).decode().partition(":")[2]
+            except Exception:  # noqa: BLE001 - malformed Basic credentials are just invalid
+                token = ""
+        elif scheme.lower() != "bearer":
+            token = ""
+        info = self.meta.lookup_token(token) if token else None
+        if info is None:
+            raise AuthenticationError("Invalid credentials in Authorization header")
+        return Caller(info.user, info.role)
+
+    def visible_repo(self, caller: Caller, repo_type: str, repo_id: str) -> Repo:
+        """The repo if it exists and the caller may see it; RepoNotFound otherwise (401 if anonymous)."""
+        validate_repo_id(repo_id)
+        repo = self.meta.get_repo(repo_type, repo_id)
+        if repo is None or (repo.private and not (caller.user and self.meta.is_member(caller.user, repo.namespace))):
+            message = (f"Repository Not Found for url: {repo_type}s/{repo_id}. Please make sure you specified the "
+                       "correct `repo_id` and `repo_type`. If you are trying to access a private or gated repo, "
+                       "make sure you are authenticated.")
+            raise RepoNotFoundError(message, status=401 if caller.user is None else 404)
+        return repo
+
+    def writable_repo(self, caller: Caller, repo_type: str, repo_id: str) -> Repo:
+        """The repo if the caller holds a write token of its owner or of a member of its org."""
+        repo = self.visible_repo(caller, repo_type, repo_id)
+        self.require_write(caller, repo.namespace)
+        return repo
+
+    def require_write(self, caller: Caller, namespace: str) -> None:
+        if caller.user is None:
+            raise AuthenticationError("You must be authenticated with a write token to do this.")
+        if not self.meta.can_write_namespace(caller.user, namespace):
+            raise PermissionDeniedError(f"You don't have the rights to write to the {namespace} namespace.")
+        if caller.role != "write":
+            raise PermissionDeniedError("This token is read-only: a write token is needed.")
+
+    def check_gate(self, caller: Caller, repo: Repo) -> None:
+        """Gated repos serve files only to members and granted users."""
+        if not repo.gated:
+            return
+        if caller.user and (self.meta.is_member(caller.user, repo.namespace)
+                            or self.meta.access_status(repo, caller.user) == "accepted"):
+            return
+        raise GatedRepoError(
+            f"Access to {repo.type} {repo.repo_id} is restricted. You must have access to it and be authenticated "
+            "to access it. Please ask the repo owner for access.",
+            status=401 if caller.user is None else 403,
+        )
+
+    # -- repositories --------------------------------------------------------------------------
+
+    def create_repo(self, caller: Caller, repo_type: str, repo_id: str, *, private: bool,
+                    sdk: str | None = None) -> Repo:
+        """Create a repo with the Hub's initial commit (a default ``.gitattributes``)."""
+        ns, _ = validate_repo_id(repo_id)
+        if ns in ("datasets", "spaces", "models", "api"):
+            raise BadRequestError(f"{ns} is a reserved namespace.")
+        self.require_write(caller, ns)
+        existing = self.meta.get_repo(repo_type, repo_id)
+        if existing is not None:
+            if existing.private and not self.meta.is_member(caller.user or "", ns):
+                raise PermissionDeniedError("You don't have the rights to create this repo.")
+            raise ConflictError(f"You already created this {repo_type} repo")
+        repo = self.meta.create_repo(repo_type, repo_id, private=private, sdk=sdk)
+        try:
+            with self.git.init(repo_type, repo_id) as g:
+                blob = g.add_blob(DEFAULT_GITATTRIBUTES.encode())
+                tree = g.build_tree(None, [Change("put", ".gitattributes", blob)])
+                sha = g.write_commit(tree, [], "initial commit", self.signature(caller.user or ADMIN))
+                g.set_ref("refs/heads/main", sha, None)
+                self.index_card(repo, g, sha)
+        except BaseException:
+            self.git.delete(repo_type, repo_id)
+            self.meta.delete_repo(repo)
+            raise
+        return repo
+
+    def delete_repo(self, caller: Caller, repo_type: str, repo_id: str) -> None:
+        repo = self.writable_repo(caller, repo_type, repo_id)
+        self.meta.delete_repo(repo)
+        self.git.delete(repo_type, repo_id)
+
+    def move_repo(self, caller: Caller, repo_type: str, from_id: str, to_id: str) -> None:
+        repo = self.writable_repo(caller, repo_type, from_id)
+        ns, _ = validate_repo_id(to_id)
+        self.require_write(caller, ns)
+        if self.meta.get_repo(repo_type, to_id) is not None:
+            raise ConflictError(f"Repository {to_id} already exists.")
+        self.meta.move_repo(repo, to_id)
+        self.git.move(repo_type, from_id, to_id)
+
+    # -- commits -------------------------------------------------------------------------------
+
+    def signature(self, user: str) -> str:
+        row = self.meta.account(user)
+        email = row["email"] if row else f"{user}@users.noreply.hubfs"
+        return f"{user} <{email}>"
+
+    def write_ref_for(self, g: GitRepo, revision: str) -> str:
+        """The ref a commit to ``revision`` moves: an existing branch, or ``refs/pr/N``."""
+        validate_revision(revision)
+        if is_pr_ref(revision):
+            if g.branch_head(revision) is None:
+                raise RevisionNotFoundError(f"Invalid rev id: {revision}")
+            return revision
+        ref = revision if revision.startswith("refs/heads/") else f"refs/heads/{revision}"
+        if g.branch_head(ref) is None:
+            raise RevisionNotFoundError(f"Invalid rev id: {revision}. Commits go to an existing branch or refs/pr/N.")
+        return ref
+
+    def commit(self, caller: Caller, repo: Repo, g: GitRepo, ref: str, changes: list[Change], *, summary: str,
+               description: str, parent: str | None, create_pr: bool, pr_title: str | None = None) -> tuple[str, int | None]:
+        """Commit to ``ref`` (or, with ``create_pr``, open PR N at ``refs/pr/N`` based on it).
+
+        Returns (commit sha, PR number or None). The card index follows commits to main.
+        """
+        message = summary.strip() or "Update files"
+        if description.strip():
+            message += "\n\n" + description.strip()
+        author = self.signature(caller.user or ADMIN)
+        if create_pr:
+            base = g.branch_head(ref)
+            if parent and not (base or "").startswith(parent.lower()):
+                raise PreconditionFailedError(f"Parent commit {parent} is not the head of {ref}.")
+            tree = g.build_tree(base, changes)
+            sha = g.write_commit(tree, [base] if base else [], message, author)
+            num = self.meta.create_discussion(repo, title=pr_title or summary or "Upload files", author=caller.user or ADMIN,
+                                              is_pr=True, base_ref=ref, description=description)
+            g.set_ref(f"refs/pr/{num}", sha, None)
+            return sha, num
+        sha, _ = g.commit(ref, changes, message, author, expected_parent=parent)
+        self.after_ref_update(repo, g, ref, sha)
+        return sha, None
+
+    def after_ref_update(self, repo: Repo, g: GitRepo, ref: str, sha: str | None) -> None:
+        """Keep the metadata in step with a moved ref (REST commit or git push)."""
+        if ref == "refs/heads/main" and sha:
+            self.index_card(repo, g, sha)
+        else:
+            self.meta.touch(repo)
+
+    def index_card(self, repo: Repo, g: GitRepo, sha: str) -> None:
+        """Parse README.md's front matter at ``sha`` into cardData and search tags."""
+        card: dict[str, Any] | None = None
+        entry = g.lookup(sha, "README.md")
+        if entry is not None and entry.type == "file" and entry.lfs is None:
+            try:
+                card = parse_front_matter(g.read_blob(entry.oid).decode("utf-8", "replace"))
+            except BadRequestError as exc:
+                log.warning("card of %s/%s not indexed: %s", repo.type, repo.repo_id, exc)
+        info = g.commit_info(sha)
+        pipeline = card.get("pipeline_tag") if card else None
+        library = card.get("library_name") if card else None
+        self.meta.index_card(repo, sha, card, card_tags(repo.type, card),
+                             pipeline if isinstance(pipeline, str) else None,
+                             library if isinstance(library, str) else None, float(info.timestamp))
+
+    # -- signed URLs (LFS upload hrefs carry no auth header) ----------------------------------------
+
+    def sign(self, payload: str, ttl: int = 24 * 3600) -> str:
+        """A query string authorising ``payload`` until now + ttl."""
+        expires = int(time.time()) + ttl
+        mac = hmac.new(self._secret, f"{payload}|{expires}".encode(), hashlib.sha256).hexdigest()
+        return f"expires={expires}&sig={mac}"
+
+    def verify_signature(self, payload: str, expires: str | None, sig: str | None) -> None:
+        if not expires or not sig or not expires.isdigit():
+            raise AuthenticationError("This upload URL is missing its signature.")
+        mac = hmac.new(self._secret, f"{payload}|{expires}".encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(mac, sig):
+            raise AuthenticationError("This upload URL's signature is invalid.")
+        if int(expires) < time.time():
+            raise AuthenticationError("This upload URL has expired; request a new one.")
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    def add_user(self, name: str, org: str | None = None) -> None:
+        validate_name(name, "user name")
+        if self.meta.account(name) is None:
+            self.meta.add_account(name)
+        elif self.meta.account(name)["is_org"]:
+            raise ConflictError(f"{name} is an organization.")
+        if org:
+            validate_name(org, "organization name")
+            self.meta.ensure_org(org)
+            self.meta.add_member(org, name)
+
+
+def _load_secret(path: Path) -> bytes:
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,334 @@
+"""SQLite metadata: users, orgs, tokens (hashed), repos and their settings, the model-card index,
+gated-access grants and discussions.
+
+One connection per thread, WAL mode, so ``hubfs user add`` can run beside a live server. The class
+is the one interface the server uses; a PostgreSQL implementation can replace it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from hubfs.errors import BadRequestError, ConflictError, NotFoundError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY, is_org INTEGER NOT NULL DEFAULT 0, fullname TEXT, email TEXT,
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    org TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL DEFAULT 'write', PRIMARY KEY (org, user));
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, user TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS repos (
+    id INTEGER PRIMARY KEY, uid TEXT NOT NULL, type TEXT NOT NULL, namespace TEXT NOT NULL,
+    name TEXT NOT NULL, private INTEGER NOT NULL DEFAULT 0, gated TEXT NOT NULL DEFAULT 'false',
+    sdk TEXT, created_at REAL NOT NULL, last_modified REAL NOT NULL, indexed_sha TEXT,
+    card_data TEXT, pipeline_tag TEXT, library_name TEXT, downloads INTEGER NOT NULL DEFAULT 0,
+    likes INTEGER NOT NULL DEFAULT 0, UNIQUE (type, namespace, name));
+CREATE TABLE IF NOT EXISTS repo_tags (
+    repo INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (repo, tag));
+CREATE INDEX IF NOT EXISTS repo_tags_by_tag ON repo_tags (tag);
+CREATE TABLE IF NOT EXISTS access_grants (
+    repo INTEGER NOT NULL, user TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (repo, user));
+CREATE TABLE IF NOT EXISTS discussions (
+    repo INTEGER NOT NULL, num INTEGER NOT NULL, title TEXT NOT NULL, author TEXT NOT NULL,
+    is_pr INTEGER NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, base_ref TEXT,
+    merge_commit TEXT, events TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (repo, num));
+CREATE TABLE IF NOT EXISTS lfs_links (
+    repo INTEGER NOT NULL, oid TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (repo, oid));
+CREATE TABLE IF NOT EXISTS redirects (
+    type TEXT NOT NULL, old_id TEXT NOT NULL, new_id TEXT NOT NULL, PRIMARY KEY (type, old_id));
+"""
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored as their sha256 only."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Repo:
+    """A repository's metadata row."""
+
+    id: int
+    uid: str
+    type: str
+    namespace: str
+    name: str
+    private: bool
+    gated: str | bool
+    sdk: str | None
+    created_at: float
+    last_modified: float
+    indexed_sha: str | None
+    card_data: dict[str, Any] | None
+    pipeline_tag: str | None
+    library_name: str | None
+    downloads: int
+    likes: int
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    user: str
+    name: str
+    role: str
+
+
+class Metadata:
+    """All metadata of one hub, in ``DIR/hub.sqlite``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _tx(self) -> "Metadata._Tx":
+        return Metadata._Tx(self._conn())
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, tuple(args)).fetchall()
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def add_account(self, name: str, *, is_org: bool = False, fullname: str | None = None,
+                    email: str | None = None) -> None:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM accounts WHERE name=?", (name,)).fetchone():
+                raise ConflictError(f"{'Organization' if is_org else 'User'} {name} already exists.")
+            db.execute("INSERT INTO accounts VALUES (?,?,?,?,?)",
+                       (name, int(is_org), fullname or name, email or f"{name}@users.noreply.hubfs", time.time()))
+
+    def account(self, name: str) -> sqlite3.Row | None:
+        rows = self._query("SELECT * FROM accounts WHERE name=?", (name,))
+        return rows[0] if rows else None
+
+    def ensure_org(self, org: str) -> None:
+        row = self.account(org)
+        if row is None:
+            self.add_account(org, is_org=True)
+        elif not row["is_org"]:
+            raise ConflictError(f"{org} is a user, not an organization.")
+
+    def add_member(self, org: str, user: str, role: str = "write") -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO members VALUES (?,?,?)", (org, user, role))
+
+    def orgs_of(self, user: str) -> list[str]:
+        return [r["org"] for r in self._query("SELECT org FROM members WHERE user=? ORDER BY org", (user,))]
+
+    def can_write_namespace(self, user: str, namespace: str) -> bool:
+        """A user writes in their own namespace and in orgs where they are a write member."""
+        if user == namespace:
+            return True
+        return bool(self._query("SELECT 1 FROM members WHERE org=? AND user=? AND role IN ('write','admin')",
+                                (namespace, user)))
+
+    def is_member(self, user: str, namespace: str) -> bool:
+        return user == namespace or bool(self._query("SELECT 1 FROM members WHERE org=? AND user=?",
+                                                     (namespace, user)))
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def create_token(self, user: str, name: str, role: str = "write") -> str:
+        """Create and return a new token (shown once; only its hash is kept)."""
+        if role not in ("read", "write"):
+            raise BadRequestError("Token role must be 'read' or 'write'.")
+        row = self.account(user)
+        if row is None or row["is_org"]:
+            raise NotFoundError(f"No user named {user}.")
+        token = "hf_" + secrets.token_urlsafe(30).replace("-", "A").replace("_", "b")
+        with self._tx() as db:
+            db.execute("INSERT INTO tokens VALUES (?,?,?,?,?)", (hash_token(token), user, name, role, time.time()))
+        return token
+
+    def lookup_token(self, token: str) -> TokenInfo | None:
+        rows = self._query("SELECT user, name, role FROM tokens WHERE hash=?", (hash_token(token),))
+        return TokenInfo(rows[0]["user"], rows[0]["name"], rows[0]["role"]) if rows else None
+
+    # -- repos ---------------------------------------------------------------------------------
+
+    def _repo(self, row: sqlite3.Row) -> Repo:
+        tags = [r["tag"] for r in self._query("SELECT tag FROM repo_tags WHERE repo=? ORDER BY rowid", (row["id"],))]
+        gated: str | bool = row["gated"] if row["gated"] in ("auto", "manual") else False
+        return Repo(row["id"], row["uid"], row["type"], row["namespace"], row["name"], bool(row["private"]),
+                    gated, row["sdk"], row["created_at"], row["last_modified"], row["indexed_sha"],
+                    json.loads(row["card_data"]) if row["card_data"] else None, row["pipeline_tag"],
+                    row["library_name"], row["downloads"], row["likes"], tags)
+
+    def get_repo(self, repo_type: str, repo_id: str) -> Repo | None:
+        ns, name = repo_id.split("/")
+        rows = self._query("SELECT * FROM repos WHERE type=? AND namespace=? AND name=?", (repo_type, ns, name))
+        return self._repo(rows[0]) if rows else None
+
+    def all_repos(self) -> list[Repo]:
+        return [self._repo(r) for r in self._query("SELECT * FROM repos")]
+
+    def create_repo(self, repo_type: str, repo_id: str, *, private: bool, sdk: str | None = None) -> Repo:
+        ns, name = repo_id.split("/")
+        now = time.time()
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM repos WHERE type=? AND namespace=? AND lower(name)=lower(?)",
+                          (repo_type, ns, name)).fetchone():
+                raise ConflictError(f"You already created this {repo_type} repo")
+            db.execute("DELETE FROM redirects WHERE type=? AND old_id=?", (repo_type, repo_id))
+            db.execute("INSERT INTO repos (uid, type, namespace, name, private, sdk, created_at, last_modified) "
+                       "VALUES (?,?,?,?,?,?,?,?)", (uuid.uuid4().hex[:24], repo_type, ns, name, int(private), sdk, now, now))
+        repo = self.get_repo(repo_type, repo_id)
+        assert repo is not None
+        return repo
+
+    def delete_repo(self, repo: Repo) -> None:
+        with self._tx() as db:
+            for table in ("repo_tags", "access_grants", "discussions", "lfs_links"):
+                db.execute(f"DELETE FROM {table} WHERE repo=?", (repo.id,))
+            db.execute("DELETE FROM repos WHERE id=?", (repo.id,))
+            db.execute("DELETE FROM redirects WHERE type=? AND new_id=?", (repo.type, repo.repo_id))
+
+    def move_repo(self, repo: Repo, new_id: str) -> None:
+        ns, name = new_id.split("/")
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM repos WHERE type=? AND namespace=? AND name=?", (repo.type, ns, name)).fetchone():
+                raise ConflictError(f"Repository {new_id} already exists.")
+            db.execute("UPDATE repos SET namespace=?, name=? WHERE id=?", (ns, name, repo.id))
+            db.execute("UPDATE redirects SET new_id=? WHERE type=? AND new_id=?", (new_id, repo.type, repo.repo_id))
+            db.execute("INSERT OR REPLACE INTO redirects VALUES (?,?,?)", (repo.type, repo.repo_id, new_id))
+
+    def redirect(self, repo_type: str, old_id: str) -> str | None:
+        rows = self._query("SELECT new_id FROM redirects WHERE type=? AND old_id=?", (repo_type, old_id))
+        return rows[0]["new_id"] if rows else None
+
+    def update_settings(self, repo: Repo, *, private: bool | None = None, gated: str | None = None) -> None:
+        with self._tx() as db:
+            if private is not None:
+                db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), repo.id))
+            if gated is not None:
+                db.execute("UPDATE repos SET gated=? WHERE id=?", (gated, repo.id))
+
+    def touch(self, repo: Repo, when: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE repos SET last_modified=? WHERE id=?", (when or time.time(), repo.id))
+
+    def index_card(self, repo: Repo, sha: str, card: dict[str, Any] | None, tags: list[str],
+                   pipeline_tag: str | None, library_name: str | None, when: float) -> None:
+        """Record the model card of the default branch's head ``sha`` and its search tags."""
+        with self._tx() as db:
+            db.execute("UPDATE repos SET indexed_sha=?, card_data=?, pipeline_tag=?, library_name=?, "
+                       "last_modified=? WHERE id=?",
+                       (sha, json.dumps(card) if card is not None else None, pipeline_tag, library_name, when, repo.id))
+            db.execute("DELETE FROM repo_tags WHERE repo=?", (repo.id,))
+            db.executemany("INSERT OR IGNORE INTO repo_tags VALUES (?,?)", [(repo.id, t) for t in tags])
+
+    def search_repos(self, repo_type: str, *, author: str | None, search: str | None,
+                     filters: list[str], sort: str | None) -> list[Repo]:
+        """Repos of a type matching author, a case-insensitive id substring and every filter tag."""
+        sql = "SELECT * FROM repos WHERE type=?"
+        args: list[Any] = [repo_type]
+        if author:
+            sql += " AND namespace=?"
+            args.append(author)
+        if search:
+            sql += " AND instr(lower(namespace || '/' || name), lower(?)) > 0"
+            args.append(search)
+        for tag in filters:
+            sql += " AND id IN (SELECT repo FROM repo_tags WHERE tag=?)"
+            args.append(tag)
+        column = {"downloads": "downloads DESC", "likes": "likes DESC", "lastModified": "last_modified DESC",
+                  "createdAt": "created_at DESC", "trendingScore": "likes DESC, downloads DESC"}.get(sort or "")
+        sql += f" ORDER BY {column + ', ' if column else ''}namespace, name"
+        return [self._repo(r) for r in self._query(sql, args)]
+
+    # -- gated access ------------------------------------------------------------------------------
+
+    def set_access(self, repo: Repo, user: str, status: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO access_grants VALUES (?,?,?,?)", (repo.id, user, status, time.time()))
+
+    def access_status(self, repo: Repo, user: str) -> str | None:
+        rows = self._query("SELECT status FROM access_grants WHERE repo=? AND user=?", (repo.id, user))
+        return rows[0]["status"] if rows else None
+
+    def access_requests(self, repo: Repo, status: str) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM access_grants WHERE repo=? AND status=? ORDER BY created_at", (repo.id, status))
+
+    # -- discussions ---------------------------------------------------------------------------
+
+    def create_discussion(self, repo: Repo, *, title: str, author: str, is_pr: bool, base_ref: str | None,
+                          events: list[dict[str, Any]]) -> int:
+        """Open discussion or PR number N (per repo, from 1) and return N."""
+        with self._tx() as db:
+            num = db.execute("SELECT COALESCE(MAX(num), 0) + 1 FROM discussions WHERE repo=?", (repo.id,)).fetchone()[0]
+            db.execute("INSERT INTO discussions (repo, num, title, author, is_pr, status, created_at, base_ref, events) "
+                       "VALUES (?,?,?,?,?,?,?,?,?)",
+                       (repo.id, num, title, author, int(is_pr), "open", time.time(), base_ref, json.dumps(events)))
+        return num
+
+    def delete_discussion(self, repo: Repo, num: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM discussions WHERE repo=? AND num=?", (repo.id, num))
+
+    def discussion(self, repo: Repo, num: int) -> sqlite3.Row | None:
+        rows = self._query("SELECT * FROM discussions WHERE repo=? AND num=?", (repo.id, num))
+        return rows[0] if rows else None
+
+    def discussions(self, repo: Repo) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM discussions WHERE repo=? ORDER BY num DESC", (repo.id,))
+
+    def update_discussion(self, repo: Repo, num: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE discussions SET {sets} WHERE repo=? AND num=?", (*fields.values(), repo.id, num))
+
+    def add_event(self, repo: Repo, num: int, event: dict[str, Any]) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT events FROM discussions WHERE repo=? AND num=?", (repo.id, num)).fetchone()
+            events = json.loads(row["events"]) + [event]
+            db.execute("UPDATE discussions SET events=? WHERE repo=? AND num=?", (json.dumps(events), repo.id, num))
+
+    # -- LFS objects a repo may reference -------------------------------------------------------------
+
+    def link_lfs(self, repo: Repo, oid: str, size: int) -> None:
+        """Record that ``repo`` proved possession of LFS object ``oid`` (uploaded it, or committed it)."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO lfs_links VALUES (?,?,?)", (repo.id, oid, size))
+
+    def lfs_linked(self, repo: Repo, oid: str) -> bool:
+        """True if ``repo`` may reference (and serve) ``oid``: content-addressed ids carry no repo."""
+        return bool(self._query("SELECT 1 FROM lfs_links WHERE repo=? AND oid=?", (repo.id, oid)))

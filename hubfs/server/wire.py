@@ -1,0 +1,97 @@
+"""Shared pieces of the Hub wire format: caller lookup, endpoint URLs, dates, pagination links."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+
+from hubfs.errors import BadRequestError
+from hubfs.paths import RepoType
+from hubfs.server.hub import Caller, Hub
+
+
+def hub_of(request: Request) -> Hub:
+    return request.scope["hubfs.hub"]  # type: ignore[no-any-return]
+
+
+def caller_of(request: Request) -> Caller:
+    """The authenticated caller (cached on the request)."""
+    cached = request.scope.get("hubfs.caller")
+    if cached is None:
+        cached = hub_of(request).authenticate(request.headers.get("authorization"))
+        request.scope["hubfs.caller"] = cached
+    return cached
+
+
+def endpoint_of(request: Request) -> str:
+    """The hub's base URL as this client sees it (or ``--public-url``)."""
+    hub = hub_of(request)
+    if hub.public_url:
+        return hub.public_url
+    return str(request.base_url).rstrip("/")
+
+
+def repo_url(request: Request, repo_type: str, repo_id: str) -> str:
+    """``{E}/{P}ns/name``, the form ``RepoUrl`` parses."""
+    return f"{endpoint_of(request)}/{RepoType.parse(repo_type).url_prefix}{repo_id}"
+
+
+def iso(ts: float) -> str:
+    """A Hub date: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (the client refuses offsets like +00:00)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+async def read_json(request: Request, limit: int = 16 << 20) -> Any:
+    """Parse a JSON body (at most ``limit`` bytes) or answer 400."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequestError(f"JSON body larger than {limit} bytes.", status=413)
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise BadRequestError(f"Malformed JSON body: {exc}") from None
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        offset = json.loads(base64.urlsafe_b64decode(padded))["o"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except Exception:  # noqa: BLE001 - any undecodable cursor is a client error
+        pass
+    raise BadRequestError("Invalid pagination cursor.")
+
+
+def page(request: Request, items: list[Any], page_size: int) -> tuple[list[Any], dict[str, str]]:
+    """Slice one page at the request's cursor; add an absolute ``Link: <next>; rel="next"`` with every
+    original query parameter when more remain."""
+    start = decode_cursor(request.query_params.get("cursor"))
+    chunk = items[start:start + page_size]
+    headers: dict[str, str] = {}
+    if start + page_size < len(items):
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        params.append(("cursor", encode_cursor(start + page_size)))
+        raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1").split("?")[0]
+        url = f"{endpoint_of(request)}{raw_path}?{urlencode(params)}"
+        headers["Link"] = f'<{url}>; rel="next"'
+    return chunk, headers
+
+
+def flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
