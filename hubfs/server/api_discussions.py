@@ -8,8 +8,6 @@ refuses with 409 when both sides changed the same file.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -19,20 +17,10 @@ from starlette.responses import Response
 from hubfs.errors import AuthenticationError, BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Change, GitRepo
-from hubfs.server.hub import Caller, Hub
+from hubfs.server.hub import Caller, Hub, comment_event as comment, discussion_event as event
 from hubfs.server.http import Router, json_response
 from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, hub_of, iso, read_json
-
-
-def event(kind: str, author: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A discussion event in the Hub's shape (comment, status-change, commit, title-change)."""
-    return {"id": uuid.uuid4().hex[:24], "type": kind, "createdAt": iso(time.time()), "author": {"name": author},
-            "data": data}
-
-
-def comment(author: str, text: str) -> dict[str, Any]:
-    return event("comment", author, {"edited": False, "hidden": False, "latest": {"raw": text, "html": text}})
 
 
 def _summary(repo: Repo, row: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ sends and reads them).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -23,7 +24,7 @@ from hubfs.server.cards import parse_front_matter
 from hubfs.server.git_store import GitRepo
 from hubfs.server.http import Router, error_response, json_response
 from hubfs.server.metadata import Repo
-from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json, repo_url
+from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, iso, page, read_json, repo_url
 
 XET_HINT = ("This hub stores large files with Git LFS and does not implement Xet. Set HF_HUB_DISABLE_XET=1 "
             "in the environment of huggingface_hub so that large files are uploaded through Git LFS.")
@@ -238,9 +239,36 @@ async def auth_check(request: Request, t: str, ns: str, name: str, write: str | 
     return json_response({})
 
 
-async def xet_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
-    """GET /api/{T}/{id}/xet-{read|write}-token/{rev}: Xet is not implemented; the message says what to do."""
+XET_CAS_PATH = "/xet-is-not-supported-by-this-hub--set-HF_HUB_DISABLE_XET=1"
+
+
+async def xet_read_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
+    """GET /api/{T}/{id}/xet-read-token/{rev}: 501, Xet is never advertised for downloads."""
     raise HubNotImplementedError(XET_HINT)
+
+
+async def xet_write_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
+    """GET /api/{T}/{id}/xet-write-token/{rev}.
+
+    huggingface_hub with hf_xet sends large files to Xet unconditionally, and hf_xet reports
+    only the URL of a failing request, never the body. So this answers with a CAS URL whose path
+    is the instruction, and every CAS call there fails with 403: the user's error names
+    HF_HUB_DISABLE_XET. No Xet data is ever accepted.
+    """
+    hub, caller = hub_of(request), caller_of(request)
+    hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    cas = endpoint_of(request) + XET_CAS_PATH
+    exp = int(time.time()) + 600
+    return json_response({"accessToken": "xet-unsupported", "exp": exp, "casUrl": cas},
+                         headers={"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": "xet-unsupported",
+                                  "X-Xet-Token-Expiration": str(exp)})
+
+
+async def xet_cas(request: Request, rest: str) -> Response:
+    """Any request to the pseudo CAS: 403 with the instruction."""
+    async for _ in request.stream():
+        pass
+    raise PermissionDeniedError(XET_HINT)
 
 
 async def grant_access(request: Request, t: str, ns: str, name: str) -> Response:
@@ -321,8 +349,9 @@ def register(router: Router) -> None:
     router.add(["PUT"], R + "/settings", update_settings)
     router.add(["GET"], R + "/auth-check", auth_check)
     router.add(["GET"], R + "/auth-check/{write}", auth_check)
-    router.add(["GET"], R + "/xet-read-token{rest:path}", xet_token)
-    router.add(["GET"], R + "/xet-write-token{rest:path}", xet_token)
+    router.add(["GET"], R + "/xet-read-token{rest:path}", xet_read_token)
+    router.add(["GET"], R + "/xet-write-token{rest:path}", xet_write_token)
+    router.add(["GET", "POST", "PUT", "HEAD"], XET_CAS_PATH + "{rest:path}", xet_cas)
     router.add(["POST"], R + "/user-access-request/grant", grant_access)
     router.add(["POST"], R + "/user-access-request/handle", handle_access)
     router.add(["GET"], R + "/user-access-request/{status}", list_access)

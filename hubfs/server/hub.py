@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import time
+import uuid
 from base64 import b64decode
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,8 +232,10 @@ class Hub:
                 raise PreconditionFailedError(f"Parent commit {parent} is not the head of {ref}.")
             tree = g.build_tree(base, changes)
             sha = g.write_commit(tree, [base] if base else [], message, author)
-            num = self.meta.create_discussion(repo, title=pr_title or summary or "Upload files", author=caller.user or ADMIN,
-                                              is_pr=True, base_ref=ref, description=description)
+            user = caller.user or ADMIN
+            events = [comment_event(user, description)] if description.strip() else []
+            num = self.meta.create_discussion(repo, title=pr_title or summary or "Upload files", author=user,
+                                              is_pr=True, base_ref=ref, events=events)
             g.set_ref(f"refs/pr/{num}", sha, None)
             return sha, num
         sha, _ = g.commit(ref, changes, message, author, expected_parent=parent)
@@ -291,6 +294,16 @@ class Hub:
             validate_name(org, "organization name")
             self.meta.ensure_org(org)
             self.meta.add_member(org, name)
+
+
+def discussion_event(kind: str, author: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A discussion event in the Hub's shape (comment, status-change, commit, title-change)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    return {"id": uuid.uuid4().hex[:24], "type": kind, "createdAt": stamp, "author": {"name": author}, "data": data}
+
+
+def comment_event(author: str, text: str) -> dict[str, Any]:
+    return discussion_event("comment", author, {"edited": False, "hidden": False, "latest": {"raw": text, "html": text}})
 
 
 def _load_secret(path: Path) -> bytes:

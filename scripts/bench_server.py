@@ -1,0 +1,467 @@
+"""Download benchmark of the embedded hub (``hubfs serve``) against static file servers.
+
+What it measures, in one run and on the same bytes:
+
+* a big LFS file (default 1 GiB of random bytes) downloaded with ``curl`` by one client
+  (best of ``--runs``), and by 16 concurrent ``curl`` processes that each download the whole file
+  (aggregate MiB/s = 16 x size / wall time, best of ``--concurrent-runs``);
+* ``--files`` small files (default 1,000 files of 1-8 KiB) fetched with httpx by one keep-alive
+  client (sequentially) and by 16 threads, each with its own keep-alive client and its own
+  share of the file list (files/s, best of ``--runs``).
+
+Servers: the hubfs hub (files uploaded into one model repo with huggingface_hub: the big file
+through Git LFS, the small files in one commit), ``python -m http.server`` on a directory holding
+the same files, and nginx (``sendfile on``, one worker) when ``/usr/sbin/nginx`` exists. Everything
+runs in a temporary directory on 127.0.0.1 with free ports, and every process started here is
+stopped by PID at the end. The project's goal: hubfs single-stream download >= 0.8x the static
+baseline.
+
+Run it (about 5-10 minutes on 2 cores at the defaults; a quick check takes seconds)::
+
+    .venv/bin/python scripts/bench_server.py
+    .venv/bin/python scripts/bench_server.py --size-mib 64 --files 100 --json /tmp/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import pwd
+import grp
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+from tqdm import tqdm
+
+NGINX = "/usr/sbin/nginx"
+REPO_ID = "admin/bench"
+BIG_NAME = "big.bin"
+SMALL_DIR = "small"
+GEN_CHUNK = 16 << 20
+MIB = 1 << 20
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    """The files on disk (in ``root``, laid out as served) and what a correct download returns."""
+
+    root: Path
+    big_size: int
+    big_sha256: str
+    small: dict[str, bytes] = field(default_factory=dict)  # relative path -> content
+
+
+def small_size(i: int) -> int:
+    """Deterministic sizes between 1 KiB and 8 KiB."""
+    return 1024 + (i * 7919) % (7 * 1024 + 1)
+
+
+def write_big_file(path: Path, size: int) -> str:
+    """``size`` random bytes, written 16 MiB at a time; returns their sha256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"writing {path.name}") as bar:
+        left = size
+        while left > 0:
+            chunk = os.urandom(min(GEN_CHUNK, left))
+            f.write(chunk)
+            digest.update(chunk)
+            left -= len(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def write_small_files(folder: Path, count: int) -> dict[str, bytes]:
+    """``count`` files of deterministic size and content under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, bytes] = {}
+    for i in tqdm(range(count), desc="writing small files", unit="file"):
+        data = random.Random(i).randbytes(small_size(i))
+        name = f"f{i:05d}.bin"
+        (folder / name).write_bytes(data)
+        out[f"{folder.name}/{name}"] = data
+    return out
+
+
+def make_dataset(root: Path, size_mib: int, files: int) -> Dataset:
+    root.mkdir(parents=True)
+    sha = write_big_file(root / BIG_NAME, size_mib * MIB)
+    small = write_small_files(root / SMALL_DIR, files)
+    return Dataset(root, size_mib * MIB, sha, small)
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen, name: str) -> None:
+    """Terminate one process we started (by its PID), killing it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            print(f"note: {name} (pid {proc.pid}) ignored SIGTERM; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait(10)
+
+
+def spawn(stack: contextlib.ExitStack, name: str, argv: list[str], log: Path,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``argv`` with stdout+stderr to ``log``; it is stopped when ``stack`` closes."""
+    out = stack.enter_context(open(log, "wb"))
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    stack.callback(stop_process, proc, name)
+    return proc
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    """Until ``url`` answers anything over HTTP; fail if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; log:\n{log.read_text()[-2000:]}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def start_hubfs(stack: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
+    """``hubfs serve --port 0``; returns (endpoint, admin token)."""
+    data, log = tmp / "hub-data", tmp / "hubfs.log"
+    proc = spawn(stack, "hubfs", [sys.executable, "-m", "hubfs.cli", "serve", "--data", str(data), "--port", "0"],
+                 log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 30
+    endpoint = ""
+    while not endpoint and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hubfs serve exited early:\n{log.read_text()[-2000:]}")
+        endpoint = next((ln.split()[1] for ln in log.read_text().splitlines() if ln.startswith("endpoint: ")), "")
+        time.sleep(0.05)
+    if not endpoint:
+        raise RuntimeError("hubfs serve printed no endpoint")
+    wait_http(f"{endpoint}/api/models", proc, log)
+    return endpoint, (data / "admin.token").read_text().strip()
+
+
+def start_http_server(stack: contextlib.ExitStack, tmp: Path, root: Path) -> str:
+    port, log = free_port(), tmp / "http_server.log"
+    proc = spawn(stack, "http.server", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+                                        "--directory", str(root)], log)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/", proc, log)
+    return url
+
+
+def nginx_conf(prefix: Path, root: Path, port: int) -> str:
+    as_root = os.geteuid() == 0  # workers would otherwise run as nobody and could not read the 0700 temp dir
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n" if as_root else ""
+    temp = "".join(f"    {kind}_temp_path {prefix}/{kind}_temp;\n"
+                   for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return (f"{user}worker_processes 1;\ndaemon off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n"
+            f"    access_log {prefix}/access.log;\n{temp}"
+            "    default_type application/octet-stream;\n"
+            "    sendfile on;\n    tcp_nopush on;\n    keepalive_requests 100000;\n"
+            f"    server {{\n        listen 127.0.0.1:{port};\n        root {root};\n    }}\n"
+            "}\n")
+
+
+def start_nginx(stack: contextlib.ExitStack, tmp: Path, root: Path) -> str | None:
+    """nginx on ``root``, or None (with a note) when it is missing or fails to start."""
+    if not os.path.exists(NGINX):
+        print(f"note: {NGINX} not found; skipping nginx")
+        return None
+    prefix, port = tmp / "nginx", free_port()
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_conf(prefix, root, port))
+    log = prefix / "stdout.log"
+    proc = spawn(stack, "nginx", [NGINX, "-c", str(conf), "-p", str(prefix)], log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", proc, log, timeout=15)
+    except RuntimeError as exc:
+        print(f"note: nginx failed to start, skipping it: {exc}")
+        return None
+    return f"http://127.0.0.1:{port}"
+
+
+# -- upload --------------------------------------------------------------------------------------
+
+
+def upload_to_hub(endpoint: str, token: str, data: Dataset) -> None:
+    """One repo: the big file (Git LFS, being > 10 MiB), then all small files in one commit."""
+    os.environ["HF_HUB_DISABLE_XET"] = "1"  # must be set before huggingface_hub is imported
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint, token=token)
+    api.create_repo(REPO_ID)
+    t0 = time.monotonic()
+    api.upload_file(path_or_fileobj=str(data.root / BIG_NAME), path_in_repo=BIG_NAME, repo_id=REPO_ID)
+    print(f"uploaded {BIG_NAME} ({data.big_size / MIB:.0f} MiB) in {time.monotonic() - t0:.1f}s")
+    t0 = time.monotonic()
+    api.upload_folder(folder_path=str(data.root / SMALL_DIR), path_in_repo=SMALL_DIR, repo_id=REPO_ID)
+    print(f"uploaded {len(data.small)} small files in {time.monotonic() - t0:.1f}s")
+
+
+# -- measurements --------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One server under test: how to name a file's URL."""
+
+    name: str
+    file_url: Callable[[str], str]
+
+
+def curl_argv(url: str) -> list[str]:
+    return ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}", url]
+
+
+def parse_curl(out: str, url: str, size: int) -> tuple[int, float]:
+    """(bytes, seconds) from curl's ``-w`` line, checking the status and the size."""
+    code, got, secs = out.split()
+    if code != "200" or int(got) != size:
+        raise RuntimeError(f"bad download of {url}: HTTP {code}, {got} bytes (expected {size})")
+    return int(got), float(secs)
+
+
+def big_single(url: str, size: int, runs: int) -> float:
+    """Best MiB/s of ``runs`` sequential whole-file curl downloads."""
+    best = 0.0
+    for _ in range(runs):
+        out = subprocess.run(curl_argv(url), capture_output=True, text=True, check=True).stdout
+        got, secs = parse_curl(out, url, size)
+        best = max(best, got / secs / MIB)
+    return best
+
+
+def big_concurrent(url: str, size: int, clients: int, runs: int) -> float:
+    """Best aggregate MiB/s of ``clients`` curl processes each downloading the whole file at once."""
+    best = 0.0
+    for _ in range(runs):
+        t0 = time.monotonic()
+        procs = [subprocess.Popen(curl_argv(url), stdout=subprocess.PIPE, text=True) for _ in range(clients)]
+        outs = [p.communicate()[0] for p in procs]
+        wall = time.monotonic() - t0
+        if any(p.returncode for p in procs):
+            raise RuntimeError(f"curl failed on {url}: {[p.returncode for p in procs]}")
+        total = sum(parse_curl(out, url, size)[0] for out in outs)
+        best = max(best, total / wall / MIB)
+    return best
+
+
+def fetch_all(target: Target, paths: list[str], expected: dict[str, bytes]) -> None:
+    """One keep-alive client fetching ``paths`` in order, checking every body."""
+    with httpx.Client(timeout=60) as client:
+        for p in paths:
+            r = client.get(target.file_url(p))
+            if r.status_code != 200 or r.content != expected[p]:
+                raise RuntimeError(f"{target.name}: bad body for {p}: HTTP {r.status_code}, {len(r.content)} bytes")
+
+
+def small_files(target: Target, expected: dict[str, bytes], clients: int, runs: int) -> float:
+    """Best files/s of ``runs`` passes over all small files, split among ``clients`` clients."""
+    paths = sorted(expected)
+    shares = [paths[i::clients] for i in range(clients)]
+    best = 0.0
+    for _ in range(runs):
+        t0 = time.monotonic()
+        if clients == 1:
+            fetch_all(target, paths, expected)
+        else:
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(lambda share: fetch_all(target, share, expected), shares))
+        best = max(best, len(paths) / (time.monotonic() - t0))
+    return best
+
+
+def sha256_of_url(url: str) -> str:
+    digest = hashlib.sha256()
+    with httpx.stream("GET", url, timeout=60) as r:
+        r.raise_for_status()
+        for chunk in r.iter_bytes(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    unit: str
+    run: Callable[[Target], float]
+
+
+def scenarios(data: Dataset, args: argparse.Namespace) -> list[Scenario]:
+    big = f"{data.big_size / MIB:.0f} MiB" if data.big_size < 1 << 30 else f"{data.big_size / (1 << 30):g} GiB"
+    n, c = len(data.small), args.clients
+
+    def big_url(t: Target) -> str:
+        return t.file_url(BIG_NAME)
+
+    return [
+        Scenario("big_1", f"{big} LFS file, 1 client (curl, best of {args.runs})", "MiB/s",
+                 lambda t: big_single(big_url(t), data.big_size, args.runs)),
+        Scenario(f"big_{c}", f"{big} LFS file, {c} concurrent clients, each the whole file (curl, aggregate, "
+                 f"best of {args.concurrent_runs})", "MiB/s",
+                 lambda t: big_concurrent(big_url(t), data.big_size, c, args.concurrent_runs)),
+        Scenario("small_1", f"{n} small files (1-8 KiB), 1 keep-alive client (httpx, best of {args.runs})", "files/s",
+                 lambda t: small_files(t, data.small, 1, args.runs)),
+        Scenario(f"small_{c}", f"{n} small files (1-8 KiB), {c} clients (httpx threads, best of {args.runs})",
+                 "files/s", lambda t: small_files(t, data.small, c, args.runs)),
+    ]
+
+
+def machine_info() -> dict[str, str]:
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")), platform.processor() or "unknown")
+    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split("\n", 1)[0]
+    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
+            "platform": platform.platform(), "curl": " ".join(curl.split()[:2])}
+
+
+def fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.1f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or not b else f"{a / b:.2f}x"
+
+
+def print_table(results: dict[str, dict[str, float | None]], rows: list[Scenario], servers: list[str]) -> None:
+    head = ["scenario", "unit", *servers, "hubfs / http.server", "hubfs / nginx"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
+    for s in rows:
+        r = results[s.key]
+        cells = [s.label, s.unit, *(fmt(r.get(name)) for name in servers),
+                 ratio(r.get("hubfs"), r.get("http.server")), ratio(r.get("hubfs"), r.get("nginx"))]
+        print("| " + " | ".join(cells) + " |")
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def verify(targets: list[Target], data: Dataset) -> None:
+    """Sizes (every server) with one curl each, and the big file's sha256 once through hubfs."""
+    for t in targets:
+        out = subprocess.run(curl_argv(t.file_url(BIG_NAME)), capture_output=True, text=True, check=True).stdout
+        parse_curl(out, t.name, data.big_size)
+        print(f"verified size of {BIG_NAME} via {t.name}")
+    hub = targets[0]
+    got = sha256_of_url(hub.file_url(BIG_NAME))
+    if got != data.big_sha256:
+        raise RuntimeError(f"sha256 mismatch through hubfs: {got} != {data.big_sha256}")
+    print(f"verified sha256 of {BIG_NAME} via hubfs: {got}")
+
+
+def run_all(targets: list[Target], rows: list[Scenario]) -> dict[str, dict[str, float | None]]:
+    results: dict[str, dict[str, float | None]] = {}
+    for s in rows:
+        results[s.key] = {}
+        for t in targets:
+            t0 = time.monotonic()
+            results[s.key][t.name] = value = s.run(t)
+            print(f"  {s.key:>9} {t.name:<12} {value:12,.1f} {s.unit:<8} ({time.monotonic() - t0:.1f}s)", flush=True)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size-mib", type=int, default=1024, help="size of the big LFS file (default 1024)")
+    p.add_argument("--files", type=int, default=1000, help="number of small files (default 1000)")
+    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
+    p.add_argument("--runs", type=int, default=3, help="repetitions; the best counts (default 3)")
+    p.add_argument("--concurrent-runs", type=int, default=1,
+                   help="repetitions of the concurrent big-file download (default 1)")
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    return p.parse_args(argv)
+
+
+@contextlib.contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    tmp = Path(tempfile.mkdtemp(prefix="hubfs-bench-"))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = machine_info()
+    print(f"machine: nproc={info['nproc']}, cpu={info['cpu']}, python {info['python']}, {info['platform']}, "
+          f"{info['curl']}")
+    if not shutil.which("curl"):
+        raise SystemExit("curl is needed")
+    with workdir(args.keep) as tmp, contextlib.ExitStack() as stack:
+        os.environ.setdefault("HF_HOME", str(tmp / "hf-home"))
+        data = make_dataset(tmp / "static", args.size_mib, args.files)
+        endpoint, token = start_hubfs(stack, tmp)
+        print(f"hubfs at {endpoint}")
+        upload_to_hub(endpoint, token, data)
+        targets = [Target("hubfs", lambda p: f"{endpoint}/{REPO_ID}/resolve/main/{p}")]
+        http_url = start_http_server(stack, tmp, data.root)
+        targets.append(Target("http.server", lambda p: f"{http_url}/{p}"))
+        nginx_url = start_nginx(stack, tmp, data.root)
+        if nginx_url:
+            targets.append(Target("nginx", lambda p: f"{nginx_url}/{p}"))
+        print("servers: " + ", ".join(t.name for t in targets))
+        verify(targets, data)
+        rows = scenarios(data, args)
+        results = run_all(targets, rows)
+    servers = ["hubfs", "http.server", "nginx"]
+    print()
+    print(f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}, {info['curl']}")
+    print()
+    print_table(results, rows, servers)
+    single = results["big_1"]
+    baseline = max((v for k, v in single.items() if k != "hubfs" and v), default=None)
+    if baseline:
+        share = (single["hubfs"] or 0) / baseline
+        print(f"\ngoal (1 client, big file, hubfs >= 0.8x the best static baseline): {share:.2f}x -> "
+              f"{'met' if share >= 0.8 else 'NOT met'}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "units": {s.key: s.unit for s in rows},
+                                         "labels": {s.key: s.label for s in rows}, "results": results}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

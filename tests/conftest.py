@@ -1,0 +1,95 @@
+"""Test session set-up: one real embedded hub on loopback for the whole run.
+
+huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_DISABLE_XET at import, so the server is
+started (and the environment set) in ``pytest_configure``, before any test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hub_server import HubServer  # noqa: E402
+
+_SESSION: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = Path(tempfile.mkdtemp(prefix="hubfs-tests-"))
+    server = HubServer(root / "hub").start()
+    _SESSION.update(server=server, root=root)
+    os.environ.update(
+        HF_ENDPOINT=server.endpoint,
+        HF_HOME=str(root / "hf_home"),
+        HF_TOKEN=server.admin_token,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_UPDATE_CHECK="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = _SESSION.get("server")
+    if isinstance(server, HubServer):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def hub() -> HubServer:
+    """The session's running hub (admin token in HF_TOKEN)."""
+    return _SESSION["server"]  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def api(hub: HubServer):
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub.endpoint, token=hub.admin_token)
+
+
+@pytest.fixture
+def repo_id(api) -> str:
+    """A fresh public model repo of admin's."""
+    rid = f"admin/t-{uuid.uuid4().hex[:10]}"
+    api.create_repo(rid)
+    return rid
+
+
+@pytest.fixture
+def dataset_id(api) -> str:
+    rid = f"admin/d-{uuid.uuid4().hex[:10]}"
+    api.create_repo(rid, repo_type="dataset")
+    return rid
+
+
+@pytest.fixture(scope="session")
+def users(hub: HubServer) -> dict[str, str]:
+    """Two more users with write tokens (alice in org 'acme'), and a read-only token of bob's."""
+    suffix = uuid.uuid4().hex[:6]
+    alice, bob = f"alice{suffix}", f"bob{suffix}"
+    return {
+        "alice": alice, "alice_token": hub.add_user(alice, org=f"acme{suffix}"), "org": f"acme{suffix}",
+        "bob": bob, "bob_token": hub.add_user(bob), "bob_read": hub.cli("token", "create", bob, "--role", "read"),
+    }
+
+
+@pytest.fixture
+def tmp_hub(tmp_path: Path):
+    """A private hub process for tests that kill or restart it."""
+    servers: list[HubServer] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, data: Path | None = None) -> HubServer:
+        s = HubServer(data or tmp_path / "hub", *args, env=env).start()
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
