@@ -30,6 +30,7 @@ from hubfs.errors import (
 )
 from hubfs.paths import is_pr_ref, validate_name, validate_repo_id, validate_revision
 from hubfs.server.cards import DEFAULT_GITATTRIBUTES, card_tags, parse_front_matter
+from hubfs.server.faults import fault_point
 from hubfs.server.git_store import Change, GitRepo, GitStore
 from hubfs.server.lfs_store import LfsStore
 from hubfs.server.metadata import Metadata, Repo
@@ -239,6 +240,7 @@ class Hub:
             g.set_ref(f"refs/pr/{num}", sha, None)
             return sha, num
         sha, _ = g.commit(ref, changes, message, author, expected_parent=parent)
+        fault_point("after-ref-update")
         self.after_ref_update(repo, g, ref, sha)
         return sha, None
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (system packages too, when run as root) and runs the suite.
+# Usage: ./scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quiet_pip() { grep -v -e "^WARNING: Location" -e "^$" || true; }
+
+if [ "$(id -u)" = 0 ]; then
+  need=()
+  command -v git-lfs >/dev/null 2>&1 || need+=(git-lfs)
+  command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
+  command -v git >/dev/null 2>&1 || need+=(git)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "test.sh: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | quiet_pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | quiet_pip
+# torch is an optional extra; a bare `torch` would pull a multi-GB CUDA build, so pin the CPU wheel.
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | quiet_pip
+fi
+
+exec .venv/bin/python -m pytest "$@"
