@@ -285,7 +285,7 @@ def test_user_cannot_create_in_another_users_namespace(hub, users):
 
 @pytest.mark.parametrize("authorization", [
     "Bearer hf_thisIsNotAValidToken",
-    "Bearer ",
+    "Bearer",
     "Basic dXNlcjpoZl9ub3BlX25vcGU=",  # user:hf_nope_nope
     "Token hf_whatever",
 ])

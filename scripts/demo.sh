@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The hubfs loop on this machine: start the embedded hub on loopback, create a user and a repo,
+# upload a small model with the official huggingface_hub client, find it by its card, download it back.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "Setting up .venv"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e "^WARNING: Location" || true
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+step "Starting the embedded hub (hubfs serve) on a free loopback port"
+.venv/bin/hubfs serve --data "$work/hub" --host 127.0.0.1 --port 0 >"$work/serve.out" 2>"$work/serve.err" &
+server_pid=$!
+for _ in $(seq 100); do grep -q "^endpoint:" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+cat "$work/serve.out"
+endpoint=$(sed -n 's/^endpoint: //p' "$work/serve.out")
+
+step "Creating user 'demo' and a write token for it"
+.venv/bin/hubfs user add demo --data "$work/hub"
+.venv/bin/hubfs token create demo --role write --out "$work/demo.token" --data "$work/hub"
+
+export HF_ENDPOINT="$endpoint" HF_TOKEN HF_HOME="$work/hf_home" HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1
+HF_TOKEN=$(cat "$work/demo.token")
+
+step "Driving the hub with the official huggingface_hub client"
+.venv/bin/python - "$work" <<'PY'
+import hashlib, json, os, struct, sys
+from pathlib import Path
+from huggingface_hub import HfApi, snapshot_download
+
+work = Path(sys.argv[1])
+api = HfApi()
+print(f"whoami: {api.whoami()['name']} at {api.endpoint}")
+
+folder = work / "tiny-model"
+folder.mkdir()
+(folder / "config.json").write_text(json.dumps({"model_type": "tiny", "hidden_size": 64}))
+(folder / "README.md").write_text("---\nlicense: apache-2.0\npipeline_tag: text-classification\n"
+                                  "library_name: transformers\ntags: [demo]\n---\n# A tiny demo model\n")
+weights = os.urandom(64 * 64 * 4)
+header = json.dumps({"w": {"dtype": "F32", "shape": [64, 64], "data_offsets": [0, len(weights)]}}).encode()
+(folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + weights)
+
+url = api.create_repo("demo/tiny-model", exist_ok=True)
+print(f"created repo: {url}")
+commit = api.upload_folder(folder_path=folder, repo_id="demo/tiny-model", commit_message="Add tiny model")
+print(f"uploaded folder in commit {commit.oid[:12]}")
+for entry in api.list_repo_tree("demo/tiny-model", recursive=True):
+    kind = "LFS " if getattr(entry, "lfs", None) else "git "
+    print(f"  {kind} {entry.path:<20} {getattr(entry, 'size', 0):>8} bytes")
+
+found = [m.id for m in api.list_models(filter="text-classification", author="demo")]
+print(f"list_models(filter='text-classification') finds: {found}")
+info = api.model_info("demo/tiny-model")
+print(f"model_info: sha={info.sha[:12]} license={info.card_data.license} pipeline_tag={info.pipeline_tag}")
+
+local = Path(snapshot_download("demo/tiny-model"))
+print(f"snapshot_download -> {local}")
+for f in sorted(folder.iterdir()):
+    same = hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256((local / f.name).read_bytes()).digest()
+    print(f"  {f.name:<20} {'identical' if same else 'DIFFERENT'}")
+    assert same
+print("\nThe loop works: create -> upload (git + LFS) -> search by card -> download, all on loopback.")
+PY
+step "Done; the hub is stopped and its temporary data removed"
