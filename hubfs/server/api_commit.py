@@ -7,7 +7,6 @@ store) as its line arrives, and the branch moves only once every line has been a
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -33,8 +32,8 @@ from hubfs.lfs import LfsPointer, is_valid_oid
 from hubfs.paths import COMMIT_SHA_RE, is_commit_sha, is_pr_ref, validate_path_in_repo, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Change, GitRepo
-from hubfs.server.hub import Caller, Hub
 from hubfs.server.http import Router, json_response
+from hubfs.server.hub import Caller, Hub
 from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, flag, hub_of, read_json, repo_url
 
@@ -323,5 +322,3 @@ def register(router: Router) -> None:
     router.add(["POST"], R + "/tag/{rev:path}", create_tag)
     router.add(["DELETE"], R + "/tag/{tag:path}", delete_tag)
 
-
-__all__ = ["register", "asyncio"]

@@ -17,8 +17,10 @@ from starlette.responses import Response
 from hubfs.errors import AuthenticationError, BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Change, GitRepo
-from hubfs.server.hub import Caller, Hub, comment_event as comment, discussion_event as event
 from hubfs.server.http import Router, json_response
+from hubfs.server.hub import Caller, Hub
+from hubfs.server.hub import comment_event as comment
+from hubfs.server.hub import discussion_event as event
 from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, hub_of, iso, read_json
 

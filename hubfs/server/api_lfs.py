@@ -20,8 +20,8 @@ from starlette.responses import Response
 from hubfs.errors import BadRequestError, IntegrityError, NotFoundError, PayloadTooLargeError
 from hubfs.lfs import is_valid_oid
 from hubfs.paths import RepoType
-from hubfs.server.hub import Hub
 from hubfs.server.http import RangedBody, Router, json_response
+from hubfs.server.hub import Hub
 from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, endpoint_of, hub_of, read_json
 
@@ -99,7 +99,8 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
                 header = {"chunk_size": str(chunk)}
                 for n in range(1, parts + 1):
                     header[str(n)] = f"{base}/{oid}/{size}/parts/{upload_id}/{n}?{hub.sign(f'part|{upload_id}|{n}')}"
-                complete = f"{base}/{oid}/{size}/parts/{upload_id}?{hub.sign(f'complete|{repo.id}|{upload_id}|{oid}|{size}')}"
+                signed = hub.sign(f"complete|{repo.id}|{upload_id}|{oid}|{size}")
+                complete = f"{base}/{oid}/{size}/parts/{upload_id}?{signed}"
                 entry["actions"] = {"upload": {"href": complete, "header": header}, "verify": {"href": verify}}
             else:
                 href = f"{base}/{oid}/{size}?{hub.sign(f'upload|{repo.id}|{oid}|{size}')}"

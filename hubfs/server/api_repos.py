@@ -13,13 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hubfs.errors import (
+    AuthenticationError,
     BadRequestError,
     ConflictError,
     HubNotImplementedError,
     NotFoundError,
     PermissionDeniedError,
 )
-from hubfs.paths import RepoType, validate_name, validate_repo_id
+from hubfs.paths import RepoType, validate_repo_id
 from hubfs.server.cards import parse_front_matter
 from hubfs.server.git_store import GitRepo
 from hubfs.server.http import Router, error_response, json_response
@@ -39,7 +40,6 @@ async def whoami(request: Request) -> Response:
     caller = caller_of(request)
     hub = hub_of(request)
     if caller.user is None:
-        from hubfs.errors import AuthenticationError
         raise AuthenticationError("Invalid credentials in Authorization header")
     row = hub.meta.account(caller.user)
     return json_response({
@@ -63,7 +63,6 @@ async def create_repo(request: Request) -> Response:
     ns = body.get("organization") or caller.user
     name = body.get("name") or ""
     if ns is None:
-        from hubfs.errors import AuthenticationError
         raise AuthenticationError("You must be authenticated to create a repo.")
     if "/" in name:
         ns, name = name.split("/", 1)
@@ -319,7 +318,6 @@ async def ask_access(request: Request, prefix: str, ns: str, name: str) -> Respo
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(prefix.rstrip("/") or "model"), f"{ns}/{name}")
     if caller.user is None:
-        from hubfs.errors import AuthenticationError
         raise AuthenticationError("Sign in to ask for access.")
     if not repo.gated:
         raise BadRequestError("This repo is not gated.")
@@ -328,7 +326,7 @@ async def ask_access(request: Request, prefix: str, ns: str, name: str) -> Respo
     return json_response({"status": hub.meta.access_status(repo, caller.user)})
 
 
-async def not_implemented(request: Request) -> Response:
+async def not_implemented(request: Request, rest: str = "") -> Response:
     """Any other /api/ route: 501 NotImplemented, so the client shows a readable error."""
     return error_response(HubNotImplementedError(
         f"{request.method} {request.url.path} is a Hub endpoint this server does not implement."))
@@ -357,5 +355,3 @@ def register(router: Router) -> None:
     router.add(["GET"], R + "/user-access-request/{status}", list_access)
     router.add(["POST"], "/{prefix:prefix}{ns}/{name}/ask-access", ask_access)
 
-
-__all__ = ["register", "not_implemented", "repo_type_of", "info_body", "validate_name", "PermissionDeniedError"]

@@ -22,7 +22,7 @@ def create_app(hub: Hub) -> App:
     api_commit.register(router)
     api_files.register(router)
     api_repos.register(router)
-    router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", lambda request, rest: api_repos.not_implemented(request))
+    router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", api_repos.not_implemented)
     return App(router, {"hubfs.hub": hub})
 
 

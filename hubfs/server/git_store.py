@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.index import commit_tree
+from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
 from hubfs.errors import (
@@ -29,7 +29,7 @@ from hubfs.errors import (
     PreconditionFailedError,
     RevisionNotFoundError,
 )
-from hubfs.lfs import LfsPointer, POINTER_MAX_SIZE
+from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
 from hubfs.paths import is_commit_sha
 from hubfs.server.faults import fault_point
 
