@@ -113,15 +113,19 @@ async def preupload(request: Request, t: str, ns: str, name: str, rev: str) -> R
 
 
 async def _ndjson(request: Request) -> AsyncIterator[dict[str, Any]]:
+    """Yield the body's JSON lines as they arrive (a line is never rescanned: linear in its size)."""
     buf = bytearray()
+    scanned = 0
     async for chunk in request.stream():
         buf += chunk
         while True:
-            nl = buf.find(b"\n")
+            nl = buf.find(b"\n", scanned)
             if nl < 0:
+                scanned = len(buf)
                 break
             line = bytes(buf[:nl])
             del buf[:nl + 1]
+            scanned = 0
             if line.strip():
                 yield _parse_line(line)
         if len(buf) > MAX_LINE:

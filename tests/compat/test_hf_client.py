@@ -252,3 +252,23 @@ def test_default_client_with_xet_gets_a_clear_error_for_large_files(hub) -> None
     assert "SMALL-OK" in proc.stdout, proc.stderr[-2000:]
     assert proc.returncode == 3, proc.stdout + proc.stderr[-2000:]
     assert "HF_HUB_DISABLE_XET" in proc.stdout
+
+
+def test_datasets_and_spaces_listing_and_info(api: HfApi) -> None:
+    tag = uuid.uuid4().hex[:8]
+    ds = f"admin/ds-{tag}"
+    api.create_repo(ds, repo_type="dataset")
+    api.upload_file(path_or_fileobj=b"---\nlanguage: [en]\ntask_categories: [translation]\nlicense: mit\n---\n",
+                    path_in_repo="README.md", repo_id=ds, repo_type="dataset")
+    assert [d.id for d in api.list_datasets(search=tag, language="en")] == [ds]
+    assert [d.id for d in api.list_datasets(search=tag, task_categories="translation")] == [ds]
+    assert list(api.list_datasets(search=tag, language="fr")) == []
+    assert api.dataset_info(ds).card_data.license == "mit"
+    space = f"admin/sp-{tag}"
+    api.create_repo(space, repo_type="space", space_sdk="gradio")
+    api.upload_file(path_or_fileobj=b"print('hi')", path_in_repo="app.py", repo_id=space, repo_type="space")
+    info = api.space_info(space)
+    assert info.sdk == "gradio" and "app.py" in [s.rfilename for s in info.siblings]
+    assert [s.id for s in api.list_spaces(search=tag)] == [space]
+    got = hf_hub_download(space, "app.py", repo_type="space")
+    assert Path(got).read_bytes() == b"print('hi')"
