@@ -111,10 +111,14 @@ async def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: s
     repo_id = f"{ns}/{name}"
     try:
         repo = hub.visible_repo(caller, repo_type, repo_id)
-    except RepoNotFoundError:
+    except RepoNotFoundError as not_found:
         moved = hub.meta.redirect(repo_type, repo_id)
-        if moved is None or hub.meta.get_repo(repo_type, moved) is None:
+        if moved is None:
             raise
+        try:
+            hub.visible_repo(caller, repo_type, moved)
+        except RepoNotFoundError:
+            raise not_found from None  # a moved private repo stays invisible, and so does its new name
         target = f"/{RepoType.parse(repo_type).url_prefix}{moved}/resolve/{rest_raw}"
         return Response(status_code=307, headers={"Location": target})
     rev, path = split_revision(rest_raw)

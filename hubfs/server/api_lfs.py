@@ -60,7 +60,7 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
     if operation not in ("upload", "download") or not isinstance(objects, list):
         raise BadRequestError("LFS batch needs operation 'upload' or 'download' and an 'objects' list.")
     if body.get("hash_algo", "sha256") != "sha256":
-        return _lfs_json({"message": "Only sha256 is supported."}, status=422)
+        raise BadRequestError("Only the sha256 hash_algo is supported.", status=422)
     transfers = body.get("transfers") or ["basic"]
     if operation == "upload":
         repo = hub.visible_repo(caller, repo_type, repo_id)

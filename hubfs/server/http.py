@@ -155,7 +155,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return max(0, size - suffix), size - 1
     start = int(m.group(1))
     end = int(m.group(2)) if m.group(2) else size - 1
-    if end < start:
+    if m.group(2) and end < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)

@@ -6,10 +6,12 @@ only), how bad credentials are answered, and that tokens never leak into files o
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
 BAD_CREDENTIALS = "Invalid credentials in Authorization header"
+HTTP = httpx.Client(timeout=30)  # one connection pool for all raw requests (a new client per call is slow)
 
 
 def _uid() -> str:
@@ -62,10 +65,10 @@ def test_anonymous_reads_public_repo(hub, api, repo_id, tmp_path):
     assert anon.repo_exists(repo_id) is True
     assert _download(hub, repo_id, "hello.txt", False, tmp_path) == b"hello world"
 
-    r = httpx.get(f"{hub.endpoint}/api/models/{repo_id}")
+    r = HTTP.get(f"{hub.endpoint}/api/models/{repo_id}")
     assert r.status_code == 200
     assert r.json()["id"] == repo_id
-    r = httpx.get(f"{hub.endpoint}/{repo_id}/resolve/main/hello.txt")
+    r = HTTP.get(f"{hub.endpoint}/{repo_id}/resolve/main/hello.txt")
     assert r.status_code == 200 and r.content == b"hello world"
 
 
@@ -75,9 +78,9 @@ def test_anonymous_cannot_write_public_repo(hub, api, repo_id):
         _client(hub, False).create_commit(
             repo_id, [CommitOperationAdd("x.txt", b"x")], commit_message="anon")
     assert _status(exc.value) == 401
-    r = httpx.post(f"{hub.endpoint}/api/models/{repo_id}/commit/main",
-                   content=b'{"key":"header","value":{"summary":"x"}}\n',
-                   headers={"content-type": "application/x-ndjson"})
+    r = HTTP.post(f"{hub.endpoint}/api/models/{repo_id}/commit/main",
+                  content=b'{"key":"header","value":{"summary":"x"}}\n',
+                  headers={"content-type": "application/x-ndjson"})
     assert r.status_code == 401
     assert r.headers["x-error-code"] == "Unauthorized"
     assert api.model_info(repo_id).sha == sha
@@ -99,34 +102,34 @@ def test_private_repo_raw_status_codes(hub, users, private_repo):
     resolve_url = f"{hub.endpoint}/{private_repo}/resolve/main/secret.txt"
 
     # anonymous: 401 + RepoNotFound, on GET and on HEAD (no body: the header is the only signal)
-    r = httpx.get(info_url)
+    r = HTTP.get(info_url)
     assert r.status_code == 401
     assert r.headers["x-error-code"] == "RepoNotFound"
-    r = httpx.head(resolve_url)
+    r = HTTP.head(resolve_url)
     assert r.status_code == 401
     assert r.headers["x-error-code"] == "RepoNotFound"
-    r = httpx.get(resolve_url)
+    r = HTTP.get(resolve_url)
     assert r.status_code == 401 and b"top secret" not in r.content
 
     # another signed-in user: 404 + RepoNotFound, indistinguishable from a missing repo
     for token in (users["bob_token"], users["bob_read"], users["alice_token"]):
-        r = httpx.get(info_url, headers=_auth(token))
+        r = HTTP.get(info_url, headers=_auth(token))
         assert r.status_code == 404
         assert r.headers["x-error-code"] == "RepoNotFound"
-        r = httpx.head(resolve_url, headers=_auth(token))
+        r = HTTP.head(resolve_url, headers=_auth(token))
         assert r.status_code == 404
         assert r.headers["x-error-code"] == "RepoNotFound"
-        r = httpx.get(f"{hub.endpoint}/api/models/{private_repo}/tree/main", headers=_auth(token))
+        r = HTTP.get(f"{hub.endpoint}/api/models/{private_repo}/tree/main", headers=_auth(token))
         assert r.status_code == 404
         assert r.headers["x-error-code"] == "RepoNotFound"
-    missing = httpx.get(f"{hub.endpoint}/api/models/admin/never-{_uid()}", headers=_auth(users["bob_token"]))
+    missing = HTTP.get(f"{hub.endpoint}/api/models/admin/never-{_uid()}", headers=_auth(users["bob_token"]))
     assert missing.status_code == 404
     assert missing.headers["x-error-code"] == "RepoNotFound"
 
     # the owner sees it
-    r = httpx.get(info_url, headers=_auth(hub.admin_token))
+    r = HTTP.get(info_url, headers=_auth(hub.admin_token))
     assert r.status_code == 200 and r.json()["private"] is True
-    r = httpx.get(resolve_url, headers=_auth(hub.admin_token))
+    r = HTTP.get(resolve_url, headers=_auth(hub.admin_token))
     assert r.status_code == 200 and r.content == b"top secret"
 
 
@@ -182,8 +185,8 @@ def test_other_user_cannot_write_admin_repo(hub, api, users, repo_id):
     assert _status(exc.value) == 403
 
     # raw commit: 403 Forbidden, branch untouched
-    r = httpx.post(f"{hub.endpoint}/api/models/{repo_id}/commit/main",
-                   content=b'{"key":"header","value":{"summary":"x"}}\n'
+    r = HTTP.post(f"{hub.endpoint}/api/models/{repo_id}/commit/main",
+                  content=b'{"key":"header","value":{"summary":"x"}}\n'
                            b'{"key":"file","value":{"path":"pwned.txt","content":"cHduZWQ=","encoding":"base64"}}\n',
                    headers={"content-type": "application/x-ndjson", **_auth(users["bob_token"])})
     assert r.status_code == 403
@@ -225,9 +228,9 @@ def test_read_only_token_cannot_write_own_repo(hub, users):
     with pytest.raises(HfHubHTTPError) as exc:
         bob_read.delete_repo(rid)
     assert _status(exc.value) == 403
-    r = httpx.post(f"{hub.endpoint}/api/models/{rid}/commit/main",
-                   content=b'{"key":"header","value":{"summary":"x"}}\n',
-                   headers={"content-type": "application/x-ndjson", **_auth(users["bob_read"])})
+    r = HTTP.post(f"{hub.endpoint}/api/models/{rid}/commit/main",
+                  content=b'{"key":"header","value":{"summary":"x"}}\n',
+                  headers={"content-type": "application/x-ndjson", **_auth(users["bob_read"])})
     assert r.status_code == 403
     assert r.headers["x-error-code"] == "Forbidden"
 
@@ -256,8 +259,8 @@ def test_non_member_cannot_create_or_write_in_org(hub, users):
     assert _status(exc.value) == 403
     assert alice.repo_exists(rid) is False
 
-    r = httpx.post(f"{hub.endpoint}/api/repos/create", json={"name": rid.split("/")[1], "organization": users["org"]},
-                   headers=_auth(users["bob_token"]))
+    r = HTTP.post(f"{hub.endpoint}/api/repos/create", json={"name": rid.split("/")[1], "organization": users["org"]},
+                  headers=_auth(users["bob_token"]))
     assert r.status_code == 403
     assert r.headers["x-error-code"] == "Forbidden"
     assert alice.repo_exists(rid) is False
@@ -296,7 +299,7 @@ def test_bad_credentials_get_401_even_on_public_repo(hub, repo_id, authorization
         ("GET", f"{hub.endpoint}/{repo_id}/resolve/main/.gitattributes"),
         ("GET", f"{hub.endpoint}/api/whoami-v2"),
     ):
-        r = httpx.request(method, url, headers={"authorization": authorization})
+        r = HTTP.request(method, url, headers={"authorization": authorization})
         assert r.status_code == 401, (method, url)
         assert r.headers["x-error-message"] == BAD_CREDENTIALS
 
@@ -314,9 +317,8 @@ def test_bad_token_through_official_client(hub, repo_id, tmp_path):
 
 
 def test_basic_auth_with_token_as_password(hub, private_repo):
-    import base64
     cred = base64.b64encode(f"anyone:{hub.admin_token}".encode()).decode()
-    r = httpx.get(f"{hub.endpoint}/api/models/{private_repo}", headers={"authorization": f"Basic {cred}"})
+    r = HTTP.get(f"{hub.endpoint}/api/models/{private_repo}", headers={"authorization": f"Basic {cred}"})
     assert r.status_code == 200 and r.json()["id"] == private_repo
 
 
@@ -340,11 +342,11 @@ def test_gated_repo_needs_a_grant(hub, api, users, repo_id, tmp_path):
     with pytest.raises(GatedRepoError):
         _download(hub, repo_id, "w.txt", False, tmp_path / "anon")
     url = f"{hub.endpoint}/{repo_id}/resolve/main/w.txt"
-    r = httpx.head(url, headers=_auth(bob_token))
+    r = HTTP.head(url, headers=_auth(bob_token))
     assert r.status_code == 403 and r.headers["x-error-code"] == "GatedRepo"
-    r = httpx.get(url, headers=_auth(bob_token))
+    r = HTTP.get(url, headers=_auth(bob_token))
     assert r.status_code == 403 and b"gated weights" not in r.content
-    r = httpx.head(url)
+    r = HTTP.head(url)
     assert r.status_code == 401 and r.headers["x-error-code"] == "GatedRepo"
 
     # the owner always can
@@ -352,7 +354,7 @@ def test_gated_repo_needs_a_grant(hub, api, users, repo_id, tmp_path):
 
     api.grant_access(repo_id, users["bob"])
     assert _download(hub, repo_id, "w.txt", bob_token, tmp_path / "bob") == b"gated weights"
-    assert httpx.get(url, headers=_auth(bob_token)).content == b"gated weights"
+    assert HTTP.get(url, headers=_auth(bob_token)).content == b"gated weights"
 
     # the grant is bob's alone
     with pytest.raises(GatedRepoError):
@@ -382,7 +384,7 @@ def test_delete_repo(api, hub):
     api.create_repo(rid)
     api.delete_repo(rid)
     assert api.repo_exists(rid) is False
-    r = httpx.get(f"{hub.endpoint}/api/models/{rid}", headers=_auth(hub.admin_token))
+    r = HTTP.get(f"{hub.endpoint}/api/models/{rid}", headers=_auth(hub.admin_token))
     assert r.status_code == 404 and r.headers["x-error-code"] == "RepoNotFound"
 
 
@@ -394,10 +396,10 @@ def test_move_repo_redirects_old_resolve_urls(hub, api, repo_id, tmp_path):
     assert api.repo_exists(new_id) is True
 
     old_url = f"{hub.endpoint}/{repo_id}/resolve/main/f.txt"
-    r = httpx.get(old_url, follow_redirects=False)
+    r = HTTP.get(old_url, follow_redirects=False)
     assert r.status_code in (301, 302, 307, 308)
     assert r.headers["location"].endswith(f"/{new_id}/resolve/main/f.txt")
-    r = httpx.get(old_url, follow_redirects=True)
+    r = HTTP.get(old_url, follow_redirects=True)
     assert r.status_code == 200
     assert r.content == b"moved content"
     assert r.url.path == f"/{new_id}/resolve/main/f.txt"
@@ -409,9 +411,9 @@ def test_moved_private_repo_does_not_leak_its_new_name(hub, api, users, private_
     new_id = f"admin/pm-{_uid()}"
     api.move_repo(private_repo, new_id)
     old_url = f"{hub.endpoint}/{private_repo}/resolve/main/secret.txt"
-    assert httpx.get(old_url, headers=_auth(hub.admin_token), follow_redirects=True).content == b"top secret"
+    assert HTTP.get(old_url, headers=_auth(hub.admin_token), follow_redirects=True).content == b"top secret"
     for headers, status in (({}, 401), (_auth(users["bob_token"]), 404)):
-        r = httpx.get(old_url, headers=headers, follow_redirects=False)
+        r = HTTP.get(old_url, headers=headers, follow_redirects=False)
         assert r.status_code == status
         assert r.headers["x-error-code"] == "RepoNotFound"
         assert new_id not in r.headers.get("location", "")
@@ -429,11 +431,11 @@ def test_admin_token_file_is_private(hub):
 def test_tokens_never_logged(hub, users, repo_id, private_repo):
     # exercise successes and failures with every token, so that anything logging headers would show
     for token in (hub.admin_token, users["bob_token"], users["bob_read"], users["alice_token"]):
-        httpx.get(f"{hub.endpoint}/api/models/{private_repo}", headers=_auth(token))
-        httpx.post(f"{hub.endpoint}/api/models/{repo_id}/commit/main", content=b"not json\n",
-                   headers={"content-type": "application/x-ndjson", **_auth(token)})
-        httpx.get(f"{hub.endpoint}/api/whoami-v2", headers=_auth(token))
-    httpx.get(f"{hub.endpoint}/api/models/{repo_id}", headers=_auth(hub.admin_token + "x"))
+        HTTP.get(f"{hub.endpoint}/api/models/{private_repo}", headers=_auth(token))
+        HTTP.post(f"{hub.endpoint}/api/models/{repo_id}/commit/main", content=b"not json\n",
+                  headers={"content-type": "application/x-ndjson", **_auth(token)})
+        HTTP.get(f"{hub.endpoint}/api/whoami-v2", headers=_auth(token))
+    HTTP.get(f"{hub.endpoint}/api/models/{repo_id}", headers=_auth(hub.admin_token + "x"))
     log = hub.log_path.read_text(errors="replace")
     for token in (hub.admin_token, users["bob_token"], users["bob_read"], users["alice_token"]):
         assert token not in log
@@ -445,10 +447,9 @@ def test_tokens_never_logged(hub, users, repo_id, private_repo):
 
 def test_serve_output_does_not_show_the_token(tmp_path):
     data = tmp_path / "hub"
-    env = {**os.environ}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hubfs.cli", "serve", "--data", str(data), "--port", "0", "--access-log"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(4)]
@@ -460,12 +461,11 @@ def test_serve_output_does_not_show_the_token(tmp_path):
         # a few requests, so the access log has something to show
         for _ in range(50):
             try:
-                httpx.get(f"{endpoint}/api/whoami-v2", headers=_auth(token), timeout=2)
+                HTTP.get(f"{endpoint}/api/whoami-v2", headers=_auth(token), timeout=2)
                 break
             except httpx.HTTPError:
-                import time
                 time.sleep(0.1)
-        httpx.get(f"{endpoint}/api/models/admin/nope", headers=_auth(token + "bad"), timeout=5)
+        HTTP.get(f"{endpoint}/api/models/admin/nope", headers=_auth(token + "bad"), timeout=5)
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=10)
