@@ -65,7 +65,7 @@ async def create(request: Request, t: str, ns: str, name: str) -> Response:
     return json_response(_summary(repo, hub.meta.discussion(repo, num)))
 
 
-async def listing(request: Request, t: str, ns: str, name: str) -> Response:
+def listing(request: Request, t: str, ns: str, name: str) -> Response:
     """GET /api/{T}/{id}/discussions[?type&status&author] -> {discussions, count, start, numTotalItems}."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
@@ -81,7 +81,7 @@ async def listing(request: Request, t: str, ns: str, name: str) -> Response:
     return json_response({"discussions": items, "count": len(items), "start": 0, "numTotalItems": len(items)})
 
 
-async def details(request: Request, t: str, ns: str, name: str, num: str) -> Response:
+def details(request: Request, t: str, ns: str, name: str, num: str) -> Response:
     """GET /api/{T}/{id}/discussions/{num}[?diff=1] -> details with events, changes.base, filesWithConflicts."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")

@@ -53,7 +53,7 @@ def _add_last_commits(g: GitRepo, sha: str, items: list[dict[str, Any]]) -> None
             item["lastCommit"] = {"id": info.id, "title": info.title, "date": iso(info.timestamp)}
 
 
-async def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Response:
+def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Response:
     """GET /api/{T}/{id}/tree/{rev}[/{path}]?recursive&expand -> [entries], 1000 a page (50 expanded)."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
@@ -100,7 +100,7 @@ async def paths_info(request: Request, t: str, ns: str, name: str, rev: str) -> 
     return json_response(items)
 
 
-async def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) -> Response:
+def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) -> Response:
     """GET|HEAD /{P}{id}/resolve/{rev}/{path}: the file's bytes (Range: 206, clamped, 416 past EOF).
 
     Headers: X-Repo-Commit, ETag (sha256 for LFS, git blob sha1 otherwise), X-Linked-Etag and
@@ -147,7 +147,7 @@ async def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: s
         return RangedBody(request, entry.size, headers, data=g.read_blob(entry.oid))
 
 
-async def refs(request: Request, t: str, ns: str, name: str) -> Response:
+def refs(request: Request, t: str, ns: str, name: str) -> Response:
     """GET /api/{T}/{id}/refs[?include_prs=1] -> {branches, converts, tags[, pullRequests]}."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
@@ -165,7 +165,7 @@ async def refs(request: Request, t: str, ns: str, name: str) -> Response:
     return json_response(out)
 
 
-async def commits(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
+def commits(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
     """GET /api/{T}/{id}/commits/{rev}[?expand[]=formatted] -> newest first, 50 a page, Link paginated."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")

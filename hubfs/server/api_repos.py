@@ -35,7 +35,7 @@ def repo_type_of(segment: str) -> str:
     return RepoType.parse(segment).value
 
 
-async def whoami(request: Request) -> Response:
+def whoami(request: Request) -> Response:
     """GET /api/whoami-v2 -> {type, name, orgs[], auth.accessToken{displayName, role}}; 401 anonymous."""
     caller = caller_of(request)
     hub = hub_of(request)
@@ -49,7 +49,7 @@ async def whoami(request: Request) -> Response:
     })
 
 
-async def agent_harnesses(request: Request) -> Response:
+def agent_harnesses(request: Request) -> Response:
     """GET /api/agent-harnesses: the client probes it once per process; nothing to advertise."""
     return json_response({"standardEnvVars": [], "harnesses": {}})
 
@@ -159,7 +159,7 @@ def info_body(repo: Repo, *, sha: str | None, card: dict[str, Any] | None, commi
     return body
 
 
-async def repo_info(request: Request, t: str, ns: str, name: str, rev: str | None = None) -> Response:
+def repo_info(request: Request, t: str, ns: str, name: str, rev: str | None = None) -> Response:
     """GET /api/{T}/{id}[/revision/{rev}][?blobs=true] -> info with sha, siblings, cardData."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
@@ -180,7 +180,7 @@ async def repo_info(request: Request, t: str, ns: str, name: str, rev: str | Non
 _FACET_PREFIXES = ("language:", "library:", "pipeline_tag:", "task:", "other:")
 
 
-async def list_repos(request: Request, t: str) -> Response:
+def list_repos(request: Request, t: str) -> Response:
     """GET /api/{T}?search&author&filter*&sort&limit&full&cardData&expand* -> [info], Link paginated."""
     hub, caller = hub_of(request), caller_of(request)
     repo_type = repo_type_of(t)
@@ -228,7 +228,7 @@ async def validate_yaml(request: Request) -> Response:
     return json_response({"errors": [], "warnings": []})
 
 
-async def auth_check(request: Request, t: str, ns: str, name: str, write: str | None = None) -> Response:
+def auth_check(request: Request, t: str, ns: str, name: str, write: str | None = None) -> Response:
     """GET /api/{T}/{id}/auth-check[/write]: 200 when the caller may read (or write) the repo."""
     hub, caller = hub_of(request), caller_of(request)
     if write:
@@ -298,7 +298,7 @@ async def handle_access(request: Request, t: str, ns: str, name: str) -> Respons
     return json_response({})
 
 
-async def list_access(request: Request, t: str, ns: str, name: str, status: str) -> Response:
+def list_access(request: Request, t: str, ns: str, name: str, status: str) -> Response:
     """GET /api/{T}/{id}/user-access-request/{pending|accepted|rejected} -> [{user{user,fullname,email}, ...}]."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")

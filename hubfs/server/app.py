@@ -37,7 +37,9 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
         kwargs["multipart_chunk_size"] = multipart_chunk_size
     hub = Hub(data_dir, public_url=public_url, **kwargs)
     created = hub.bootstrap()
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY only for such sockets, and without it
+    # every response after the first on a keep-alive connection waits ~40 ms (Nagle + delayed ACK).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
@@ -50,5 +52,22 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
     print(f"use it with: HF_ENDPOINT={endpoint} HF_TOKEN=$(cat {token_file.resolve()})", flush=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = uvicorn.Config(create_app(hub), log_level="warning", access_log=access_log, lifespan="off",
-                            timeout_keep_alive=75, h11_max_incomplete_event_size=64 * 1024)
+                            timeout_keep_alive=75, http=_http_impl(), loop=_loop_impl())
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _http_impl() -> str:
+    """httptools writes bodies without copying them; h11 (pure Python) is the fallback."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def _loop_impl() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from dulwich.index import commit_tree
-from dulwich.objects import Blob, Commit, Tag
+from dulwich.file import FileLocked
+from dulwich.objects import Blob, Commit, ShaFile, Tag, Tree
 from dulwich.repo import Repo
 
 from hubfs.errors import (
@@ -95,22 +96,68 @@ _REPO_LOCKS: dict[str, threading.Lock] = {}
 _REPO_LOCKS_GUARD = threading.Lock()
 
 
+class _ObjectWriter:
+    """Adds objects to a store; two writers racing on the same new object both succeed.
+
+    dulwich writes a loose object through ``<sha>.lock``; a concurrent writer of the same content
+    gets FileLocked, which here means "someone else is writing exactly these bytes": wait for them.
+    """
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def add_object(self, obj: ShaFile) -> None:
+        for attempt in range(200):
+            try:
+                self._store.add_object(obj)  # type: ignore[attr-defined]
+                return
+            except FileLocked:
+                if obj.id in self._store:  # type: ignore[operator]
+                    return
+                time.sleep(0.005 * min(attempt + 1, 10))
+        raise ConflictError(f"Could not write object {obj.id.decode()}: it stays locked.")
+
+
 def repo_lock(path: Path) -> threading.Lock:
     """The process-wide lock that serializes ref updates of one repository."""
     with _REPO_LOCKS_GUARD:
         return _REPO_LOCKS.setdefault(str(path), threading.Lock())
 
 
+_TREES: OrderedDict[bytes, Tree] = OrderedDict()
+_TREES_LOCK = threading.Lock()
+_TREES_CAPACITY = 8192
+
+
 class GitRepo:
     """One bare repository. Open it with ``GitStore.open`` and close it (or use ``with``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, repo: Repo | None = None) -> None:
         self.path = path
-        self.repo = Repo(str(path))
+        self._shared = repo is not None
+        self.repo = repo if repo is not None else Repo(str(path))
         self.store = self.repo.object_store
+        self.writer = _ObjectWriter(self.store)
 
     def close(self) -> None:
-        self.repo.close()
+        if not self._shared:
+            self.repo.close()
+
+    def tree(self, sha: bytes) -> Tree:
+        """A parsed tree, from a process-wide LRU (trees are immutable and content-addressed)."""
+        with _TREES_LOCK:
+            hit = _TREES.get(sha)
+            if hit is not None:
+                _TREES.move_to_end(sha)
+                return hit
+        obj = self.store[sha]
+        if not isinstance(obj, Tree):
+            raise EntryNotFoundError(f"{sha.decode()} is not a folder.")
+        with _TREES_LOCK:
+            _TREES[sha] = obj
+            if len(_TREES) > _TREES_CAPACITY:
+                _TREES.popitem(last=False)
+        return obj
 
     def __enter__(self) -> "GitRepo":
         return self
@@ -184,7 +231,7 @@ class GitRepo:
             tag.message = message.encode() + (b"" if message.endswith("\n") else b"\n")
             tag.tagger = tagger.encode()
             tag.tag_time, tag.tag_timezone = int(time.time()), 0
-            self.store.add_object(tag)
+            self.writer.add_object(tag)
             sha = tag.id.decode()
         with repo_lock(self.path):
             if ref.encode() in self.repo.refs:
@@ -249,7 +296,7 @@ class GitRepo:
 
     def add_blob(self, data: bytes) -> str:
         blob = Blob.from_string(data)
-        self.store.add_object(blob)
+        self.writer.add_object(blob)
         return blob.id.decode()
 
     # -- trees ---------------------------------------------------------------------------------
@@ -273,7 +320,7 @@ class GitRepo:
         for segment in path.split("/"):
             if not stat.S_ISDIR(mode):
                 return None
-            tree = self.store[sha]
+            tree = self.tree(sha)
             try:
                 mode, sha = tree[segment.encode()]
             except KeyError:
@@ -295,7 +342,7 @@ class GitRepo:
         return out
 
     def _walk(self, tree_sha: bytes, prefix: str, recursive: bool, out: list[Entry]) -> None:
-        tree = self.store[tree_sha]
+        tree = self.tree(tree_sha)
         for item in tree.iteritems():
             child = f"{prefix}/{item.path.decode()}" if prefix else item.path.decode()
             out.append(self._entry(child, item.mode, item.sha))
@@ -333,7 +380,7 @@ class GitRepo:
                     del files[p]
             else:
                 raise BadRequestError(f"Unknown change {change.kind!r}.")
-        return commit_tree(self.store, [(p.encode(), sha, mode) for p, (sha, mode) in files.items()])
+        return commit_tree(self.writer, [(p.encode(), sha, mode) for p, (sha, mode) in files.items()])
 
     def write_commit(self, tree: bytes, parents: list[str], message: str, author: str) -> str:
         c = Commit()
@@ -344,7 +391,7 @@ class GitRepo:
         c.author_timezone = c.commit_timezone = 0
         c.encoding = b"UTF-8"
         c.message = message.encode() if message.endswith("\n") else (message + "\n").encode()
-        self.store.add_object(c)
+        self.writer.add_object(c)
         return c.id.decode()
 
     def commit(
@@ -403,6 +450,8 @@ class GitStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "repos"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._generation: dict[str, int] = {}
 
     def path(self, repo_type: str, repo_id: str) -> Path:
         ns, name = repo_id.split("/")
@@ -414,6 +463,7 @@ class GitStore:
     def init(self, repo_type: str, repo_id: str) -> GitRepo:
         """Create an empty bare repository whose HEAD is ``refs/heads/main``."""
         path = self.path(repo_type, repo_id)
+        self._forget(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         repo = Repo.init_bare(str(path), mkdir=True)
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
@@ -421,14 +471,40 @@ class GitStore:
         return GitRepo(path)
 
     def open(self, repo_type: str, repo_id: str) -> GitRepo:
-        return GitRepo(self.path(repo_type, repo_id))
+        """The repository, reusing this thread's open dulwich ``Repo`` (opening one costs ~1 ms).
+
+        Refs and packs are re-read from disk as they change, so a cached Repo never serves stale
+        refs; deleting or moving a repo bumps its generation so no thread reuses the old handle.
+        """
+        path = self.path(repo_type, repo_id)
+        key = str(path)
+        cache: OrderedDict[str, tuple[int, Repo]] = self._local.__dict__.setdefault("repos", OrderedDict())
+        generation = self._generation.get(key, 0)
+        hit = cache.get(key)
+        if hit is not None and hit[0] == generation:
+            cache.move_to_end(key)
+            return GitRepo(path, hit[1])
+        if hit is not None:
+            hit[1].close()
+        repo = Repo(key)
+        cache[key] = (generation, repo)
+        if len(cache) > 64:
+            cache.popitem(last=False)[1][1].close()
+        return GitRepo(path, repo)
+
+    def _forget(self, path: Path) -> None:
+        self._generation[str(path)] = self._generation.get(str(path), 0) + 1
 
     def delete(self, repo_type: str, repo_id: str) -> None:
-        shutil.rmtree(self.path(repo_type, repo_id), ignore_errors=True)
+        path = self.path(repo_type, repo_id)
+        self._forget(path)
+        shutil.rmtree(path, ignore_errors=True)
 
     def move(self, repo_type: str, old_id: str, new_id: str) -> None:
         target = self.path(repo_type, new_id)
         target.parent.mkdir(parents=True, exist_ok=True)
+        self._forget(self.path(repo_type, old_id))
+        self._forget(target)
         self.path(repo_type, old_id).rename(target)
 
     def recover(self) -> int:

@@ -6,6 +6,7 @@ Routing uses ``scope["raw_path"]`` because the Hub's client puts ``%2F`` inside 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -15,6 +16,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import unquote
 
 import anyio
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -22,9 +24,9 @@ from starlette.types import Receive, Scope, Send
 from hubfs.errors import HubfsError, RangeNotSatisfiableError
 
 log = logging.getLogger("hubfs.server")
-Handler = Callable[..., Awaitable[Response]]
+Handler = Callable[..., Awaitable[Response] | Response]
 MAX_HEADER_BYTES = 16 * 1024
-CHUNK = 1 << 20
+CHUNK = 4 << 20
 
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 _KINDS = {
@@ -126,10 +128,10 @@ class App:
                 kwargs = {k: (v if k.endswith("_raw") else decode_segment(v)) for k, v in params.items() if v is not None}
             except UnicodeDecodeError:
                 return error_response(HubfsError("Invalid percent-encoding in path.", status=400))
-            result = handler(request, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
+            if inspect.iscoroutinefunction(handler):
+                return await handler(request, **kwargs)
+            # Plain functions do blocking git and SQLite work: keep it off the event loop.
+            return await run_in_threadpool(handler, request, **kwargs)
         except HubfsError as exc:
             return error_response(exc)
         except Exception:  # noqa: BLE001 - the client gets a clean 500, the log gets the traceback
@@ -197,11 +199,21 @@ class RangedBody(Response):
         remaining = self.end - self.start + 1
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self.start)
-            while remaining > 0:
-                chunk = await anyio.to_thread.run_sync(f.read, min(CHUNK, remaining))
-                if not chunk:
-                    break
+
+            def read() -> bytes:
+                return f.read(min(CHUNK, remaining))
+
+            chunk = await anyio.to_thread.run_sync(read)
+            while chunk:
                 remaining -= len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+                # Read the next piece in a worker thread while this one is being sent.
+                pending = asyncio.ensure_future(anyio.to_thread.run_sync(read)) if remaining > 0 else None
+                try:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+                except BaseException:
+                    if pending is not None:
+                        pending.cancel()
+                    raise
+                chunk = await pending if pending is not None else b""
         if remaining > 0:
             await send({"type": "http.response.body", "body": b""})
