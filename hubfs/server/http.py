@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from hubfs.errors import HubfsError, RangeNotSatisfiableError
+from hubfs.server.zero_copy import sendfile_sender
 
 log = logging.getLogger("hubfs.server")
 Handler = Callable[..., Awaitable[Response] | Response]
@@ -198,6 +199,10 @@ class RangedBody(Response):
         assert self.path is not None
         remaining = self.end - self.start + 1
         with open(self.path, "rb", buffering=0) as f:
+            zero_copy = sendfile_sender(send, remaining)
+            if zero_copy is not None:
+                await zero_copy(f.fileno(), self.start, remaining)
+                return
             f.seek(self.start)
 
             def read() -> bytes:

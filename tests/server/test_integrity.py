@@ -179,3 +179,20 @@ def test_aborted_upload_stores_nothing(tmp_hub) -> None:
     assert not (hub.data_dir / "lfs" / oid[:2] / oid[2:4] / oid).exists()
     assert not [p for p in (hub.data_dir / "tmp").glob("upload-*")], "partial upload files are removed"
     assert _batch_upload_href(hub, "admin/abort", oid, len(data)), "the object is still wanted"
+
+
+@pytest.mark.parametrize("zero_copy", [True, False], ids=["sendfile", "streamed"])
+def test_large_file_ranges_are_exact_with_and_without_sendfile(tmp_hub, zero_copy: bool) -> None:
+    hub = tmp_hub(env={} if zero_copy else {"HUBFS_NO_SENDFILE": "1"})
+    api = HfApi(endpoint=hub.endpoint, token=hub.admin_token)
+    api.create_repo("admin/ranges")
+    data = os.urandom(12 * MiB + 7)
+    api.upload_file(path_or_fileobj=data, path_in_repo="w.bin", repo_id="admin/ranges")
+    url = f"{hub.endpoint}/admin/ranges/resolve/main/w.bin"
+    with httpx.Client(timeout=60) as client:
+        assert client.get(url).content == data
+        for header, expected in [("bytes=0-99", data[:100]), (f"bytes={MiB + 5}-{9 * MiB}", data[MiB + 5: 9 * MiB + 1]),
+                                 (f"bytes=-{2 * MiB}", data[-2 * MiB:]), (f"bytes={10 * MiB}-", data[10 * MiB:])]:
+            resp = client.get(url, headers={"Range": header})
+            assert resp.status_code == 206 and resp.content == expected, header
+        assert client.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
