@@ -9,7 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
-from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_repos
+from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_repos, git_http
 from hubfs.server.http import App, Router
 from hubfs.server.hub import Hub
 
@@ -17,6 +17,8 @@ from hubfs.server.hub import Hub
 def create_app(hub: Hub) -> App:
     """The hub's routes, most specific first; other ``/api/`` paths answer 501 NotImplemented."""
     router = Router()
+    git_http.install_hooks(hub)
+    git_http.register(router)
     api_lfs.register(router)
     api_discussions.register(router)
     api_commit.register(router)

@@ -96,6 +96,10 @@ _REPO_LOCKS: dict[str, threading.Lock] = {}
 _REPO_LOCKS_GUARD = threading.Lock()
 
 
+class RefMovedError(PreconditionFailedError):
+    """A compare-and-swap of a ref found another value than expected."""
+
+
 class _ObjectWriter:
     """Adds objects to a store; two writers racing on the same new object both succeed.
 
@@ -213,12 +217,19 @@ class GitRepo:
     def set_ref(self, ref: str, new: str | None, expected_old: str | None) -> None:
         """Compare-and-swap ``ref`` from ``expected_old`` (None: must not exist) to ``new`` (None: delete)."""
         old = expected_old.encode() if expected_old else ZERO_SHA
-        if new is None:
-            ok = self.repo.refs.remove_if_equals(ref.encode(), old)
+        for attempt in range(400):
+            try:
+                if new is None:
+                    ok = self.repo.refs.remove_if_equals(ref.encode(), old)
+                else:
+                    ok = self.repo.refs.set_if_equals(ref.encode(), old, new.encode())
+                break
+            except FileLocked:  # git receive-pack holds the same ``ref.lock`` file: wait for it
+                time.sleep(0.005 * min(attempt + 1, 10))
         else:
-            ok = self.repo.refs.set_if_equals(ref.encode(), old, new.encode())
+            raise ConflictError(f"{ref} stayed locked by another writer; retry.")
         if not ok:
-            raise PreconditionFailedError(f"{ref} moved while it was being updated; retry.")
+            raise RefMovedError(f"{ref} moved while it was being updated; retry.")
 
     def make_tag(self, name: str, target: str, message: str | None, tagger: str) -> str:
         """Create ``refs/tags/name``: annotated when a message is given. Refuses an existing tag."""
@@ -409,20 +420,25 @@ class GitRepo:
         commit is refused with 412. ``base`` starts a ref that does not exist yet (a new PR).
         """
         with repo_lock(self.path):
-            head = self.branch_head(ref)
-            if head is None and base is None:
-                raise RevisionNotFoundError(f"Invalid rev id: {ref.removeprefix('refs/heads/')}")
-            parent = head or base
-            if expected_parent and not (parent or "").startswith(expected_parent.lower()):
-                raise PreconditionFailedError(
-                    f"A commit has happened since. Parent commit {expected_parent} is not the head of "
-                    f"{ref.removeprefix('refs/heads/')} ({parent}). Pull and retry."
-                )
-            tree = self.build_tree(parent, changes)
-            sha = self.write_commit(tree, [parent] if parent else [], message, author)
-            fault_point("before-ref-update")
-            self.set_ref(ref, sha, head)
-            return sha, head
+            for _ in range(20):
+                head = self.branch_head(ref)
+                if head is None and base is None:
+                    raise RevisionNotFoundError(f"Invalid rev id: {ref.removeprefix('refs/heads/')}")
+                parent = head or base
+                if expected_parent and not (parent or "").startswith(expected_parent.lower()):
+                    raise PreconditionFailedError(
+                        f"A commit has happened since. Parent commit {expected_parent} is not the head of "
+                        f"{ref.removeprefix('refs/heads/')} ({parent}). Pull and retry."
+                    )
+                tree = self.build_tree(parent, changes)
+                sha = self.write_commit(tree, [parent] if parent else [], message, author)
+                fault_point("before-ref-update")
+                try:
+                    self.set_ref(ref, sha, head)
+                except RefMovedError:
+                    continue  # a git push moved the branch: re-apply the changes on its new head
+                return sha, head
+            raise ConflictError(f"{ref} keeps moving under concurrent pushes; retry.")
 
     def walk(self, head: str, limit: int | None = None) -> Iterator[CommitInfo]:
         """Commits reachable from ``head``, newest first (by commit date, like ``git log``)."""

@@ -1,0 +1,133 @@
+"""Git hooks run by ``git receive-pack`` on the hub (``python -m hubfs.server.git_hooks pre-receive``).
+
+pre-receive applies the Hub's push rules to the objects of the push, which git keeps in a
+quarantine until every hook agrees, so a refused push changes nothing:
+
+- only branches and tags may be pushed, with valid names, and the default branch is never deleted;
+- a file of ``HUBFS_REGULAR_MAX`` bytes (10 MiB) or more must be stored with Git LFS;
+- every LFS pointer must name an object this repo uploaded to the hub's LFS store.
+
+Messages go to stderr, which git shows to the pusher as ``remote:`` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hubfs.errors import InvalidNameError
+from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
+from hubfs.paths import validate_revision
+from hubfs.server.lfs_store import LfsStore
+from hubfs.server.metadata import Metadata
+
+ZERO = "0" * 40
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def check_ref_updates(updates: list[tuple[str, str, str]]) -> list[str]:
+    """Problems with the refs themselves (names, kinds, deleting main)."""
+    problems = []
+    for _, new, ref in updates:
+        prefix = next((p for p in ("refs/heads/", "refs/tags/") if ref.startswith(p)), None)
+        if prefix is None:
+            problems.append(f"{ref}: only branches (refs/heads/*) and tags (refs/tags/*) can be pushed.")
+            continue
+        try:
+            validate_revision(ref[len(prefix):])
+        except InvalidNameError as exc:
+            problems.append(f"{ref}: {exc}")
+        if new == ZERO and ref == "refs/heads/main":
+            problems.append("refs/heads/main: the default branch cannot be deleted.")
+    return problems
+
+
+def new_objects(tips: list[str]) -> list[tuple[str, str]]:
+    """(sha, path) of every object reachable from ``tips`` and from no existing ref."""
+    if not tips:
+        return []
+    out = subprocess.run(["git", "rev-list", "--objects", *tips, "--not", "--all"],
+                         capture_output=True, text=True, check=True).stdout
+    objects = []
+    for line in out.splitlines():
+        sha, _, path = line.partition(" ")
+        objects.append((sha, path))
+    return objects
+
+
+def check_blobs(objects: list[tuple[str, str]], regular_max: int, lfs_ok: callable) -> list[str]:  # type: ignore[valid-type]
+    """Problems with pushed files: big non-LFS blobs, and LFS pointers whose object the hub lacks."""
+    if not objects:
+        return []
+    paths = {sha: path for sha, path in objects if path}
+    batch = subprocess.run(["git", "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
+                           input="\n".join(sha for sha, _ in objects) + "\n", capture_output=True, text=True,
+                           check=True).stdout
+    problems, small = [], []
+    for line in batch.splitlines():
+        sha, kind, size = line.split()
+        if kind != "blob":
+            continue
+        if int(size) >= regular_max:
+            problems.append(f"{paths.get(sha, sha)} is {_mib(int(size))}: files of {_mib(regular_max)} or more must be "
+                            f"stored with Git LFS. Run `git lfs track \"{_pattern(paths.get(sha, ''))}\"`, "
+                            "`git add .gitattributes`, re-add the file and commit again (or `git lfs migrate import`).")
+        elif int(size) <= POINTER_MAX_SIZE:
+            small.append(sha)
+    if small:
+        raw = subprocess.run(["git", "cat-file", "--batch"], input=("\n".join(small) + "\n").encode(),
+                             capture_output=True, check=True).stdout
+        pos = 0
+        while pos < len(raw):
+            header_end = raw.index(b"\n", pos)
+            sha, _, size = raw[pos:header_end].decode().split()
+            data = raw[header_end + 1: header_end + 1 + int(size)]
+            pos = header_end + 1 + int(size) + 1
+            pointer = LfsPointer.parse(data)
+            if pointer is not None and not lfs_ok(pointer):
+                problems.append(f"{paths.get(sha, sha)}: its Git LFS object {pointer.oid} ({pointer.size} bytes) was "
+                                "not uploaded to this hub. Install git-lfs (`git lfs install`) and push again.")
+    return problems
+
+
+def _pattern(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return f"*.{name.rsplit('.', 1)[1]}" if "." in name else (path or "FILE")
+
+
+def pre_receive(stdin: str, env: dict[str, str]) -> list[str]:
+    updates = [tuple(line.split()) for line in stdin.splitlines() if line.strip()]
+    problems = check_ref_updates(updates)  # type: ignore[arg-type]
+    data = Path(env["HUBFS_DATA"])
+    meta = Metadata(data / "hub.sqlite")
+    repo = meta.get_repo(env["HUBFS_REPO_TYPE"], env["HUBFS_REPO_ID"])
+    store = LfsStore(data)
+
+    def lfs_ok(pointer: LfsPointer) -> bool:
+        return repo is not None and store.has(pointer.oid, pointer.size) and meta.lfs_linked(repo, pointer.oid)
+
+    tips = [new for _, new, _ in updates if new != ZERO]
+    problems += check_blobs(new_objects(tips), int(env.get("HUBFS_REGULAR_MAX", 10 << 20)), lfs_ok)
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] != ["pre-receive"]:
+        print(f"hubfs git hook: unknown hook {argv[1:]}", file=sys.stderr)
+        return 1
+    problems = pre_receive(sys.stdin.read(), dict(os.environ))
+    if problems:
+        print("hubfs: push rejected:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
