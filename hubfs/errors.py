@@ -115,6 +115,18 @@ class HubNotImplementedError(HubfsError, NotImplementedError):
     code, status = "NotImplemented", 501
 
 
+class OfflineModeError(HubfsError, ConnectionError):
+    """HF_HUB_OFFLINE is set and the answer is not in the local cache."""
+
+    code, status = "Offline", 0
+
+
+class HubConnectionError(HubfsError, ConnectionError):
+    """The hub could not be reached, or kept failing after retries."""
+
+    code, status = "ConnectionError", 0
+
+
 _BY_CODE: dict[str, type[HubfsError]] = {
     cls.code: cls
     for cls in (

@@ -160,21 +160,31 @@ def info_body(repo: Repo, *, sha: str | None, card: dict[str, Any] | None, commi
 
 
 def repo_info(request: Request, t: str, ns: str, name: str, rev: str | None = None) -> Response:
-    """GET /api/{T}/{id}[/revision/{rev}][?blobs=true] -> info with sha, siblings, cardData."""
+    """GET /api/{T}/{id}[/revision/{rev}][?blobs=true][&expand=prop...] -> info with sha, siblings, cardData.
+
+    With ``expand``, only ``id``, ``_id`` and the named properties are returned (``expand=sha`` is a
+    cheap way to pin a revision: no file listing is made).
+    """
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    expand = set(request.query_params.getlist("expand"))
     with hub.git.open(repo.type, repo.repo_id) as g:
         sha = g.resolve(rev or "main")
-        siblings, used = _siblings(g, sha, flag(request, "blobs"))
+        siblings, used = _siblings(g, sha, flag(request, "blobs")) if not expand or expand & {"siblings", "usedStorage"} \
+            else (None, None)
         card = None
-        readme = g.lookup(sha, "README.md")
-        if readme is not None and readme.type == "file" and readme.lfs is None:
-            try:
-                card = parse_front_matter(g.read_blob(readme.oid).decode("utf-8", "replace"))
-            except BadRequestError:
-                card = None
+        if not expand or "cardData" in expand or expand & {"pipeline_tag", "library_name", "sdk"}:
+            readme = g.lookup(sha, "README.md")
+            if readme is not None and readme.type == "file" and readme.lfs is None:
+                try:
+                    card = parse_front_matter(g.read_blob(readme.oid).decode("utf-8", "replace"))
+                except BadRequestError:
+                    card = None
         ts = g.commit_info(sha).timestamp
-    return json_response(info_body(repo, sha=sha, card=card, commit_ts=ts, siblings=siblings, used=used))
+    body = info_body(repo, sha=sha, card=card, commit_ts=ts, siblings=siblings, used=used)
+    if expand:
+        body = {k: v for k, v in body.items() if k in expand or k in ("id", "_id")}
+    return json_response(body)
 
 
 _FACET_PREFIXES = ("language:", "library:", "pipeline_tag:", "task:", "other:")

@@ -1,0 +1,214 @@
+"""HubClient: the Hub API calls hubfs makes, for huggingface.co and the embedded hub alike.
+
+Revisions are pinned: a branch or tag resolves to a 40-hex commit once per ``revision_ttl``
+seconds, and everything else is addressed by that commit, so a push during a read never mixes two
+commits. Tree listings of a commit are immutable and may be cached forever by callers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from hubfs.client.commit import Add, Delete, LfsRef, Operation, ndjson_body, upload_lfs_objects
+from hubfs.client.http import Transport
+from hubfs.config import HubConfig
+from hubfs.errors import HubfsError, RangeNotSatisfiableError
+from hubfs.paths import DEFAULT_REVISION, RepoType, is_commit_sha
+
+
+class HubClient:
+    """One endpoint, one token, one connection pool. Thread-safe."""
+
+    def __init__(self, endpoint: str | None = None, token: str | bool | None = None, *,
+                 revision_ttl: float = 5.0, config: HubConfig | None = None) -> None:
+        self.config = config or HubConfig.load(endpoint, token)
+        self.transport = Transport(self.config)
+        self.revision_ttl = revision_ttl
+        self._pins: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.endpoint
+
+    # -- URLs ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def api_path(repo_type: str, repo_id: str) -> str:
+        return f"/api/{RepoType.parse(repo_type).plural}/{repo_id}"
+
+    def file_url(self, repo_type: str, repo_id: str, revision: str, path: str) -> str:
+        prefix = RepoType.parse(repo_type).url_prefix
+        return f"{self.endpoint}/{prefix}{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
+
+    def lfs_batch_url(self, repo_type: str, repo_id: str) -> str:
+        return f"{self.endpoint}/{RepoType.parse(repo_type).url_prefix}{repo_id}.git/info/lfs/objects/batch"
+
+    # -- metadata --------------------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        return self.transport.request("GET", "/api/whoami-v2", retry=False).json()
+
+    def repo_info(self, repo_type: str, repo_id: str, revision: str | None = None, **params: Any) -> dict[str, Any]:
+        path = self.api_path(repo_type, repo_id)
+        if revision:
+            path += f"/revision/{quote(revision, safe='')}"
+        return self.transport.request("GET", path, params=params or None).json()
+
+    def resolve(self, repo_type: str, repo_id: str, revision: str | None = None, *, refresh: bool = False) -> str:
+        """The commit sha ``revision`` (default main) points to now; cached ``revision_ttl`` seconds."""
+        rev = revision or DEFAULT_REVISION
+        if is_commit_sha(rev):
+            return rev
+        key = (RepoType.parse(repo_type).value, repo_id, rev)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._pins.get(key)
+        if hit and not refresh and hit[1] > now:
+            return hit[0]
+        sha = self.repo_info(repo_type, repo_id, rev, expand="sha")["sha"]
+        if not is_commit_sha(sha or ""):
+            raise HubfsError(f"The hub answered an invalid commit id {sha!r} for {repo_id}@{rev}.")
+        with self._lock:
+            self._pins[key] = (sha, now + self.revision_ttl)
+        return sha
+
+    def forget_pin(self, repo_type: str, repo_id: str, revision: str | None = None) -> None:
+        """Drop the cached commit of a branch (after writing to it)."""
+        with self._lock:
+            self._pins.pop((RepoType.parse(repo_type).value, repo_id, revision or DEFAULT_REVISION), None)
+
+    def paginate(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
+        """Items of a Link-paginated JSON list."""
+        resp = self.transport.request("GET", path, params=params)
+        while True:
+            yield from resp.json()
+            nxt = resp.links.get("next", {}).get("url")
+            if not nxt:
+                return
+            resp = self.transport.request("GET", nxt)
+
+    def list_tree(self, repo_type: str, repo_id: str, sha: str, path: str = "", *, recursive: bool = False,
+                  expand: bool = False) -> list[dict[str, Any]]:
+        """Entries under ``path`` at commit ``sha``; one request per 1000 entries."""
+        url = f"{self.api_path(repo_type, repo_id)}/tree/{quote(sha, safe='')}"
+        if path:
+            url += "/" + quote(path, safe="")
+        params = {"recursive": str(recursive).lower(), "expand": str(expand).lower()}
+        return list(self.paginate(url, params))
+
+    def paths_info(self, repo_type: str, repo_id: str, sha: str, paths: list[str]) -> list[dict[str, Any]]:
+        """Entries of the paths that exist (missing ones are simply absent)."""
+        out: list[dict[str, Any]] = []
+        url = f"{self.api_path(repo_type, repo_id)}/paths-info/{quote(sha, safe='')}"
+        for i in range(0, len(paths), 1000):
+            resp = self.transport.request("POST", url, content=httpx.QueryParams(
+                [("paths", p) for p in paths[i:i + 1000]] + [("expand", "false")]).__str__().encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"})
+            out.extend(resp.json())
+        return out
+
+    # -- bytes -----------------------------------------------------------------------------------
+
+    def read_range(self, url: str, start: int, end: int) -> tuple[bytes, int]:
+        """Bytes [start, end) of a file and its total size (from Content-Range). Empty past the end."""
+        if end <= start:
+            return b"", -1
+        try:
+            resp = self.transport.request("GET", url, headers={"Range": f"bytes={start}-{end - 1}",
+                                                               "Accept-Encoding": "identity"})
+        except RangeNotSatisfiableError:
+            return b"", -1
+        data = resp.content
+        total = _total_size(resp)
+        if resp.status_code == 200:  # a server that ignores Range: keep the slice asked for
+            total = len(data)
+            data = data[start:end]
+        return data, total
+
+    def stream(self, url: str, start: int = 0) -> httpx.Response:
+        """An open streaming GET from ``start`` (the caller closes it)."""
+        headers = {"Accept-Encoding": "identity"}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        return self.transport.request("GET", url, headers=headers, stream=True)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def create_repo(self, repo_type: str, repo_id: str, *, private: bool = False, exist_ok: bool = False,
+                    space_sdk: str | None = None) -> str:
+        ns, name = repo_id.split("/")
+        body: dict[str, Any] = {"name": name, "organization": ns, "visibility": "private" if private else "public"}
+        if RepoType.parse(repo_type) is not RepoType.MODEL:
+            body["type"] = RepoType.parse(repo_type).value
+        if space_sdk:
+            body["sdk"] = space_sdk
+        try:
+            return self.transport.request("POST", "/api/repos/create", json_body=body, retry=False).json()["url"]
+        except FileExistsError:
+            if exist_ok:
+                return f"{self.endpoint}/{RepoType.parse(repo_type).url_prefix}{repo_id}"
+            raise
+
+    def delete_repo(self, repo_type: str, repo_id: str) -> None:
+        ns, name = repo_id.split("/")
+        body: dict[str, Any] = {"name": name, "organization": ns}
+        if RepoType.parse(repo_type) is not RepoType.MODEL:
+            body["type"] = RepoType.parse(repo_type).value
+        self.transport.request("DELETE", "/api/repos/delete", json_body=body, retry=False)
+
+    def commit(self, repo_type: str, repo_id: str, ops: list[Operation], message: str, *,
+               revision: str | None = None, description: str = "", parent_commit: str | None = None,
+               progress: Any = None) -> str:
+        """Apply ``ops`` as one commit on ``revision`` (default main); returns the new commit sha.
+
+        Adds whose content the branch already has are dropped; if nothing is left, no commit is made
+        and the current head is returned.
+        """
+        rev = revision or DEFAULT_REVISION
+        adds = [op for op in ops if isinstance(op, Add)]
+        self._preupload(repo_type, repo_id, rev, adds)
+        keep: list[Operation] = [op for op in ops if not isinstance(op, Add) or op.mode != "skip"]
+        lfs = [op for op in keep if isinstance(op, Add) and op.mode == "lfs"]
+        if lfs:
+            upload_lfs_objects(self, self.lfs_batch_url(repo_type, repo_id), lfs, rev, progress)
+        if not keep:
+            return self.resolve(repo_type, repo_id, rev, refresh=True)
+        header: dict[str, Any] = {"summary": message, "description": description}
+        if parent_commit:
+            header["parentCommit"] = parent_commit
+        url = f"{self.api_path(repo_type, repo_id)}/commit/{quote(rev, safe='')}"
+        resp = self.transport.request("POST", url, content=lambda: ndjson_body(header, keep),
+                                      headers={"Content-Type": "application/x-ndjson"}, retry=False)
+        self.forget_pin(repo_type, repo_id, rev)
+        return resp.json()["commitOid"]
+
+    def _preupload(self, repo_type: str, repo_id: str, rev: str, adds: list[Add]) -> None:
+        url = f"{self.api_path(repo_type, repo_id)}/preupload/{quote(rev, safe='')}"
+        for i in range(0, len(adds), 256):
+            batch = adds[i:i + 256]
+            body = {"files": [{"path": a.path, "sample": a.sample(), "size": a.size} for a in batch]}
+            answer = {f["path"]: f for f in self.transport.request("POST", url, json_body=body).json()["files"]}
+            for add in batch:
+                info = answer.get(add.path) or {}
+                add.hash()
+                mode = "regular" if add.size == 0 else info.get("uploadMode", "regular")
+                remote = info.get("oid")
+                unchanged = remote is not None and remote in (add.sha256, add.git_sha1)
+                add.mode = "skip" if info.get("shouldIgnore") or unchanged else mode
+
+
+def _total_size(resp: httpx.Response) -> int:
+    content_range = resp.headers.get("content-range", "")
+    if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
+        return int(content_range.rsplit("/", 1)[1])
+    return int(resp.headers.get("content-length", "-1"))
+
+
+__all__ = ["HubClient", "Add", "Delete", "LfsRef"]
