@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
@@ -94,6 +95,16 @@ class App:
 
     def __init__(self, router: Router, state: dict[str, Any], fallback: Handler | None = None) -> None:
         self.router, self.state, self.fallback = router, state, fallback
+        # HUBFS_REQUEST_LOG=FILE appends "METHOD PATH RANGE" per request (for request-budget tests).
+        self.request_log = os.environ.get("HUBFS_REQUEST_LOG") or None
+
+    def _log_request(self, scope: Scope) -> None:
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        headers = dict(scope["headers"])
+        rng = headers.get(b"range", b"-").decode("latin-1")
+        auth = "auth" if b"authorization" in headers else "anon"
+        with open(self.request_log, "a") as f:  # type: ignore[arg-type]
+            f.write(f"{scope['method']} {raw} {rng} {auth}\n")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -107,6 +118,8 @@ class App:
         if scope["type"] != "http":
             return
         scope.update(self.state)
+        if self.request_log is not None:
+            self._log_request(scope)
         request = Request(scope, receive)
         response = await self.dispatch(scope, request)
         await response(scope, receive, send)
