@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(_data_dir(args), args.host, args.port, public_url=args.public_url,
           regular_max_size=args.regular_max_size, multipart_chunk_size=args.multipart_chunk_size,
-          access_log=args.access_log)
+          access_log=args.access_log, cdn_url=args.cdn_url)
     return 0
 
 
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--multipart-chunk-size", type=_size, default=None,
                        help="LFS objects above this size use multipart uploads (default 64MiB)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--cdn-url", help="redirect LFS downloads to this origin (e.g. another `hubfs serve` "
+                                         "on the same --data, or a caching proxy in front of this hub)")
     serve.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
@@ -92,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", dest="token_name")
     create.add_argument("--out", help="write the token to this file (mode 0600) instead of stdout")
     create.set_defaults(func=cmd_token_create)
+
+    from hubfs.commands import register
+
+    register(sub)
     return parser
 
 
@@ -99,11 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except HubfsError as exc:
+    except (HubfsError, FileNotFoundError, FileExistsError, PermissionError) as exc:
         print(f"hubfs: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `hubfs cat ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

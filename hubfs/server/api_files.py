@@ -138,6 +138,14 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
         }
         if entry.lfs:
             headers["ETag"] = headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'
+            if hub.cdn_url and hub.meta.lfs_linked(repo, entry.lfs.oid):
+                # The CDN pattern of huggingface.co: a signed, expiring URL on another origin; the
+                # metadata rides on the redirect itself, and clients drop the token when following it.
+                sig = hub.sign(f"download|{repo.id}|{entry.lfs.oid}", ttl=3600)
+                location = (f"{hub.cdn_url}/{RepoType.parse(repo.type).url_prefix}{repo.repo_id}.git/info/lfs/objects/"
+                            f"{entry.lfs.oid}?{sig}")
+                keep = ("X-Repo-Commit", "X-Linked-Size", "ETag", "X-Linked-Etag")
+                return Response(status_code=302, headers={"Location": location, **{k: headers[k] for k in keep}})
             stored = hub.lfs.size(entry.lfs.oid)
             if stored != entry.lfs.size:
                 raise HubfsError(f"The content of {path} ({entry.lfs.oid}) is missing from this hub's LFS store.",

@@ -30,14 +30,14 @@ def create_app(hub: Hub) -> App:
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_url: str | None = None,
           regular_max_size: int | None = None, multipart_chunk_size: int | None = None,
-          access_log: bool = False) -> None:
+          access_log: bool = False, cdn_url: str | None = None) -> None:
     """Bind, print the endpoint and the admin token file's path (never the token), and serve forever."""
     kwargs = {}
     if regular_max_size is not None:
         kwargs["regular_max_size"] = regular_max_size
     if multipart_chunk_size is not None:
         kwargs["multipart_chunk_size"] = multipart_chunk_size
-    hub = Hub(data_dir, public_url=public_url, **kwargs)
+    hub = Hub(data_dir, public_url=public_url, cdn_url=cdn_url, **kwargs)
     created = hub.bootstrap()
     # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY only for such sockets, and without it
     # every response after the first on a keep-alive connection waits ~40 ms (Nagle + delayed ACK).

@@ -56,7 +56,8 @@ class Hub:
     """One hub's state in ``data_dir``: ``hub.sqlite``, ``repos/``, ``lfs/``, ``tmp/``, ``secret.key``."""
 
     def __init__(self, data_dir: Path, *, regular_max_size: int = DEFAULT_REGULAR_MAX,
-                 multipart_chunk_size: int = DEFAULT_MULTIPART_CHUNK, public_url: str | None = None) -> None:
+                 multipart_chunk_size: int = DEFAULT_MULTIPART_CHUNK, public_url: str | None = None,
+                 cdn_url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.meta = Metadata(self.data_dir / "hub.sqlite")
@@ -65,6 +66,7 @@ class Hub:
         self.regular_max_size = regular_max_size
         self.multipart_chunk_size = multipart_chunk_size
         self.public_url = public_url.rstrip("/") if public_url else None
+        self.cdn_url = cdn_url.rstrip("/") if cdn_url else None
         self._secret = _load_secret(self.data_dir / "secret.key")
 
     # -- start-up ------------------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""The local cache, in huggingface_hub's layout, so either tool finds what the other downloaded.
+
+::
+
+    {cache}/{models|datasets|spaces}--{ns}--{name}/
+        blobs/{etag}                 content (etag: sha256 for LFS files, git blob sha1 otherwise)
+        blobs/{etag}.incomplete      a download in progress; resumed by the next attempt
+        snapshots/{commit}/{path}    relative symlink to ../../blobs/{etag}
+        refs/{revision}              the commit a branch or tag pointed to
+    {cache}/.locks/{repo folder}/{etag}.lock
+
+Concurrent processes are safe: a blob is downloaded under its lock file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from hubfs.paths import RepoType, is_commit_sha, validate_path_in_repo
+
+
+def repo_folder(repo_type: str, repo_id: str) -> str:
+    return f"{RepoType.parse(repo_type).plural}--{repo_id.replace('/', '--')}"
+
+
+@dataclass(frozen=True)
+class CachedRepo:
+    repo_type: str
+    repo_id: str
+    path: Path
+    size: int
+    revisions: dict[str, list[str]]  # commit -> refs pointing at it
+    files: int
+
+
+class HubCache:
+    """One cache folder (default ``HF_HUB_CACHE``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def repo_dir(self, repo_type: str, repo_id: str) -> Path:
+        return self.root / repo_folder(repo_type, repo_id)
+
+    def blob(self, repo_type: str, repo_id: str, etag: str) -> Path:
+        return self.repo_dir(repo_type, repo_id) / "blobs" / etag
+
+    def snapshot(self, repo_type: str, repo_id: str, commit: str, path: str = "") -> Path:
+        base = self.repo_dir(repo_type, repo_id) / "snapshots" / commit
+        return base / validate_path_in_repo(path) if path else base
+
+    def lock(self, repo_type: str, repo_id: str, etag: str) -> FileLock:
+        path = self.root / ".locks" / repo_folder(repo_type, repo_id) / f"{etag}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path))
+
+    def write_ref(self, repo_type: str, repo_id: str, revision: str, commit: str) -> None:
+        if is_commit_sha(revision):
+            return
+        ref = self.repo_dir(repo_type, repo_id) / "refs" / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        if not ref.exists() or ref.read_text() != commit:
+            tmp = ref.with_name(ref.name + f".{os.getpid()}.tmp")
+            tmp.write_text(commit)
+            os.replace(tmp, ref)
+
+    def read_ref(self, repo_type: str, repo_id: str, revision: str) -> str | None:
+        if is_commit_sha(revision):
+            return revision
+        try:
+            return (self.repo_dir(repo_type, repo_id) / "refs" / revision).read_text().strip()
+        except OSError:
+            return None
+
+    def link(self, repo_type: str, repo_id: str, commit: str, path: str, etag: str) -> Path:
+        """Point ``snapshots/{commit}/{path}`` at the blob (relative symlink, a copy where links fail)."""
+        target = self.snapshot(repo_type, repo_id, commit, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob = self.blob(repo_type, repo_id, etag)
+        if target.is_symlink() or target.exists():
+            return target
+        rel = os.path.relpath(blob, target.parent)
+        try:
+            os.symlink(rel, target)
+        except FileExistsError:
+            pass
+        except OSError:
+            shutil.copyfile(blob, target)
+        return target
+
+    def scan(self) -> list[CachedRepo]:
+        """Every cached repo with its size on disk and revisions."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for folder in sorted(self.root.iterdir()):
+            if "--" not in folder.name or not folder.is_dir():
+                continue
+            kind, _, rest = folder.name.partition("--")
+            repo_id = rest.replace("--", "/", 1)
+            blobs = folder / "blobs"
+            size = sum(f.stat().st_size for f in blobs.iterdir() if f.is_file()) if blobs.is_dir() else 0
+            revisions: dict[str, list[str]] = {}
+            snaps = folder / "snapshots"
+            for snap in sorted(snaps.iterdir()) if snaps.is_dir() else []:
+                revisions[snap.name] = []
+            refs = folder / "refs"
+            for ref in sorted(refs.rglob("*")) if refs.is_dir() else []:
+                if ref.is_file():
+                    revisions.setdefault(ref.read_text().strip(), []).append(str(ref.relative_to(refs)))
+            files = sum(1 for f in blobs.iterdir() if f.is_file() and not f.name.endswith(".incomplete")) \
+                if blobs.is_dir() else 0
+            out.append(CachedRepo(kind.removesuffix("s"), repo_id, folder, size, revisions, files))
+        return out
+
+    def remove(self, repo_type: str, repo_id: str) -> int:
+        """Delete a repo's cache; returns the bytes freed."""
+        folder = self.repo_dir(repo_type, repo_id)
+        if not folder.exists():
+            return 0
+        freed = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+        shutil.rmtree(folder)
+        shutil.rmtree(self.root / ".locks" / folder.name, ignore_errors=True)
+        return freed

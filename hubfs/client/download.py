@@ -1,0 +1,217 @@
+"""Downloads into the cache: whole files, verified, resumable, in big parallel ranges.
+
+A file goes to ``blobs/{etag}.incomplete`` first. Small files are fetched in one request; files of
+64 MiB and more in concurrent 16 MiB ranges written in place, with the finished ranges recorded
+beside the file, so a download killed half-way resumes where it stopped. LFS content is checked
+against its sha256 and regular files against their git blob id before the rename into place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from hubfs.client.api import HubClient
+from hubfs.client.cache import HubCache
+from hubfs.client.fetch import RangeFetcher
+from hubfs.errors import EntryNotFoundError, HubfsError, IntegrityError
+
+PART = 16 << 20
+PARALLEL_MIN = 64 << 20
+SEQUENTIAL_PIECE = 8 << 20
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of a commit: where it is, how big, and the hash that names its blob."""
+
+    path: str
+    size: int
+    etag: str  # sha256 for LFS files, git blob sha1 otherwise
+    is_lfs: bool
+
+    @classmethod
+    def from_tree(cls, entry: dict[str, Any]) -> "RemoteFile":
+        lfs = entry.get("lfs")
+        return cls(entry["path"], entry["size"], lfs["oid"] if lfs else entry["oid"], bool(lfs))
+
+
+def _verify(path: Path, remote: RemoteFile) -> None:
+    size = path.stat().st_size
+    if size != remote.size:
+        raise IntegrityError(f"{remote.path}: downloaded {size} bytes, expected {remote.size}.")
+    digest = hashlib.sha256() if remote.is_lfs else hashlib.sha1(b"blob %d\x00" % size)
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != remote.etag:
+        raise IntegrityError(f"{remote.path}: content is corrupted (hash {digest.hexdigest()}, expected "
+                             f"{remote.etag}); the partial file was removed, retry the download.")
+
+
+def fetch_file(fetcher: RangeFetcher, pool: ThreadPoolExecutor | None, url: str, remote: RemoteFile, tmp: Path,
+               progress: Any = None) -> None:
+    """Download ``url`` into ``tmp`` (resuming what is there) and verify it."""
+    if remote.size >= PARALLEL_MIN and pool is not None:
+        _fetch_parallel(fetcher, pool, url, remote, tmp, progress)
+    else:
+        _fetch_sequential(fetcher, url, remote, tmp, progress)
+    try:
+        _verify(tmp, remote)
+    except IntegrityError:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".parts").unlink(missing_ok=True)
+        raise
+
+
+def _fetch_sequential(fetcher: RangeFetcher, url: str, remote: RemoteFile, tmp: Path, progress: Any) -> None:
+    done = tmp.stat().st_size if tmp.exists() else 0
+    if done > remote.size:
+        tmp.unlink()
+        done = 0
+    if progress is not None and done:
+        progress.update(done)
+    with open(tmp, "ab") as out:
+        while done < remote.size:
+            buf = bytearray(min(SEQUENTIAL_PIECE, remote.size - done))
+            n, _ = fetcher.fetch_into(url, done, memoryview(buf))
+            if n == 0:
+                raise HubfsError(f"{remote.path}: the server sent no bytes at offset {done} of {remote.size}.")
+            out.write(memoryview(buf)[:n])
+            out.flush()
+            done += n
+            if progress is not None:
+                progress.update(n)
+
+
+def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, remote: RemoteFile, tmp: Path,
+                    progress: Any) -> None:
+    parts_file = Path(str(tmp) + ".parts")
+    finished: set[int] = set()
+    if tmp.exists() and parts_file.exists():
+        finished = {int(x) for x in parts_file.read_text().split() if x.isdigit()}
+    else:
+        parts_file.unlink(missing_ok=True)
+    with open(tmp, "ab"):
+        pass
+    os.truncate(tmp, remote.size)
+    offsets = [o for o in range(0, remote.size, PART) if o // PART not in finished]
+    if progress is not None:
+        progress.update(remote.size - sum(min(PART, remote.size - o) for o in offsets))
+    lock = threading.Lock()
+    fd = os.open(tmp, os.O_WRONLY)
+    try:
+        def one(offset: int) -> None:
+            length = min(PART, remote.size - offset)
+            buf = bytearray(length)
+            got = 0
+            while got < length:
+                n, _ = fetcher.fetch_into(url, offset + got, memoryview(buf)[got:])
+                if n == 0:
+                    raise HubfsError(f"{remote.path}: the server sent no bytes at offset {offset + got}.")
+                got += n
+            os.pwrite(fd, buf, offset)
+            with lock:
+                with open(parts_file, "a") as pf:
+                    pf.write(f"{offset // PART}\n")
+            if progress is not None:
+                progress.update(length)
+
+        for future in [pool.submit(one, o) for o in offsets]:
+            future.result()
+    finally:
+        os.close(fd)
+    parts_file.unlink(missing_ok=True)
+
+
+def select(files: Iterable[RemoteFile], names: list[str] | None, include: list[str] | None,
+           exclude: list[str] | None) -> list[RemoteFile]:
+    """Files named explicitly, or matching an include glob and no exclude glob (fnmatch on paths)."""
+    out = []
+    for f in files:
+        if names and f.path not in names:
+            continue
+        if include and not any(fnmatch.fnmatch(f.path, p) for p in include):
+            continue
+        if exclude and any(fnmatch.fnmatch(f.path, p) for p in exclude):
+            continue
+        out.append(f)
+    return out
+
+
+class Downloader:
+    """Downloads files of a repo commit into a :class:`HubCache` (and optionally a local folder)."""
+
+    def __init__(self, client: HubClient, cache: HubCache, max_workers: int = 8, progress: bool = True) -> None:
+        self.client, self.cache = client, cache
+        self.fetcher = RangeFetcher(client.transport)
+        self.max_workers = max_workers
+        self.progress = progress and not os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+
+    def download(self, repo_type: str, repo_id: str, revision: str | None = None, *, files: list[str] | None = None,
+                 include: list[str] | None = None, exclude: list[str] | None = None,
+                 local_dir: Path | None = None) -> Path:
+        """Download the selected files of ``revision``; returns the snapshot folder (or ``local_dir``)."""
+        rev = revision or "main"
+        commit = self.client.resolve(repo_type, repo_id, rev, refresh=True)
+        self.cache.write_ref(repo_type, repo_id, rev, commit)
+        tree = [RemoteFile.from_tree(e) for e in self.client.list_tree(repo_type, repo_id, commit, recursive=True)
+                if e["type"] == "file"]
+        wanted = select(tree, files, include, exclude)
+        missing = sorted(set(files or []) - {f.path for f in wanted})
+        if missing:
+            raise EntryNotFoundError(f"Not in {repo_id}@{rev}: {', '.join(missing)}")
+        todo = [f for f in wanted if not self.cache.snapshot(repo_type, repo_id, commit, f.path).exists()]
+        total = sum(f.size for f in todo)
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not self.progress or not todo,
+                   desc=f"Downloading {len(todo)} files")
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-dl") as files_pool, \
+                ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-part") as parts_pool:
+            list(files_pool.map(lambda f: self._one(repo_type, repo_id, commit, f, parts_pool, bar), todo))
+        bar.close()
+        snapshot = self.cache.snapshot(repo_type, repo_id, commit)
+        snapshot.mkdir(parents=True, exist_ok=True)
+        if local_dir is not None:
+            self._export(snapshot, Path(local_dir), wanted, commit)
+            return Path(local_dir)
+        return snapshot
+
+    def _one(self, repo_type: str, repo_id: str, commit: str, f: RemoteFile, pool: ThreadPoolExecutor,
+             bar: Any) -> None:
+        blob = self.cache.blob(repo_type, repo_id, f.etag)
+        if not blob.exists():
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            with self.cache.lock(repo_type, repo_id, f.etag):
+                if not blob.exists():
+                    tmp = blob.with_name(blob.name + ".incomplete")
+                    url = self.client.file_url(repo_type, repo_id, commit, f.path)
+                    fetch_file(self.fetcher, pool, url, f, tmp, bar)
+                    os.chmod(tmp, 0o644)
+                    os.replace(tmp, blob)
+        elif bar is not None:
+            bar.update(f.size)
+        self.cache.link(repo_type, repo_id, commit, f.path, f.etag)
+
+    @staticmethod
+    def _export(snapshot: Path, local_dir: Path, files: list[RemoteFile], commit: str) -> None:
+        """Copy into ``local_dir`` with huggingface_hub's ``.cache/huggingface/download`` metadata."""
+        for f in files:
+            dest = local_dir / f.path
+            meta = local_dir / ".cache" / "huggingface" / "download" / f"{f.path}.metadata"
+            if dest.exists() and meta.exists() and meta.read_text().split("\n")[1:2] == [f.etag]:
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(snapshot / f.path, dest)
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            meta.write_text(f"{commit}\n{f.etag}\n{time.time()}\n")
