@@ -23,6 +23,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
@@ -106,6 +107,10 @@ class HubFileSystem(AbstractFileSystem):
     def _name(rp: RepoPath, path: str) -> str:
         return RepoPath(rp.repo_type, rp.repo_id, rp.revision, path).unparse().removeprefix("hf://")
 
+    def _named(self, rp: RepoPath, entry: dict[str, Any]) -> dict[str, Any]:
+        """A cached entry (named by its path in the repo) named the way ``rp`` spells repo and revision."""
+        return {**entry, "name": self._name(rp, entry["name"])}
+
     def _remember(self, key: tuple, entries: list[dict[str, Any]]) -> None:
         with self._lock:
             self._listings[key] = entries
@@ -129,11 +134,14 @@ class HubFileSystem(AbstractFileSystem):
                 if info["type"] != "file":
                     raise FileNotFoundError(path)
                 return [info] if detail else [info["name"]]
-            entries = [_entry(self._name(rp, e["path"]), e) for e in raw]
+            entries = [_entry(e["path"], e) for e in raw]  # cached per commit, named by path in the repo
             self._remember(key, entries)
             for e, r in zip(entries, raw):
                 self._entries[(key[0], key[1], sha, r["path"])] = e
-        return list(entries) if detail else [e["name"] for e in entries]
+        prefix = self._name(rp, "") + "/"
+        if not detail:
+            return [prefix + e["name"] for e in entries]
+        return [{**e, "name": prefix + e["name"]} for e in entries]
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         rp, sha = self._parse(path)
@@ -141,16 +149,16 @@ class HubFileSystem(AbstractFileSystem):
             return {"name": self._name(rp, ""), "size": 0, "type": "directory", "tree_id": None, "last_commit": None}
         hit = self._entries.get((rp.repo_type.value, rp.repo_id, sha, rp.path))
         if hit is not None:
-            return dict(hit)
+            return self._named(rp, hit)
         parent = rp.path.rsplit("/", 1)[0] if "/" in rp.path else ""
         if (rp.repo_type.value, rp.repo_id, sha, parent) in self._listings:
             raise FileNotFoundError(path)  # the parent's complete listing does not have it
         found = self.client.paths_info(rp.repo_type.value, rp.repo_id, sha, [rp.path])
         if not found:
             raise FileNotFoundError(path)
-        entry = _entry(self._name(rp, rp.path), found[0])
+        entry = _entry(rp.path, found[0])
         self._entries[(rp.repo_type.value, rp.repo_id, sha, rp.path)] = entry
-        return dict(entry)
+        return self._named(rp, entry)
 
     def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False,
              **kwargs: Any) -> Any:
@@ -173,7 +181,7 @@ class HubFileSystem(AbstractFileSystem):
         children: dict[str, list[dict[str, Any]]] = {rp.path: []}
         out = {}
         for r in raw:
-            e = _entry(self._name(rp, r["path"]), r)
+            e = _entry(r["path"], r)
             self._entries[(rp.repo_type.value, rp.repo_id, sha, r["path"])] = e
             parent = r["path"].rsplit("/", 1)[0] if "/" in r["path"] else ""
             children.setdefault(parent, []).append(e)
@@ -183,7 +191,7 @@ class HubFileSystem(AbstractFileSystem):
             if maxdepth is not None and depth > maxdepth:
                 continue
             if r["type"] == "file" or withdirs:
-                out[e["name"]] = e
+                out[self._name(rp, r["path"])] = self._named(rp, e)
         for folder, entries in children.items():
             self._remember((rp.repo_type.value, rp.repo_id, sha, folder), entries)
         if withdirs and rp.path and raw:
@@ -221,8 +229,8 @@ class HubFileSystem(AbstractFileSystem):
         return self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
 
     def read_into(self, url: str, start: int, buf: memoryview) -> tuple[int, int]:
-        """Fill ``buf`` from ``start``, as concurrent 16 MiB ranges when it is big; (bytes, total size)."""
-        if len(buf) <= PART * 2:
+        """Fill ``buf`` from ``start``, as concurrent 16 MiB ranges when it is bigger; (bytes, total size)."""
+        if len(buf) <= PART:
             return self.fetcher.fetch_into(url, start, buf)
         pieces = [(off, min(PART, len(buf) - off)) for off in range(0, len(buf), PART)]
         results = list(self.pool.map(lambda p: self.fetcher.fetch_into(url, start + p[0], buf[p[0]:p[0] + p[1]]),
@@ -327,6 +335,23 @@ class HubFileSystem(AbstractFileSystem):
         if mode == "create" and self.exists(rpath):
             raise FileExistsError(rpath)
         self._queue(rpath, lambda rp: Add(rp.path, os.fspath(lpath)))
+
+    def pipe(self, path: Any, value: bytes | None = None, **kwargs: Any) -> None:
+        """A dict of paths is one commit."""
+        with self._batch():
+            super().pipe(path, value, **kwargs)
+
+    def put(self, lpath: Any, rpath: Any, recursive: bool = False, callback: Any = DEFAULT_CALLBACK,
+            maxdepth: int | None = None, **kwargs: Any) -> None:
+        """Any number of local files is one commit."""
+        with self._batch():
+            super().put(lpath, rpath, recursive=recursive, callback=callback, maxdepth=maxdepth, **kwargs)
+
+    def copy(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
+             on_error: str | None = None, **kwargs: Any) -> None:
+        """Any number of copies is one commit."""
+        with self._batch():
+            super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
 
     def rm_file(self, path: str) -> None:
         self._queue(path, lambda rp: Delete(rp.path))

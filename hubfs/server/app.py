@@ -53,7 +53,8 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
     print(f"admin token file: {token_file.resolve()}{' (new)' if created else ''}", flush=True)
     print(f"use it with: HF_ENDPOINT={endpoint} HF_TOKEN=$(cat {token_file.resolve()})", flush=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = uvicorn.Config(create_app(hub), log_level="warning", access_log=access_log, lifespan="off",
+    config = uvicorn.Config(create_app(hub), log_level="info" if access_log else "warning", access_log=access_log,
+                            lifespan="off",
                             timeout_keep_alive=75, http=_http_impl(), loop=_loop_impl())
     uvicorn.Server(config).run(sockets=[sock])
 

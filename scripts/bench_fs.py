@@ -1,0 +1,897 @@
+"""Client benchmark of hubfs (``hf://`` filesystem and ``hubfs download``) against curl and huggingface_hub.
+
+Everything runs against one ``hubfs serve`` (tests/hub_server.py's HubServer) in a temporary
+directory, with data uploaded by huggingface_hub (``HfApi``, Git LFS for the big files), in one run:
+
+1. **Sequential read**: a ``--size-mib`` file (default 1 GiB of random bytes, LFS). ``curl -s -o
+   /dev/null`` on its pinned resolve URL (``/{repo}/resolve/{commit}/{path}``) against
+   ``HubFileSystem().open(path, "rb")`` and ``huggingface_hub.HfFileSystem().open(path, "rb")``,
+   each read to the end in 8 MiB ``read()`` calls (a new filesystem instance each run, best of
+   ``--runs`` / ``--hf-runs``; every 8th block and the last one are compared with the source file).
+2. **Parquet column read over a slow link**: a ``--parquet-mb`` MB parquet file (9 columns:
+   float64, int64 and 16-letter strings; ``--row-groups`` row groups; snappy) read with
+   ``pd.read_parquet(path, columns=["c0"])`` through a loopback TCP proxy that delays every
+   forwarded chunk by half of ``--latency-ms`` each way (so each request/response round trip and
+   each new connection costs ``--latency-ms``, default 50 ms). The proxy (its own process) frames
+   the HTTP/1.1 streams and counts requests, connections and response body bytes. "Needed" bytes
+   are the compressed size of c0's column chunks (from the file's metadata) plus the footer.
+   Measured: hubfs via ``filesystem=HubFileSystem(...)``, hubfs via the fsspec registry
+   (``"hf://..."`` + ``storage_options``, the way most users call it), and
+   ``filesystem=HfFileSystem(...)`` (instance caches cleared before every run, best of ``--runs``).
+3. **Repo download**: a repo of ``--small-files`` files (1-4 KiB) and 4 files of ``--large-mib`` MiB
+   (one ``upload_folder`` commit). ``huggingface_hub.snapshot_download`` (in this process, progress
+   bars off) against ``python -m hubfs.cli download REPO --cache-dir DIR --quiet`` (a subprocess,
+   so its time includes interpreter start-up; HF_ENDPOINT/HF_TOKEN in its environment), each into
+   a fresh cache directory, best of ``--download-runs``. Both results are checked file by file
+   (names and sizes; content of the small files, sha256 of the large ones).
+
+The goals (from the issue): sequential read >= 0.8x curl and >= 2x HfFileSystem; parquet fetches
+<= 1.1x the bytes it needs and beats HfFileSystem by >= 2x; ``hubfs download`` <= 0.5x the wall time
+of ``snapshot_download``. Printed: a Markdown table (scenario, hubfs, peer, ratio, goal, met?), the
+request/byte breakdown of the parquet reads and a machine line; ``--json PATH`` writes all numbers.
+
+Run it (about 5-6 minutes on 2 cores at the defaults; the quick check below takes about a minute)::
+
+    .venv/bin/python scripts/bench_fs.py
+    .venv/bin/python scripts/bench_fs.py --size-mib 128 --parquet-mb 40 --large-mib 8 --json /tmp/bench_fs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+MIB = 1 << 20
+MB = 1_000_000
+READ_CHUNK = 8 << 20
+REPO_READ, BIG_NAME = "admin/fs-read", "big.bin"
+REPO_PARQUET, PARQUET_NAME = "admin/fs-parquet", "data.parquet"  # a dataset repo
+REPO_DOWNLOAD = "admin/fs-download"
+LARGE_FILES = 4
+SMALL_FOLDERS = 10
+PROXY_CHUNK = 256 << 10
+PROXY_QUEUE = 64  # chunks in flight per direction: 16 MiB per half round trip, far above what is read here
+MAX_EXCHANGES = 5000
+
+
+# -- latency proxy (runs in its own process) -----------------------------------------------------
+
+
+class Framer:
+    """Splits one direction of an HTTP/1.1 connection into message heads and bodies.
+
+    ``on_head(head)`` gets each head (start line + headers, without the blank line) and returns
+    how its body is framed: ``("length", n)``, ``("chunked", 0)`` or ``("close", 0)`` (to EOF);
+    ``on_body(n)`` gets the count of body (payload) bytes as they pass.
+    """
+
+    HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, TO_EOF = range(7)
+
+    def __init__(self, on_head: Callable[[bytes], tuple[str, int]], on_body: Callable[[int], None]) -> None:
+        self.on_head, self.on_body = on_head, on_body
+        self.state = self.HEAD
+        self.left = 0
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while len(view):
+            if self.state in (self.BODY, self.CHUNK_DATA, self.TO_EOF):
+                take = len(view) if self.state == self.TO_EOF else min(self.left, len(view))
+                self.on_body(take)
+                view = view[take:]
+                if self.state != self.TO_EOF:
+                    self.left -= take
+                    if not self.left:
+                        self.state = self.HEAD if self.state == self.BODY else self.CHUNK_END
+                continue
+            self.buf += view
+            sep = b"\r\n\r\n" if self.state == self.HEAD else b"\r\n"
+            at = self.buf.find(sep)
+            if at < 0:
+                return
+            token, rest = bytes(self.buf[:at]), bytes(self.buf[at + len(sep):])
+            self.buf.clear()
+            view = memoryview(rest)
+            self._token(token)
+
+    def _token(self, token: bytes) -> None:
+        if self.state == self.HEAD:
+            kind, n = self.on_head(token)
+            self.state, self.left = {"length": (self.BODY, n), "chunked": (self.CHUNK_SIZE, 0),
+                                     "close": (self.TO_EOF, 0)}[kind]
+            if self.state == self.BODY and not n:
+                self.state = self.HEAD
+        elif self.state == self.CHUNK_SIZE:
+            size = int(token.split(b";")[0].strip() or b"0", 16)
+            self.state, self.left = (self.CHUNK_DATA, size) if size else (self.TRAILER, 0)
+        elif self.state == self.CHUNK_END:
+            self.state = self.CHUNK_SIZE
+        elif self.state == self.TRAILER and not token:
+            self.state = self.HEAD
+
+
+def parse_head(head: bytes) -> tuple[list[str], dict[str, str]]:
+    """(start line split in 3, lower-cased headers) of one HTTP/1.1 message head."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0].split(" ", 2), headers
+
+
+def body_framing(headers: dict[str, str], default: str) -> tuple[str, int]:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return "chunked", 0
+    if headers.get("content-length", "").isdigit():
+        return "length", int(headers["content-length"])
+    return default, 0
+
+
+def new_stats() -> dict[str, Any]:
+    return {"connections": 0, "requests": 0, "methods": Counter(), "up_bytes": 0, "down_bytes": 0,
+            "down_head_bytes": 0, "down_body_bytes": 0, "parse_errors": 0, "exchanges": []}
+
+
+class ProxyConnection:
+    """Counts the requests of one client connection and the response bodies that answer them."""
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.stats = stats
+        self.pending: deque[list[Any]] = deque()
+        self.current: list[Any] | None = None
+        self.request = Framer(self._on_request, lambda n: None)
+        self.response = Framer(self._on_response, self._on_response_body)
+
+    def _on_request(self, head: bytes) -> tuple[str, int]:
+        start, headers = parse_head(head)
+        exchange = [start[0], start[1] if len(start) > 1 else "", headers.get("range", ""), 0, 0]
+        self.pending.append(exchange)
+        self.stats["requests"] += 1
+        self.stats["methods"][start[0]] += 1
+        if len(self.stats["exchanges"]) < MAX_EXCHANGES:
+            self.stats["exchanges"].append(exchange)
+        return body_framing(headers, "length")
+
+    def _on_response(self, head: bytes) -> tuple[str, int]:
+        start, headers = parse_head(head)
+        self.stats["down_head_bytes"] += len(head) + 4
+        status = int(start[1])
+        if 100 <= status < 200:
+            return "length", 0
+        self.current = self.pending.popleft() if self.pending else None
+        if self.current is not None:
+            self.current[3] = status
+        if status in (204, 304) or (self.current is not None and self.current[0] == "HEAD"):
+            return "length", 0
+        return body_framing(headers, "close")
+
+    def _on_response_body(self, n: int) -> None:
+        self.stats["down_body_bytes"] += n
+        if self.current is not None:
+            self.current[4] += n
+
+
+class LatencyProxy:
+    """A TCP proxy adding ``latency`` seconds to every round trip (half each way) and to every connect."""
+
+    def __init__(self, upstream: tuple[str, int], latency: float) -> None:
+        self.upstream, self.latency = upstream, latency
+        self.stats = new_stats()
+        self.done = asyncio.Event()
+
+    async def handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        self.stats["connections"] += 1
+        conn = ProxyConnection(self.stats)
+        await asyncio.sleep(self.latency)  # the TCP handshake's round trip
+        try:
+            sreader, swriter = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            cwriter.close()
+            return
+        writers = (cwriter, swriter)
+        half = self.latency / 2
+        await asyncio.gather(self.pipe(creader, swriter, half, conn.request.feed, "up_bytes", writers),
+                             self.pipe(sreader, cwriter, half, conn.response.feed, "down_bytes", writers),
+                             return_exceptions=True)
+        for w in writers:
+            w.close()
+
+    def _parse(self, feed: Callable[[bytes], None], data: bytes) -> Callable[[bytes], None]:
+        try:
+            feed(data)
+            return feed
+        except (ValueError, IndexError, KeyError):
+            self.stats["parse_errors"] += 1
+            return lambda _: None
+
+    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float,
+                   feed: Callable[[bytes], None], counter: str, writers: tuple[asyncio.StreamWriter, ...]) -> None:
+        """Forward ``reader`` to ``writer``, each chunk ``delay`` seconds after it arrived (a delay line)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue(PROXY_QUEUE)
+
+        async def take_in() -> None:
+            nonlocal feed
+            try:
+                while data := await reader.read(PROXY_CHUNK):
+                    self.stats[counter] += len(data)
+                    feed = self._parse(feed, data)
+                    await queue.put((loop.time() + delay, data))
+                await queue.put((loop.time() + delay, b""))
+            except (OSError, asyncio.IncompleteReadError):
+                await queue.put((loop.time(), None))
+
+        incoming = asyncio.create_task(take_in())
+        try:
+            while True:
+                due, data = await queue.get()
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                if data is None:
+                    raise ConnectionResetError
+                if not data:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            for w in writers:
+                w.close()
+        finally:
+            incoming.cancel()
+
+    def command(self, conn: multiprocessing.connection.Connection) -> None:
+        """Answer one control message from the parent: "stats" or "reset"."""
+        try:
+            what = conn.recv()
+        except EOFError:  # the parent is done
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            self.done.set()
+            return
+        if what == "reset":  # in place: open connections hold this dict
+            self.stats.clear()
+            self.stats.update(new_stats())
+            conn.send("ok")
+        else:
+            conn.send({**self.stats, "methods": dict(self.stats["methods"])})
+
+
+def proxy_main(upstream: tuple[str, int], latency: float, conn: multiprocessing.connection.Connection) -> None:
+    """Entry point of the proxy process: sends its port to the parent, serves until the parent closes the pipe."""
+
+    async def run() -> None:
+        proxy = LatencyProxy(upstream, latency)
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await proxy.handle(r, w)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        asyncio.get_running_loop().add_reader(conn.fileno(), proxy.command, conn)
+        conn.send(server.sockets[0].getsockname()[1])
+        await proxy.done.wait()
+        server.close()
+
+    asyncio.run(run())
+
+
+class ProxyHandle:
+    """The parent's side of the proxy process."""
+
+    def __init__(self, upstream: str, latency: float) -> None:
+        host, port = upstream.split("://", 1)[1].rsplit(":", 1)
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=proxy_main, args=((host, int(port)), latency, child), daemon=True)
+        self.proc.start()
+        child.close()
+        if not self.conn.poll(30):
+            raise RuntimeError("the latency proxy did not start")
+        self.endpoint = f"http://127.0.0.1:{self.conn.recv()}"
+
+    def reset(self) -> None:
+        self.conn.send("reset")
+        self.conn.recv()
+
+    def stats(self) -> dict[str, Any]:
+        self.conn.send("stats")
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.terminate()  # by its PID; we started it
+            self.proc.join(10)
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def write_random_file(path: Path, size: int) -> str:
+    """``size`` random bytes, 16 MiB at a time; returns their sha256."""
+    digest = hashlib.sha256()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            chunk = os.urandom(min(16 * MIB, left))
+            f.write(chunk)
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ParquetData:
+    path: Path
+    rows: int
+    c0_sum: float
+    needed: int  # c0's column chunks (compressed, with page headers) + footer + its length and magic
+    c0_chunks: list[tuple[int, int]]  # (offset, length) of c0 in each row group
+
+
+def make_parquet(path: Path, target_mb: int, row_groups: int) -> ParquetData:
+    """~``target_mb`` MB of 9 incompressible columns (3 float64, 3 int64, 3 strings of 16 letters)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = max(row_groups, int(target_mb * MB / 108))  # 6 x 8 B + 3 x (4 B length + 16 B)
+    rng = np.random.default_rng(42)
+    cols: dict[str, Any] = {}
+    for i in range(9):
+        if i % 3 == 0:
+            cols[f"c{i}"] = pa.array(rng.random(rows))
+        elif i % 3 == 1:
+            cols[f"c{i}"] = pa.array(rng.integers(0, 1 << 62, rows))
+        else:
+            data = rng.integers(97, 123, rows * 16, dtype=np.uint8).tobytes()
+            offsets = np.arange(0, rows * 16 + 1, 16, dtype=np.int32)
+            cols[f"c{i}"] = pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data))
+    table = pa.table(cols)
+    c0_sum = float(np.sum(table["c0"].to_numpy()))
+    pq.write_table(table, path, compression="snappy", row_group_size=math.ceil(rows / row_groups),
+                   use_dictionary=False)
+    del table, cols
+    meta = pq.ParquetFile(path).metadata
+    chunks = []
+    for rg in range(meta.num_row_groups):
+        col = meta.row_group(rg).column(0)
+        start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+        chunks.append((start, col.total_compressed_size))
+    with open(path, "rb") as f:
+        f.seek(-8, os.SEEK_END)
+        footer = int.from_bytes(f.read(4), "little") + 8
+    return ParquetData(path, rows, c0_sum, sum(n for _, n in chunks) + footer, chunks)
+
+
+def small_size(i: int) -> int:
+    """Deterministic sizes between 1 KiB and 4 KiB."""
+    return 1024 + (i * 7919) % (3 * 1024 + 1)
+
+
+def make_download_tree(root: Path, files: int, large_mib: int) -> dict[str, str]:
+    """``files`` small files in folders plus 4 large random ones; returns path -> sha256."""
+    digests = {}
+    for i in range(files):
+        rel = f"small/d{i % SMALL_FOLDERS:02d}/f{i:05d}.bin"
+        data = random.Random(i).randbytes(small_size(i))
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+        digests[rel] = hashlib.sha256(data).hexdigest()
+    for i in range(LARGE_FILES):
+        rel = f"large/w{i}.bin"
+        digests[rel] = write_random_file(root / rel, large_mib * MIB)
+    return digests
+
+
+# -- hub -----------------------------------------------------------------------------------------
+
+
+def start_hub(stack: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
+    """``hubfs serve --port 0`` via the tests' HubServer; returns (endpoint, admin token)."""
+    sys.path.insert(0, str(TESTS))
+    from hub_server import HubServer
+
+    server = HubServer(tmp / "hub-data")
+    stack.callback(server.stop)
+    server.start()
+    return server.endpoint, server.admin_token
+
+
+def hf_api(endpoint: str, token: str) -> Any:
+    os.environ["HF_HUB_DISABLE_XET"] = "1"  # must be set before huggingface_hub is imported
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # for the uploads here and snapshot_download later
+    return HfApi(endpoint=endpoint, token=token)
+
+
+def upload_file(api: Any, repo_id: str, local: Path, name: str, repo_type: str = "model") -> str:
+    """Create the repo, upload one file; returns the commit sha."""
+    api.create_repo(repo_id, repo_type=repo_type)
+    t0 = time.monotonic()
+    info = api.upload_file(path_or_fileobj=str(local), path_in_repo=name, repo_id=repo_id, repo_type=repo_type)
+    print(f"uploaded {repo_id}/{name} ({local.stat().st_size / MIB:,.0f} MiB) in {time.monotonic() - t0:.1f}s",
+          flush=True)
+    return info.oid
+
+
+def upload_tree(api: Any, repo_id: str, root: Path) -> None:
+    api.create_repo(repo_id)
+    t0 = time.monotonic()
+    api.upload_folder(folder_path=str(root), repo_id=repo_id, commit_message="benchmark content")
+    print(f"uploaded {repo_id} ({sum(1 for p in root.rglob('*') if p.is_file())} files) in "
+          f"{time.monotonic() - t0:.1f}s", flush=True)
+
+
+# -- 1. sequential read --------------------------------------------------------------------------
+
+
+def curl_mib_s(url: str, token: str, size: int) -> float:
+    """MiB/s of one ``curl -s -o /dev/null`` (curl's own time_total), checking status and size."""
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}",
+                          "-w", "%{http_code} %{size_download} %{time_total}", url],
+                         capture_output=True, text=True, check=True).stdout
+    code, got, secs = out.split()
+    if code != "200" or int(got) != size:
+        raise RuntimeError(f"curl {url}: HTTP {code}, {got} bytes (expected {size})")
+    return size / float(secs) / MIB
+
+
+def read_sequential(fs: Any, path: str, source: Path, size: int) -> float:
+    """MiB/s of ``fs.open(path, "rb")`` + 8 MiB ``read()`` calls to EOF; spot-checks against ``source``."""
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        t0 = time.perf_counter()
+        total = block = 0
+        with fs.open(path, "rb") as f:
+            while chunk := f.read(READ_CHUNK):
+                if block % 8 == 0 or total + len(chunk) == size:
+                    if chunk != os.pread(fd, len(chunk), total):
+                        raise RuntimeError(f"{type(fs).__name__}: wrong bytes at offset {total}")
+                total += len(chunk)
+                block += 1
+        secs = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+    if total != size:
+        raise RuntimeError(f"{type(fs).__name__}: read {total} bytes of {size}")
+    return size / secs / MIB
+
+
+def bench_read(endpoint: str, token: str, sha: str, source: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from huggingface_hub import HfFileSystem
+    from huggingface_hub.utils import close_session
+
+    from hubfs.fs import HubFileSystem
+
+    size = source.stat().st_size
+    url = f"{endpoint}/{REPO_READ}/resolve/{sha}/{BIG_NAME}"
+    path = f"{REPO_READ}/{BIG_NAME}"
+    runs: dict[str, list[float]] = {"curl": [], "hubfs": [], "HfFileSystem": []}
+    for i in range(max(args.runs, args.hf_runs)):
+        line = []
+        if i < args.runs:
+            runs["curl"].append(curl_mib_s(url, token, size))
+            runs["hubfs"].append(read_sequential(
+                HubFileSystem(endpoint=endpoint, token=token, skip_instance_cache=True), path, source, size))
+            line += [f"curl {runs['curl'][-1]:,.0f}", f"hubfs {runs['hubfs'][-1]:,.0f}"]
+        if i < args.hf_runs:
+            close_session()  # a cold start, like hubfs's new instance
+            runs["HfFileSystem"].append(read_sequential(
+                HfFileSystem(endpoint=endpoint, token=token, skip_instance_cache=True), path, source, size))
+            line.append(f"HfFileSystem {runs['HfFileSystem'][-1]:,.0f}")
+        print(f"  read run {i + 1}: " + ", ".join(line) + " MiB/s", flush=True)
+    return {"runs": runs, "best": {k: max(v) for k, v in runs.items()}, "size": size}
+
+
+# -- 2. parquet over a slow link -----------------------------------------------------------------
+
+
+def read_parquet_once(how: str, proxy: ProxyHandle, token: str, pq: ParquetData) -> dict[str, Any]:
+    """One ``pd.read_parquet(columns=["c0"])`` through the proxy: seconds, bytes and requests."""
+    import pandas as pd
+    from huggingface_hub import HfFileSystem
+    from huggingface_hub.utils import close_session
+
+    from hubfs.fs import HubFileSystem
+
+    HubFileSystem.clear_instance_cache()
+    HfFileSystem.clear_instance_cache()
+    close_session()  # huggingface_hub's shared keep-alive client: every run starts cold, like hubfs's
+    url = f"hf://datasets/{REPO_PARQUET}/{PARQUET_NAME}"
+    options = {"endpoint": proxy.endpoint, "token": token}
+    proxy.reset()
+    t0 = time.perf_counter()
+    if how == "hubfs":
+        df = pd.read_parquet(url, columns=["c0"], filesystem=HubFileSystem(**options))
+    elif how == "hubfs (hf:// + storage_options)":
+        df = pd.read_parquet(url, columns=["c0"], storage_options=options)
+    else:
+        df = pd.read_parquet(url, columns=["c0"], filesystem=HfFileSystem(**options))
+    secs = time.perf_counter() - t0
+    stats = proxy.stats()
+    if list(df.columns) != ["c0"] or len(df) != pq.rows or not math.isclose(float(df["c0"].sum()), pq.c0_sum):
+        raise RuntimeError(f"{how}: wrong result: columns {list(df.columns)}, {len(df)} rows")
+    return {"seconds": secs, **stats}
+
+
+def check_registry() -> str:
+    """The class fsspec (and so pandas) uses for ``hf://``."""
+    import fsspec
+
+    cls = fsspec.get_filesystem_class("hf")
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+PARQUET_CLIENTS = ("hubfs", "hubfs (hf:// + storage_options)", "HfFileSystem")
+
+
+def bench_parquet(proxy: ProxyHandle, token: str, pq: ParquetData, runs: int) -> dict[str, Any]:
+    results: dict[str, list[dict[str, Any]]] = {c: [] for c in PARQUET_CLIENTS}
+    for i in range(runs):
+        order = PARQUET_CLIENTS if i % 2 == 0 else PARQUET_CLIENTS[::-1]
+        for client in order:
+            results[client].append(read_parquet_once(client, proxy, token, pq))
+        print(f"  parquet run {i + 1}: " + ", ".join(
+            f"{c} {results[c][-1]['seconds']:.2f}s/{results[c][-1]['down_body_bytes'] / MB:.1f} MB/"
+            f"{results[c][-1]['requests']} req" for c in PARQUET_CLIENTS), flush=True)
+    best = {}
+    for client, rs in results.items():
+        top = min(rs, key=lambda r: r["seconds"])
+        best[client] = {"seconds": top["seconds"], "body_bytes": max(r["down_body_bytes"] for r in rs),
+                        "wire_bytes": max(r["down_bytes"] for r in rs), "requests": top["requests"],
+                        "connections": top["connections"], "methods": top["methods"], "exchanges": top["exchanges"]}
+    return {"runs": [{c: {k: v for k, v in r.items() if k != "exchanges"} for c, r in zip(results, rs)}
+                     for rs in zip(*results.values())], "best": best}
+
+
+def describe_exchanges(exchanges: list[list[Any]], pq: ParquetData) -> list[str]:
+    """One short line per request: method, what it asked for, status, body bytes."""
+    out = []
+    c0 = {start: n for start, n in pq.c0_chunks}
+    for method, target, rng, status, body in exchanges:
+        what = target.split("?")[0]
+        what = what if len(what) <= 60 else "..." + what[-57:]
+        note = ""
+        if rng.startswith("bytes="):
+            lo = int(rng[6:].split("-")[0] or 0)
+            note = " (c0 chunk start)" if lo in c0 else ""
+        out.append(f"{method} {what} {rng or '-'} -> {status}, {body:,} B{note}")
+    return out
+
+
+# -- 3. repo download ----------------------------------------------------------------------------
+
+
+def hubfs_download_available() -> bool:
+    probe = subprocess.run([sys.executable, "-m", "hubfs.cli", "download", "--help"], capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+def listing(root: Path) -> dict[str, int]:
+    """Relative path -> size of every file under ``root`` (following the cache's symlinks)."""
+    return {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+def check_download(root: Path, who: str, digests: dict[str, str], source: Path) -> dict[str, int]:
+    got = listing(root)
+    missing = [p for p in digests if p not in got]
+    wrong = [p for p in digests if p in got and got[p] != (source / p).stat().st_size]
+    if missing or wrong:
+        raise RuntimeError(f"{who}: {len(missing)} files missing (e.g. {missing[:3]}), {len(wrong)} with wrong "
+                           f"sizes (e.g. {wrong[:3]})")
+    for rel, digest in digests.items():
+        if hashlib.sha256((root / rel).read_bytes()).hexdigest() != digest:
+            raise RuntimeError(f"{who}: wrong content in {rel}")
+    return got
+
+
+def snapshot_dir(cache: Path, stdout: str) -> Path:
+    """Where ``hubfs download`` put the files: the path it printed last, else the cache's snapshot."""
+    lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+    if lines and Path(lines[-1]).is_dir():
+        return Path(lines[-1])
+    found = sorted(cache.glob(f"models--{REPO_DOWNLOAD.replace('/', '--')}/snapshots/*"))
+    if len(found) != 1:
+        raise RuntimeError(f"hubfs download: no single snapshot under {cache} (found {found}); stdout: {stdout[-500:]}")
+    return found[0]
+
+
+def run_snapshot_download(endpoint: str, token: str, cache: Path) -> tuple[float, Path]:
+    from huggingface_hub import snapshot_download
+
+    os.sync()
+    t0 = time.perf_counter()
+    path = snapshot_download(REPO_DOWNLOAD, cache_dir=str(cache), endpoint=endpoint, token=token)
+    return time.perf_counter() - t0, Path(path)
+
+
+def run_hubfs_download(endpoint: str, token: str, cache: Path) -> tuple[float, Path]:
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": token}
+    os.sync()
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "hubfs.cli", "download", REPO_DOWNLOAD, "--cache-dir", str(cache),
+                           "--quiet"], capture_output=True, text=True, env=env)
+    secs = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"hubfs download failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return secs, snapshot_dir(cache, proc.stdout)
+
+
+def startup_seconds() -> float:
+    """Best of 3: ``python -m hubfs.cli --help`` (the fixed cost inside every hubfs CLI time)."""
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "hubfs.cli", "--help"], capture_output=True, check=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_download(endpoint: str, token: str, digests: dict[str, str], source: Path, tmp: Path,
+                   runs: int) -> dict[str, Any]:
+    available = hubfs_download_available()
+    if not available:
+        print("note: `hubfs download` is missing (python -m hubfs.cli download --help failed); measuring "
+              "snapshot_download only", flush=True)
+    clients: dict[str, Callable[[str, str, Path], tuple[float, Path]]] = {"snapshot_download": run_snapshot_download}
+    if available:
+        clients["hubfs download"] = run_hubfs_download
+    times: dict[str, list[float]] = {c: [] for c in clients}
+    for i in range(runs):
+        names = list(clients) if i % 2 == 0 else list(clients)[::-1]
+        results = {}
+        for name in names:
+            cache = tmp / f"dl-{name.replace(' ', '-')}-{i}"
+            secs, root = clients[name](endpoint, token, cache)
+            results[name] = check_download(root, name, digests, source)
+            times[name].append(secs)
+            shutil.rmtree(cache)
+        if len({json.dumps(r, sort_keys=True) for r in results.values()}) > 1:
+            a, b = results.values()
+            raise RuntimeError(f"the two downloads differ: only in snapshot_download {sorted(set(a) - set(b))[:5]}, "
+                               f"only in hubfs {sorted(set(b) - set(a))[:5]}, sizes differ "
+                               f"{[p for p in a if p in b and a[p] != b[p]][:5]}")
+        print(f"  download run {i + 1}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in clients), flush=True)
+    return {"available": available, "runs": times, "best": {n: min(t) for n, t in times.items()},
+            "files": len(digests) + 1, "startup_s": startup_seconds() if available else None}
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    hubfs: str
+    peer: str
+    ratio: str
+    goal: str
+    met: bool | None
+    value: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def verdict(met: bool | None) -> str:
+    return "n/a" if met is None else ("yes" if met else "**no**")
+
+
+def size_label(size: int) -> str:
+    return f"{size / (1 << 30):g} GiB" if size >= 1 << 30 and size % (1 << 30) == 0 else f"{size / MIB:,.0f} MiB"
+
+
+def build_rows(read: dict[str, Any], parquet: dict[str, Any], pq: ParquetData, pq_size: int,
+               download: dict[str, Any], args: argparse.Namespace) -> list[Row]:
+    rows = []
+    b = read["best"]
+    what = f"{size_label(read['size'])} sequential read, 8 MiB read() calls (MiB/s, best of {args.runs})"
+    r = b["hubfs"] / b["curl"]
+    rows.append(Row(what, f"{b['hubfs']:,.0f}", f"curl -o /dev/null: {b['curl']:,.0f}", f"{r:.2f}x",
+                    ">= 0.8x curl", r >= 0.8, r))
+    r = b["hubfs"] / b["HfFileSystem"]
+    rows.append(Row(what, f"{b['hubfs']:,.0f}", f"HfFileSystem (best of {args.hf_runs}): {b['HfFileSystem']:,.0f}",
+                    f"{r:.2f}x", ">= 2x HfFileSystem", r >= 2, r))
+    p = parquet["best"]
+    hub, hf = p["hubfs"], p["HfFileSystem"]
+    what = (f"pd.read_parquet(columns=[\"c0\"]), {pq_size / MB:,.0f} MB file, +{args.latency_ms:g} ms RTT")
+    r = hf["seconds"] / hub["seconds"]
+    rows.append(Row(f"{what}: wall time (s, best of {args.runs})", f"{hub['seconds']:.2f}",
+                    f"HfFileSystem: {hf['seconds']:.2f}", f"{r:.2f}x faster", ">= 2x faster", r >= 2, r))
+    r = hub["body_bytes"] / pq.needed
+    rows.append(Row(f"{what}: bytes fetched (response bodies) / needed ({pq.needed / MB:,.1f} MB)",
+                    f"{hub['body_bytes'] / MB:,.1f} MB ({r:.2f}x)",
+                    f"HfFileSystem: {hf['body_bytes'] / MB:,.1f} MB ({hf['body_bytes'] / pq.needed:.2f}x)",
+                    f"{r:.2f}x", "<= 1.1x needed", r <= 1.1, r))
+    rows.append(Row(f"{what}: HTTP requests / connections", f"{hub['requests']} / {hub['connections']}",
+                    f"HfFileSystem: {hf['requests']} / {hf['connections']}", "", "", None))
+    reg = p["hubfs (hf:// + storage_options)"]
+    r = hf["seconds"] / reg["seconds"]
+    rows.append(Row("same, as `pd.read_parquet(\"hf://...\", storage_options=...)` (fsspec registry): wall time",
+                    f"{reg['seconds']:.2f} s, {reg['body_bytes'] / MB:,.1f} MB, {reg['requests']} req",
+                    f"HfFileSystem: {hf['seconds']:.2f} s", f"{r:.2f}x faster", "(same goals)",
+                    r >= 2 and reg["body_bytes"] / pq.needed <= 1.1, r))
+    what = (f"download {download['files']:,} files ({args.small_files:,} x 1-4 KiB + {LARGE_FILES} x "
+            f"{args.large_mib} MiB + .gitattributes) (s, best of {args.download_runs})")
+    snap = download["best"]["snapshot_download"]
+    if download["available"]:
+        mine = download["best"]["hubfs download"]
+        r = mine / snap
+        rows.append(Row(what, f"{mine:.2f}", f"snapshot_download: {snap:.2f}", f"{r:.2f}x",
+                        "<= 0.5x snapshot_download", r <= 0.5, r))
+    else:
+        rows.append(Row(what, "n/a (command missing)", f"snapshot_download: {snap:.2f}", "n/a",
+                        "<= 0.5x snapshot_download", None))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    print("| scenario | hubfs | peer | ratio | goal | met? |")
+    print("|---|---:|---:|---:|---|---|")
+    for row in rows:
+        print(f"| {row.scenario} | {row.hubfs} | {row.peer} | {row.ratio} | {row.goal} | "
+              f"{verdict(row.met) if row.goal else ''} |")
+
+
+def print_parquet_details(parquet: dict[str, Any], pq: ParquetData) -> None:
+    print(f"\nparquet: {pq.rows:,} rows, c0 in {len(pq.c0_chunks)} column chunks of "
+          f"~{pq.c0_chunks[0][1] / MB:.1f} MB; needed {pq.needed:,} B")
+    for client, best in parquet["best"].items():
+        methods = ", ".join(f"{m} {n}" for m, n in sorted(best["methods"].items()))
+        print(f"\n{client}: {best['seconds']:.2f}s, {best['requests']} requests ({methods}), {best['connections']} "
+              f"connections, {best['body_bytes']:,} B of bodies ({best['wire_bytes']:,} B on the wire)")
+        for line in describe_exchanges(best["exchanges"], pq)[:60]:
+            print(f"    {line}")
+
+
+def print_notes(download: dict[str, Any], args: argparse.Namespace, registry: str) -> None:
+    print()
+    print("- one `hubfs serve` (uvicorn) on 127.0.0.1; clients and server share the machine's cores.")
+    print("- read: curl's own `time_total`; the Python clients from `open()` to EOF, a new filesystem instance "
+          "each run, every 8th 8 MiB block compared with the source file.")
+    print(f"- parquet: a loopback proxy (its own process) delays each forwarded chunk by {args.latency_ms / 2:g} ms "
+          f"each way and each new connection by {args.latency_ms:g} ms; bytes fetched = HTTP response bodies it "
+          f"relayed (JSON API answers included). `hf://` is registered to {registry}.")
+    if download["available"]:
+        print(f"- download: snapshot_download runs in this process; `hubfs download` is a subprocess, its time "
+              f"includes Python start-up (`python -m hubfs.cli --help`: {download['startup_s']:.2f}s). "
+              "Fresh cache dirs; `sync` before each run.")
+    else:
+        print("- download: `hubfs download` is not implemented yet (`python -m hubfs.cli download --help` fails).")
+
+
+def machine_info() -> dict[str, str]:
+    import huggingface_hub
+    import pandas
+    import pyarrow
+
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")), platform.processor() or "unknown")
+    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True, check=False).stdout.split("\n", 1)[0]
+    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
+            "platform": platform.platform(), "curl": " ".join(curl.split()[:2]),
+            "huggingface_hub": huggingface_hub.__version__, "pandas": pandas.__version__,
+            "pyarrow": pyarrow.__version__}
+
+
+def machine_line(info: dict[str, str]) -> str:
+    return (f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}, {info['curl']}, "
+            f"huggingface_hub {info['huggingface_hub']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}")
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size-mib", type=int, default=1024, help="size of the sequentially read file (default 1024)")
+    p.add_argument("--parquet-mb", type=int, default=300, help="size of the parquet file in MB (default 300)")
+    p.add_argument("--row-groups", type=int, default=10, help="row groups in the parquet file (default 10)")
+    p.add_argument("--latency-ms", type=float, default=50, help="added round-trip time for parquet (default 50)")
+    p.add_argument("--small-files", type=int, default=1000, help="small files in the download repo (default 1000)")
+    p.add_argument("--large-mib", type=int, default=64, help=f"size of each of the {LARGE_FILES} large files "
+                   "in the download repo (default 64)")
+    p.add_argument("--runs", type=int, default=3, help="repetitions of read/parquet; the best counts (default 3)")
+    p.add_argument("--hf-runs", type=int, default=2, help="repetitions of the HfFileSystem read (default 2)")
+    p.add_argument("--download-runs", type=int, default=3, help="repetitions of the downloads (default 3)")
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = p.parse_args(argv)
+    if min(args.size_mib, args.parquet_mb, args.row_groups, args.small_files, args.large_mib, args.runs,
+           args.hf_runs, args.download_runs) < 1 or args.latency_ms < 0:
+        p.error("sizes, counts and runs must be >= 1, --latency-ms >= 0")
+    return args
+
+
+@contextlib.contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    tmp = Path(tempfile.mkdtemp(prefix="hubfs-bench-fs-"))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not shutil.which("curl"):
+        raise SystemExit("curl is needed")
+    os.environ["HF_HUB_DISABLE_XET"] = "1"  # before huggingface_hub is imported (machine_info imports it)
+    info = machine_info()
+    print(machine_line(info), flush=True)
+    registry = check_registry()
+    with workdir(args.keep) as tmp, contextlib.ExitStack() as stack:
+        os.environ["HF_HOME"] = str(tmp / "hf-home")
+        endpoint, token = start_hub(stack, tmp)
+        print(f"hubfs at {endpoint}; hf:// -> {registry}", flush=True)
+        api = hf_api(endpoint, token)
+
+        big = tmp / "src" / BIG_NAME
+        write_random_file(big, args.size_mib * MIB)
+        sha = upload_file(api, REPO_READ, big, BIG_NAME)
+        read = bench_read(endpoint, token, sha, big, args)
+        big.unlink()
+
+        pq = make_parquet(tmp / "src" / PARQUET_NAME, args.parquet_mb, args.row_groups)
+        pq_size = pq.path.stat().st_size
+        upload_file(api, REPO_PARQUET, pq.path, PARQUET_NAME, repo_type="dataset")
+        proxy = ProxyHandle(endpoint, args.latency_ms / 1000)
+        stack.callback(proxy.stop)
+        print(f"latency proxy at {proxy.endpoint} (+{args.latency_ms:g} ms per round trip)", flush=True)
+        parquet = bench_parquet(proxy, token, pq, args.runs)
+
+        tree = tmp / "src" / "tree"
+        digests = make_download_tree(tree, args.small_files, args.large_mib)
+        upload_tree(api, REPO_DOWNLOAD, tree)
+        download = bench_download(endpoint, token, digests, tree, tmp, args.download_runs)
+
+    rows = build_rows(read, parquet, pq, pq_size, download, args)
+    print()
+    print(machine_line(info))
+    print()
+    print_table(rows)
+    print_notes(download, args, registry)
+    print_parquet_details(parquet, pq)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "registry": registry,
+            "read": read, "parquet": {"needed": pq.needed, "size": pq_size, "rows": pq.rows,
+                                      "c0_chunks": pq.c0_chunks, **parquet},
+            "download": download,
+            "table": [{"scenario": r.scenario, "hubfs": r.hubfs, "peer": r.peer, "ratio": r.ratio, "goal": r.goal,
+                       "met": r.met, "value": r.value} for r in rows],
+        }, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
