@@ -1,0 +1,62 @@
+"""The sparse block cache: fetches only missing blocks, shares them, promotes complete objects."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from hubfs.client.blocks import BLOCK, BlockCache
+from hubfs.client.cache import HubCache
+
+
+def _source(data: bytes, calls: list[tuple[int, int]]):
+    def fetch(offset: int, buf: memoryview) -> int:
+        calls.append((offset, len(buf)))
+        chunk = data[offset: offset + len(buf)]
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+    return fetch
+
+
+def test_reads_fetch_missing_blocks_once(tmp_path: Path) -> None:
+    data = os.urandom(10 * BLOCK + 123)
+    oid = hashlib.sha256(data).hexdigest()
+    blocks = BlockCache(HubCache(tmp_path))
+    calls: list[tuple[int, int]] = []
+    assert blocks.read(oid, len(data), 100, 200, _source(data, calls)) == data[100:200]
+    assert calls == [(0, BLOCK)]
+    assert blocks.read(oid, len(data), 150, BLOCK + 10, _source(data, calls)) == data[150:BLOCK + 10]
+    assert calls[1:] == [(BLOCK, BLOCK)], "only the block not yet present is fetched"
+    calls.clear()
+    again = BlockCache(HubCache(tmp_path))  # another process sees the same blocks
+    assert again.read(oid, len(data), 0, 2 * BLOCK, _source(data, calls)) == data[: 2 * BLOCK]
+    assert calls == []
+    assert again.read(oid, len(data), 5 * BLOCK - 1, 7 * BLOCK + 1, _source(data, calls)) == \
+        data[5 * BLOCK - 1: 7 * BLOCK + 1]
+    assert calls == [(4 * BLOCK, 4 * BLOCK)], "a contiguous run of missing blocks is one fetch"
+
+
+def test_complete_objects_are_verified_and_promoted(tmp_path: Path) -> None:
+    data = os.urandom(3 * BLOCK + 5)
+    oid = hashlib.sha256(data).hexdigest()
+    cache = HubCache(tmp_path)
+    blocks = BlockCache(cache)
+    blocks.read(oid, len(data), 0, BLOCK, _source(data, []))
+    assert blocks.promote(oid, len(data), "model", "a/b", "c" * 40, "w.bin") is None, "incomplete stays sparse"
+    blocks.read(oid, len(data), 0, len(data), _source(data, []))
+    linked = blocks.promote(oid, len(data), "model", "a/b", "c" * 40, "w.bin")
+    assert linked is not None and linked.read_bytes() == data
+    assert cache.blob("model", "a/b", oid).exists() and not list((tmp_path / ".hubfs-blocks").iterdir())
+
+
+def test_corrupted_blocks_are_never_promoted(tmp_path: Path) -> None:
+    data = os.urandom(2 * BLOCK)
+    oid = hashlib.sha256(data).hexdigest()
+    blocks = BlockCache(HubCache(tmp_path))
+    bad = bytearray(data)
+    bad[7] ^= 1
+    blocks.read(oid, len(data), 0, len(data), _source(bytes(bad), []))
+    assert blocks.promote(oid, len(data), "model", "a/b", "c" * 40, "w.bin") is None
+    assert not HubCache(tmp_path).blob("model", "a/b", oid).exists()
