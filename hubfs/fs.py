@@ -163,10 +163,16 @@ class HubFileSystem(AbstractFileSystem):
     def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False,
              **kwargs: Any) -> Any:
         rp, sha = self._parse(path)
-        try:
-            raw = self.client.list_tree(rp.repo_type.value, rp.repo_id, sha, rp.path, recursive=True)
-        except EntryNotFoundError:
-            raw = []
+        rkey = (rp.repo_type.value, rp.repo_id, sha, rp.path, "recursive")
+        raw = self._listings.get(rkey)
+        if raw is None:
+            raw = self._under_listed_folder(rp, sha)
+        if raw is None:
+            try:
+                raw = self.client.list_tree(rp.repo_type.value, rp.repo_id, sha, rp.path, recursive=True)
+            except EntryNotFoundError:
+                raw = []
+            self._remember(rkey, raw)
         if len(raw) == 1 and raw[0]["type"] == "file" and raw[0]["path"] == rp.path:
             out = {self._name(rp, rp.path): _entry(self._name(rp, rp.path), raw[0])}
             return out if detail else list(out)
@@ -194,19 +200,32 @@ class HubFileSystem(AbstractFileSystem):
                 out[self._name(rp, r["path"])] = self._named(rp, e)
         for folder, entries in children.items():
             self._remember((rp.repo_type.value, rp.repo_id, sha, folder), entries)
-        if withdirs and rp.path and raw:
-            root = self.info(path)
-            out[root["name"]] = root
+        if withdirs and raw:  # a listing with entries under it: the root is a folder (the repo's root too)
+            root = self._entries.get((rp.repo_type.value, rp.repo_id, sha, rp.path)) or _entry(
+                rp.path, {"type": "directory"})
+            out[self._name(rp, rp.path)] = self._named(rp, root)
         names = sorted(out)
         return {n: out[n] for n in names} if detail else names
 
+    def _under_listed_folder(self, rp: RepoPath, sha: str) -> list[dict[str, Any]] | None:
+        """The recursive listing under ``rp.path``, cut from a cached recursive listing of a folder above it."""
+        folder = rp.path
+        while folder:
+            folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
+            hit = self._listings.get((rp.repo_type.value, rp.repo_id, sha, folder, "recursive"))
+            if hit is not None:
+                same = [r for r in hit if r["path"] == rp.path and r["type"] == "file"]
+                return same or [r for r in hit if r["path"].startswith(rp.path + "/")]
+        return None
+
     def walk(self, path: str, maxdepth: int | None = None, topdown: bool = True, on_error: str = "omit",
              **kwargs: Any) -> Any:
-        try:
-            self.find(path, maxdepth=maxdepth, withdirs=True)  # one recursive listing fills every folder
-        except FileNotFoundError:
-            pass
-        yield from super().walk(path, maxdepth=maxdepth, topdown=topdown, on_error=on_error, **kwargs)
+        if not kwargs.pop("_filled", False):  # fsspec's walk recurses through self.walk: fill once, at the top
+            try:
+                self.find(path, maxdepth=maxdepth, withdirs=True)  # one recursive listing fills every folder
+            except FileNotFoundError:
+                pass
+        yield from super().walk(path, maxdepth=maxdepth, topdown=topdown, on_error=on_error, _filled=True, **kwargs)
 
     def invalidate_cache(self, path: str | None = None) -> None:
         """Forget branch pins (listings are per commit and never go stale)."""
