@@ -99,6 +99,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     path = args.path.removeprefix("hf://").removeprefix("hubfs://")
     entries = fs.find(path, withdirs=True, detail=True).values() if args.recursive else fs.ls(path, detail=True)
     for e in entries:
+        if e["name"].rstrip("/") == path.rstrip("/"):
+            continue  # the folder being listed
         name = e["name"] + ("/" if e["type"] == "directory" else "")
         if args.long:
             kind = "lfs " if e.get("lfs") else ("dir " if e["type"] == "directory" else "file")

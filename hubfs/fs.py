@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
@@ -28,7 +30,10 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
 from hubfs.client.api import HubClient
+from hubfs.client.blocks import BlockCache
+from hubfs.client.cache import HubCache
 from hubfs.client.commit import Add, Delete, LfsRef, Operation
+from hubfs.client.download import RemoteFile, fetch_file
 from hubfs.client.fetch import RangeFetcher
 from hubfs.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
 from hubfs.paths import RepoPath
@@ -37,6 +42,7 @@ PART = 16 << 20
 PARALLEL_MIN_FILE = 64 << 20
 FIRST_WINDOW = 1 << 20
 MAX_WINDOW = 128 << 20
+BLOCK_CACHE_MIN = 8 << 20
 
 
 def _entry(name: str, raw: dict[str, Any]) -> dict[str, Any]:
@@ -66,10 +72,11 @@ class HubFileSystem(AbstractFileSystem):
     transaction_type = HubTransaction
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None, *, revision_ttl: float = 5.0,
-                 max_workers: int = 8, **storage_options: Any) -> None:
+                 max_workers: int = 8, block_cache: bool = True, **storage_options: Any) -> None:
         super().__init__(endpoint=endpoint, token=token, revision_ttl=revision_ttl, **storage_options)
         self.client = HubClient(endpoint, token, revision_ttl=revision_ttl)
         self.fetcher = RangeFetcher(self.client.transport)
+        self.blocks = BlockCache(HubCache(self.client.config.cache_dir)) if block_cache else None
         self.max_workers = max_workers
         self._listings: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
         self._entries: dict[tuple, dict[str, Any]] = {}
@@ -279,6 +286,23 @@ class HubFileSystem(AbstractFileSystem):
         n, _ = self.read_into(url, s, memoryview(buf))
         return bytes(buf[:n])
 
+    def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
+        """Download one file: 16 MiB ranges in parallel when big, verified against its hash, resumable."""
+        if outfile is not None:
+            return super().get_file(rpath, lpath, callback=callback, outfile=outfile, **kwargs)
+        info = self.info(rpath)
+        if info["type"] == "directory":
+            os.makedirs(lpath, exist_ok=True)
+            return None
+        lfs = info.get("lfs")
+        remote = RemoteFile(info["name"], info["size"], lfs["sha256"] if lfs else info["blob_id"], bool(lfs))
+        os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
+        tmp = Path(f"{lpath}.incomplete")
+        progress = _CallbackProgress(callback, info["size"]) if callback is not None else None
+        fetch_file(self.fetcher, self.pool, self.url(rpath), remote, tmp, progress)
+        os.replace(tmp, lpath)
+        return None
+
     def cat_ranges(self, paths: list[str], starts: list[int] | int, ends: list[int] | int, max_gap: Any = None,
                    on_error: str = "return", **kwargs: Any) -> list[Any]:
         """Ranges fetched concurrently (fsspec's default loops over them one by one)."""
@@ -301,7 +325,8 @@ class HubFileSystem(AbstractFileSystem):
         if mode in ("rb", "r"):
             rp, sha = self._parse(path)
             return HubFile(self, self._name(rp, rp.path), self.client.file_url(rp.repo_type.value, rp.repo_id, sha,
-                                                                                rp.path))
+                                                                                rp.path),
+                           (rp.repo_type.value, rp.repo_id, sha, rp.path))
         if mode in ("wb", "xb", "w"):
             if mode == "xb" and self.exists(path):
                 raise FileExistsError(path)
@@ -443,6 +468,17 @@ class HubFileSystem(AbstractFileSystem):
         return _rebuild, (self.storage_options,)
 
 
+class _CallbackProgress:
+    """Adapts an fsspec callback to the ``update(n)`` the downloader reports progress with."""
+
+    def __init__(self, callback: Any, size: int) -> None:
+        self.callback = callback
+        callback.set_size(size)
+
+    def update(self, n: int) -> None:
+        self.callback.relative_update(n)
+
+
 def _rebuild(storage_options: dict[str, Any]) -> HubFileSystem:
     return HubFileSystem(**storage_options)
 
@@ -450,7 +486,8 @@ def _rebuild(storage_options: dict[str, Any]) -> HubFileSystem:
 class HubFile(io.RawIOBase):
     """A read-only file pinned to one commit: growing read-ahead when sequential, exact when random."""
 
-    def __init__(self, fs: HubFileSystem, name: str, url: str) -> None:
+    def __init__(self, fs: HubFileSystem, name: str, url: str,
+                 where: tuple[str, str, str, str] | None = None) -> None:
         super().__init__()
         self.fs, self.name, self.path, self.url = fs, name, name, url
         self.loc = 0
@@ -458,13 +495,20 @@ class HubFile(io.RawIOBase):
         self._window = FIRST_WINDOW
         self._next_seq = -1
         first = bytearray(FIRST_WINDOW)
+        headers: dict[str, str] = {}
         try:
-            n, total = fs.fetcher.fetch_into(url, 0, memoryview(first))
+            n, total = fs.fetcher.fetch_into(url, 0, memoryview(first), headers)
         except EntryNotFoundError as exc:
             raise FileNotFoundError(name) from exc
         self.size = total if total >= 0 else n
         self._buf = bytes(first[:n])
         self._next_seq = 0
+        etag = (headers.get("x-linked-etag") or headers.get("etag") or "").strip('"').removeprefix("W/").strip('"')
+        self._oid = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else ""
+        self._blocks = fs.blocks if (fs.blocks is not None and self._oid and self.size >= BLOCK_CACHE_MIN) else None
+        if self._blocks is not None:
+            self._blocks.store(self._oid, self.size, 0, self._buf)
+        self._where = where
 
     def readable(self) -> bool:
         return True
@@ -498,7 +542,12 @@ class HubFile(io.RawIOBase):
         start = self.loc
         buf_end = self._buf_start + len(self._buf)
         if self._buf_start <= start and end <= buf_end:
-            out = self._buf[start - self._buf_start:end - self._buf_start]
+            out = bytes(memoryview(self._buf)[start - self._buf_start:end - self._buf_start])
+        elif self._blocks is not None and start != self._next_seq:
+            # A random read of an LFS object: exact blocks, kept on disk for every later reader.
+            self._window = FIRST_WINDOW
+            out = self._blocks.read(self._oid, self.size, start, end,
+                                    lambda off, mv: self.fs.fetcher.fetch_into(self.url, off, mv)[0])
         else:
             sequential = start == self._next_seq or (self._buf_start <= start <= buf_end)
             if sequential:
@@ -507,14 +556,15 @@ class HubFile(io.RawIOBase):
             else:
                 self._window = FIRST_WINDOW
                 want_end = end
-            keep = b""
-            fetch_from = start
-            if self._buf_start <= start < buf_end:
-                keep, fetch_from = self._buf[start - self._buf_start:], buf_end
-            fresh = bytearray(want_end - fetch_from)
-            n, _ = self.fs.read_into(self.url, fetch_from, memoryview(fresh))
-            self._buf, self._buf_start = keep + bytes(fresh[:n]), start
-            out = self._buf[:end - start]
+            keep = buf_end - start if self._buf_start <= start < buf_end else 0
+            fresh = bytearray(want_end - start)
+            if keep:
+                fresh[:keep] = memoryview(self._buf)[start - self._buf_start:]
+            n, _ = self.fs.read_into(self.url, start + keep, memoryview(fresh)[keep:])
+            if keep + n < len(fresh):
+                del fresh[keep + n:]
+            self._buf, self._buf_start = fresh, start
+            out = bytes(memoryview(fresh)[:end - start])
         self.loc = start + len(out)
         self._next_seq = self.loc
         return out
@@ -527,6 +577,8 @@ class HubFile(io.RawIOBase):
 
     def close(self) -> None:
         self._buf = b""
+        if not self.closed and self._blocks is not None and self._where and self._blocks.complete(self._oid, self.size):
+            self._blocks.promote(self._oid, self.size, *self._where)
         super().close()
 
     def __enter__(self) -> "HubFile":

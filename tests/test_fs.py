@@ -68,14 +68,14 @@ class FetchProbe:
         self._lock = threading.Lock()
         original = fs.fetcher.fetch_into
 
-        def fetch_into(url, start, buf):
+        def fetch_into(url, start, buf, headers=None):
             with self._lock:
                 self.ranges.append((start, len(buf)))
                 self.in_flight += 1
                 self.peak = max(self.peak, self.in_flight)
             try:
                 time.sleep(delay)  # makes overlap observable when the calls really are concurrent
-                return original(url, start, buf)
+                return original(url, start, buf, headers)
             finally:
                 with self._lock:
                     self.in_flight -= 1
@@ -676,3 +676,27 @@ def test_budget_lfs_cp_uploads_nothing(logged) -> None:
     assert [m for m, *_ in log.lines() if m == "PUT"] == [] and log.count("lfs") == 0
     assert log.count(r"^POST .*/commit/main$") == 1
     assert fs.cat_file(f"{rid}/copy-of-big.bin", -5) == big[-5:]
+
+
+def test_partial_reads_are_shared_through_the_block_cache_and_promoted(hub, model, content, tmp_path) -> None:
+    from hubfs.config import HubConfig
+
+    data = content["weights/big.bin"]
+    cache_dir = tmp_path / "cache"
+    cfg_fs = HubFileSystem(endpoint=hub.endpoint, token=hub.admin_token, skip_instance_cache=True)
+    cfg_fs.client.config = HubConfig(hub.endpoint, hub.admin_token, cache_dir, False)
+    from hubfs.client.blocks import BlockCache
+    from hubfs.client.cache import HubCache
+
+    cfg_fs.blocks = BlockCache(HubCache(cache_dir))
+    with cfg_fs.open(f"{model}/weights/big.bin") as f:
+        f.seek(len(data) // 2)
+        assert f.read(4096) == data[len(data) // 2: len(data) // 2 + 4096]
+    maps = list((cache_dir / ".hubfs-blocks").glob("*.map"))
+    assert len(maps) == 1, "the partial read is kept on disk for every later reader"
+    with cfg_fs.open(f"{model}/weights/big.bin") as f:  # random reads across the whole file complete it
+        for off in reversed(range(0, len(data), 3 * MiB)):
+            f.seek(off)
+            assert f.read(3 * MiB) == data[off: off + 3 * MiB]
+    blobs = list(cache_dir.glob("models--*/blobs/*"))
+    assert [b.read_bytes() == data for b in blobs] == [True], "complete objects are promoted into blobs"

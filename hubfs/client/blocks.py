@@ -1,10 +1,11 @@
-"""A sparse block cache for partial reads of large LFS files, beside the huggingface_hub cache.
+"""A sparse cache for partial reads of large LFS files, beside the huggingface_hub cache.
 
 ``{cache}/.hubfs-blocks/{sha256}.data`` is a sparse file the size of the object and
-``{sha256}.map`` holds one byte per 64 KiB block (1: present). Reads fetch only the missing runs of
-blocks, write them in place and mark them, under an ``flock`` on the map, so several processes
-share one cache safely. When every block is present the object is verified against its sha256 and
-promoted into ``blobs/{sha256}`` of the repo it was read from, and the sparse files are removed.
+``{sha256}.map`` lists the byte ranges it holds. A read fetches exactly the gaps between ranges
+already there (so random reads still fetch only what was asked), writes them in place and records
+them under an ``flock`` on the map, so several processes share one cache safely. When the ranges
+cover the whole object it is verified against its sha256 and promoted into ``blobs/{sha256}`` of
+the repo it was read from, and the sparse files are removed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,43 @@ from pathlib import Path
 
 from hubfs.client.cache import HubCache
 
-BLOCK = 64 << 10
 Fetch = Callable[[int, memoryview], int]
+Ranges = list[tuple[int, int]]
+
+
+def merge(ranges: Ranges) -> Ranges:
+    """Sorted, non-overlapping, non-adjacent ranges."""
+    out: Ranges = []
+    for a, b in sorted(r for r in ranges if r[1] > r[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def gaps(have: Ranges, start: int, end: int) -> Ranges:
+    """The parts of [start, end) not covered by ``have``."""
+    out: Ranges = []
+    pos = start
+    for a, b in have:
+        if b <= pos:
+            continue
+        if a >= end:
+            break
+        if a > pos:
+            out.append((pos, min(a, end)))
+        pos = max(pos, b)
+        if pos >= end:
+            break
+    if pos < end:
+        out.append((pos, end))
+    return out
+
+
+def _copy_into(buf: memoryview, data: bytes) -> int:
+    buf[: len(data)] = data
+    return len(data)
 
 
 class BlockCache:
@@ -32,76 +68,64 @@ class BlockCache:
         return self.root / f"{oid}.data", self.root / f"{oid}.map"
 
     def read(self, oid: str, size: int, start: int, end: int, fetch: Fetch) -> bytes:
-        """Bytes [start, end) of object ``oid``; missing blocks are fetched with ``fetch(offset, buf)``."""
+        """Bytes [start, end) of object ``oid``; the missing parts are fetched with ``fetch(offset, buf)``."""
         end = min(end, size)
         if end <= start:
             return b""
         data_path, map_path = self._paths(oid)
         self.root.mkdir(parents=True, exist_ok=True)
-        first, last = start // BLOCK, (end - 1) // BLOCK
-        nblocks = (size + BLOCK - 1) // BLOCK
         fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, size)
-            for run_start, run_end in self._missing(map_path, nblocks, first, last):
-                offset = run_start * BLOCK
-                length = min(run_end * BLOCK, size) - offset
-                buf = bytearray(length)
+            for a, b in gaps(self._load(map_path), start, end):
+                buf = bytearray(b - a)
                 got = 0
-                while got < length:
-                    n = fetch(offset + got, memoryview(buf)[got:])
+                while got < len(buf):
+                    n = fetch(a + got, memoryview(buf)[got:])
                     if n <= 0:
-                        raise OSError(f"no bytes for {oid} at {offset + got}")
+                        raise OSError(f"no bytes for {oid} at {a + got}")
                     got += n
-                os.pwrite(fd, buf, offset)
-                self._mark(map_path, nblocks, run_start, run_end)
+                os.pwrite(fd, buf, a)
+                self._mark(map_path, a, b)
             return os.pread(fd, end - start, start)
         finally:
             os.close(fd)
 
-    def _missing(self, map_path: Path, nblocks: int, first: int, last: int) -> list[tuple[int, int]]:
-        present = self._load(map_path, nblocks)
-        runs: list[tuple[int, int]] = []
-        i = first
-        while i <= last:
-            if present[i]:
-                i += 1
-                continue
-            j = i
-            while j <= last and not present[j]:
-                j += 1
-            runs.append((i, j))
-            i = j
-        return runs
+    def store(self, oid: str, size: int, offset: int, data: bytes) -> None:
+        """Keep bytes that were fetched anyway (the first window of an opened file)."""
+        self.read(oid, size, offset, offset + len(data),
+                  lambda at, buf: _copy_into(buf, data[at - offset: at - offset + len(buf)]))
 
     @staticmethod
-    def _load(map_path: Path, nblocks: int) -> bytearray:
+    def _parse(text: bytes) -> Ranges:
+        ranges = []
+        for line in text.decode().splitlines():
+            a, _, b = line.partition(" ")
+            if a.isdigit() and b.isdigit():
+                ranges.append((int(a), int(b)))
+        return merge(ranges)
+
+    def _load(self, map_path: Path) -> Ranges:
         try:
             with open(map_path, "rb") as f:
                 fcntl.flock(f, fcntl.LOCK_SH)
-                data = bytearray(f.read())
+                return self._parse(f.read())
         except FileNotFoundError:
-            data = bytearray()
-        return data + bytearray(nblocks - len(data)) if len(data) < nblocks else data[:nblocks]
+            return []
 
-    @staticmethod
-    def _mark(map_path: Path, nblocks: int, run_start: int, run_end: int) -> None:
+    def _mark(self, map_path: Path, a: int, b: int) -> None:
         with open(map_path, "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(0)
-            data = bytearray(f.read())
-            if len(data) < nblocks:
-                data += bytearray(nblocks - len(data))
-            data[run_start:run_end] = b"\x01" * (run_end - run_start)
+            ranges = merge(self._parse(f.read()) + [(a, b)])
             f.seek(0)
             f.truncate()
-            f.write(data)
+            f.write("".join(f"{x} {y}\n" for x, y in ranges).encode())
 
     def complete(self, oid: str, size: int) -> bool:
         _, map_path = self._paths(oid)
-        nblocks = (size + BLOCK - 1) // BLOCK
-        return map_path.exists() and all(self._load(map_path, nblocks))
+        return map_path.exists() and self._load(map_path) == [(0, size)]
 
     def promote(self, oid: str, size: int, repo_type: str, repo_id: str, commit: str, path: str) -> Path | None:
         """Move a complete, verified object into ``blobs/{oid}`` and link it into the snapshot."""

@@ -13,7 +13,7 @@ import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
-from hubfs.client.http import Transport, origin
+from hubfs.client.http import RETRY_STATUS, Transport, origin
 from hubfs.errors import HubConnectionError, HubfsError, error_for
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -50,14 +50,22 @@ class RangeFetcher:
         if conn is not None:
             conn.close()
 
-    def fetch_into(self, url: str, start: int, buf: memoryview) -> tuple[int, int]:
-        """Fill ``buf`` with the bytes at ``start``; returns (bytes read, total file size or -1)."""
+    def fetch_into(self, url: str, start: int, buf: memoryview, headers: dict[str, str] | None = None) -> tuple[int, int]:
+        """Fill ``buf`` with the bytes at ``start``; returns (bytes read, total file size or -1).
+
+        Hub errors (not found, forbidden, ...) raise at once; dropped connections and 429/5xx answers
+        are retried with backoff. ``headers``, when given, receives the final answer's headers.
+        """
         if len(buf) == 0:
             return 0, -1
         for attempt in range(self.max_retries + 1):
             target = self._target(url)
             try:
-                return self._get(target, url, start, buf)
+                return self._get(target, url, start, buf, headers)
+            except HubfsError as exc:
+                if exc.status not in RETRY_STATUS or attempt == self.max_retries:
+                    raise
+                time.sleep(min(4.0, 0.2 * 2 ** attempt))
             except (OSError, http.client.HTTPException) as exc:
                 self._drop(target)
                 with self._lock:
@@ -72,7 +80,8 @@ class RangeFetcher:
             hit = self._final.get(url)
         return hit[0] if hit and hit[1] > time.monotonic() else url
 
-    def _get(self, target: str, url: str, start: int, buf: memoryview) -> tuple[int, int]:
+    def _get(self, target: str, url: str, start: int, buf: memoryview,
+             headers_out: dict[str, str] | None) -> tuple[int, int]:
         end = start + len(buf) - 1
         current = target
         for _ in range(10):
@@ -95,6 +104,8 @@ class RangeFetcher:
                 body = resp.read()
                 raise _error(resp.status, resp.headers, body, current)
             total = _total(resp.headers)
+            if headers_out is not None:
+                headers_out.update({k.lower(): v for k, v in resp.headers.items()})
             if resp.status == 200:  # Range ignored: skip to start
                 skip = start
                 while skip:

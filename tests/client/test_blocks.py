@@ -6,8 +6,10 @@ import hashlib
 import os
 from pathlib import Path
 
-from hubfs.client.blocks import BLOCK, BlockCache
+from hubfs.client.blocks import BlockCache, gaps, merge
 from hubfs.client.cache import HubCache
+
+BLOCK = 64 * 1024
 
 
 def _source(data: bytes, calls: list[tuple[int, int]]):
@@ -26,16 +28,21 @@ def test_reads_fetch_missing_blocks_once(tmp_path: Path) -> None:
     blocks = BlockCache(HubCache(tmp_path))
     calls: list[tuple[int, int]] = []
     assert blocks.read(oid, len(data), 100, 200, _source(data, calls)) == data[100:200]
-    assert calls == [(0, BLOCK)]
+    assert calls == [(100, 100)], "exactly what was asked"
     assert blocks.read(oid, len(data), 150, BLOCK + 10, _source(data, calls)) == data[150:BLOCK + 10]
-    assert calls[1:] == [(BLOCK, BLOCK)], "only the block not yet present is fetched"
+    assert calls[1:] == [(200, BLOCK + 10 - 200)], "only the missing part is fetched"
     calls.clear()
-    again = BlockCache(HubCache(tmp_path))  # another process sees the same blocks
-    assert again.read(oid, len(data), 0, 2 * BLOCK, _source(data, calls)) == data[: 2 * BLOCK]
+    again = BlockCache(HubCache(tmp_path))  # another process sees the same ranges
+    assert again.read(oid, len(data), 120, BLOCK, _source(data, calls)) == data[120:BLOCK]
     assert calls == []
-    assert again.read(oid, len(data), 5 * BLOCK - 1, 7 * BLOCK + 1, _source(data, calls)) == \
-        data[5 * BLOCK - 1: 7 * BLOCK + 1]
-    assert calls == [(4 * BLOCK, 4 * BLOCK)], "a contiguous run of missing blocks is one fetch"
+    assert again.read(oid, len(data), 0, 3 * BLOCK, _source(data, calls)) == data[: 3 * BLOCK]
+    assert calls == [(0, 100), (BLOCK + 10, 2 * BLOCK - 10)], "each gap is one exact fetch"
+
+
+def test_range_helpers() -> None:
+    assert merge([(5, 9), (0, 3), (3, 4), (8, 12)]) == [(0, 4), (5, 12)]
+    assert gaps([(0, 4), (5, 12)], 2, 20) == [(4, 5), (12, 20)]
+    assert gaps([], 0, 10) == [(0, 10)] and gaps([(0, 10)], 3, 7) == []
 
 
 def test_complete_objects_are_verified_and_promoted(tmp_path: Path) -> None:

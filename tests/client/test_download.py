@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
+from proxy import Proxy
 
 from hubfs.client import HubClient
 from hubfs.client.cache import HubCache
 from hubfs.client.download import Downloader
 from hubfs.errors import IntegrityError
-from proxy import Proxy
 
 MiB = 1024 * 1024
 
