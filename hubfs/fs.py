@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
+from fsspec.registry import register_implementation
 from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
@@ -636,3 +637,9 @@ class HubWriteFile(io.RawIOBase):
         self._tmp.close()
         if os.path.exists(self._tmp.name):
             os.unlink(self._tmp.name)
+
+
+# The package's entry points register both protocols; importing this module makes the takeover of
+# "hf" from huggingface_hub certain whatever order the installed entry points are read in.
+register_implementation("hf", HubFileSystem, clobber=True)
+register_implementation("hubfs", HubFileSystem, clobber=True)
