@@ -41,8 +41,8 @@ from hubfs.paths import RepoPath
 
 PART = 16 << 20
 PARALLEL_MIN_FILE = 64 << 20
-FIRST_WINDOW = 1 << 20
-MAX_WINDOW = 128 << 20
+PROBE = 64 << 10
+MAX_WINDOW = 64 << 20
 BLOCK_CACHE_MIN = 8 << 20
 
 
@@ -325,9 +325,9 @@ class HubFileSystem(AbstractFileSystem):
               cache_options: dict | None = None, **kwargs: Any) -> Any:
         if mode in ("rb", "r"):
             rp, sha = self._parse(path)
-            return HubFile(self, self._name(rp, rp.path), self.client.file_url(rp.repo_type.value, rp.repo_id, sha,
-                                                                                rp.path),
-                           (rp.repo_type.value, rp.repo_id, sha, rp.path))
+            known = self._entries.get((rp.repo_type.value, rp.repo_id, sha, rp.path))
+            url = self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
+            return HubFile(self, self._name(rp, rp.path), url, (rp.repo_type.value, rp.repo_id, sha, rp.path), known)
         if mode in ("wb", "xb", "w"):
             if mode == "xb" and self.exists(path):
                 raise FileExistsError(path)
@@ -485,31 +485,44 @@ def _rebuild(storage_options: dict[str, Any]) -> HubFileSystem:
 
 
 class HubFile(io.RawIOBase):
-    """A read-only file pinned to one commit: growing read-ahead when sequential, exact when random."""
+    """A read-only file pinned to one commit.
 
-    def __init__(self, fs: HubFileSystem, name: str, url: str,
-                 where: tuple[str, str, str, str] | None = None) -> None:
+    Sequential reads are served from a window that grows x4 up to 64 MiB; while the caller consumes
+    one window the next is fetched in the background (as concurrent 16 MiB ranges) into a second,
+    reused buffer. Random reads fetch exactly what was asked, through the shared sparse cache for
+    LFS objects. When the listing already gave the size, opening costs no request; otherwise the
+    first 64 KiB are fetched, which also tells the size.
+    """
+
+    def __init__(self, fs: HubFileSystem, name: str, url: str, where: tuple[str, str, str, str] | None = None,
+                 info: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.fs, self.name, self.path, self.url = fs, name, name, url
         self.loc = 0
-        self._buf, self._buf_start = b"", 0
-        self._window = FIRST_WINDOW
-        self._next_seq = -1
-        first = bytearray(FIRST_WINDOW)
-        headers: dict[str, str] = {}
-        try:
-            n, total = fs.fetcher.fetch_into(url, 0, memoryview(first), headers)
-        except EntryNotFoundError as exc:
-            raise FileNotFoundError(name) from exc
-        self.size = total if total >= 0 else n
-        self._buf = bytes(first[:n])
+        self._buf: memoryview = memoryview(b"")
+        self._buf_start = 0
+        self._window = PROBE
         self._next_seq = 0
-        etag = (headers.get("x-linked-etag") or headers.get("etag") or "").strip('"').removeprefix("W/").strip('"')
-        self._oid = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else ""
-        self._blocks = fs.blocks if (fs.blocks is not None and self._oid and self.size >= BLOCK_CACHE_MIN) else None
-        if self._blocks is not None:
-            self._blocks.store(self._oid, self.size, 0, self._buf)
+        self._spare: bytearray | None = None
+        self._ahead: Any = None  # (start, buffer, future) of the background fetch
         self._where = where
+        if info is not None and info.get("type") == "file":
+            self.size = int(info["size"])
+            self._oid = (info.get("lfs") or {}).get("sha256") or ""
+        else:
+            first = bytearray(PROBE)
+            headers: dict[str, str] = {}
+            try:
+                n, total = fs.fetcher.fetch_into(url, 0, memoryview(first), headers)
+            except EntryNotFoundError as exc:
+                raise FileNotFoundError(name) from exc
+            self.size = total if total >= 0 else n
+            self._buf = memoryview(first)[:n]
+            etag = (headers.get("x-linked-etag") or headers.get("etag") or "").removeprefix("W/").strip('"')
+            self._oid = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else ""
+        self._blocks = fs.blocks if (fs.blocks is not None and self._oid and self.size >= BLOCK_CACHE_MIN) else None
+        if self._blocks is not None and len(self._buf):
+            self._blocks.store(self._oid, self.size, 0, bytes(self._buf))
 
     def readable(self) -> bool:
         return True
@@ -537,38 +550,73 @@ class HubFile(io.RawIOBase):
             raise ValueError("I/O operation on closed file.")
         if length is None or length < 0:
             length = self.size - self.loc
-        end = min(self.size, self.loc + length)
-        if end <= self.loc:
+        start, end = self.loc, min(self.size, self.loc + length)
+        if end <= start:
             return b""
-        start = self.loc
-        buf_end = self._buf_start + len(self._buf)
-        if self._buf_start <= start and end <= buf_end:
-            out = bytes(memoryview(self._buf)[start - self._buf_start:end - self._buf_start])
-        elif self._blocks is not None and start != self._next_seq:
-            # A random read of an LFS object: exact blocks, kept on disk for every later reader.
-            self._window = FIRST_WINDOW
-            out = self._blocks.read(self._oid, self.size, start, end,
-                                    lambda off, mv: self.fs.fetcher.fetch_into(self.url, off, mv)[0])
-        else:
-            sequential = start == self._next_seq or (self._buf_start <= start <= buf_end)
-            if sequential:
-                self._window = min(MAX_WINDOW, self._window * 2)
-                want_end = min(self.size, max(end, start + self._window))
+        parts: list[Any] = []
+        pos = start
+        while pos < end:
+            buf_end = self._buf_start + len(self._buf)
+            if self._buf_start <= pos < buf_end:
+                take = min(end, buf_end) - pos
+                # copied now: the next window may be fetched into this very buffer
+                parts.append(self._buf[pos - self._buf_start: pos - self._buf_start + take].tobytes())
+                pos += take
+            elif pos != self._next_seq and self._blocks is not None:
+                # A random read of an LFS object: exactly these bytes, kept on disk for later readers.
+                parts.append(memoryview(self._blocks.read(
+                    self._oid, self.size, pos, end, lambda off, mv: self.fs.fetcher.fetch_into(self.url, off, mv)[0])))
+                pos = end
+            elif pos != self._next_seq:
+                fresh = bytearray(end - pos)
+                n, _ = self.fs.read_into(self.url, pos, memoryview(fresh))
+                parts.append(memoryview(fresh)[:n])
+                pos = end if n == len(fresh) else pos + n
+                if n == 0:
+                    break
             else:
-                self._window = FIRST_WINDOW
-                want_end = end
-            keep = buf_end - start if self._buf_start <= start < buf_end else 0
-            fresh = bytearray(want_end - start)
-            if keep:
-                fresh[:keep] = memoryview(self._buf)[start - self._buf_start:]
-            n, _ = self.fs.read_into(self.url, start + keep, memoryview(fresh)[keep:])
-            if keep + n < len(fresh):
-                del fresh[keep + n:]
-            self._buf, self._buf_start = fresh, start
-            out = bytes(memoryview(fresh)[:end - start])
-        self.loc = start + len(out)
-        self._next_seq = self.loc
-        return out
+                if not self._advance(pos):
+                    break
+            self._next_seq = pos
+        self.loc = pos
+        self._next_seq = pos
+        if len(parts) == 1:
+            return parts[0] if isinstance(parts[0], bytes) else parts[0].tobytes()
+        return b"".join(parts)
+
+    def _advance(self, pos: int) -> bool:
+        """Make the window starting at ``pos`` current (waiting for the prefetch if it is that one)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == pos:
+            n = ahead[2].result()
+            buffer = ahead[1]
+        else:
+            if ahead is not None:
+                ahead[2].result()  # never let a fetch write into a buffer we hand out again
+                self._spare = ahead[1]
+            self._window = min(MAX_WINDOW, self._window * 4)
+            buffer = self._buffer(min(self._window, self.size - pos))
+            n, _ = self.fs.read_into(self.url, pos, memoryview(buffer)[:min(self._window, self.size - pos)])
+        old = self._buf.obj if isinstance(self._buf.obj, bytearray) else None
+        self._buf, self._buf_start = memoryview(buffer)[:n], pos
+        self._spare = old if old is not None and old is not buffer else self._spare
+        if n == 0:
+            return False
+        nxt = pos + n
+        if nxt < self.size:
+            self._window = min(MAX_WINDOW, self._window * 4)
+            size = min(self._window, self.size - nxt)
+            spare = self._buffer(size)
+            self._spare = None
+            future = self.fs.pool.submit(self.fs.read_into, self.url, nxt, memoryview(spare)[:size])
+            self._ahead = (nxt, spare, _Result(future))
+        return True
+
+    def _buffer(self, size: int) -> bytearray:
+        spare, self._spare = self._spare, None
+        if spare is not None and len(spare) >= size:
+            return spare
+        return bytearray(size)
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -577,13 +625,31 @@ class HubFile(io.RawIOBase):
         return self.read(length)
 
     def close(self) -> None:
-        self._buf = b""
-        if not self.closed and self._blocks is not None and self._where and self._blocks.complete(self._oid, self.size):
+        if self.closed:
+            return
+        if self._ahead is not None:
+            try:
+                self._ahead[2].result()
+            except Exception:  # noqa: BLE001 - a failed read-ahead nobody asked for is not an error
+                pass
+            self._ahead = None
+        self._buf, self._spare = memoryview(b""), None
+        if self._blocks is not None and self._where and self._blocks.complete(self._oid, self.size):
             self._blocks.promote(self._oid, self.size, *self._where)
         super().close()
 
-    def __enter__(self) -> "HubFile":
+    def __enter__(self) -> HubFile:
         return self
+
+
+class _Result:
+    """The byte count of a background ``read_into``."""
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+    def result(self) -> int:
+        return int(self.future.result()[0])
 
 
 class HubWriteFile(io.RawIOBase):

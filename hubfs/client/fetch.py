@@ -25,30 +25,33 @@ class _Answer:
 
 
 class RangeFetcher:
-    """Thread-safe: each thread keeps its own connection per origin."""
+    """Thread-safe: idle keep-alive connections are shared by every thread, per origin."""
 
-    def __init__(self, transport: Transport, max_retries: int = 4) -> None:
+    def __init__(self, transport: Transport, max_retries: int = 4, max_idle: int = 32) -> None:
         self.transport = transport
         self.max_retries = max_retries
-        self._local = threading.local()
+        self.max_idle = max_idle
+        self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
         self._final: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def _conn(self, url: str) -> http.client.HTTPConnection:
-        conns: dict[tuple, http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
+    def _take(self, url: str) -> http.client.HTTPConnection:
         key = origin(url)
-        conn = conns.get(key)
-        if conn is None:
-            parts = urlsplit(url)
-            cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-            conn = cls(parts.hostname or "", parts.port, timeout=60)
-            conns[key] = conn
-        return conn
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                return idle.pop()
+        parts = urlsplit(url)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        return cls(parts.hostname or "", parts.port, timeout=60)
 
-    def _drop(self, url: str) -> None:
-        conn = self._local.__dict__.get("conns", {}).pop(origin(url), None)
-        if conn is not None:
-            conn.close()
+    def _give_back(self, url: str, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin(url), [])
+            if len(idle) < self.max_idle:
+                idle.append(conn)
+                return
+        conn.close()
 
     def fetch_into(self, url: str, start: int, buf: memoryview, headers: dict[str, str] | None = None) -> tuple[int, int]:
         """Fill ``buf`` with the bytes at ``start``; returns (bytes read, total file size or -1).
@@ -67,7 +70,6 @@ class RangeFetcher:
                     raise
                 time.sleep(min(4.0, 0.2 * 2 ** attempt))
             except (OSError, http.client.HTTPException) as exc:
-                self._drop(target)
                 with self._lock:
                     self._final.pop(url, None)
                 if attempt == self.max_retries:
@@ -90,40 +92,53 @@ class RangeFetcher:
             headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "identity",
                        "User-Agent": self.transport.client.headers.get("user-agent", "hubfs"),
                        **self.transport._auth_headers(current)}
-            conn = self._conn(current)
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-            if resp.status in _REDIRECTS:
-                resp.read()
-                current = urljoin(current, resp.headers.get("location", ""))
-                continue
-            if resp.status == 416:
-                resp.read()
-                return 0, -1
-            if resp.status >= 400:
-                body = resp.read()
-                raise _error(resp.status, resp.headers, body, current)
-            total = _total(resp.headers)
-            if headers_out is not None:
-                headers_out.update({k.lower(): v for k, v in resp.headers.items()})
-            if resp.status == 200:  # Range ignored: skip to start
-                skip = start
-                while skip:
-                    skip -= len(resp.read(min(skip, 1 << 20)))
-            got = 0
-            want = len(buf)
-            while got < want:
-                n = resp.readinto(buf[got:])
-                if not n:
-                    break
-                got += n
-            if resp.status == 200 or got < want:
-                resp.close()
-                self._drop(current)
-            if current != url:
-                with self._lock:
-                    self._final[url] = (current, time.monotonic() + 300)
-            return got, total
+            conn = self._take(current)
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+            except BaseException:
+                conn.close()
+                raise
+            reusable = True
+            try:
+                if resp.status in _REDIRECTS:
+                    resp.read()
+                    current = urljoin(current, resp.headers.get("location", ""))
+                    continue
+                if resp.status == 416:
+                    resp.read()
+                    return 0, -1
+                if resp.status >= 400:
+                    body = resp.read()
+                    raise _error(resp.status, resp.headers, body, current)
+                total = _total(resp.headers)
+                if headers_out is not None:
+                    headers_out.update({k.lower(): v for k, v in resp.headers.items()})
+                if resp.status == 200:  # Range ignored: skip to start
+                    skip = start
+                    while skip:
+                        skip -= len(resp.read(min(skip, 1 << 20)))
+                got = 0
+                want = len(buf)
+                while got < want:
+                    n = resp.readinto(buf[got:])
+                    if not n:
+                        break
+                    got += n
+                if resp.status == 200 or got < want or not resp.isclosed():
+                    reusable = False
+                if current != url:
+                    with self._lock:
+                        self._final[url] = (current, time.monotonic() + 300)
+                return got, total
+            except BaseException:
+                reusable = False
+                raise
+            finally:
+                if reusable and not resp.will_close:
+                    self._give_back(current, conn)
+                else:
+                    conn.close()
         raise HubfsError(f"Too many redirects for {url}.")
 
 
