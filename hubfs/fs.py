@@ -84,6 +84,7 @@ class HubFileSystem(AbstractFileSystem):
         self._pending: dict[tuple[str, str, str], list[Operation]] = {}
         self._cleanup: list[str] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._part_pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -94,6 +95,15 @@ class HubFileSystem(AbstractFileSystem):
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs")
             return self._pool
+
+    @property
+    def part_pool(self) -> ThreadPoolExecutor:
+        """Runs the 16 MiB pieces of one big read; separate from ``pool`` so a task there that waits
+        for its pieces can never starve them."""
+        with self._lock:
+            if self._part_pool is None:
+                self._part_pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-part")
+            return self._part_pool
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:  # type: ignore[override]
@@ -260,7 +270,7 @@ class HubFileSystem(AbstractFileSystem):
         if len(buf) <= PART:
             return self.fetcher.fetch_into(url, start, buf)
         pieces = [(off, min(PART, len(buf) - off)) for off in range(0, len(buf), PART)]
-        results = list(self.pool.map(lambda p: self.fetcher.fetch_into(url, start + p[0], buf[p[0]:p[0] + p[1]]),
+        results = list(self.part_pool.map(lambda p: self.fetcher.fetch_into(url, start + p[0], buf[p[0]:p[0] + p[1]]),
                                      pieces))
         got = 0
         for (off, length), (n, _) in zip(pieces, results):
@@ -300,7 +310,7 @@ class HubFileSystem(AbstractFileSystem):
         os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
         tmp = Path(f"{lpath}.incomplete")
         progress = _CallbackProgress(callback, info["size"]) if callback is not None else None
-        fetch_file(self.fetcher, self.pool, self.url(rpath), remote, tmp, progress)
+        fetch_file(self.fetcher, self.part_pool, self.url(rpath), remote, tmp, progress)
         os.replace(tmp, lpath)
         return None
 
@@ -521,6 +531,7 @@ class HubFile(io.RawIOBase):
             etag = (headers.get("x-linked-etag") or headers.get("etag") or "").removeprefix("W/").strip('"')
             self._oid = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else ""
         self._blocks = fs.blocks if (fs.blocks is not None and self._oid and self.size >= BLOCK_CACHE_MIN) else None
+        self._strides = StridePrefetcher(fs, url)
         if self._blocks is not None and len(self._buf):
             self._blocks.store(self._oid, self.size, 0, bytes(self._buf))
 
@@ -562,17 +573,11 @@ class HubFile(io.RawIOBase):
                 # copied now: the next window may be fetched into this very buffer
                 parts.append(self._buf[pos - self._buf_start: pos - self._buf_start + take].tobytes())
                 pos += take
-            elif pos != self._next_seq and self._blocks is not None:
-                # A random read of an LFS object: exactly these bytes, kept on disk for later readers.
-                parts.append(memoryview(self._blocks.read(
-                    self._oid, self.size, pos, end, lambda off, mv: self.fs.fetcher.fetch_into(self.url, off, mv)[0])))
-                pos = end
             elif pos != self._next_seq:
-                fresh = bytearray(end - pos)
-                n, _ = self.fs.read_into(self.url, pos, memoryview(fresh))
-                parts.append(memoryview(fresh)[:n])
-                pos = end if n == len(fresh) else pos + n
-                if n == 0:
+                data = self._random(pos, end)
+                parts.append(data)
+                pos += len(data)
+                if not data:
                     break
             else:
                 if not self._advance(pos):
@@ -583,6 +588,22 @@ class HubFile(io.RawIOBase):
         if len(parts) == 1:
             return parts[0] if isinstance(parts[0], bytes) else parts[0].tobytes()
         return b"".join(parts)
+
+    def _random(self, start: int, end: int) -> bytes:
+        """A non-sequential read: exactly [start, end), from a strided prefetch, the sparse cache or the hub."""
+        data = self._strides.take(start, end)
+        if data is not None:
+            if self._blocks is not None:
+                self._blocks.store(self._oid, self.size, start, data)
+        elif self._blocks is not None:
+            data = self._blocks.read(self._oid, self.size, start, end,
+                                     lambda off, mv: self.fs.fetcher.fetch_into(self.url, off, mv)[0])
+        else:
+            fresh = bytearray(end - start)
+            n, _ = self.fs.read_into(self.url, start, memoryview(fresh))
+            data = bytes(memoryview(fresh)[:n])
+        self._strides.observe(start, end - start, self.size)
+        return data
 
     def _advance(self, pos: int) -> bool:
         """Make the window starting at ``pos`` current (waiting for the prefetch if it is that one)."""
@@ -634,12 +655,73 @@ class HubFile(io.RawIOBase):
                 pass
             self._ahead = None
         self._buf, self._spare = memoryview(b""), None
+        self._strides.cancel()
         if self._blocks is not None and self._where and self._blocks.complete(self._oid, self.size):
             self._blocks.promote(self._oid, self.size, *self._where)
         super().close()
 
     def __enter__(self) -> HubFile:
         return self
+
+
+class StridePrefetcher:
+    """Reads at a steady stride (a parquet column across row groups, a tensor per layer) are fetched
+    ahead, concurrently: once three random reads of about the same length came about the same
+    distance apart, the next ``depth`` ones are requested at once, each widened by the jitter seen so
+    far. Any other pattern (truly random reads) prefetches nothing."""
+
+    def __init__(self, fs: HubFileSystem, url: str, depth: int = 4, budget: int = 128 << 20) -> None:
+        self.fs, self.url, self.depth, self.budget = fs, url, depth, budget
+        self.history: list[tuple[int, int]] = []
+        self.pending: list[tuple[int, int, Any]] = []  # (start, length, future of bytes)
+
+    def take(self, start: int, end: int) -> bytes | None:
+        """The bytes [start, end) from a prefetch that holds its beginning (the rest is fetched)."""
+        for i, (pstart, plen, future) in enumerate(self.pending):
+            if pstart <= start < pstart + plen:
+                del self.pending[i]
+                try:
+                    data = future.result()[start - pstart:]
+                except Exception:  # noqa: BLE001 - a failed guess is simply fetched again
+                    return None
+                if len(data) >= end - start:
+                    return data[: end - start]
+                rest = bytearray(end - start - len(data))
+                n, _ = self.fs.read_into(self.url, start + len(data), memoryview(rest))
+                return data + bytes(rest[:n])
+        return None
+
+    def observe(self, start: int, length: int, size: int) -> None:
+        self.history = (self.history + [(start, length)])[-3:]
+        if len(self.history) < 3:
+            return
+        (a, la), (b, lb), (c, lc) = self.history
+        d1, d2 = b - a, c - b
+        lengths = (la, lb, lc)
+        if min(d1, d2) < max(lengths) or abs(d1 - d2) > d2 // 100 or max(lengths) - min(lengths) > max(lengths) // 50:
+            return
+        jitter = max(4096, 2 * abs(d1 - d2))
+        want = max(lengths) + (max(lengths) - min(lengths)) + 2 * jitter
+        queued = sum(n for _, n, _ in self.pending)
+        for k in range(1, self.depth + 1):
+            nxt = max(0, c + k * d2 - jitter)
+            if nxt >= size or any(p <= nxt < p + n for p, n, _ in self.pending):
+                continue
+            n = min(want, size - nxt)
+            if queued + n > self.budget:
+                break
+            self.pending.append((nxt, n, self.fs.pool.submit(self._fetch, nxt, n)))
+            queued += n
+
+    def _fetch(self, start: int, length: int) -> bytes:
+        buf = bytearray(length)
+        n, _ = self.fs.read_into(self.url, start, memoryview(buf))
+        return bytes(memoryview(buf)[:n])
+
+    def cancel(self) -> None:
+        for _, _, future in self.pending:
+            future.cancel()
+        self.pending.clear()
 
 
 class _Result:
