@@ -700,3 +700,19 @@ def test_partial_reads_are_shared_through_the_block_cache_and_promoted(hub, mode
             assert f.read(3 * MiB) == data[off: off + 3 * MiB]
     blobs = list(cache_dir.glob("models--*/blobs/*"))
     assert [b.read_bytes() == data for b in blobs] == [True], "complete objects are promoted into blobs"
+
+
+def test_strided_reads_are_prefetched_concurrently(hub, model, content, monkeypatch) -> None:
+    data = content["weights/big.bin"]
+    fs = _fresh(hub, block_cache=False)
+    probe = FetchProbe(monkeypatch, fs, delay=0.05)
+    stride, length = 3 * MiB + 777, 200_000
+    starts = list(range(2 * MiB, len(data) - length, stride))[:8]
+    with fs.open(f"{model}/weights/big.bin") as f:
+        probe.ranges.clear()
+        for i, s in enumerate(starts):
+            f.seek(s)
+            assert f.read(length + (i % 3)) == data[s:s + length + (i % 3)]
+    assert probe.peak >= 3, "reads after the third came from concurrent prefetches"
+    asked = sum(length + (i % 3) for i in range(len(starts)))
+    assert sum(n for _, n in probe.ranges) <= asked + 4 * 1.1 * length, "at most `depth` guesses are wasted"
