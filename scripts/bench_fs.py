@@ -55,13 +55,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchlib import workdir
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 MIB = 1 << 20
@@ -847,18 +848,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="hubfs-bench-fs-"))
-    try:
-        yield tmp
-    finally:
-        if keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not shutil.which("curl"):
@@ -867,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     print(machine_line(info), flush=True)
     registry = check_registry()
-    with workdir(args.keep) as tmp, contextlib.ExitStack() as stack:
+    with workdir(args.keep, "hubfs-bench-fs-") as tmp, contextlib.ExitStack() as stack:
         os.environ["HF_HOME"] = str(tmp / "hf-home")
         endpoint, token = start_hub(stack, tmp)
         print(f"hubfs at {endpoint}; hf:// -> {registry}", flush=True)

@@ -48,14 +48,11 @@ import platform
 import pwd
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -63,6 +60,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import httpx
+from benchlib import free_port, stop_process, workdir
 
 NGINX = "/usr/sbin/nginx"
 FCGIWRAP = shutil.which("fcgiwrap") or "/usr/sbin/fcgiwrap"
@@ -84,24 +82,6 @@ GOAL = 1.2
 
 
 # -- processes and git ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process(proc: subprocess.Popen, name: str) -> None:
-    """Terminate one process we started (by its PID), killing it if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            print(f"note: {name} (pid {proc.pid}) ignored SIGTERM; killing it", file=sys.stderr)
-            proc.kill()
-            proc.wait(10)
 
 
 def spawn(stack: contextlib.ExitStack, name: str, argv: list[str], log: Path) -> subprocess.Popen:
@@ -672,23 +652,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="hubfs-bench-git-"))
-    try:
-        yield tmp
-    finally:
-        if keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine_info()
     print(machine_line(info), flush=True)
-    with workdir(args.keep) as tmp, contextlib.ExitStack() as stack:
+    with workdir(args.keep, "hubfs-bench-git-") as tmp, contextlib.ExitStack() as stack:
         os.environ.setdefault("HF_HOME", str(tmp / "hf-home"))
         env = setup_home(tmp / "home")
         endpoint, token = start_hub(stack, tmp)

@@ -34,17 +34,16 @@ import platform
 import pwd
 import random
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from benchlib import free_port, stop_process, workdir
 from tqdm import tqdm
 
 NGINX = "/usr/sbin/nginx"
@@ -107,24 +106,6 @@ def make_dataset(root: Path, size_mib: int, files: int) -> Dataset:
 
 
 # -- processes -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process(proc: subprocess.Popen, name: str) -> None:
-    """Terminate one process we started (by its PID), killing it if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            print(f"note: {name} (pid {proc.pid}) ignored SIGTERM; killing it", file=sys.stderr)
-            proc.kill()
-            proc.wait(10)
 
 
 def spawn(stack: contextlib.ExitStack, name: str, argv: list[str], log: Path,
@@ -427,18 +408,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="hubfs-bench-"))
-    try:
-        yield tmp
-    finally:
-        if keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine_info()
@@ -446,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{info['curl']}")
     if not shutil.which("curl"):
         raise SystemExit("curl is needed")
-    with workdir(args.keep) as tmp, contextlib.ExitStack() as stack:
+    with workdir(args.keep, "hubfs-bench-") as tmp, contextlib.ExitStack() as stack:
         os.environ.setdefault("HF_HOME", str(tmp / "hf-home"))
         data = make_dataset(tmp / "static", args.size_mib, args.files)
         endpoint, token = start_hubfs(stack, tmp)
