@@ -290,7 +290,10 @@ def proxy_main(upstream: tuple[str, int], latency: float, conn: multiprocessing.
         proxy = LatencyProxy(upstream, latency)
 
         async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            await proxy.handle(r, w)
+            try:
+                await proxy.handle(r, w)
+            except asyncio.CancelledError:  # shutdown with idle keep-alive connections still open
+                w.close()
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         asyncio.get_running_loop().add_reader(conn.fileno(), proxy.command, conn)
