@@ -664,6 +664,13 @@ class HubFile(io.RawIOBase):
         return self
 
 
+TWO_POINT_MIN = 1 << 20
+
+
+def lengths_of(history: list[tuple[int, int]]) -> list[int]:
+    return [n for _, n in history]
+
+
 class StridePrefetcher:
     """Reads at a steady stride (a parquet column across row groups, a tensor per layer) are fetched
     ahead, concurrently: once three random reads of about the same length came about the same
@@ -693,9 +700,13 @@ class StridePrefetcher:
 
     def observe(self, start: int, length: int, size: int) -> None:
         self.history = (self.history + [(start, length)])[-3:]
-        if len(self.history) < 3:
+        if len(self.history) == 2 and min(lengths_of(self.history)) >= TWO_POINT_MIN:
+            (b, lb), (c, lc) = self.history  # big reads: two are evidence enough (waste is bounded by depth)
+            a, la = b - (c - b), lb
+        elif len(self.history) < 3:
             return
-        (a, la), (b, lb), (c, lc) = self.history
+        else:
+            (a, la), (b, lb), (c, lc) = self.history
         d1, d2 = b - a, c - b
         lengths = (la, lb, lc)
         if min(d1, d2) < max(lengths) or abs(d1 - d2) > d2 // 100 or max(lengths) - min(lengths) > max(lengths) // 50:
@@ -705,9 +716,9 @@ class StridePrefetcher:
         queued = sum(n for _, n, _ in self.pending)
         for k in range(1, self.depth + 1):
             nxt = max(0, c + k * d2 - jitter)
-            if nxt >= size or any(p <= nxt < p + n for p, n, _ in self.pending):
-                continue
             n = min(want, size - nxt)
+            if n <= 0 or any(nxt < p + pn and p < nxt + n for p, pn, _ in self.pending):
+                continue  # past the end, or already (nearly) requested
             if queued + n > self.budget:
                 break
             self.pending.append((nxt, n, self.fs.pool.submit(self._fetch, nxt, n)))
