@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,41 +47,47 @@ class RemoteFile:
         return cls(entry["path"], entry["size"], lfs["oid"] if lfs else entry["oid"], bool(lfs))
 
 
-def _verify(path: Path, remote: RemoteFile) -> None:
+def _new_digest(remote: RemoteFile) -> Any:
+    return hashlib.sha256() if remote.is_lfs else hashlib.sha1(b"blob %d\x00" % remote.size)
+
+
+def _verify(path: Path, remote: RemoteFile, hexdigest: str) -> None:
+    """Size and content hash (computed while the bytes arrived) against the tree entry."""
     size = path.stat().st_size
     if size != remote.size:
         raise IntegrityError(f"{remote.path}: downloaded {size} bytes, expected {remote.size}.")
-    digest = hashlib.sha256() if remote.is_lfs else hashlib.sha1(b"blob %d\x00" % size)
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != remote.etag:
-        raise IntegrityError(f"{remote.path}: content is corrupted (hash {digest.hexdigest()}, expected "
+    if hexdigest != remote.etag:
+        raise IntegrityError(f"{remote.path}: content is corrupted (hash {hexdigest}, expected "
                              f"{remote.etag}); the partial file was removed, retry the download.")
 
 
 def fetch_file(fetcher: RangeFetcher, pool: ThreadPoolExecutor | None, url: str, remote: RemoteFile, tmp: Path,
                progress: Any = None) -> None:
-    """Download ``url`` into ``tmp`` (resuming what is there) and verify it."""
+    """Download ``url`` into ``tmp`` (resuming what is there), hashing in order as it arrives, and verify it."""
     if remote.size >= PARALLEL_MIN and pool is not None:
-        _fetch_parallel(fetcher, pool, url, remote, tmp, progress)
+        hexdigest = _fetch_parallel(fetcher, pool, url, remote, tmp, progress)
     else:
-        _fetch_sequential(fetcher, url, remote, tmp, progress)
+        hexdigest = _fetch_sequential(fetcher, url, remote, tmp, progress)
     try:
-        _verify(tmp, remote)
+        _verify(tmp, remote, hexdigest)
     except IntegrityError:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".parts").unlink(missing_ok=True)
         raise
 
 
-def _fetch_sequential(fetcher: RangeFetcher, url: str, remote: RemoteFile, tmp: Path, progress: Any) -> None:
+def _fetch_sequential(fetcher: RangeFetcher, url: str, remote: RemoteFile, tmp: Path, progress: Any) -> str:
     done = tmp.stat().st_size if tmp.exists() else 0
     if done > remote.size:
         tmp.unlink()
         done = 0
-    if progress is not None and done:
-        progress.update(done)
+    digest = _new_digest(remote)
+    if done:
+        with open(tmp, "rb") as f:  # the part a previous attempt left
+            while chunk := f.read(8 << 20):
+                digest.update(chunk)
+        if progress is not None:
+            progress.update(done)
     with open(tmp, "ab") as out:
         while done < remote.size:
             buf = bytearray(min(SEQUENTIAL_PIECE, remote.size - done))
@@ -90,13 +96,16 @@ def _fetch_sequential(fetcher: RangeFetcher, url: str, remote: RemoteFile, tmp: 
                 raise HubfsError(f"{remote.path}: the server sent no bytes at offset {done} of {remote.size}.")
             out.write(memoryview(buf)[:n])
             out.flush()
+            digest.update(memoryview(buf)[:n])
             done += n
             if progress is not None:
                 progress.update(n)
+    return digest.hexdigest()
 
 
 def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, remote: RemoteFile, tmp: Path,
-                    progress: Any) -> None:
+                    progress: Any, ahead: int = 6) -> str:
+    """Pieces are fetched concurrently (at most ``ahead`` beyond the hash cursor) and hashed in order."""
     parts_file = Path(str(tmp) + ".parts")
     finished: set[int] = set()
     if tmp.exists() and parts_file.exists():
@@ -106,13 +115,15 @@ def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, r
     with open(tmp, "ab"):
         pass
     os.truncate(tmp, remote.size)
-    offsets = [o for o in range(0, remote.size, PART) if o // PART not in finished]
+    offsets = list(range(0, remote.size, PART))
     if progress is not None:
-        progress.update(remote.size - sum(min(PART, remote.size - o) for o in offsets))
+        progress.update(sum(min(PART, remote.size - o) for o in offsets if o // PART in finished))
     lock = threading.Lock()
-    fd = os.open(tmp, os.O_WRONLY)
+    digest = _new_digest(remote)
+    fd = os.open(tmp, os.O_RDWR)
+    window: dict[int, Any] = {}
     try:
-        def one(offset: int) -> None:
+        def one(offset: int) -> bytearray:
             length = min(PART, remote.size - offset)
             buf = bytearray(length)
             got = 0
@@ -127,12 +138,28 @@ def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, r
                     pf.write(f"{offset // PART}\n")
             if progress is not None:
                 progress.update(length)
+            return buf
 
-        for future in [pool.submit(one, o) for o in offsets]:
-            future.result()
+        def start(i: int) -> Any:
+            o = offsets[i]
+            return None if o // PART in finished else pool.submit(one, o)
+
+        window.update({i: start(i) for i in range(min(ahead, len(offsets)))})
+        for i, offset in enumerate(offsets):
+            future = window.pop(i)
+            buf = future.result() if future is not None else os.pread(fd, min(PART, remote.size - offset), offset)
+            digest.update(buf)
+            if i + ahead < len(offsets):
+                window[i + ahead] = start(i + ahead)
     finally:
+        # No worker may still write to ``fd`` once it is closed (its number could be reused).
+        pending = [f for f in window.values() if f is not None]
+        for future in pending:
+            future.cancel()
+        wait(pending)
         os.close(fd)
     parts_file.unlink(missing_ok=True)
+    return digest.hexdigest()
 
 
 def select(files: Iterable[RemoteFile], names: list[str] | None, include: list[str] | None,
