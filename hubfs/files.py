@@ -1,0 +1,323 @@
+"""The file objects of the ``hf://`` filesystem: pinned reads with read-ahead, and commit-on-close writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from hubfs.client.commit import Add
+from hubfs.errors import EntryNotFoundError
+
+if TYPE_CHECKING:
+    from hubfs.fs import HubFileSystem
+
+PROBE = 64 << 10
+MAX_WINDOW = 64 << 20
+BLOCK_CACHE_MIN = 8 << 20
+
+
+class HubFile(io.RawIOBase):
+    """A read-only file pinned to one commit.
+
+    Sequential reads are served from a window that grows x4 up to 64 MiB; while the caller consumes
+    one window the next is fetched in the background (as concurrent 16 MiB ranges) into a second,
+    reused buffer. Random reads fetch exactly what was asked, through the shared sparse cache for
+    LFS objects. When the listing already gave the size, opening costs no request; otherwise the
+    first 64 KiB are fetched, which also tells the size.
+    """
+
+    def __init__(self, fs: HubFileSystem, name: str, url: str, where: tuple[str, str, str, str] | None = None,
+                 info: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.fs, self.name, self.path, self.url = fs, name, name, url
+        self.loc = 0
+        self._buf: memoryview = memoryview(b"")
+        self._buf_start = 0
+        self._window = PROBE
+        self._next_seq = 0
+        self._spare: bytearray | None = None
+        self._ahead: Any = None  # (start, buffer, future) of the background fetch
+        self._where = where
+        if info is not None and info.get("type") == "file":
+            self.size = int(info["size"])
+            self._oid = (info.get("lfs") or {}).get("sha256") or ""
+        else:
+            first = bytearray(PROBE)
+            headers: dict[str, str] = {}
+            try:
+                n, total = fs.fetcher.fetch_into(url, 0, memoryview(first), headers)
+            except EntryNotFoundError as exc:
+                raise FileNotFoundError(name) from exc
+            self.size = total if total >= 0 else n
+            self._buf = memoryview(first)[:n]
+            etag = (headers.get("x-linked-etag") or headers.get("etag") or "").removeprefix("W/").strip('"')
+            self._oid = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else ""
+        self._blocks = fs.blocks if (fs.blocks is not None and self._oid and self.size >= BLOCK_CACHE_MIN) else None
+        self._strides = StridePrefetcher(fs, url)
+        if self._blocks is not None and len(self._buf):
+            self._blocks.store(self._oid, self.size, 0, bytes(self._buf))
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.loc
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.loc, 2: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self.loc = base + offset
+        return self.loc
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        memoryview(b).cast("B")[:len(data)] = data
+        return len(data)
+
+    def read(self, length: int = -1) -> bytes:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        if length is None or length < 0:
+            length = self.size - self.loc
+        start, end = self.loc, min(self.size, self.loc + length)
+        if end <= start:
+            return b""
+        parts: list[Any] = []
+        pos = start
+        while pos < end:
+            buf_end = self._buf_start + len(self._buf)
+            if self._buf_start <= pos < buf_end:
+                take = min(end, buf_end) - pos
+                # copied now: the next window may be fetched into this very buffer
+                parts.append(self._buf[pos - self._buf_start: pos - self._buf_start + take].tobytes())
+                pos += take
+            elif pos != self._next_seq:
+                data = self._random(pos, end)
+                parts.append(data)
+                pos += len(data)
+                if not data:
+                    break
+            else:
+                if not self._advance(pos):
+                    break
+            self._next_seq = pos
+        self.loc = pos
+        self._next_seq = pos
+        if len(parts) == 1:
+            return parts[0] if isinstance(parts[0], bytes) else parts[0].tobytes()
+        return b"".join(parts)
+
+    def _random(self, start: int, end: int) -> bytes:
+        """A non-sequential read: exactly [start, end), from a strided prefetch, the sparse cache or the hub."""
+        data = self._strides.take(start, end)
+        if data is not None:
+            if self._blocks is not None:
+                self._blocks.store(self._oid, self.size, start, data)
+        elif self._blocks is not None:
+            data = self._blocks.read(self._oid, self.size, start, end,
+                                     lambda off, mv: self.fs.fetcher.fetch_into(self.url, off, mv)[0])
+        else:
+            fresh = bytearray(end - start)
+            n, _ = self.fs.read_into(self.url, start, memoryview(fresh))
+            data = bytes(memoryview(fresh)[:n])
+        self._strides.observe(start, end - start, self.size)
+        return data
+
+    def _advance(self, pos: int) -> bool:
+        """Make the window starting at ``pos`` current (waiting for the prefetch if it is that one)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == pos:
+            n = ahead[2].result()
+            buffer = ahead[1]
+        else:
+            if ahead is not None:
+                ahead[2].result()  # never let a fetch write into a buffer we hand out again
+                self._spare = ahead[1]
+            self._window = min(MAX_WINDOW, self._window * 4)
+            buffer = self._buffer(min(self._window, self.size - pos))
+            n, _ = self.fs.read_into(self.url, pos, memoryview(buffer)[:min(self._window, self.size - pos)])
+        old = self._buf.obj if isinstance(self._buf.obj, bytearray) else None
+        self._buf, self._buf_start = memoryview(buffer)[:n], pos
+        self._spare = old if old is not None and old is not buffer else self._spare
+        if n == 0:
+            return False
+        nxt = pos + n
+        if nxt < self.size:
+            self._window = min(MAX_WINDOW, self._window * 4)
+            size = min(self._window, self.size - nxt)
+            spare = self._buffer(size)
+            self._spare = None
+            future = self.fs.pool.submit(self.fs.read_into, self.url, nxt, memoryview(spare)[:size])
+            self._ahead = (nxt, spare, _Result(future))
+        return True
+
+    def _buffer(self, size: int) -> bytearray:
+        spare, self._spare = self._spare, None
+        if spare is not None and len(spare) >= size:
+            return spare
+        return bytearray(size)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def read1(self, length: int = -1) -> bytes:
+        return self.read(length)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self._ahead is not None:
+            try:
+                self._ahead[2].result()
+            except Exception:  # noqa: BLE001 - a failed read-ahead nobody asked for is not an error
+                pass
+            self._ahead = None
+        self._buf, self._spare = memoryview(b""), None
+        self._strides.cancel()
+        if self._blocks is not None and self._where and self._blocks.complete(self._oid, self.size):
+            self._blocks.promote(self._oid, self.size, *self._where)
+        super().close()
+
+    def __enter__(self) -> HubFile:
+        return self
+
+
+TWO_POINT_MIN = 1 << 20
+
+
+def lengths_of(history: list[tuple[int, int]]) -> list[int]:
+    return [n for _, n in history]
+
+
+class StridePrefetcher:
+    """Reads at a steady stride (a parquet column across row groups, a tensor per layer) are fetched
+    ahead, concurrently: once three random reads of about the same length came about the same
+    distance apart, the next ``depth`` ones are requested at once, each widened by the jitter seen so
+    far. Any other pattern (truly random reads) prefetches nothing."""
+
+    def __init__(self, fs: HubFileSystem, url: str, depth: int = 4, budget: int = 128 << 20) -> None:
+        self.fs, self.url, self.depth, self.budget = fs, url, depth, budget
+        self.history: list[tuple[int, int]] = []
+        self.pending: list[tuple[int, int, Any]] = []  # (start, length, future of bytes)
+
+    def take(self, start: int, end: int) -> bytes | None:
+        """The bytes [start, end) from a prefetch that holds its beginning (the rest is fetched)."""
+        for i, (pstart, plen, future) in enumerate(self.pending):
+            if pstart <= start < pstart + plen:
+                del self.pending[i]
+                try:
+                    data = future.result()[start - pstart:]
+                except Exception:  # noqa: BLE001 - a failed guess is simply fetched again
+                    return None
+                if len(data) >= end - start:
+                    return data[: end - start]
+                rest = bytearray(end - start - len(data))
+                n, _ = self.fs.read_into(self.url, start + len(data), memoryview(rest))
+                return data + bytes(rest[:n])
+        return None
+
+    def observe(self, start: int, length: int, size: int) -> None:
+        self.history = (self.history + [(start, length)])[-3:]
+        if len(self.history) == 2 and min(lengths_of(self.history)) >= TWO_POINT_MIN:
+            (b, lb), (c, lc) = self.history  # big reads: two are evidence enough (waste is bounded by depth)
+            a, la = b - (c - b), lb
+        elif len(self.history) < 3:
+            return
+        else:
+            (a, la), (b, lb), (c, lc) = self.history
+        d1, d2 = b - a, c - b
+        lengths = (la, lb, lc)
+        if min(d1, d2) < max(lengths) or abs(d1 - d2) > d2 // 100 or max(lengths) - min(lengths) > max(lengths) // 50:
+            return
+        jitter = max(4096, 2 * abs(d1 - d2))
+        want = max(lengths) + (max(lengths) - min(lengths)) + 2 * jitter
+        queued = sum(n for _, n, _ in self.pending)
+        for k in range(1, self.depth + 1):
+            nxt = max(0, c + k * d2 - jitter)
+            n = min(want, size - nxt)
+            if n <= 0 or any(nxt < p + pn and p < nxt + n for p, pn, _ in self.pending):
+                continue  # past the end, or already (nearly) requested
+            if queued + n > self.budget:
+                break
+            self.pending.append((nxt, n, self.fs.pool.submit(self._fetch, nxt, n)))
+            queued += n
+
+    def _fetch(self, start: int, length: int) -> bytes:
+        buf = bytearray(length)
+        n, _ = self.fs.read_into(self.url, start, memoryview(buf))
+        return bytes(memoryview(buf)[:n])
+
+    def cancel(self) -> None:
+        for _, _, future in self.pending:
+            future.cancel()
+        self.pending.clear()
+
+
+class _Result:
+    """The byte count of a background ``read_into``."""
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+    def result(self) -> int:
+        return int(self.future.result()[0])
+
+
+class HubWriteFile(io.RawIOBase):
+    """Written to a temporary file; committed (or queued in the transaction) on close."""
+
+    def __init__(self, fs: HubFileSystem, path: str, autocommit: bool = True) -> None:
+        super().__init__()
+        self.fs, self.path, self.autocommit = fs, path, autocommit
+        self._tmp = tempfile.NamedTemporaryFile(prefix="hubfs-write-", delete=False)
+        self._done = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self._tmp.write(data)
+
+    def tell(self) -> int:
+        return self._tmp.tell()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._tmp.close()
+        super().close()
+        if self.autocommit:
+            self.commit()
+
+    def commit(self) -> None:
+        """Queue or commit the content (fsspec calls this at the end of a transaction)."""
+        if self._done:
+            return
+        self._done = True
+        path = self._tmp.name
+        try:
+            data = open(path, "rb").read() if os.path.getsize(path) <= (8 << 20) else None
+            if data is not None:
+                self.fs._queue(self.path, lambda rp: Add(rp.path, data))
+            else:
+                keep = tempfile.mkdtemp(prefix="hubfs-upload-")
+                moved = os.path.join(keep, "content")
+                os.replace(path, moved)
+                self.fs._cleanup.append(keep)
+                self.fs._queue(self.path, lambda rp: Add(rp.path, moved))
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
+    def discard(self) -> None:
+        self._done = True
+        self._tmp.close()
+        if os.path.exists(self._tmp.name):
+            os.unlink(self._tmp.name)
