@@ -62,9 +62,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import workdir
+from benchlib import start_hub, workdir
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
 MIB = 1 << 20
 MB = 1_000_000
 READ_CHUNK = 8 << 20
@@ -416,17 +415,6 @@ def make_download_tree(root: Path, files: int, large_mib: int) -> dict[str, str]
 
 
 # -- hub -----------------------------------------------------------------------------------------
-
-
-def start_hub(stack: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
-    """``hubfs serve --port 0`` via the tests' HubServer; returns (endpoint, admin token)."""
-    sys.path.insert(0, str(TESTS))
-    from hub_server import HubServer
-
-    server = HubServer(tmp / "hub-data")
-    stack.callback(server.stop)
-    server.start()
-    return server.endpoint, server.admin_token
 
 
 def hf_api(endpoint: str, token: str) -> Any:

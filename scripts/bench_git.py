@@ -59,12 +59,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
-from benchlib import free_port, stop_process, workdir
+from benchlib import free_port, start_hub, stop_process, wait_http, workdir
 
 NGINX = "/usr/sbin/nginx"
 FCGIWRAP = shutil.which("fcgiwrap") or "/usr/sbin/fcgiwrap"
-TESTS = Path(__file__).resolve().parent.parent / "tests"
 REPO_NAME = "bench-git"
 REPO_ID = f"admin/{REPO_NAME}"
 MIB = 1 << 20
@@ -90,21 +88,6 @@ def spawn(stack: contextlib.ExitStack, name: str, argv: list[str], log: Path) ->
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     stack.callback(stop_process, proc, name)
     return proc
-
-
-def wait_http(url: str, proc: subprocess.Popen | None, log: Path | None, timeout: float = 30) -> None:
-    """Until ``url`` answers anything over HTTP; fail if the process exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log else ""
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; log:\n{tail}")
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
 def git_env(home: Path) -> dict[str, str]:
@@ -496,17 +479,6 @@ def start_baseline(stack: contextlib.ExitStack, tmp: Path, project_root: Path, s
         desc = ("a threaded Python http.server bridge running git-http-backend as CGI per request, "
                 "with a minimal LFS batch API and static LFS files (no nginx/fcgiwrap)")
     return f"{url}/{REPO_NAME}.git", desc
-
-
-def start_hub(stack: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
-    """``hubfs serve --port 0`` via the tests' HubServer; returns (endpoint, admin token)."""
-    sys.path.insert(0, str(TESTS))
-    from hub_server import HubServer
-
-    server = HubServer(tmp / "hub-data")
-    stack.callback(server.stop)
-    server.start()
-    return server.endpoint, server.admin_token
 
 
 def create_hub_repo(endpoint: str, token: str) -> None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from benchlib import free_port, stop_process, workdir
+from benchlib import free_port, stop_process, wait_http, workdir
 from tqdm import tqdm
 
 NGINX = "/usr/sbin/nginx"
@@ -115,20 +115,6 @@ def spawn(stack: contextlib.ExitStack, name: str, argv: list[str], log: Path,
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     stack.callback(stop_process, proc, name)
     return proc
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
-    """Until ``url`` answers anything over HTTP; fail if the process exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; log:\n{log.read_text()[-2000:]}")
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
 def start_hubfs(stack: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
