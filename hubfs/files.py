@@ -9,22 +9,22 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from hubfs.client.commit import Add
+from hubfs.client.readahead import ReadAhead
 from hubfs.errors import EntryNotFoundError
 
 if TYPE_CHECKING:
     from hubfs.fs import HubFileSystem
 
 PROBE = 64 << 10
-MAX_WINDOW = 64 << 20
 BLOCK_CACHE_MIN = 8 << 20
 
 
 class HubFile(io.RawIOBase):
     """A read-only file pinned to one commit.
 
-    Sequential reads are served from a window that grows x4 up to 64 MiB; while the caller consumes
-    one window the next is fetched in the background (as concurrent 16 MiB ranges) into a second,
-    reused buffer. Random reads fetch exactly what was asked, through the shared sparse cache for
+    Sequential reads stream through a :class:`~hubfs.client.readahead.ReadAhead`: ranges growing
+    x4 up to 16 MiB, up to 4 in flight, received as pieces of the caller's read size and returned
+    without a copy. Random reads fetch exactly what was asked, through the shared sparse cache for
     LFS objects. When the listing already gave the size, opening costs no request; otherwise the
     first 64 KiB are fetched, which also tells the size.
     """
@@ -36,10 +36,8 @@ class HubFile(io.RawIOBase):
         self.loc = 0
         self._buf: memoryview = memoryview(b"")
         self._buf_start = 0
-        self._window = PROBE
         self._next_seq = 0
-        self._spare: bytearray | None = None
-        self._ahead: Any = None  # (start, buffer, future) of the background fetch
+        self._stream: ReadAhead | None = None
         self._where = where
         if info is not None and info.get("type") == "file":
             self.size = int(info["size"])
@@ -89,30 +87,31 @@ class HubFile(io.RawIOBase):
         start, end = self.loc, min(self.size, self.loc + length)
         if end <= start:
             return b""
-        parts: list[Any] = []
+        parts: list[bytes] = []
         pos = start
         while pos < end:
             buf_end = self._buf_start + len(self._buf)
             if self._buf_start <= pos < buf_end:
                 take = min(end, buf_end) - pos
-                # copied now: the next window may be fetched into this very buffer
                 parts.append(self._buf[pos - self._buf_start: pos - self._buf_start + take].tobytes())
-                pos += take
             elif pos != self._next_seq:
-                data = self._random(pos, end)
-                parts.append(data)
-                pos += len(data)
-                if not data:
-                    break
+                parts.append(self._random(pos, end))
             else:
-                if not self._advance(pos):
-                    break
+                parts.append(self._sequential(pos, end, length))
+            pos += len(parts[-1])
             self._next_seq = pos
+            if not parts[-1]:
+                break
         self.loc = pos
-        self._next_seq = pos
-        if len(parts) == 1:
-            return parts[0] if isinstance(parts[0], bytes) else parts[0].tobytes()
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _sequential(self, start: int, end: int, length: int) -> bytes:
+        """[start, end) from the read-ahead stream (started here, for reads of ``length``, if needed)."""
+        if self._stream is None or self._stream.pos != start:
+            if self._stream is not None:
+                self._stream.close()
+            self._stream = ReadAhead(self.fs.fetcher, self.fs.part_pool, self.url, start, self.size, length)
+        return self._stream.read(end - start)
 
     def _random(self, start: int, end: int) -> bytes:
         """A non-sequential read: exactly [start, end), from a strided prefetch, the sparse cache or the hub."""
@@ -130,40 +129,6 @@ class HubFile(io.RawIOBase):
         self._strides.observe(start, end - start, self.size)
         return data
 
-    def _advance(self, pos: int) -> bool:
-        """Make the window starting at ``pos`` current (waiting for the prefetch if it is that one)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == pos:
-            n = ahead[2].result()
-            buffer = ahead[1]
-        else:
-            if ahead is not None:
-                ahead[2].result()  # never let a fetch write into a buffer we hand out again
-                self._spare = ahead[1]
-            self._window = min(MAX_WINDOW, self._window * 4)
-            buffer = self._buffer(min(self._window, self.size - pos))
-            n, _ = self.fs.read_into(self.url, pos, memoryview(buffer)[:min(self._window, self.size - pos)])
-        old = self._buf.obj if isinstance(self._buf.obj, bytearray) else None
-        self._buf, self._buf_start = memoryview(buffer)[:n], pos
-        self._spare = old if old is not None and old is not buffer else self._spare
-        if n == 0:
-            return False
-        nxt = pos + n
-        if nxt < self.size:
-            self._window = min(MAX_WINDOW, self._window * 4)
-            size = min(self._window, self.size - nxt)
-            spare = self._buffer(size)
-            self._spare = None
-            future = self.fs.pool.submit(self.fs.read_into, self.url, nxt, memoryview(spare)[:size])
-            self._ahead = (nxt, spare, _Result(future))
-        return True
-
-    def _buffer(self, size: int) -> bytearray:
-        spare, self._spare = self._spare, None
-        if spare is not None and len(spare) >= size:
-            return spare
-        return bytearray(size)
-
     def readall(self) -> bytes:
         return self.read(-1)
 
@@ -173,13 +138,10 @@ class HubFile(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        if self._ahead is not None:
-            try:
-                self._ahead[2].result()
-            except Exception:  # noqa: BLE001 - a failed read-ahead nobody asked for is not an error
-                pass
-            self._ahead = None
-        self._buf, self._spare = memoryview(b""), None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self._buf = memoryview(b"")
         self._strides.cancel()
         if self._blocks is not None and self._where and self._blocks.complete(self._oid, self.size):
             self._blocks.promote(self._oid, self.size, *self._where)
@@ -258,16 +220,6 @@ class StridePrefetcher:
         for _, _, future in self.pending:
             future.cancel()
         self.pending.clear()
-
-
-class _Result:
-    """The byte count of a background ``read_into``."""
-
-    def __init__(self, future: Any) -> None:
-        self.future = future
-
-    def result(self) -> int:
-        return int(self.future.result()[0])
 
 
 class HubWriteFile(io.RawIOBase):

@@ -1,7 +1,8 @@
-"""Bulk byte ranges: keep-alive ``http.client`` connections reading straight into caller buffers.
+"""Bulk byte ranges: keep-alive ``http.client`` connections reading straight into their destination.
 
 httpx parses bodies in Python (~0.35 GB/s here); ``HTTPResponse.readinto`` fills a preallocated
-buffer with the GIL released, so several ranges fetched from threads run in parallel. Redirects are
+buffer, and ``HTTPResponse.read(n)`` a new ``bytes`` object, with the GIL released, so several
+ranges fetched from threads run in parallel and no byte is copied twice. Redirects are
 followed like :class:`~hubfs.client.http.Transport` does (no token across origins) and the final
 URL (a CDN's signed URL, say) is reused for later ranges until it fails, then re-resolved.
 """
@@ -11,12 +12,15 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from hubfs.client.http import RETRY_STATUS, Transport, origin
 from hubfs.errors import HubConnectionError, HubfsError, error_for
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+T = TypeVar("T")
 
 
 class _Answer:
@@ -61,10 +65,47 @@ class RangeFetcher:
         """
         if len(buf) == 0:
             return 0, -1
+
+        def body(resp: http.client.HTTPResponse) -> int:
+            got = 0
+            while got < len(buf):
+                n = resp.readinto(buf[got:])
+                if not n:
+                    break
+                got += n
+            return got
+
+        got, total = self._with_retries(url, start, len(buf), body, headers)
+        return got, total
+
+    def fetch_pieces(self, url: str, start: int, length: int, piece: int) -> list[bytes]:
+        """The ``length`` bytes at ``start`` as new ``bytes`` objects split at the file offsets that are
+        multiples of ``piece``, each received straight into its own object: no copy on the way.
+
+        Fewer bytes than asked (past the end of the file) come back as fewer or shorter pieces.
+        """
+        if length <= 0:
+            return []
+
+        def body(resp: http.client.HTTPResponse) -> list[bytes]:
+            pieces = []
+            pos, end = start, start + length
+            while pos < end:
+                data = resp.read(min(end, (pos // piece + 1) * piece) - pos)
+                if not data:
+                    break
+                pieces.append(data)
+                pos += len(data)
+            return pieces
+
+        return self._with_retries(url, start, length, body, None)[0]
+
+    def _with_retries(self, url: str, start: int, length: int, body: Callable[[http.client.HTTPResponse], T],
+                      headers: dict[str, str] | None) -> tuple[T, int]:
         for attempt in range(self.max_retries + 1):
             target = self._target(url)
             try:
-                return self._get(target, url, start, buf, headers)
+                return self._get(target, url, start, length, body, headers)
             except HubfsError as exc:
                 if exc.status not in RETRY_STATUS or attempt == self.max_retries:
                     raise
@@ -73,7 +114,7 @@ class RangeFetcher:
                 with self._lock:
                     self._final.pop(url, None)
                 if attempt == self.max_retries:
-                    raise HubConnectionError(f"GET {url} bytes {start}+{len(buf)} failed: {exc!r}") from exc
+                    raise HubConnectionError(f"GET {url} bytes {start}+{length} failed: {exc!r}") from exc
                 time.sleep(min(4.0, 0.2 * 2 ** attempt))
         raise AssertionError("unreachable")
 
@@ -82,9 +123,9 @@ class RangeFetcher:
             hit = self._final.get(url)
         return hit[0] if hit and hit[1] > time.monotonic() else url
 
-    def _get(self, target: str, url: str, start: int, buf: memoryview,
-             headers_out: dict[str, str] | None) -> tuple[int, int]:
-        end = start + len(buf) - 1
+    def _get(self, target: str, url: str, start: int, length: int, body: Callable[[http.client.HTTPResponse], T],
+             headers_out: dict[str, str] | None) -> tuple[T, int]:
+        end = start + length - 1
         current = target
         for _ in range(10):
             parts = urlsplit(current)
@@ -107,30 +148,28 @@ class RangeFetcher:
                     continue
                 if resp.status == 416:
                     resp.read()
-                    return 0, -1
+                    return body(_EMPTY), -1
                 if resp.status >= 400:
-                    body = resp.read()
-                    raise _error(resp.status, resp.headers, body, current)
+                    raise _error(resp.status, resp.headers, resp.read(), current)
                 total = _total(resp.headers)
                 if headers_out is not None:
                     headers_out.update({k.lower(): v for k, v in resp.headers.items()})
-                if resp.status == 200:  # Range ignored: skip to start
+                if resp.status == 200:  # Range ignored: skip to start, and stop reading at the end
+                    reusable = False
                     skip = start
                     while skip:
-                        skip -= len(resp.read(min(skip, 1 << 20)))
-                got = 0
-                want = len(buf)
-                while got < want:
-                    n = resp.readinto(buf[got:])
-                    if not n:
-                        break
-                    got += n
-                if resp.status == 200 or got < want or not resp.isclosed():
+                        skipped = len(resp.read(min(skip, 1 << 20)))
+                        if not skipped:
+                            break
+                        skip -= skipped
+                    resp.length = min(resp.length, length) if resp.length is not None else length
+                result = body(resp)
+                if not resp.isclosed():
                     reusable = False
                 if current != url:
                     with self._lock:
                         self._final[url] = (current, time.monotonic() + 300)
-                return got, total
+                return result, total
             except BaseException:
                 reusable = False
                 raise
@@ -140,6 +179,19 @@ class RangeFetcher:
                 else:
                     conn.close()
         raise HubfsError(f"Too many redirects for {url}.")
+
+
+class _Empty:
+    """The body of a 416 answer, for the body readers."""
+
+    def readinto(self, buf: memoryview) -> int:
+        return 0
+
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+
+_EMPTY: Any = _Empty()
 
 
 def _total(headers: http.client.HTTPMessage) -> int:

@@ -16,7 +16,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Generic, Iterator, TypeVar
 
 from dulwich.file import FileLocked
 from dulwich.index import commit_tree
@@ -73,25 +73,30 @@ class Change:
     mode: int = FILE_MODE
 
 
-class _BlobInfoCache:
-    """Blob sha -> (size, pointer): blobs are immutable, so this never goes stale."""
+K = TypeVar("K")
+V = TypeVar("V")
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        self._data: OrderedDict[bytes, tuple[int, LfsPointer | None]] = OrderedDict()
+
+class _ImmutableCache(Generic[K, V]):
+    """A thread-safe, bounded map for facts about immutable git objects, which never go stale."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
         self._capacity, self._lock = capacity, threading.Lock()
 
-    def get(self, sha: bytes) -> tuple[int, LfsPointer | None] | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
-            return self._data.get(sha)
+            return self._data.get(key)
 
-    def put(self, sha: bytes, value: tuple[int, LfsPointer | None]) -> None:
+    def put(self, key: K, value: V) -> None:
         with self._lock:
-            self._data[sha] = value
+            self._data[key] = value
             if len(self._data) > self._capacity:
                 self._data.popitem(last=False)
 
 
-_BLOB_INFO = _BlobInfoCache()
+_BLOB_INFO: _ImmutableCache[bytes, tuple[int, LfsPointer | None]] = _ImmutableCache(200_000)
+_COMMIT_TREES: _ImmutableCache[tuple[str, int, str], bytes] = _ImmutableCache(50_000)  # (repo, generation, commit)
 _REPO_LOCKS: dict[str, threading.Lock] = {}
 _REPO_LOCKS_GUARD = threading.Lock()
 
@@ -136,8 +141,9 @@ _TREES_CAPACITY = 8192
 class GitRepo:
     """One bare repository. Open it with ``GitStore.open`` and close it (or use ``with``)."""
 
-    def __init__(self, path: Path, repo: Repo | None = None) -> None:
+    def __init__(self, path: Path, repo: Repo | None = None, generation: int = 0) -> None:
         self.path = path
+        self.generation = generation  # bumped by GitStore when the repo at ``path`` is deleted or moved
         self._shared = repo is not None
         self.repo = repo if repo is not None else Repo(str(path))
         self.store = self.repo.object_store
@@ -202,9 +208,9 @@ class GitRepo:
             return self._peel(self.repo.refs[ref.encode()]).decode()
         if is_commit_sha(revision):
             try:
-                if isinstance(self.store[revision.encode()], Commit):
-                    return revision
-            except KeyError:
+                self.tree_of(revision)
+                return revision
+            except (KeyError, RevisionNotFoundError):
                 pass
         raise RevisionNotFoundError(f"Invalid rev id: {revision}")
 
@@ -267,7 +273,16 @@ class GitRepo:
         )
 
     def tree_of(self, commit: str) -> bytes:
-        return self.store[commit.encode()].tree
+        """The root tree of a commit of this repo (KeyError if missing, RevisionNotFound if not a commit)."""
+        key = (str(self.path), self.generation, commit)
+        tree = _COMMIT_TREES.get(key)
+        if tree is None:
+            obj = self.store[commit.encode()]
+            if not isinstance(obj, Commit):
+                raise RevisionNotFoundError(f"{commit} is not a commit.")
+            tree = obj.tree
+            _COMMIT_TREES.put(key, tree)
+        return tree
 
     def read_blob(self, sha: str) -> bytes:
         obj = self.store[sha.encode()]
@@ -484,7 +499,7 @@ class GitStore:
         repo = Repo.init_bare(str(path), mkdir=True)
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
         repo.close()
-        return GitRepo(path)
+        return GitRepo(path, generation=self._generation.get(str(path), 0))
 
     def open(self, repo_type: str, repo_id: str) -> GitRepo:
         """The repository, reusing this thread's open dulwich ``Repo`` (opening one costs ~1 ms).
@@ -499,14 +514,14 @@ class GitStore:
         hit = cache.get(key)
         if hit is not None and hit[0] == generation:
             cache.move_to_end(key)
-            return GitRepo(path, hit[1])
+            return GitRepo(path, hit[1], generation)
         if hit is not None:
             hit[1].close()
         repo = Repo(key)
         cache[key] = (generation, repo)
         if len(cache) > 64:
             cache.popitem(last=False)[1][1].close()
-        return GitRepo(path, repo)
+        return GitRepo(path, repo, generation)
 
     def _forget(self, path: Path) -> None:
         self._generation[str(path)] = self._generation.get(str(path), 0) + 1

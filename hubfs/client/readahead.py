@@ -1,0 +1,100 @@
+"""In-order streaming of one remote file from a position: concurrent ranges fetched ahead of the reader.
+
+The ranges grow x4 from the first read's size up to ``part`` (16 MiB), with one range in flight
+ahead at first and ``depth`` (4) once they are full size, so a short read costs little and a long
+one keeps several connections busy. Each range arrives as ``bytes`` pieces split at the multiples
+of the caller's read size, so reads of that size return a piece itself: the bytes are written
+once, by the kernel.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Executor, Future
+
+from hubfs.client.fetch import RangeFetcher
+from hubfs.client.malloc import keep_freed_buffers
+from hubfs.errors import HubConnectionError
+
+PART = 16 << 20
+DEPTH = 4
+FIRST = 256 << 10
+MIN_PIECE = 64 << 10
+
+
+class ReadAhead:
+    """The bytes of ``url`` from ``start`` to ``size``, in order, fetched ahead on ``pool``.
+
+    ``piece`` is the read size the caller is expected to use. Not thread-safe: one reader.
+    """
+
+    def __init__(self, fetcher: RangeFetcher, pool: Executor, url: str, start: int, size: int, piece: int,
+                 part: int = PART, depth: int = DEPTH) -> None:
+        self.fetcher, self.pool, self.url, self.size = fetcher, pool, url, size
+        self.pos = start
+        self.piece = max(MIN_PIECE, min(piece, part))
+        self._max_pieces = max(1, part // self.piece)
+        self._pieces_per_part = min(self._max_pieces, max(1, -(-FIRST // self.piece)))
+        self._depth, self._max_depth = min(2, depth), depth
+        self._next = start  # where the next range starts
+        self._inflight: deque[tuple[int, int, Future[list[bytes]]]] = deque()
+        self._ready: deque[bytes] = deque()
+        self._offset = 0  # bytes of _ready[0] already handed out
+        if size - start >= part:
+            keep_freed_buffers()
+        self._schedule()
+
+    def read(self, n: int) -> bytes:
+        """The next ``n`` bytes (fewer only at the end of the file)."""
+        out: list[bytes] = []
+        need = min(n, self.size - self.pos)
+        while need > 0:
+            if not self._ready:
+                self._take_next_range()
+            head = self._ready[0]
+            if self._offset == 0 and len(head) <= need:
+                chunk = head  # the piece itself: no copy
+                self._ready.popleft()
+            else:
+                chunk = head[self._offset:self._offset + need]
+                self._offset += len(chunk)
+                if self._offset == len(head):
+                    self._ready.popleft()
+                    self._offset = 0
+            out.append(chunk)
+            need -= len(chunk)
+            self.pos += len(chunk)
+        self._schedule()
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _take_next_range(self) -> None:
+        if not self._inflight:
+            self._schedule()
+        start, length, future = self._inflight.popleft()
+        pieces = future.result()
+        got = sum(len(p) for p in pieces)
+        if got != length:
+            self.close()
+            raise HubConnectionError(f"GET {self.url.split('?')[0]} bytes {start}+{length}: the hub sent {got} bytes "
+                                     f"of a file it said has {self.size}.")
+        self._ready.extend(pieces)
+        self._offset = 0
+        self._schedule()
+
+    def _schedule(self) -> None:
+        while len(self._inflight) < self._depth and self._next < self.size:
+            length = min((self._next // self.piece + self._pieces_per_part) * self.piece, self.size) - self._next
+            future = self.pool.submit(self.fetcher.fetch_pieces, self.url, self._next, length, self.piece)
+            self._inflight.append((self._next, length, future))
+            self._next += length
+            if self._pieces_per_part < self._max_pieces:
+                self._pieces_per_part = min(self._max_pieces, self._pieces_per_part * 4)
+            else:
+                self._depth = self._max_depth
+
+    def close(self) -> None:
+        """Drop what was fetched and cancel what has not started (running ranges finish on their own)."""
+        for _, _, future in self._inflight:
+            future.cancel()
+        self._inflight.clear()
+        self._ready.clear()
