@@ -6,6 +6,7 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hubfs.client.commit import Add
@@ -30,7 +31,7 @@ class HubFile(io.RawIOBase):
     """
 
     def __init__(self, fs: HubFileSystem, name: str, url: str, where: tuple[str, str, str, str] | None = None,
-                 info: dict[str, Any] | None = None) -> None:
+                 info: dict[str, Any] | None = None, edge: tuple[int, bytes] | None = None) -> None:
         super().__init__()
         self.fs, self.name, self.path, self.url = fs, name, name, url
         self.loc = 0
@@ -42,6 +43,8 @@ class HubFile(io.RawIOBase):
         if info is not None and info.get("type") == "file":
             self.size = int(info["size"])
             self._oid = (info.get("lfs") or {}).get("sha256") or ""
+            if edge is not None:  # the first or last bytes, from the peek that opened the file
+                self._buf_start, self._buf = edge[0], memoryview(edge[1])
         else:
             first = bytearray(PROBE)
             headers: dict[str, str] = {}
@@ -54,12 +57,16 @@ class HubFile(io.RawIOBase):
             etag = (headers.get("x-linked-etag") or headers.get("etag") or "").removeprefix("W/").strip('"')
             self._oid = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else ""
         self._blocks = fs.blocks if (fs.blocks is not None and self._oid and self.size >= BLOCK_CACHE_MIN) else None
-        self._strides = StridePrefetcher(fs, url)
+        self._strides = StridePrefetcher(fs, url, held=self._holds)
         if self._blocks is not None and len(self._buf):
-            self._blocks.store(self._oid, self.size, 0, bytes(self._buf))
+            self._blocks.store(self._oid, self.size, self._buf_start, bytes(self._buf))
 
     def readable(self) -> bool:
         return True
+
+    def _holds(self, start: int, end: int) -> bool:
+        """Whether this file holds [start, end) already (in the probe or the peek's edge)."""
+        return self._buf_start <= start and end <= self._buf_start + len(self._buf)
 
     def seekable(self) -> bool:
         return True
@@ -152,6 +159,7 @@ class HubFile(io.RawIOBase):
 
 
 TWO_POINT_MIN = 1 << 20
+STRIDE_DEPTH = 8  # guesses in flight: a parquet column's remaining row groups, usually
 
 
 def lengths_of(history: list[tuple[int, int]]) -> list[int]:
@@ -160,14 +168,19 @@ def lengths_of(history: list[tuple[int, int]]) -> list[int]:
 
 class StridePrefetcher:
     """Reads at a steady stride (a parquet column across row groups, a tensor per layer) are fetched
-    ahead, concurrently: once three random reads of about the same length came about the same
-    distance apart, the next ``depth`` ones are requested at once, each widened by the jitter seen so
-    far. Any other pattern (truly random reads) prefetches nothing."""
+    ahead, concurrently: once three random reads of about the same length lie about the same
+    distance apart (in offset order, since readers with a thread pool ask out of order), the next
+    ``depth`` ones past the furthest are requested at once, each widened by the jitter seen so far.
+    Two reads of 1 MiB or more are evidence enough. Ranges the file already holds (``held``) are not
+    asked again. Any other pattern (truly random reads) prefetches nothing."""
 
-    def __init__(self, fs: HubFileSystem, url: str, depth: int = 4, budget: int = 128 << 20) -> None:
+    def __init__(self, fs: HubFileSystem, url: str, depth: int = STRIDE_DEPTH, budget: int = 128 << 20,
+                 held: Callable[[int, int], bool] | None = None) -> None:
         self.fs, self.url, self.depth, self.budget = fs, url, depth, budget
+        self.held = held or (lambda start, end: False)
         self.history: list[tuple[int, int]] = []
         self.pending: list[tuple[int, int, Any]] = []  # (start, length, future of bytes)
+        self.warmed = False
 
     def take(self, start: int, end: int) -> bytes | None:
         """The bytes [start, end) from a prefetch that holds its beginning (the rest is fetched)."""
@@ -186,14 +199,18 @@ class StridePrefetcher:
         return None
 
     def observe(self, start: int, length: int, size: int) -> None:
+        if length >= TWO_POINT_MIN and not self.warmed:  # a big random read: a stride may follow, warm up
+            self.warmed = True
+            self.fs.fetcher.preconnect(self.url, self.depth, self.fs.pool)
         self.history = (self.history + [(start, length)])[-3:]
-        if len(self.history) == 2 and min(lengths_of(self.history)) >= TWO_POINT_MIN:
-            (b, lb), (c, lc) = self.history  # big reads: two are evidence enough (waste is bounded by depth)
+        reads = sorted(self.history)
+        if len(reads) == 2 and min(lengths_of(reads)) >= TWO_POINT_MIN:
+            (b, lb), (c, lc) = reads  # big reads: two are evidence enough (waste is bounded by depth)
             a, la = b - (c - b), lb
-        elif len(self.history) < 3:
+        elif len(reads) < 3:
             return
         else:
-            (a, la), (b, lb), (c, lc) = self.history
+            (a, la), (b, lb), (c, lc) = reads
         d1, d2 = b - a, c - b
         lengths = (la, lb, lc)
         if min(d1, d2) < max(lengths) or abs(d1 - d2) > d2 // 100 or max(lengths) - min(lengths) > max(lengths) // 50:
@@ -204,8 +221,9 @@ class StridePrefetcher:
         for k in range(1, self.depth + 1):
             nxt = max(0, c + k * d2 - jitter)
             n = min(want, size - nxt)
-            if n <= 0 or any(nxt < p + pn and p < nxt + n for p, pn, _ in self.pending):
-                continue  # past the end, or already (nearly) requested
+            if n <= 0 or self.held(nxt, nxt + n) or any(nxt < p + pn and p < nxt + n for p, pn, _ in self.pending) \
+                    or any(nxt < s + sn and s < nxt + n for s, sn in self.history):
+                continue  # past the end, held already, or already (nearly) requested or read
             if queued + n > self.budget:
                 break
             self.pending.append((nxt, n, self.fs.pool.submit(self._fetch, nxt, n)))

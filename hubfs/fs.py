@@ -33,6 +33,7 @@ from hubfs.client.cache import HubCache
 from hubfs.client.commit import Add, Delete, LfsRef, Operation
 from hubfs.client.download import RemoteFile, fetch_file
 from hubfs.client.fetch import RangeFetcher
+from hubfs.client.peek import peek_file
 from hubfs.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
 from hubfs.files import HubFile, HubWriteFile
 from hubfs.paths import RepoPath
@@ -76,6 +77,7 @@ class HubFileSystem(AbstractFileSystem):
         self.max_workers = max_workers
         self._listings: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
         self._entries: dict[tuple, dict[str, Any]] = {}
+        self._edges: OrderedDict[tuple, tuple[int, bytes]] = OrderedDict()  # first or last bytes seen by a peek
         self._pending: dict[tuple[str, str, str], list[Operation]] = {}
         self._cleanup: list[str] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -156,7 +158,27 @@ class HubFileSystem(AbstractFileSystem):
             return [prefix + e["name"] for e in entries]
         return [{**e, "name": prefix + e["name"]} for e in entries]
 
+    def _peek(self, path: str) -> tuple[tuple, dict[str, Any]] | None:
+        """A cold file (its branch not pinned yet): pin, entry and edge bytes in one round trip (see peek.py)."""
+        rp = RepoPath.parse(self._strip_protocol(path))
+        rev = rp.revision or "main"
+        if not rp.path or self.client.pinned(rp.repo_type.value, rp.repo_id, rev) is not None:
+            return None
+        seen = peek_file(self.client, self.fetcher, self.pool, rp.repo_type.value, rp.repo_id, rev, rp.path)
+        if seen is None:
+            return None
+        key = (rp.repo_type.value, rp.repo_id, seen.sha, rp.path)
+        entry = self._entries[key] = _entry(rp.path, seen.entry)
+        with self._lock:
+            self._edges[key] = (seen.offset, seen.data)
+            while len(self._edges) > 64:
+                self._edges.popitem(last=False)
+        return key, self._named(rp, entry)
+
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        peeked = self._peek(path)
+        if peeked is not None:
+            return peeked[1]
         rp, sha = self._parse(path)
         if not rp.path:
             return {"name": self._name(rp, ""), "size": 0, "type": "directory", "tree_id": None, "last_commit": None}
@@ -329,10 +351,13 @@ class HubFileSystem(AbstractFileSystem):
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
               cache_options: dict | None = None, **kwargs: Any) -> Any:
         if mode in ("rb", "r"):
+            self._peek(path)
             rp, sha = self._parse(path)
-            known = self._entries.get((rp.repo_type.value, rp.repo_id, sha, rp.path))
+            key = (rp.repo_type.value, rp.repo_id, sha, rp.path)
             url = self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
-            return HubFile(self, self._name(rp, rp.path), url, (rp.repo_type.value, rp.repo_id, sha, rp.path), known)
+            with self._lock:
+                edge = self._edges.get(key)
+            return HubFile(self, self._name(rp, rp.path), url, key, self._entries.get(key), edge)
         if mode in ("wb", "xb", "w"):
             if mode == "xb" and self.exists(path):
                 raise FileExistsError(path)

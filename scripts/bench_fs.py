@@ -715,8 +715,19 @@ def size_label(size: int) -> str:
     return f"{size / (1 << 30):g} GiB" if size >= 1 << 30 and size % (1 << 30) == 0 else f"{size / MIB:,.0f} MiB"
 
 
-def build_rows(read: dict[str, Any], parquet: dict[str, Any], pq: ParquetData, pq_size: int,
-               download: dict[str, Any], args: argparse.Namespace) -> list[Row]:
+def build_rows(read: dict[str, Any] | None, parquet: dict[str, Any] | None, pq: ParquetData | None, pq_size: int,
+               download: dict[str, Any] | None, args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    if read:
+        rows += read_rows(read, args)
+    if parquet and pq:
+        rows += parquet_rows(parquet, pq, pq_size, args)
+    if download:
+        rows += download_rows(download, args)
+    return rows
+
+
+def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
     rows = []
     b = read["best"]
     what = f"{size_label(read['size'])} sequential read, 8 MiB read() calls (MiB/s, best of {args.runs})"
@@ -726,6 +737,11 @@ def build_rows(read: dict[str, Any], parquet: dict[str, Any], pq: ParquetData, p
     r = b["hubfs"] / b["HfFileSystem"]
     rows.append(Row(what, f"{b['hubfs']:,.0f}", f"HfFileSystem (best of {args.hf_runs}): {b['HfFileSystem']:,.0f}",
                     f"{r:.2f}x", ">= 2x HfFileSystem", r >= 2, r))
+    return rows
+
+
+def parquet_rows(parquet: dict[str, Any], pq: ParquetData, pq_size: int, args: argparse.Namespace) -> list[Row]:
+    rows = []
     p = parquet["best"]
     hub, hf = p["hubfs"], p["HfFileSystem"]
     what = (f"pd.read_parquet(columns=[\"c0\"]), {pq_size / MB:,.0f} MB file, +{args.latency_ms:g} ms RTT")
@@ -746,6 +762,11 @@ def build_rows(read: dict[str, Any], parquet: dict[str, Any], pq: ParquetData, p
                     f"{reg['seconds']:.2f} s, {reg['body_bytes'] / MB:,.1f} MB, {reg['requests']} req",
                     f"HfFileSystem: {hf['seconds']:.2f} s", f"{r:.2f}x speed-up", "(same goals)",
                     r >= 2 and reg["body_bytes"] / pq.needed <= 1.1, r))
+    return rows
+
+
+def download_rows(download: dict[str, Any], args: argparse.Namespace) -> list[Row]:
+    rows = []
     what = (f"download {download['files']:,} files ({args.small_files:,} x 1-4 KiB + {LARGE_FILES} x "
             f"{args.large_mib} MiB + .gitattributes) (s, best of {args.download_runs})")
     snap = download["best"]["snapshot_download"]
@@ -782,7 +803,7 @@ def print_parquet_details(parquet: dict[str, Any], pq: ParquetData) -> None:
             print(f"    {line}")
 
 
-def print_notes(download: dict[str, Any], args: argparse.Namespace, registry: str) -> None:
+def print_notes(download: dict[str, Any] | None, args: argparse.Namespace, registry: str) -> None:
     print()
     print("- one `hubfs serve` (uvicorn) on 127.0.0.1; clients and server share the machine's cores.")
     print("- read: curl's own `time_total`; the Python clients from `open()` to EOF, a new filesystem instance "
@@ -793,7 +814,7 @@ def print_notes(download: dict[str, Any], args: argparse.Namespace, registry: st
           f"each way and each new connection by {args.latency_ms:g} ms; bytes fetched = HTTP response bodies it "
           f"relayed (JSON API answers included). `hf://` is registered to {registry}. huggingface_hub's shared "
           "HTTP client is closed before each HfFileSystem run, so both clients start without open connections.")
-    if download["available"]:
+    if download and download["available"]:
         print(f"- download: snapshot_download runs in this process; `hubfs download` is a subprocess, its time "
               f"includes Python start-up (`python -m hubfs.cli --help`: {download['startup_s']:.2f}s). "
               "Fresh cache dirs; `sync` before each run.")
@@ -835,6 +856,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="repetitions of read/parquet; the best counts (default 3)")
     p.add_argument("--hf-runs", type=int, default=2, help="repetitions of the HfFileSystem read (default 2)")
     p.add_argument("--download-runs", type=int, default=3, help="repetitions of the downloads (default 3)")
+    p.add_argument("--only", default="read,parquet,download",
+                   help="comma-separated scenarios to run (default read,parquet,download)")
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
@@ -858,24 +881,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hubfs at {endpoint}; hf:// -> {registry}", flush=True)
         api = hf_api(endpoint, token)
 
-        big = tmp / "src" / BIG_NAME
-        write_random_file(big, args.size_mib * MIB)
-        sha = upload_file(api, REPO_READ, big, BIG_NAME)
-        read = bench_read(endpoint, token, sha, big, tmp / "hubfs-cache", args)
-        big.unlink()
+        only = set(args.only.split(","))
+        (tmp / "src").mkdir(parents=True, exist_ok=True)
+        read = parquet = download = pq = None
+        pq_size = 0
+        if "read" in only:
+            big = tmp / "src" / BIG_NAME
+            write_random_file(big, args.size_mib * MIB)
+            sha = upload_file(api, REPO_READ, big, BIG_NAME)
+            read = bench_read(endpoint, token, sha, big, tmp / "hubfs-cache", args)
+            big.unlink()
 
-        pq = make_parquet(tmp / "src" / PARQUET_NAME, args.parquet_mb, args.row_groups)
-        pq_size = pq.path.stat().st_size
-        upload_file(api, REPO_PARQUET, pq.path, PARQUET_NAME, repo_type="dataset")
-        proxy = ProxyHandle(endpoint, args.latency_ms / 1000)
-        stack.callback(proxy.stop)
-        print(f"latency proxy at {proxy.endpoint} (+{args.latency_ms:g} ms per round trip)", flush=True)
-        parquet = bench_parquet(proxy, token, pq, tmp / "hubfs-cache", args.runs)
+        if "parquet" in only:
+            pq = make_parquet(tmp / "src" / PARQUET_NAME, args.parquet_mb, args.row_groups)
+            pq_size = pq.path.stat().st_size
+            upload_file(api, REPO_PARQUET, pq.path, PARQUET_NAME, repo_type="dataset")
+            proxy = ProxyHandle(endpoint, args.latency_ms / 1000)
+            stack.callback(proxy.stop)
+            print(f"latency proxy at {proxy.endpoint} (+{args.latency_ms:g} ms per round trip)", flush=True)
+            parquet = bench_parquet(proxy, token, pq, tmp / "hubfs-cache", args.runs)
 
-        tree = tmp / "src" / "tree"
-        digests = make_download_tree(tree, args.small_files, args.large_mib)
-        upload_tree(api, REPO_DOWNLOAD, tree)
-        download = bench_download(endpoint, token, digests, tree, tmp, args.download_runs)
+        if "download" in only:
+            tree = tmp / "src" / "tree"
+            digests = make_download_tree(tree, args.small_files, args.large_mib)
+            upload_tree(api, REPO_DOWNLOAD, tree)
+            download = bench_download(endpoint, token, digests, tree, tmp, args.download_runs)
 
     rows = build_rows(read, parquet, pq, pq_size, download, args)
     print()
@@ -883,12 +913,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     print_notes(download, args, registry)
-    print_parquet_details(parquet, pq)
+    if parquet and pq:
+        print_parquet_details(parquet, pq)
     if args.json:
         args.json.write_text(json.dumps({
             "machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "registry": registry,
             "read": read, "parquet": {"needed": pq.needed, "size": pq_size, "rows": pq.rows,
-                                      "c0_chunks": pq.c0_chunks, **parquet},
+                                      "c0_chunks": pq.c0_chunks, **parquet} if parquet and pq else None,
             "download": download,
             "table": [{"scenario": r.scenario, "hubfs": r.hubfs, "peer": r.peer, "ratio": r.ratio, "goal": r.goal,
                        "met": r.met, "value": r.value, **r.extra} for r in rows],

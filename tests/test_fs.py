@@ -20,6 +20,7 @@ import pytest
 from hub_server import HubServer
 from huggingface_hub import CommitOperationAdd
 
+from hubfs.files import STRIDE_DEPTH
 from hubfs.fs import HubFileSystem
 
 MiB = 1 << 20
@@ -333,8 +334,8 @@ def test_sequential_read_of_a_big_file(hub, model, content, monkeypatch) -> None
         assert f.size == len(data)
         assert f.read() == data
         assert f.read() == b"" and f.tell() == len(data)
-    # the first window is small (time to first byte), the rest goes as >= 4 concurrent ranges of at most 16 MiB
-    assert probe.ranges[0] == (0, 64 * 1024)
+    # the first 64 KiB came with open (the peek), the rest goes as >= 4 concurrent ranges of at most 16 MiB
+    assert min(start for start, _ in probe.ranges) == 64 * 1024
     assert probe.peak >= 4 and max(length for _, length in probe.ranges) <= 16 * MiB
     assert sum(length for _, length in probe.ranges) <= len(data) + 16 * MiB
 
@@ -581,9 +582,18 @@ def test_budget_info(logged) -> None:
     server, log, rid, _ = logged
     fs = _fresh(server)
     log.clear()
-    assert fs.info(f"{rid}/many/f0007.txt")["size"] == 1
-    assert log.count("/revision/") == 1 and len(log.lines()) <= 2
-    assert log.count("/tree/") == 0
+    assert fs.info(f"{rid}/many/f0007.txt")["size"] == 1  # cold: the peek pins, describes and reads in one trip
+    assert sorted((m, re.sub(r"^.*/(resolve|paths-info)/", r"\1 ", p), r) for m, p, r, _ in log.lines()) == [
+        ("GET", "resolve main/many/f0007.txt", "bytes=0-65535"), ("POST", "paths-info main", "-")]
+    assert log.count("/revision/") == 0 and log.count("/tree/") == 0
+    log.clear()
+    assert fs.info(f"{rid}/many/f0008.txt")["size"] == 1  # pinned: paths-info at the commit
+    assert [(m, p.rsplit("/", 1)[-1]) for m, p, *_ in log.lines()] == [("POST", fs.client.pinned("model", rid))]
+    log.clear()
+    fs = _fresh(server)
+    assert fs.info(f"{rid}/many")["type"] == "directory"  # a folder: the peek still pins the branch
+    assert fs.isfile(f"{rid}/many/f0042.txt") and not fs.exists(f"{rid}/many/nope.txt")
+    assert log.count("/revision/") == 0 and len(log.lines()) == 5
 
 
 def test_budget_find_glob_walk_du(logged) -> None:
@@ -608,9 +618,10 @@ def test_budget_open_read1(logged) -> None:
     log.clear()
     with fs.open(f"{rid}/big.bin") as f:
         assert f.read(1) == big[:1]
-    lines = log.lines()
-    assert len(lines) == 2 and "/revision/" in lines[0][1]
-    assert lines[1][0] == "GET" and re.search(r"/resolve/[0-9a-f]{40}/big\.bin$", lines[1][1])
+        assert f.read(65535) == big[1:65536]
+    lines = log.lines()  # the peek: paths-info and the first 64 KiB, at once
+    assert sorted(m for m, *_ in lines) == ["GET", "POST"] and log.count("/revision/") == 0
+    assert [r for m, _, r, _ in lines if m == "GET"] == ["bytes=0-65535"]
     log.clear()
     with fs.open(f"{rid}/small/a.txt") as f:  # pinned already: one request
         assert f.read(1) == b"a"
@@ -720,4 +731,4 @@ def test_strided_reads_are_prefetched_concurrently(hub, model, content, monkeypa
             assert f.read(length + (i % 3)) == data[s:s + length + (i % 3)]
     assert probe.peak >= 3, "reads after the third came from concurrent prefetches"
     asked = sum(length + (i % 3) for i in range(len(starts)))
-    assert sum(n for _, n in probe.ranges) <= asked + 4 * 1.1 * length, "at most `depth` guesses are wasted"
+    assert sum(n for _, n in probe.ranges) <= asked + STRIDE_DEPTH * 1.1 * length, "at most `depth` guesses are wasted"

@@ -66,18 +66,29 @@ class HubClient:
         rev = revision or DEFAULT_REVISION
         if is_commit_sha(rev):
             return rev
-        key = (RepoType.parse(repo_type).value, repo_id, rev)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._pins.get(key)
-        if hit and not refresh and hit[1] > now:
-            return hit[0]
+        hit = None if refresh else self.pinned(repo_type, repo_id, rev)
+        if hit is not None:
+            return hit
         sha = self.repo_info(repo_type, repo_id, rev, expand="sha")["sha"]
-        if not is_commit_sha(sha or ""):
-            raise HubfsError(f"The hub answered an invalid commit id {sha!r} for {repo_id}@{rev}.")
-        with self._lock:
-            self._pins[key] = (sha, now + self.revision_ttl)
+        self.pin(repo_type, repo_id, rev, sha)
         return sha
+
+    def pinned(self, repo_type: str, repo_id: str, revision: str | None = None) -> str | None:
+        """The commit ``revision`` is pinned to now, without a request: None when unknown or expired."""
+        rev = revision or DEFAULT_REVISION
+        if is_commit_sha(rev):
+            return rev
+        with self._lock:
+            hit = self._pins.get((RepoType.parse(repo_type).value, repo_id, rev))
+        return hit[0] if hit and hit[1] > time.monotonic() else None
+
+    def pin(self, repo_type: str, repo_id: str, revision: str | None, sha: str) -> None:
+        """Record that ``revision`` points to commit ``sha`` (learnt from any answer of the hub)."""
+        if not is_commit_sha(sha or ""):
+            raise HubfsError(f"The hub answered an invalid commit id {sha!r} for {repo_id}@{revision}.")
+        with self._lock:
+            self._pins[(RepoType.parse(repo_type).value, repo_id, revision or DEFAULT_REVISION)] = (
+                sha, time.monotonic() + self.revision_ttl)
 
     def forget_pin(self, repo_type: str, repo_id: str, revision: str | None = None) -> None:
         """Drop the cached commit of a branch (after writing to it)."""

@@ -13,6 +13,7 @@ import http.client
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -39,23 +40,49 @@ class RangeFetcher:
         self._final: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def _take(self, url: str) -> http.client.HTTPConnection:
+    def _take(self, url: str) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection to ``url``'s origin, and whether it was idle (the server may have closed it since)."""
         key = origin(url)
         with self._lock:
             idle = self._idle.get(key)
             if idle:
-                return idle.pop()
+                return idle.pop(), True
+        return self._take_new(url), False
+
+    def _take_new(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         return cls(parts.hostname or "", parts.port, timeout=60)
 
-    def _give_back(self, url: str, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, url: str, conn: http.client.HTTPConnection, *, fresh: bool = False) -> None:
+        """Keep a connection for reuse; used ones are taken first (proven alive, their TCP window grown)."""
         with self._lock:
             idle = self._idle.setdefault(origin(url), [])
             if len(idle) < self.max_idle:
-                idle.append(conn)
+                if fresh:
+                    idle.insert(0, conn)
+                else:
+                    idle.append(conn)
                 return
         conn.close()
+
+    def preconnect(self, url: str, count: int, pool: Executor) -> None:
+        """Open connections to ``url``'s final origin in the background until ``count`` are idle, so that a
+        burst of concurrent ranges expected soon (a strided prefetch) does not wait for handshakes."""
+        target = self._target(url)
+        with self._lock:
+            missing = count - len(self._idle.get(origin(target), []))
+        for _ in range(max(0, min(missing, self.max_idle))):
+            pool.submit(self._open_idle, target)
+
+    def _open_idle(self, url: str) -> None:
+        conn = self._take_new(url)
+        try:
+            conn.connect()
+        except OSError:
+            conn.close()
+            return
+        self._give_back(url, conn, fresh=True)
 
     def fetch_into(self, url: str, start: int, buf: memoryview, headers: dict[str, str] | None = None) -> tuple[int, int]:
         """Fill ``buf`` with the bytes at ``start``; returns (bytes read, total file size or -1).
@@ -100,6 +127,19 @@ class RangeFetcher:
 
         return self._with_retries(url, start, length, body, None)[0]
 
+    def fetch_edge(self, url: str, length: int, *, tail: bool, headers: dict[str, str] | None = None
+                   ) -> tuple[bytes, int, int]:
+        """The first (or, with ``tail``, the last) ``length`` bytes of a file, in one request whose answer
+        also tells the size: (bytes, their offset in the file, total size). ``headers`` receives the
+        headers of every answer on the way, redirects included (a CDN redirect carries the hub's)."""
+
+        def body(resp: http.client.HTTPResponse) -> bytes:
+            return resp.read()
+
+        data, total = self._with_retries(url, -length if tail else 0, length, body, headers)
+        total = total if total >= 0 else len(data)
+        return data, (total - len(data) if tail else 0), total
+
     def _with_retries(self, url: str, start: int, length: int, body: Callable[[http.client.HTTPResponse], T],
                       headers: dict[str, str] | None) -> tuple[T, int]:
         for attempt in range(self.max_retries + 1):
@@ -125,23 +165,26 @@ class RangeFetcher:
 
     def _get(self, target: str, url: str, start: int, length: int, body: Callable[[http.client.HTTPResponse], T],
              headers_out: dict[str, str] | None) -> tuple[T, int]:
-        end = start + length - 1
+        span = f"{start}-{start + length - 1}" if start >= 0 else str(start)  # start < 0: the last -start bytes
         current = target
         for _ in range(10):
             parts = urlsplit(current)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-            headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "identity",
+            headers = {"Range": f"bytes={span}", "Accept-Encoding": "identity",
                        "User-Agent": self.transport.client.headers.get("user-agent", "hubfs"),
                        **self.transport._auth_headers(current)}
-            conn = self._take(current)
+            conn, reused = self._take(current)
             try:
-                conn.request("GET", path, headers=headers)
-                resp = conn.getresponse()
-            except BaseException:
-                conn.close()
-                raise
+                resp = _exchange(conn, path, headers)
+            except (OSError, http.client.HTTPException):
+                if not reused:
+                    raise
+                conn = self._take_new(current)  # an idle connection the server closed: once more, on a new one
+                resp = _exchange(conn, path, headers)
             reusable = True
             try:
+                if headers_out is not None:
+                    headers_out.update({k.lower(): v for k, v in resp.headers.items()})
                 if resp.status in _REDIRECTS:
                     resp.read()
                     current = urljoin(current, resp.headers.get("location", ""))
@@ -152,11 +195,9 @@ class RangeFetcher:
                 if resp.status >= 400:
                     raise _error(resp.status, resp.headers, resp.read(), current)
                 total = _total(resp.headers)
-                if headers_out is not None:
-                    headers_out.update({k.lower(): v for k, v in resp.headers.items()})
                 if resp.status == 200:  # Range ignored: skip to start, and stop reading at the end
                     reusable = False
-                    skip = start
+                    skip = start if start >= 0 else max(0, total + start)
                     while skip:
                         skipped = len(resp.read(min(skip, 1 << 20)))
                         if not skipped:
@@ -179,6 +220,16 @@ class RangeFetcher:
                 else:
                     conn.close()
         raise HubfsError(f"Too many redirects for {url}.")
+
+
+def _exchange(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+    """Send a GET and read the answer's head; the connection is closed if that fails."""
+    try:
+        conn.request("GET", path, headers=headers)
+        return conn.getresponse()
+    except BaseException:
+        conn.close()
+        raise
 
 
 class _Empty:

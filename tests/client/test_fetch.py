@@ -1,0 +1,71 @@
+"""RangeFetcher (hubfs/client/fetch.py): edges, warm-up connections, idle connections the server dropped."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from huggingface_hub import HfApi
+
+import hubfs.client.fetch as fetch_module
+from hubfs.client import HubClient
+from hubfs.client.fetch import RangeFetcher
+from hubfs.client.http import origin
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def remote(hub):
+    """(fetcher, pinned url, data) of a 3 MiB file."""
+    api = HfApi(endpoint=hub.endpoint, token=hub.admin_token)
+    rid = f"admin/fetch-{uuid.uuid4().hex[:8]}"
+    api.create_repo(rid)
+    data = random.Random(5).randbytes(3 * MiB + 5)
+    sha = api.upload_file(path_or_fileobj=data, path_in_repo="f.bin", repo_id=rid).oid
+    client = HubClient(hub.endpoint, hub.admin_token)
+    return RangeFetcher(client.transport), client.file_url("model", rid, sha, "f.bin"), data
+
+
+def test_edges_come_with_the_size_and_the_headers(remote) -> None:
+    fetcher, url, data = remote
+    headers: dict[str, str] = {}
+    tail, offset, total = fetcher.fetch_edge(url, 1000, tail=True, headers=headers)
+    assert (tail, offset, total) == (data[-1000:], len(data) - 1000, len(data))
+    assert headers["x-repo-commit"] in url and headers["x-linked-size"] == str(len(data))
+    assert fetcher.fetch_edge(url, 1000, tail=False) == (data[:1000], 0, len(data))
+    assert fetcher.fetch_edge(url, 10 * MiB, tail=True) == (data, 0, len(data))  # longer than the file: all of it
+
+
+def test_preconnect_opens_idle_connections_and_used_ones_go_first(remote) -> None:
+    fetcher, url, data = remote
+    fetcher = RangeFetcher(fetcher.transport)
+    buf = bytearray(100)
+    assert fetcher.fetch_into(url, 0, memoryview(buf)) == (100, len(data))
+    used = fetcher._idle[origin(url)][-1]
+    with ThreadPoolExecutor(4) as pool:
+        fetcher.preconnect(url, 4, pool)
+    idle = fetcher._idle[origin(url)]
+    assert len(idle) == 4 and all(conn.sock is not None for conn in idle), "connected before any request"
+    assert idle[-1] is used, "the connection that already carried a response is taken first"
+    with ThreadPoolExecutor(4) as pool:
+        fetcher.preconnect(url, 4, pool)  # enough idle already: nothing more
+    assert len(fetcher._idle[origin(url)]) == 4
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced_at_once(remote, monkeypatch) -> None:
+    fetcher, url, data = remote
+    fetcher = RangeFetcher(fetcher.transport)
+    buf = bytearray(1000)
+    fetcher.fetch_into(url, 0, memoryview(buf))
+    dead = fetcher._idle[origin(url)][-1]
+    dead.sock.shutdown(socket.SHUT_RDWR)  # as if the server had closed it while it sat idle
+    monkeypatch.setattr(fetch_module.time, "sleep", lambda s: pytest.fail("no back-off for a stale connection"))
+    t0 = time.perf_counter()
+    assert fetcher.fetch_into(url, 5000, memoryview(buf)) == (1000, len(data)) and bytes(buf) == data[5000:6000]
+    assert time.perf_counter() - t0 < 1.0
+    assert dead not in fetcher._idle[origin(url)]
