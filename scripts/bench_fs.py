@@ -818,7 +818,7 @@ def print_notes(download: dict[str, Any] | None, args: argparse.Namespace, regis
         print(f"- download: snapshot_download runs in this process; `hubfs download` is a subprocess, its time "
               f"includes Python start-up (`python -m hubfs.cli --help`: {download['startup_s']:.2f}s). "
               "Fresh cache dirs; `sync` before each run.")
-    else:
+    elif download:
         print("- download: `hubfs download` is not implemented yet (`python -m hubfs.cli download --help` fails).")
 
 

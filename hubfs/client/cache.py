@@ -80,17 +80,22 @@ class HubCache:
     def link(self, repo_type: str, repo_id: str, commit: str, path: str, etag: str) -> Path:
         """Point ``snapshots/{commit}/{path}`` at the blob (relative symlink, a copy where links fail)."""
         target = self.snapshot(repo_type, repo_id, commit, path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         blob = self.blob(repo_type, repo_id, etag)
-        if target.is_symlink() or target.exists():
-            return target
         rel = os.path.relpath(blob, target.parent)
-        try:
-            os.symlink(rel, target)
-        except FileExistsError:
-            pass
-        except OSError:
-            shutil.copyfile(blob, target)
+        for attempt in range(2):
+            try:
+                os.symlink(rel, target)
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                target.parent.mkdir(parents=True, exist_ok=True)  # the folder's first file
+                continue
+            except FileExistsError:
+                pass
+            except OSError:
+                if not target.exists():
+                    shutil.copyfile(blob, target)
+            break
         return target
 
     def scan(self) -> list[CachedRepo]:

@@ -30,6 +30,7 @@ from hubfs.errors import EntryNotFoundError, HubfsError, IntegrityError
 PART = 16 << 20
 PARALLEL_MIN = 64 << 20
 SEQUENTIAL_PIECE = 8 << 20
+SMALL = 1 << 20  # fetched whole into memory, checked, written under a private name and renamed: no lock
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,10 @@ def _new_digest(remote: RemoteFile) -> Any:
 
 def _verify(path: Path, remote: RemoteFile, hexdigest: str) -> None:
     """Size and content hash (computed while the bytes arrived) against the tree entry."""
-    size = path.stat().st_size
+    _check(remote, path.stat().st_size, hexdigest)
+
+
+def _check(remote: RemoteFile, size: int, hexdigest: str) -> None:
     if size != remote.size:
         raise IntegrityError(f"{remote.path}: downloaded {size} bytes, expected {remote.size}.")
     if hexdigest != remote.etag:
@@ -203,6 +207,7 @@ class Downloader:
         total = sum(f.size for f in todo)
         bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not self.progress or not todo,
                    desc=f"Downloading {len(todo)} files")
+        self.cache.blob(repo_type, repo_id, "x").parent.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-dl") as files_pool, \
                 ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-part") as parts_pool:
             list(files_pool.map(lambda f: self._one(repo_type, repo_id, commit, f, parts_pool, bar), todo))
@@ -217,7 +222,12 @@ class Downloader:
     def _one(self, repo_type: str, repo_id: str, commit: str, f: RemoteFile, pool: ThreadPoolExecutor,
              bar: Any) -> None:
         blob = self.cache.blob(repo_type, repo_id, f.etag)
-        if not blob.exists():
+        if f.size <= SMALL:
+            if not os.path.exists(blob):
+                self._small(self.client.file_url(repo_type, repo_id, commit, f.path), f, blob)
+            if bar is not None:
+                bar.update(f.size)
+        elif not blob.exists():
             blob.parent.mkdir(parents=True, exist_ok=True)
             with self.cache.lock(repo_type, repo_id, f.etag):
                 if not blob.exists():
@@ -229,6 +239,25 @@ class Downloader:
         elif bar is not None:
             bar.update(f.size)
         self.cache.link(repo_type, repo_id, commit, f.path, f.etag)
+
+    def _small(self, url: str, f: RemoteFile, blob: Path) -> None:
+        """A small file in one request, verified in memory, then written and renamed into place.
+
+        Processes racing for the same blob each write a private temporary file and rename it: the
+        content is the same verified bytes, so whichever rename lands last changes nothing.
+        """
+        buf = bytearray(f.size)
+        n = self.fetcher.fetch_into(url, 0, memoryview(buf))[0] if f.size else 0
+        digest = _new_digest(f)
+        digest.update(memoryview(buf)[:n])
+        _check(f, n, digest.hexdigest())
+        tmp = blob.with_name(f"{blob.name}.{os.getpid()}-{threading.get_ident()}.incomplete")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, buf)
+        finally:
+            os.close(fd)
+        os.replace(tmp, blob)
 
     @staticmethod
     def _export(snapshot: Path, local_dir: Path, files: list[RemoteFile], commit: str) -> None:

@@ -88,11 +88,12 @@ def test_download_killed_half_way_resumes(api: HfApi, tmp_hub, tmp_path: Path, s
     assert 0 < fetched < len(data), "the second run fetched only what was missing"
 
 
-def test_corrupted_lfs_byte_is_detected(api: HfApi, tmp_hub, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [100_000, 3 * MiB], ids=["small", "streamed"])
+def test_corrupted_lfs_byte_is_detected(api: HfApi, tmp_hub, tmp_path: Path, size: int) -> None:
     hub = tmp_hub()
     client_api = HfApi(endpoint=hub.endpoint, token=hub.admin_token)
     client_api.create_repo("admin/corrupt")
-    data = os.urandom(3 * MiB)
+    data = os.urandom(size)
     client_api.upload_file(path_or_fileobj=data, path_in_repo="w.bin", repo_id="admin/corrupt")
     oid = hashlib.sha256(data).hexdigest()
     stored = hub.data_dir / "lfs" / oid[:2] / oid[2:4] / oid
@@ -107,6 +108,27 @@ def test_corrupted_lfs_byte_is_detected(api: HfApi, tmp_hub, tmp_path: Path) -> 
             "model", "admin/corrupt")
     blobs = cache / "models--admin--corrupt" / "blobs"
     assert not (blobs / oid).exists() and not list(blobs.glob("*.incomplete"))
+
+
+def test_processes_downloading_the_same_repo_share_the_cache(api: HfApi, repo_id: str, tmp_path: Path) -> None:
+    files = {f"d{i % 7}/f{i}.txt": os.urandom(100 + i) for i in range(150)}
+    files["big.bin"] = os.urandom(3 * MiB)
+    src = tmp_path / "src"
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    api.upload_folder(folder_path=str(src), repo_id=repo_id)
+    cache = tmp_path / "cache"
+    procs = [_cli("download", repo_id, "--cache-dir", str(cache), "--quiet", env={}) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    snaps = {out.strip() for out, _ in outs}
+    assert len(snaps) == 1
+    snap = Path(snaps.pop())
+    assert {n: (snap / n).read_bytes() for n in files} == files
+    leftovers = [p.name for p in (cache / f"models--{repo_id.replace('/', '--')}" / "blobs").iterdir()
+                 if p.name.endswith(".incomplete")]
+    assert leftovers == []
 
 
 def test_cdn_redirects_work_and_never_receive_the_token(tmp_hub, tmp_path: Path) -> None:
