@@ -6,9 +6,10 @@ Same URL grammar: ``hf://[datasets/|spaces/]ns/name[@rev]/path``. What differs:
   listing or ``cat`` uses that commit, so a concurrent push never mixes two versions;
 - listings are cached per commit; ``info`` asks ``paths-info`` for one path instead of listing the
   parent; ``find``/``glob``/``walk``/``du`` cost one request per 1,000 entries;
-- reads: ``open`` + ``read(1)`` is at most 2 requests cold; sequential reads prefetch in growing
-  windows, fetched as concurrent 16 MiB ranges for files of 64 MiB and more; random reads fetch
-  only what was asked; ``cat_ranges`` runs its ranges concurrently;
+- reads: a cold ``open`` or ``info`` is one round trip (the peek: ``paths-info`` and a ranged GET
+  on the branch at once, see :mod:`hubfs.client.peek`); sequential reads stream ahead in ranges
+  growing to 16 MiB, four in flight (:mod:`hubfs.client.readahead`); random reads fetch only what
+  was asked, strides are prefetched; ``cat_ranges`` runs its ranges concurrently;
 - writes become commits (LFS for large files, streamed from disk); inside ``with fs.transaction:``
   any number of writes, deletes and moves are one commit per branch.
 """
