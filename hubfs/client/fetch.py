@@ -136,16 +136,19 @@ class RangeFetcher:
         def body(resp: http.client.HTTPResponse) -> bytes:
             return resp.read()
 
-        data, total = self._with_retries(url, -length if tail else 0, length, body, headers)
+        data, total = self._with_retries(url, -length if tail else 0, length, body, headers, pinned=False)
         total = total if total >= 0 else len(data)
         return data, (total - len(data) if tail else 0), total
 
     def _with_retries(self, url: str, start: int, length: int, body: Callable[[http.client.HTTPResponse], T],
-                      headers: dict[str, str] | None) -> tuple[T, int]:
+                      headers: dict[str, str] | None, pinned: bool = True) -> tuple[T, int]:
+        """``pinned``: ``url`` names one content (a commit's file), so where it redirected to may be reused."""
         for attempt in range(self.max_retries + 1):
-            target = self._target(url)
+            target = self._target(url) if pinned else url
+            if headers is not None:
+                headers.clear()  # only the answers of the attempt that succeeds
             try:
-                return self._get(target, url, start, length, body, headers)
+                return self._get(target, url, start, length, body, headers, pinned)
             except HubfsError as exc:
                 if exc.status not in RETRY_STATUS or attempt == self.max_retries:
                     raise
@@ -164,7 +167,7 @@ class RangeFetcher:
         return hit[0] if hit and hit[1] > time.monotonic() else url
 
     def _get(self, target: str, url: str, start: int, length: int, body: Callable[[http.client.HTTPResponse], T],
-             headers_out: dict[str, str] | None) -> tuple[T, int]:
+             headers_out: dict[str, str] | None, pinned: bool = True) -> tuple[T, int]:
         span = f"{start}-{start + length - 1}" if start >= 0 else str(start)  # start < 0: the last -start bytes
         current = target
         for _ in range(10):
@@ -207,7 +210,7 @@ class RangeFetcher:
                 result = body(resp)
                 if not resp.isclosed():
                     reusable = False
-                if current != url:
+                if current != url and pinned:
                     with self._lock:
                         self._final[url] = (current, time.monotonic() + 300)
                 return result, total

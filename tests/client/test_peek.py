@@ -106,6 +106,7 @@ def test_the_filesystem_reads_a_cold_file_through_a_cdn_redirect(tmp_hub, tmp_pa
     info = fs.info("admin/cdn-peek/t.parquet")  # the hub's headers ride on the redirect
     assert info["size"] == len(data) and fs.client.pinned("model", "admin/cdn-peek") == api.repo_info(
         "admin/cdn-peek").sha
+    assert not any("/resolve/main/" in url for url in fs.fetcher._final), "a branch URL's redirect is not reused"
     with fs.open("admin/cdn-peek/t.parquet") as f:
         f.seek(len(data) - 1000)
         assert f.read() == data[-1000:]
