@@ -684,6 +684,20 @@ def test_budget_random_reads(logged) -> None:
     assert spans == asked
 
 
+def test_budget_offline_sends_nothing(logged, monkeypatch) -> None:
+    server, log, rid, big = logged
+    online = _fresh(server)
+    sha = online.client.resolve("model", rid)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fs = _fresh(server)
+    log.clear()
+    for call in (lambda: fs.open(f"{rid}/big.bin").read(1), lambda: fs.info(f"{rid}/small/a.txt"),
+                 lambda: fs.cat_file(f"{rid}@{sha}/big.bin", 0, 10), lambda: fs.ls(rid)):
+        with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE"):
+            call()
+    assert log.lines() == []
+
+
 def test_budget_lfs_cp_uploads_nothing(logged) -> None:
     server, log, rid, big = logged
     fs = _fresh(server)

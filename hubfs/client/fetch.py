@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from hubfs.client.http import RETRY_STATUS, Transport, origin
-from hubfs.errors import HubConnectionError, HubfsError, error_for
+from hubfs.errors import HubConnectionError, HubfsError, OfflineModeError, error_for
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 T = TypeVar("T")
@@ -143,6 +143,8 @@ class RangeFetcher:
     def _with_retries(self, url: str, start: int, length: int, body: Callable[[http.client.HTTPResponse], T],
                       headers: dict[str, str] | None, pinned: bool = True) -> tuple[T, int]:
         """``pinned``: ``url`` names one content (a commit's file), so where it redirected to may be reused."""
+        if self.transport.config.offline:
+            raise OfflineModeError(f"HF_HUB_OFFLINE is set: not fetching {url.split('?')[0]}.")
         for attempt in range(self.max_retries + 1):
             target = self._target(url) if pinned else url
             if headers is not None:
