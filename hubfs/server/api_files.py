@@ -17,7 +17,8 @@ from hubfs.errors import BadRequestError, EntryNotFoundError, HubfsError, RepoNo
 from hubfs.paths import RepoType, validate_path_in_repo, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Entry, GitRepo, last_commits
-from hubfs.server.http import RangedBody, Router, error_response, json_response
+from hubfs.server.http import RangedBody, Router, error_response, inline, json_response
+from hubfs.server.hub import Hub
 from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
 
 TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
@@ -100,6 +101,7 @@ async def paths_info(request: Request, t: str, ns: str, name: str, rev: str) -> 
     return json_response(items)
 
 
+@inline
 def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) -> Response:
     """GET|HEAD /{P}{id}/resolve/{rev}/{path}: the file's bytes (Range: 206, clamped, 416 past EOF).
 
@@ -152,7 +154,17 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
                                  status=404)
             return RangedBody(request, entry.size, headers, path=str(hub.lfs.path(entry.lfs.oid)))
         headers["ETag"] = f'"{entry.oid}"'
-        return RangedBody(request, entry.size, headers, data=g.read_blob(entry.oid))
+        if request.method == "HEAD":
+            return RangedBody(request, entry.size, headers, data=b"")
+        oid = entry.oid
+        return RangedBody(request, entry.size, headers,
+                          load=lambda: _read_blob(hub, repo.type, repo.repo_id, oid))
+
+
+def _read_blob(hub: Hub, repo_type: str, repo_id: str, oid: str) -> bytes:
+    """A blob's bytes, through the calling thread's own repository handle."""
+    with hub.git.open(repo_type, repo_id) as g:
+        return g.read_blob(oid)
 
 
 def refs(request: Request, t: str, ns: str, name: str) -> Response:
