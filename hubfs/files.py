@@ -101,7 +101,7 @@ class HubFile(io.RawIOBase):
             if self._buf_start <= pos < buf_end:
                 take = min(end, buf_end) - pos
                 parts.append(self._buf[pos - self._buf_start: pos - self._buf_start + take].tobytes())
-            elif pos != self._next_seq:
+            elif pos != self._next_seq and not (self._stream is not None and self._stream.holds(pos)):
                 parts.append(self._random(pos, end))
             else:
                 parts.append(self._sequential(pos, end, length))
@@ -114,7 +114,9 @@ class HubFile(io.RawIOBase):
 
     def _sequential(self, start: int, end: int, length: int) -> bytes:
         """[start, end) from the read-ahead stream (started here, for reads of ``length``, if needed)."""
-        if self._stream is None or self._stream.pos != start:
+        if self._stream is not None and self._stream.holds(start):
+            self._stream.skip_to(start)  # a short skip forward (a seek past a tar member, say)
+        else:
             if self._stream is not None:
                 self._stream.close()
             self._stream = ReadAhead(self.fs.fetcher, self.fs.part_pool, self.url, start, self.size, length)

@@ -350,6 +350,20 @@ def test_sequential_read_of_a_big_file(hub, model, content, monkeypatch) -> None
     assert sum(length for _, length in probe.ranges) <= len(data) + 16 * MiB
 
 
+def test_short_seeks_forward_keep_streaming(hub, model, content, monkeypatch) -> None:
+    data = content["weights/big.bin"]
+    fs = _fresh(hub, block_cache=False)
+    probe = FetchProbe(monkeypatch, fs)
+    with fs.open(f"{model}/weights/big.bin") as f:  # read a record, skip a little, read on
+        while f.tell() + 4 * MiB <= len(data):
+            at = f.tell()
+            assert f.read(4 * MiB) == data[at:at + 4 * MiB]
+            f.seek(MiB + 100, 1)
+    starts = sorted(start for start, _ in probe.ranges)
+    assert all(b > a for a, b in zip(starts, starts[1:])), "one stream: no byte range asked twice"
+    assert sum(length for _, length in probe.ranges) <= len(data) + 16 * MiB and len(probe.ranges) < 12
+
+
 def test_random_reads_fetch_what_was_asked(hub, model, content, monkeypatch) -> None:
     data = content["weights/big.bin"]
     fs = _fresh(hub)

@@ -67,6 +67,22 @@ class ReadAhead:
         self._schedule()
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def holds(self, pos: int) -> bool:
+        """Whether ``pos`` lies ahead of the reader within what is fetched or being fetched."""
+        return self.pos <= pos < self._next
+
+    def skip_to(self, pos: int) -> None:
+        """Move the reader forward to ``pos`` (one that :meth:`holds`), dropping the bytes in between."""
+        while self.pos < pos:
+            if not self._ready:
+                self._take_next_range()
+            take = min(len(self._ready[0]) - self._offset, pos - self.pos)
+            self._offset += take
+            self.pos += take
+            if self._offset == len(self._ready[0]):
+                self._ready.popleft()
+                self._offset = 0
+
     def _take_next_range(self) -> None:
         if not self._inflight:
             self._schedule()

@@ -113,6 +113,26 @@ def test_ranges_grow_then_run_four_at_a_time(remote) -> None:
     assert recorder.peak >= 3  # ranges overlap once they are full size (4 when the file is long enough)
 
 
+def test_skipping_forward_stays_in_the_stream(remote) -> None:
+    fetcher, url, data = remote
+    recorder = Recorder(fetcher)
+    with ThreadPoolExecutor(8) as pool:
+        stream = ReadAhead(recorder, pool, url, 0, SIZE, MiB)  # type: ignore[arg-type]
+        pos = 0
+        while pos + MiB <= SIZE:
+            assert stream.read(MiB) == data[pos:pos + MiB]
+            pos += MiB
+            nxt = pos + 3 * MiB + 17
+            if not stream.holds(nxt):
+                break
+            stream.skip_to(nxt)
+            pos = nxt
+        stream.close()
+    assert pos > SIZE // 2
+    starts = sorted(start for start, _ in recorder.ranges)
+    assert all(b > a for a, b in zip(starts, starts[1:])), "no byte range asked twice"
+
+
 def test_a_short_answer_is_an_error(remote) -> None:
     fetcher, url, _ = remote
 
