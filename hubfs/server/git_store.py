@@ -202,16 +202,19 @@ class GitRepo:
         return None
 
     def resolve(self, revision: str) -> str:
-        """A branch, tag, ``refs/...`` ref or full commit sha -> commit sha (RevisionNotFound else)."""
-        ref = self.ref_for(revision)
-        if ref is not None:
-            return self._peel(self.repo.refs[ref.encode()]).decode()
+        """A full commit sha, branch, tag or ``refs/...`` ref -> commit sha (RevisionNotFound else).
+
+        A full sha names the commit before any ref, as in git; a ref named like one is never looked up.
+        """
         if is_commit_sha(revision):
             try:
                 self.tree_of(revision)
                 return revision
             except (KeyError, RevisionNotFoundError):
                 pass
+        ref = self.ref_for(revision)
+        if ref is not None:
+            return self._peel(self.repo.refs[ref.encode()]).decode()
         raise RevisionNotFoundError(f"Invalid rev id: {revision}")
 
     def branch_head(self, ref: str) -> str | None:
@@ -486,7 +489,7 @@ class GitStore:
 
     def path(self, repo_type: str, repo_id: str) -> Path:
         ns, name = repo_id.split("/")
-        return self.root / repo_type / ns / f"{name}.git"
+        return Path(f"{self.root}/{repo_type}/{ns}/{name}.git")  # one parse: this is on every request
 
     def exists(self, repo_type: str, repo_id: str) -> bool:
         return (self.path(repo_type, repo_id) / "HEAD").exists()

@@ -73,7 +73,7 @@ class LfsStore:
         """Where object ``oid`` lives (whether or not it exists)."""
         if not is_valid_oid(oid):
             raise BadRequestError(f"Invalid LFS oid {oid!r}: expected 64 lowercase hex characters.")
-        return self.root / oid[:2] / oid[2:4] / oid
+        return Path(f"{self.root}/{oid[:2]}/{oid[2:4]}/{oid}")  # one parse: this is on every download
 
     def size(self, oid: str) -> int | None:
         """The stored object's size, or None if it is not stored."""
