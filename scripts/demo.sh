@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The hubfs loop on this machine: start the embedded hub on loopback, create a user and a repo,
-# upload a small model with the official huggingface_hub client, find it by its card, download it back.
+# upload a small model with the official huggingface_hub client, find it by its card, download it back;
+# then write and read hf:// paths with pandas and use the hubfs CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,4 +70,29 @@ for f in sorted(folder.iterdir()):
     assert same
 print("\nThe loop works: create -> upload (git + LFS) -> search by card -> download, all on loopback.")
 PY
+
+step "hf:// paths with pandas (hubfs's fsspec filesystem) and the hubfs CLI"
+.venv/bin/python - <<'PY'
+import fsspec
+import pandas as pd
+from huggingface_hub import HfApi
+
+from hubfs.fs import HubFileSystem
+
+HfApi().create_repo("demo/reviews", repo_type="dataset", exist_ok=True)
+df = pd.DataFrame({"text": [f"review {i}" for i in range(1000)], "stars": [i % 5 + 1 for i in range(1000)]})
+df.to_parquet("hf://datasets/demo/reviews/data/train.parquet")  # one commit
+back = pd.read_parquet("hf://datasets/demo/reviews/data/train.parquet", columns=["stars"])
+print(f"to_parquet + read_parquet(columns=['stars']) through {type(fsspec.filesystem('hf')).__name__}: "
+      f"{len(back)} rows, mean {back['stars'].mean():.1f}")
+fs = HubFileSystem()
+with fs.transaction:  # any number of writes, one commit
+    for split in ("validation", "test"):
+        df.sample(100, random_state=1).to_csv(f"hf://datasets/demo/reviews/data/{split}.csv", index=False)
+print("files:", fs.ls("datasets/demo/reviews/data", detail=False))
+print("commits:", len(HfApi().list_repo_commits("demo/reviews", repo_type="dataset")))
+PY
+.venv/bin/hubfs ls hf://demo/tiny-model -l
+.venv/bin/hubfs download demo/tiny-model --local-dir "$work/tiny-model-copy" --quiet
+ls -l "$work/tiny-model-copy"
 step "Done; the hub is stopped and its temporary data removed"
