@@ -147,6 +147,27 @@ def test_a_short_answer_is_an_error(remote) -> None:
         stream.close()
 
 
+def test_a_failed_range_raises_at_its_turn(remote) -> None:
+    fetcher, url, data = remote
+    failed: list[int] = []
+
+    class Failing:
+        def fetch_pieces(self, url: str, start: int, length: int, piece: int) -> list[bytes]:
+            if start >= 4 * MiB:
+                failed.append(start)
+                raise HubConnectionError(f"GET {url} bytes {start}+{length} failed: connection reset")
+            return fetcher.fetch_pieces(url, start, length, piece)
+
+    got = bytearray()
+    with ThreadPoolExecutor(4) as pool:
+        stream = ReadAhead(Failing(), pool, url, 0, SIZE, MiB)  # type: ignore[arg-type]
+        with pytest.raises(HubConnectionError, match="connection reset"):
+            while True:
+                got += stream.read(MiB)
+        stream.close()
+    assert bytes(got) == data[:min(failed)], "every byte before the failed range, then the error"
+
+
 def test_allocator_setting_is_on_by_default_and_can_be_turned_off() -> None:
     code = "from hubfs.client.malloc import keep_freed_buffers as k; print(k(), k())"
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
