@@ -69,3 +69,39 @@ def test_an_idle_connection_the_server_dropped_is_replaced_at_once(remote, monke
     assert fetcher.fetch_into(url, 5000, memoryview(buf)) == (1000, len(data)) and bytes(buf) == data[5000:6000]
     assert time.perf_counter() - t0 < 1.0
     assert dead not in fetcher._idle[origin(url)]
+
+
+@pytest.fixture
+def plain_server(tmp_path):
+    """``http.server`` (stdlib) serving ``tmp_path``: it ignores Range and always answers 200 with the whole file."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request, client_address) -> None:
+            pass  # the fetcher hangs up once it has its bytes: a broken pipe here is expected
+
+    server = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_server_that_ignores_range_still_gives_the_right_bytes(plain_server) -> None:
+    endpoint, root = plain_server
+    data = random.Random(9).randbytes(3 * MiB + 11)
+    (root / "f.bin").write_bytes(data)
+    url = f"{endpoint}/f.bin"
+    fetcher = RangeFetcher(HubClient(endpoint, False).transport)
+    buf = bytearray(5000)
+    assert fetcher.fetch_into(url, 1000, memoryview(buf)) == (5000, len(data)) and bytes(buf) == data[1000:6000]
+    assert b"".join(fetcher.fetch_pieces(url, 1000, 2 * MiB, MiB)) == data[1000:1000 + 2 * MiB]
+    assert fetcher.fetch_edge(url, 4096, tail=True) == (data[-4096:], len(data) - 4096, len(data))
+    assert fetcher.fetch_edge(url, 4096, tail=False) == (data[:4096], 0, len(data))
