@@ -265,8 +265,7 @@ class HubFileSystem(AbstractFileSystem):
 
     def invalidate_cache(self, path: str | None = None) -> None:
         """Forget branch pins (listings are per commit and never go stale)."""
-        with self.client._lock:
-            self.client._pins.clear()
+        self.client.forget_pins()
         super().invalidate_cache(path)
 
     def modified(self, path: str) -> Any:

@@ -32,7 +32,10 @@ def _bytes(n: int, seed: int) -> bytes:
 
 
 def _fresh(hub: HubServer, **kwargs) -> HubFileSystem:
-    return HubFileSystem(endpoint=hub.endpoint, token=hub.admin_token, skip_instance_cache=True, **kwargs)
+    """A new filesystem starting cold: no instance reused, no branch pinned (pins are shared in the process)."""
+    fs = HubFileSystem(endpoint=hub.endpoint, token=hub.admin_token, skip_instance_cache=True, **kwargs)
+    fs.client.forget_pins()
+    return fs
 
 
 def _commits(api, repo_id: str, repo_type: str | None = None) -> int:
@@ -710,6 +713,17 @@ def test_budget_offline_sends_nothing(logged, monkeypatch) -> None:
         with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE"):
             call()
     assert log.lines() == []
+
+
+def test_a_write_is_seen_at_once_by_other_filesystems(logged) -> None:
+    server, log, rid, _ = logged
+    reader = _fresh(server)
+    assert reader.cat(f"{rid}/small/a.txt") == b"a"  # main is pinned now, for revision_ttl
+    writer = HubFileSystem(endpoint=server.endpoint, token=server.admin_token, skip_instance_cache=True,
+                           revision_ttl=60)
+    writer.pipe(f"{rid}/small/c.txt", b"c")
+    assert reader.cat(f"{rid}/small/c.txt") == b"c", "the writer's commit unpinned the branch for every client"
+    writer.rm(f"{rid}/small/c.txt")
 
 
 def test_budget_lfs_cp_uploads_nothing(logged) -> None:

@@ -21,6 +21,9 @@ from hubfs.config import HubConfig
 from hubfs.errors import HubfsError, RangeNotSatisfiableError
 from hubfs.paths import DEFAULT_REVISION, RepoType, is_commit_sha
 
+_PINS: dict[str, dict[tuple[str, str, str], tuple[str, float]]] = {}  # endpoint -> (type, id, rev) -> (sha, until)
+_PINS_LOCK = threading.Lock()
+
 
 class HubClient:
     """One endpoint, one token, one connection pool. Thread-safe."""
@@ -30,8 +33,11 @@ class HubClient:
         self.config = config or HubConfig.load(endpoint, token)
         self.transport = Transport(self.config)
         self.revision_ttl = revision_ttl
-        self._pins: dict[tuple[str, str, str], tuple[str, float]] = {}
-        self._lock = threading.Lock()
+        # Pins are shared by every client of this endpoint in the process: a commit made through one
+        # (a pandas write, say) is seen at once by the others (a datasets read), not after the TTL.
+        with _PINS_LOCK:
+            self._pins = _PINS.setdefault(self.config.endpoint, {})
+        self._lock = _PINS_LOCK
 
     @property
     def endpoint(self) -> str:
@@ -89,6 +95,11 @@ class HubClient:
         with self._lock:
             self._pins[(RepoType.parse(repo_type).value, repo_id, revision or DEFAULT_REVISION)] = (
                 sha, time.monotonic() + self.revision_ttl)
+
+    def forget_pins(self) -> None:
+        """Drop every pinned branch of this endpoint (in every client of the process)."""
+        with self._lock:
+            self._pins.clear()
 
     def forget_pin(self, repo_type: str, repo_id: str, revision: str | None = None) -> None:
         """Drop the cached commit of a branch (after writing to it)."""

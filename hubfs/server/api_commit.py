@@ -77,8 +77,11 @@ async def preupload(request: Request, t: str, ns: str, name: str, rev: str) -> R
     """POST /api/{T}/{id}/preupload/{rev} {files:[{path,sample,size}], gitIgnore?}
     -> {files:[{path, uploadMode: regular|lfs, shouldIgnore, oid}], commitOid}.
 
-    Files under the regular-size limit go ``regular`` (so clients with Xet on still work), larger ones
-    ``lfs``. ``oid`` is the current file's oid in the form the client compares with.
+    As on huggingface.co, files that the revision's ``.gitattributes`` routes to LFS go ``lfs`` whatever
+    their size (``datasets``' ``push_to_hub`` deletes each shard after its preupload, so a ``.parquet``
+    shard must be uploaded then), and so do files of the regular-size limit and more; the rest go
+    ``regular`` (inline in the commit, so clients with Xet on can still send them). ``oid`` is the
+    current file's oid in the form the client compares with.
     """
     hub, caller = hub_of(request), caller_of(request)
     validate_revision(rev)
@@ -97,12 +100,13 @@ async def preupload(request: Request, t: str, ns: str, name: str, rev: str) -> R
         if isinstance(body.get("gitIgnore"), str):
             ignore_text += b"\n" + body["gitIgnore"].encode()
         ignore = IgnoreFilter(read_ignore_patterns(BytesIO(ignore_text))) if ignore_text.strip() else None
+        rules = LfsRules(_gitattributes(g, sha))
         out = []
         for f in files:
             if not isinstance(f, dict) or not isinstance(f.get("path"), str) or not isinstance(f.get("size"), int):
                 raise BadRequestError("Each preupload file needs a 'path' (string) and a 'size' (integer).")
             path = validate_path_in_repo(f["path"])
-            mode = "lfs" if f["size"] >= hub.regular_max_size else "regular"
+            mode = "lfs" if f["size"] >= hub.regular_max_size or (f["size"] and rules.tracks(path)) else "regular"
             current = g.lookup(sha, path)
             oid = None
             if current is not None and current.type == "file":
