@@ -101,7 +101,7 @@ class HubFile(io.RawIOBase):
             if self._buf_start <= pos < buf_end:
                 take = min(end, buf_end) - pos
                 parts.append(self._buf[pos - self._buf_start: pos - self._buf_start + take].tobytes())
-            elif pos != self._next_seq and not (self._stream is not None and self._stream.holds(pos)):
+            elif pos != self._next_seq and not self._skips_within_stream(pos, end - start):
                 parts.append(self._random(pos, end))
             else:
                 parts.append(self._sequential(pos, end, length))
@@ -112,9 +112,15 @@ class HubFile(io.RawIOBase):
         self.loc = pos
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def _skips_within_stream(self, pos: int, length: int) -> bool:
+        """A seek forward by no more than the read's own length, inside what the stream fetches: reading
+        on past a skipped record. Longer jumps are random or strided reads."""
+        stream = self._stream
+        return stream is not None and stream.holds(pos) and pos - stream.pos <= max(length, PROBE)
+
     def _sequential(self, start: int, end: int, length: int) -> bytes:
         """[start, end) from the read-ahead stream (started here, for reads of ``length``, if needed)."""
-        if self._stream is not None and self._stream.holds(start):
+        if self._stream is not None and self._skips_within_stream(start, end - start):
             self._stream.skip_to(start)  # a short skip forward (a seek past a tar member, say)
         else:
             if self._stream is not None:
@@ -161,75 +167,85 @@ class HubFile(io.RawIOBase):
 
 
 TWO_POINT_MIN = 1 << 20
+WINDOW = 8  # recent reads a stride is judged on
+HISTORY = 64  # recent reads never guessed again
 STRIDE_DEPTH = 8  # guesses in flight: a parquet column's remaining row groups, usually
-
-
-def lengths_of(history: list[tuple[int, int]]) -> list[int]:
-    return [n for _, n in history]
 
 
 class StridePrefetcher:
     """Reads at a steady stride (a parquet column across row groups, a tensor per layer) are fetched
-    ahead, concurrently: once three random reads of about the same length lie about the same
-    distance apart (in offset order, since readers with a thread pool ask out of order), the next
-    ``depth`` ones past the furthest are requested at once, each widened by the jitter seen so far.
-    Two reads of 1 MiB or more are evidence enough. Ranges the file already holds (``held``) are not
-    asked again. Any other pattern (truly random reads) prefetches nothing."""
+    ahead, concurrently. The recent random reads are taken in offset order, since readers with a
+    thread pool ask out of order (pyarrow asks row groups 0, 8, 2, 3, ...): when they have about the
+    same length and every gap between neighbours is about a multiple of the smallest gap, that gap
+    is the stride, and the slots missing between them plus ``depth`` past the furthest (and one
+    before the first) are requested at once, widened by the jitter seen. Two reads of 1 MiB or more
+    are evidence enough. Ranges already read, requested or held (``held``) are not asked again. Any
+    other pattern (truly random reads) prefetches nothing."""
 
     def __init__(self, fs: HubFileSystem, url: str, depth: int = STRIDE_DEPTH, budget: int = 128 << 20,
                  held: Callable[[int, int], bool] | None = None) -> None:
         self.fs, self.url, self.depth, self.budget = fs, url, depth, budget
         self.held = held or (lambda start, end: False)
-        self.history: list[tuple[int, int]] = []
+        self.history: list[tuple[int, int]] = []  # recent random reads, oldest first
         self.pending: list[tuple[int, int, Any]] = []  # (start, length, future of bytes)
         self.warmed = False
 
     def take(self, start: int, end: int) -> bytes | None:
-        """The bytes [start, end) from a prefetch that holds its beginning (the rest is fetched)."""
+        """The bytes [start, end) from a prefetch that holds part of them (the gaps around it are fetched
+        now: a guess that began a little late still saves most of the read)."""
         for i, (pstart, plen, future) in enumerate(self.pending):
-            if pstart <= start < pstart + plen:
+            if start < pstart + plen and pstart < end:
                 del self.pending[i]
                 try:
-                    data = future.result()[start - pstart:]
+                    data = future.result()
                 except Exception:  # noqa: BLE001 - a failed guess is simply fetched again
                     return None
-                if len(data) >= end - start:
-                    return data[: end - start]
-                rest = bytearray(end - start - len(data))
-                n, _ = self.fs.read_into(self.url, start + len(data), memoryview(rest))
-                return data + bytes(rest[:n])
+                head = self._fetch(start, pstart - start) if start < pstart else b""
+                data = head + data[max(0, start - pstart): end - pstart]
+                if len(data) < end - start:
+                    data += self._fetch(start + len(data), end - start - len(data))
+                return data
         return None
 
     def observe(self, start: int, length: int, size: int) -> None:
         if length >= TWO_POINT_MIN and not self.warmed:  # a big random read: a stride may follow, warm up
             self.warmed = True
             self.fs.fetcher.preconnect(self.url, self.depth, self.fs.pool)
-        self.history = (self.history + [(start, length)])[-3:]
-        reads = sorted(self.history)
-        if len(reads) == 2 and min(lengths_of(reads)) >= TWO_POINT_MIN:
-            (b, lb), (c, lc) = reads  # big reads: two are evidence enough (waste is bounded by depth)
-            a, la = b - (c - b), lb
-        elif len(reads) < 3:
+        self.history = (self.history + [(start, length)])[-HISTORY:]
+        reads = sorted(set(self.history[-WINDOW:]))
+        lengths = [n for _, n in reads]
+        if len(reads) < 2 or (len(reads) == 2 and min(lengths) < TWO_POINT_MIN):
             return
-        else:
-            (a, la), (b, lb), (c, lc) = reads
-        d1, d2 = b - a, c - b
-        lengths = (la, lb, lc)
-        if min(d1, d2) < max(lengths) or abs(d1 - d2) > d2 // 100 or max(lengths) - min(lengths) > max(lengths) // 50:
+        if max(lengths) - min(lengths) > max(lengths) // 50:
+            return  # a stride repeats one read
+        gaps = [b - a for (a, _), (b, _) in zip(reads, reads[1:])]
+        stride = min(gaps)
+        if stride < max(lengths):
             return
-        jitter = max(4096, 2 * abs(d1 - d2))
+        deviations = [abs(g - round(g / stride) * stride) / round(g / stride) for g in gaps]
+        if max(deviations) > max(4096, stride // 100):
+            return
+        # two points show no variance: allow 1.5% of the read (row groups differ by a few KiB)
+        jitter = int(max(4096, 2 * max(deviations), max(lengths) // 64 if len(reads) == 2 else 0))
         want = max(lengths) + (max(lengths) - min(lengths)) + 2 * jitter
+        slots = [a + j * (b - a) // round((b - a) / stride)  # the missing ones between known reads
+                 for (a, _), (b, _) in zip(reads, reads[1:]) for j in range(1, round((b - a) / stride))]
+        slots += [reads[-1][0] + k * stride for k in range(1, self.depth + 1)] + [reads[0][0] - stride]
         queued = sum(n for _, n, _ in self.pending)
-        for k in range(1, self.depth + 1):
-            nxt = max(0, c + k * d2 - jitter)
+        for slot in slots:
+            nxt = max(0, slot - jitter)
             n = min(want, size - nxt)
-            if n <= 0 or self.held(nxt, nxt + n) or any(nxt < p + pn and p < nxt + n for p, pn, _ in self.pending) \
-                    or any(nxt < s + sn and s < nxt + n for s, sn in self.history):
-                continue  # past the end, held already, or already (nearly) requested or read
+            if slot < 0 or n < min(lengths) or self.held(nxt, nxt + n) or self._known(nxt, n):
+                continue  # outside the file (or too near its end to hold a read), held, read or requested
             if queued + n > self.budget:
                 break
             self.pending.append((nxt, n, self.fs.pool.submit(self._fetch, nxt, n)))
             queued += n
+
+    def _known(self, start: int, length: int) -> bool:
+        """Whether [start, start + length) overlaps a recent read or a pending guess."""
+        return any(start < s + sn and s < start + length for s, sn in self.history) or \
+            any(start < p + pn and p < start + length for p, pn, _ in self.pending)
 
     def _fetch(self, start: int, length: int) -> bytes:
         buf = bytearray(length)

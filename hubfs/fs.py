@@ -34,7 +34,7 @@ from hubfs.client.cache import HubCache
 from hubfs.client.commit import Add, Delete, LfsRef, Operation
 from hubfs.client.download import RemoteFile, fetch_file
 from hubfs.client.fetch import RangeFetcher
-from hubfs.client.peek import peek_file
+from hubfs.client.peek import TAIL_FIRST, peek_file
 from hubfs.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
 from hubfs.files import HubFile, HubWriteFile
 from hubfs.paths import RepoPath
@@ -160,12 +160,18 @@ class HubFileSystem(AbstractFileSystem):
         return [{**e, "name": prefix + e["name"]} for e in entries]
 
     def _peek(self, path: str) -> tuple[tuple, dict[str, Any]] | None:
-        """A cold file (its branch not pinned yet): pin, entry and edge bytes in one round trip (see peek.py)."""
+        """One round trip for a file not described yet (see peek.py): on a branch not pinned yet, the pin,
+        the entry and the first or last 64 KiB; on a pinned one, the entry and the tail of a format
+        read from its footer (a parquet file's ``info`` is followed by its footer read)."""
         rp = RepoPath.parse(self._strip_protocol(path))
-        rev = rp.revision or "main"
-        if not rp.path or self.client.pinned(rp.repo_type.value, rp.repo_id, rev) is not None:
+        if not rp.path:
             return None
-        seen = peek_file(self.client, self.fetcher, self.pool, rp.repo_type.value, rp.repo_id, rev, rp.path)
+        rev = rp.revision or "main"
+        sha = self.client.pinned(rp.repo_type.value, rp.repo_id, rev)
+        if sha is not None and ((rp.repo_type.value, rp.repo_id, sha, rp.path) in self._entries
+                                or not rp.path.lower().endswith(TAIL_FIRST)):
+            return None
+        seen = peek_file(self.client, self.fetcher, self.pool, rp.repo_type.value, rp.repo_id, sha or rev, rp.path)
         if seen is None:
             return None
         key = (rp.repo_type.value, rp.repo_id, seen.sha, rp.path)

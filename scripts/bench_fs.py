@@ -536,6 +536,7 @@ def read_parquet_once(how: str, proxy: ProxyHandle, token: str, pq: ParquetData,
     fresh_hub_cache(cache)
     url = f"hf://datasets/{REPO_PARQUET}/{PARQUET_NAME}"
     options = {"endpoint": proxy.endpoint, "token": token}
+    HubFileSystem(**options, skip_instance_cache=True).client.forget_pins()  # hubfs shares pins in a process
     proxy.reset()
     t0 = time.perf_counter()
     if how == "hubfs":

@@ -36,6 +36,9 @@ def peek_file(client: HubClient, fetcher: RangeFetcher, pool: Executor, repo_typ
               revision: str, path: str) -> Peek | None:
     """The commit, entry and edge bytes of the file ``path`` on branch ``revision``, or None.
 
+    ``revision`` may also be a commit (a branch pinned already): then only the entry and the edge
+    bytes are news, still in one round trip.
+
     When ``path`` is a folder or missing the answer still pins the branch (the hub names the commit
     on a 404 for a missing file too), so the caller's slow path costs one round trip, not two.
     """
@@ -51,9 +54,10 @@ def peek_file(client: HubClient, fetcher: RangeFetcher, pool: Executor, repo_typ
     except HubfsError:
         data, offset, total = b"", 0, -1
     sha = headers.get("x-repo-commit", "")
-    if not is_commit_sha(sha):
+    if not is_commit_sha(sha) or (is_commit_sha(revision) and sha != revision):
         return None
-    client.pin(repo_type, repo_id, revision, sha)
+    if not is_commit_sha(revision):
+        client.pin(repo_type, repo_id, revision, sha)
     if len(found) != 1 or found[0].get("type") != "file" or found[0].get("path") != path:
         return None
     entry = found[0]

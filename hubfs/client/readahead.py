@@ -1,8 +1,9 @@
 """In-order streaming of one remote file from a position: concurrent ranges fetched ahead of the reader.
 
-The ranges grow x4 from the first read's size up to ``part`` (16 MiB), with one range in flight
-ahead at first and ``depth`` (4) once they are full size, so a short read costs little and a long
-one keeps several connections busy. Each range arrives as ``bytes`` pieces split at the multiples
+Beyond what the reader asked for, one range goes ahead until a second read comes (a lone read may be
+all there is); from then on each read grows the ranges x4, from the first read's size up to ``part``
+(16 MiB), with two ahead while they grow and ``depth`` (4) once they are full size: a short read
+costs little, a long one keeps several connections busy. Each range arrives as ``bytes`` pieces split at the multiples
 of the caller's read size, so reads of that size return a piece itself: the bytes are written
 once, by the kernel.
 """
@@ -35,11 +36,13 @@ class ReadAhead:
         self.piece = max(MIN_PIECE, min(piece, part))
         self._max_pieces = max(1, part // self.piece)
         self._pieces_per_part = min(self._max_pieces, max(1, -(-FIRST // self.piece)))
-        self._depth, self._max_depth = min(2, depth), depth
+        self._max_depth = depth
         self._next = start  # where the next range starts
         self._inflight: deque[tuple[int, int, Future[list[bytes]]]] = deque()
         self._ready: deque[bytes] = deque()
         self._offset = 0  # bytes of _ready[0] already handed out
+        self._reads = 0  # read() calls: a second one at the stream's position is the evidence to go ahead
+        self._demand = start  # the end of what the reader has asked for
         if size - start >= part:
             keep_freed_buffers()
         self._schedule()
@@ -48,6 +51,10 @@ class ReadAhead:
         """The next ``n`` bytes (fewer only at the end of the file)."""
         out: list[bytes] = []
         need = min(n, self.size - self.pos)
+        self._demand = max(self._demand, self.pos + need)
+        self._reads += 1
+        if self._reads > 1:  # the reader came back for more: grow the ranges
+            self._pieces_per_part = min(self._max_pieces, self._pieces_per_part * 4)
         while need > 0:
             if not self._ready:
                 self._take_next_range()
@@ -97,16 +104,25 @@ class ReadAhead:
         self._offset = 0
         self._schedule()
 
+    def _may_schedule(self) -> bool:
+        """All of what the reader asked for may be in flight (``depth`` ranges at a time); beyond it, one
+        range until a second read comes (a lone read may be all there is), then 2 while the ranges
+        grow, then ``depth``."""
+        if self._next >= self.size:
+            return False
+        if self._next < self._demand:
+            return len(self._inflight) < self._max_depth
+        ahead = sum(1 for start, _, _ in self._inflight if start >= self._demand)
+        if self._reads < 2:
+            return ahead < 1
+        return ahead < (self._max_depth if self._pieces_per_part == self._max_pieces else 2)
+
     def _schedule(self) -> None:
-        while len(self._inflight) < self._depth and self._next < self.size:
+        while self._may_schedule():
             length = min((self._next // self.piece + self._pieces_per_part) * self.piece, self.size) - self._next
             future = self.pool.submit(self.fetcher.fetch_pieces, self.url, self._next, length, self.piece)
             self._inflight.append((self._next, length, future))
             self._next += length
-            if self._pieces_per_part < self._max_pieces:
-                self._pieces_per_part = min(self._max_pieces, self._pieces_per_part * 4)
-            else:
-                self._depth = self._max_depth
 
     def close(self) -> None:
         """Drop what was fetched and cancel what has not started (running ranges finish on their own)."""

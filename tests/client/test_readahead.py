@@ -108,7 +108,8 @@ def test_ranges_grow_then_run_four_at_a_time(remote) -> None:
             pass
         stream.close()
     lengths = [n for _, n in sorted(recorder.ranges)]
-    assert lengths[:4] == [256 * 1024, MiB, 4 * MiB, 16 * MiB], lengths
+    assert max(lengths[:2]) <= 256 * 1024, lengths  # one small range ahead until the reader comes back
+    assert all(b >= a for a, b in zip(lengths, lengths[1:-1])), lengths  # then growing, but for the tail
     assert max(lengths) == 16 * MiB and sum(lengths) == SIZE
     assert recorder.peak >= 3  # ranges overlap once they are full size (4 when the file is long enough)
 
@@ -122,7 +123,7 @@ def test_skipping_forward_stays_in_the_stream(remote) -> None:
         while pos + MiB <= SIZE:
             assert stream.read(MiB) == data[pos:pos + MiB]
             pos += MiB
-            nxt = pos + 3 * MiB + 17
+            nxt = pos + 100_017  # a short skip: the stream holds it
             if not stream.holds(nxt):
                 break
             stream.skip_to(nxt)
