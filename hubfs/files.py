@@ -231,6 +231,7 @@ class StridePrefetcher:
         slots = [a + j * (b - a) // round((b - a) / stride)  # the missing ones between known reads
                  for (a, _), (b, _) in zip(reads, reads[1:]) for j in range(1, round((b - a) / stride))]
         slots += [reads[-1][0] + k * stride for k in range(1, self.depth + 1)] + [reads[0][0] - stride]
+        del slots[self.depth + len(reads):]  # guesses in proportion to the evidence
         queued = sum(n for _, n, _ in self.pending)
         for slot in slots:
             nxt = max(0, slot - jitter)

@@ -780,6 +780,18 @@ def test_strided_reads_asked_out_of_order_are_prefetched(hub, model, content, mo
     assert len(spans) <= len(order) + STRIDE_DEPTH + 2 and probe.peak >= 3
 
 
+def test_chance_multiples_among_small_reads_guess_little(hub, model, content, monkeypatch) -> None:
+    data = content["weights/big.bin"]
+    fs = _fresh(hub, block_cache=False)
+    probe = FetchProbe(monkeypatch, fs)
+    with fs.open(f"{model}/weights/big.bin") as f:
+        probe.ranges.clear()
+        for at in (1_000_000, 1_100_000, 6_000_000):  # gaps of 1 and 49 "strides": 48 slots look missing
+            f.seek(at)
+            assert f.read(4096) == data[at:at + 4096]
+    assert len(probe.ranges) <= 3 + STRIDE_DEPTH + 3, "guesses in proportion to the evidence"
+
+
 def test_strided_reads_are_prefetched_concurrently(hub, model, content, monkeypatch) -> None:
     data = content["weights/big.bin"]
     fs = _fresh(hub, block_cache=False)
