@@ -105,3 +105,43 @@ def test_a_server_that_ignores_range_still_gives_the_right_bytes(plain_server) -
     assert b"".join(fetcher.fetch_pieces(url, 1000, 2 * MiB, MiB)) == data[1000:1000 + 2 * MiB]
     assert fetcher.fetch_edge(url, 4096, tail=True) == (data[-4096:], len(data) - 4096, len(data))
     assert fetcher.fetch_edge(url, 4096, tail=False) == (data[:4096], 0, len(data))
+
+
+@pytest.mark.parametrize("stall", ["before the answer", "mid-body", "closed mid-body"])
+def test_a_stalled_server_fails_the_fetch_after_the_timeout(stall: str) -> None:
+    """Never a short read passed off as the file: a stall or an early close is an error (after retries)."""
+    import threading
+
+    from hubfs.errors import HubConnectionError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)  # kept open, never closed: a stall, not a reset
+            conn.recv(65536)
+            if stall != "before the answer":
+                conn.sendall(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 1000\r\n"
+                             b"Content-Range: bytes 0-999/5000\r\n\r\n" + b"x" * 100)
+            if stall == "closed mid-body":
+                conn.shutdown(socket.SHUT_RDWR)
+
+    threading.Thread(target=serve, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    fetcher = RangeFetcher(HubClient(endpoint, False).transport, max_retries=0, timeout=0.5)
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(HubConnectionError):
+            fetcher.fetch_into(f"{endpoint}/f.bin", 0, memoryview(bytearray(1000)))
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert time.perf_counter() - t0 < 5
