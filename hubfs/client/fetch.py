@@ -242,8 +242,11 @@ class _KernelTimeoutConnection(http.client.HTTPConnection):
         assert self.sock is not None and self.timeout is not None
         whole = int(self.timeout)
         limit = struct.pack("ll", whole, int((self.timeout - whole) * 1e6))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+        except OSError:  # a platform with another timeval layout: keep Python's timeout
+            return
         self.sock.settimeout(None)
 
 
