@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hubfs.client.commit import Add
+from hubfs.client.fetch import content_hash
 from hubfs.client.readahead import ReadAhead
 from hubfs.errors import EntryNotFoundError
 
@@ -54,7 +55,7 @@ class HubFile(io.RawIOBase):
                 raise FileNotFoundError(name) from exc
             self.size = total if total >= 0 else n
             self._buf = memoryview(first)[:n]
-            etag = (headers.get("x-linked-etag") or headers.get("etag") or "").removeprefix("W/").strip('"')
+            etag = content_hash(headers)
             self._oid = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else ""
         self._blocks = fs.blocks if (fs.blocks is not None and self._oid and self.size >= BLOCK_CACHE_MIN) else None
         self._strides = StridePrefetcher(fs, url, held=self._holds)
@@ -120,7 +121,7 @@ class HubFile(io.RawIOBase):
 
     def _sequential(self, start: int, end: int, length: int) -> bytes:
         """[start, end) from the read-ahead stream (started here, for reads of ``length``, if needed)."""
-        if self._stream is not None and self._skips_within_stream(start, end - start):
+        if self._skips_within_stream(start, end - start):
             self._stream.skip_to(start)  # a short skip forward (a seek past a tar member, say)
         else:
             if self._stream is not None:

@@ -24,6 +24,20 @@ from filelock import FileLock
 from hubfs.paths import RepoType, is_commit_sha, validate_path_in_repo
 
 
+def _link_or_copy(rel: str, blob: Path, target: Path) -> None:
+    """A relative symlink at ``target`` (kept if there already), a copy where links fail; FileNotFoundError
+    when ``target``'s folder is missing."""
+    try:
+        os.symlink(rel, target)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise
+    except OSError:
+        if not target.exists():
+            shutil.copyfile(blob, target)
+
+
 def repo_folder(repo_type: str, repo_id: str) -> str:
     return f"{RepoType.parse(repo_type).plural}--{repo_id.replace('/', '--')}"
 
@@ -82,20 +96,11 @@ class HubCache:
         target = self.snapshot(repo_type, repo_id, commit, path)
         blob = self.blob(repo_type, repo_id, etag)
         rel = os.path.relpath(blob, target.parent)
-        for attempt in range(2):
-            try:
-                os.symlink(rel, target)
-            except FileNotFoundError:
-                if attempt:
-                    raise
-                target.parent.mkdir(parents=True, exist_ok=True)  # the folder's first file
-                continue
-            except FileExistsError:
-                pass
-            except OSError:
-                if not target.exists():
-                    shutil.copyfile(blob, target)
-            break
+        try:
+            _link_or_copy(rel, blob, target)
+        except FileNotFoundError:  # the folder's first file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(rel, blob, target)
         return target
 
     def scan(self) -> list[CachedRepo]:

@@ -207,7 +207,7 @@ class Downloader:
         total = sum(f.size for f in todo)
         bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not self.progress or not todo,
                    desc=f"Downloading {len(todo)} files")
-        self.cache.blob(repo_type, repo_id, "x").parent.mkdir(parents=True, exist_ok=True)
+        (self.cache.repo_dir(repo_type, repo_id) / "blobs").mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-dl") as files_pool, \
                 ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-part") as parts_pool:
             list(files_pool.map(lambda f: self._one(repo_type, repo_id, commit, f, parts_pool, bar), todo))
@@ -228,7 +228,6 @@ class Downloader:
             if bar is not None:
                 bar.update(f.size)
         elif not blob.exists():
-            blob.parent.mkdir(parents=True, exist_ok=True)
             with self.cache.lock(repo_type, repo_id, f.etag):
                 if not blob.exists():
                     tmp = blob.with_name(blob.name + ".incomplete")

@@ -273,6 +273,12 @@ class _Empty:
 _EMPTY: Any = _Empty()
 
 
+def content_hash(headers: dict[str, str]) -> str:
+    """The content hash a Hub answer names (lower-cased headers): ``X-Linked-Etag`` for LFS files, else
+    ``ETag``, without ``W/`` and quotes."""
+    return (headers.get("x-linked-etag") or headers.get("etag") or "").removeprefix("W/").strip('"')
+
+
 def _total(headers: http.client.HTTPMessage) -> int:
     content_range = headers.get("content-range", "")
     if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():

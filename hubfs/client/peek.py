@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubfs.client.api import HubClient
-from hubfs.client.fetch import RangeFetcher
+from hubfs.client.fetch import RangeFetcher, content_hash
 from hubfs.errors import HubfsError
 from hubfs.paths import is_commit_sha
 
@@ -61,7 +61,7 @@ def peek_file(client: HubClient, fetcher: RangeFetcher, pool: Executor, repo_typ
     if len(found) != 1 or found[0].get("type") != "file" or found[0].get("path") != path:
         return None
     entry = found[0]
-    etag = (headers.get("x-linked-etag") or headers.get("etag") or "").removeprefix("W/").strip('"')
+    etag = content_hash(headers)
     expected = (entry.get("lfs") or {}).get("oid") or entry.get("oid")
     if etag != expected or total != entry.get("size"):
         return None  # a commit changed the file between the two answers: not the same file

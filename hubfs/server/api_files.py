@@ -7,7 +7,6 @@ segments) and are split on the raw path before decoding.
 from __future__ import annotations
 
 import mimetypes
-import os
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
@@ -149,15 +148,11 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
                             f"{entry.lfs.oid}?{sig}")
                 keep = ("X-Repo-Commit", "X-Linked-Size", "ETag", "X-Linked-Etag")
                 return Response(status_code=302, headers={"Location": location, **{k: headers[k] for k in keep}})
-            stored_path = hub.lfs.path(entry.lfs.oid)
-            try:
-                stored: int | None = os.stat(stored_path).st_size
-            except FileNotFoundError:
-                stored = None
+            stored = hub.lfs.size(entry.lfs.oid)
             if stored != entry.lfs.size:
                 raise HubfsError(f"The content of {path} ({entry.lfs.oid}) is missing from this hub's LFS store.",
                                  status=404)
-            return RangedBody(request, entry.size, headers, path=str(stored_path))
+            return RangedBody(request, entry.size, headers, path=str(hub.lfs.path(entry.lfs.oid)))
         headers["ETag"] = f'"{entry.oid}"'
         if request.method == "HEAD":
             return RangedBody(request, entry.size, headers, data=b"")

@@ -78,7 +78,7 @@ V = TypeVar("V")
 
 
 class _ImmutableCache(Generic[K, V]):
-    """A thread-safe, bounded map for facts about immutable git objects, which never go stale."""
+    """A thread-safe LRU for facts about immutable git objects, which never go stale."""
 
     def __init__(self, capacity: int) -> None:
         self._data: OrderedDict[K, V] = OrderedDict()
@@ -86,7 +86,10 @@ class _ImmutableCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         with self._lock:
-            return self._data.get(key)
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+            return hit
 
     def put(self, key: K, value: V) -> None:
         with self._lock:
@@ -133,9 +136,7 @@ def repo_lock(path: Path) -> threading.Lock:
         return _REPO_LOCKS.setdefault(str(path), threading.Lock())
 
 
-_TREES: OrderedDict[bytes, Tree] = OrderedDict()
-_TREES_LOCK = threading.Lock()
-_TREES_CAPACITY = 8192
+_TREES: _ImmutableCache[bytes, Tree] = _ImmutableCache(8192)  # parsed trees by sha
 
 
 class GitRepo:
@@ -155,18 +156,13 @@ class GitRepo:
 
     def tree(self, sha: bytes) -> Tree:
         """A parsed tree, from a process-wide LRU (trees are immutable and content-addressed)."""
-        with _TREES_LOCK:
-            hit = _TREES.get(sha)
-            if hit is not None:
-                _TREES.move_to_end(sha)
-                return hit
+        hit = _TREES.get(sha)
+        if hit is not None:
+            return hit
         obj = self.store[sha]
         if not isinstance(obj, Tree):
             raise EntryNotFoundError(f"{sha.decode()} is not a folder.")
-        with _TREES_LOCK:
-            _TREES[sha] = obj
-            if len(_TREES) > _TREES_CAPACITY:
-                _TREES.popitem(last=False)
+        _TREES.put(sha, obj)
         return obj
 
     def __enter__(self) -> "GitRepo":
