@@ -16,8 +16,8 @@ from hubfs.errors import InvalidNameError
 
 DEFAULT_REVISION = "main"
 COMMIT_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-_NAME_RE = re.compile(r"^(?!-)[\w\-.]{1,96}(?<!-)$", re.ASCII)
-_PR_REF_RE = re.compile(r"^refs/pr/\d+$")
+_NAME_RE = re.compile(r"^(?![.-])[\w\-.]{1,96}(?<![.-])$", re.ASCII)
+_PR_REF_RE = re.compile(r"^refs/pr/\d{1,18}$")
 _SPECIAL_REV_RE = re.compile(r"^(refs/pr/\d+|refs/convert/[\w\-.]+)")
 _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
@@ -55,7 +55,7 @@ def validate_name(part: str, what: str = "name") -> str:
     if not _NAME_RE.match(part or "") or ".." in part or "--" in part or part.endswith(".git"):
         raise InvalidNameError(
             f"Invalid {what} {part!r}: use letters, digits, '-', '_' and '.', at most 96 characters, "
-            "no '--' or '..', not ending in '.git'."
+            "not starting or ending with '-' or '.', no '--' or '..', not ending in '.git'."
         )
     return part
 
@@ -87,10 +87,21 @@ def validate_revision(revision: str) -> str:
     return rev
 
 
+def validate_ref_name(name: str, kind: str = "branch") -> str:
+    """Check the name of a branch or tag to create: ``check-ref-format`` rules, and not ``HEAD``,
+    a ``refs/`` path or a 40-hex name that reads as a commit sha (``git branch`` refuses these too)."""
+    validate_revision(name)
+    if name == "HEAD" or name.startswith("refs/") or COMMIT_SHA_RE.match(name.lower()):
+        raise InvalidNameError(f"Invalid {kind} name {name!r}: HEAD, refs/... and commit shas are reserved.")
+    return name
+
+
 def validate_path_in_repo(path: str) -> str:
     """Check a file or folder path inside a repo: relative, no '..', '.', empty segments or NUL.
 
-    Returns the path with no leading or trailing slash. ``.git`` segments are refused, as the Hub does.
+    Returns the path with no leading or trailing slash. Segments git's ``verify_path`` refuses (``.git``
+    and its NTFS and HFS+ look-alikes: ``.GIT``, ``git~1``, ``.git.``, ``.g\u200cit``) are refused, and so
+    are ``.gitmodules`` look-alikes and a folder named ``.gitmodules`` (git fsck refuses those trees).
     """
     if path is None or "\x00" in path or "\\" in path:
         raise InvalidNameError(f"Invalid path {path!r}: NUL and backslashes are not allowed.")
@@ -99,12 +110,87 @@ def validate_path_in_repo(path: str) -> str:
     stripped = path.rstrip("/")
     if not stripped:
         raise InvalidNameError("Invalid path: empty.")
-    for seg in stripped.split("/"):
-        if seg in ("", ".", "..") or seg == ".git":
-            raise InvalidNameError(f"Invalid path {path!r}: segment {seg!r} is not allowed.")
+    segments = stripped.split("/")
+    for i, seg in enumerate(segments):
+        if seg in ("", ".", "..") or is_dotgit(seg):
+            raise InvalidNameError(f"Invalid path {path!r}: segment {seg!r} is not allowed (git refuses it).")
+        if is_dotgitmodules(seg) and (i < len(segments) - 1 or seg != ".gitmodules"):
+            raise InvalidNameError(f"Invalid path {path!r}: {seg!r} would be read as .gitmodules by git.")
     if len(stripped.encode()) > 4096:
         raise InvalidNameError("Invalid path: longer than 4096 bytes.")
     return stripped
+
+
+# -- git's verify_path / fsck protections (read-cache.c, path.c, utf8.c), one path segment at a time --
+
+_HFS_IGNORED = frozenset([*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _lower(text: str) -> str:
+    """ASCII-only lower case, as ``strncasecmp`` compares (keeps every index in place)."""
+    return text.translate(_ASCII_LOWER)
+
+
+def _is_hfs_dot(seg: str, needle: str) -> bool:
+    """git's ``is_hfs_dot_generic``: '.' + needle, ASCII case-folded, HFS+-ignored code points skipped."""
+    folded = [c for c in seg if ord(c) not in _HFS_IGNORED]
+    if len(folded) != len(needle) + 1 or folded[0] != ".":
+        return False
+    return all(ord(c) < 128 and _lower(c) == n for c, n in zip(folded[1:], needle))
+
+
+def _spaces_and_dots(rest: str) -> bool:
+    """Only ' ' and '.' up to the end or an NTFS stream separator ':' (NTFS drops them)."""
+    for c in rest:
+        if c == ":":
+            return True
+        if c not in " .":
+            return False
+    return True
+
+
+def _is_ntfs_dot(seg: str, needle: str, shortname_prefix: str) -> bool:
+    """git's ``is_ntfs_dot_generic``: '.' + needle, its 8.3 short names (``gitmod~1``, ``gi7eba~9``),
+    each followed only by spaces and dots."""
+    low = _lower(seg)
+    if low.startswith("." + needle):
+        return _spaces_and_dots(seg[len(needle) + 1:])
+    if low.startswith(needle[:6]) and seg[6:7] == "~" and seg[7:8] != "" and seg[7] in "1234":
+        return _spaces_and_dots(seg[8:])
+    i, saw_tilde = 0, False
+    while i < 8:
+        c = seg[i:i + 1]
+        if not c:
+            return False
+        if saw_tilde:
+            if c not in "0123456789":
+                return False
+        elif c == "~":
+            i += 1
+            if seg[i:i + 1] == "" or seg[i] not in "123456789":
+                return False
+            saw_tilde = True
+        elif i >= 6 or ord(c) >= 128 or c.lower() != shortname_prefix[i]:
+            return False
+        i += 1
+    return _spaces_and_dots(seg[i:])
+
+
+def is_dotgit(seg: str) -> bool:
+    """True for a path segment that git refuses as ``.git``: any case, ``git~1``, trailing dots or
+    spaces, ``:stream`` (NTFS), or with code points HFS+ ignores (``.g\u200cit``)."""
+    low = _lower(seg)
+    if low.startswith(".git"):
+        ntfs = _spaces_and_dots(seg[4:])
+    else:
+        ntfs = low.startswith("git~1") and _spaces_and_dots(seg[5:])
+    return ntfs or _is_hfs_dot(seg, "git")
+
+
+def is_dotgitmodules(seg: str) -> bool:
+    """True for ``.gitmodules`` and the names NTFS or HFS+ would open as it (what git fsck tracks)."""
+    return _is_hfs_dot(seg, "gitmodules") or _is_ntfs_dot(seg, "gitmodules", "gi7eba")
 
 
 def is_commit_sha(revision: str | None) -> bool:

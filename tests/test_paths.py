@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from hubfs.errors import InvalidNameError
-from hubfs.paths import RepoPath, RepoType, validate_path_in_repo, validate_repo_id, validate_revision
+from hubfs.paths import (
+    RepoPath,
+    RepoType,
+    is_dotgit,
+    is_dotgitmodules,
+    validate_path_in_repo,
+    validate_ref_name,
+    validate_repo_id,
+    validate_revision,
+)
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -70,3 +79,60 @@ def test_repo_type_prefixes() -> None:
     assert RepoType.parse("space").plural == "spaces"
     with pytest.raises(InvalidNameError):
         RepoType.parse("kernel-thing")
+
+
+# git's verify_path (read-cache.c) with its NTFS (path.c is_ntfs_dotgit) and HFS+ (utf8.c is_hfs_dotgit)
+# protections, and fsck's .gitmodules look-alikes.
+GIT_REFUSES = [".GIT/config", ".Git/hooks/post-checkout", "git~1/config", "GIT~1/HEAD", ".git./config",
+               ".git /config", ".git. . /x", ".g\u200cit/config", ".\u200dgit/x", ".git\u200e/x", ".gi\u202et/x",
+               ".git\u206f/x", "\ufeff.git/x", "sub/.GiT/x", ".git::$INDEX_ALLOCATION/x", ".git:stream",
+               ".gitmodules/x", ".GITMODULES", ".gitmodules.", ".gitmodules :x", ".git\u200cmodules", "gitmod~1",
+               "GITMOD~4", "gi7eba~1", "gi7eba~9", "a/gitmod~2/b"]
+GIT_ACCEPTS = [".gitmodules", ".gitattributes", ".gitignore", ".github/workflows/ci.yml", ".gitkeep", "git~2",
+               "git~1x", ".gitx/y", "gitmod~5", "gi7eba~12", "gi7eba~0", "x.git/y", "a/.gitmodulesx", "git/x",
+               ".g it/x", "\u200c"]
+
+
+@pytest.mark.parametrize("path", GIT_REFUSES)
+def test_git_look_alike_paths_are_refused(path: str) -> None:
+    with pytest.raises(InvalidNameError):
+        validate_path_in_repo(path)
+
+
+@pytest.mark.parametrize("path", GIT_ACCEPTS)
+def test_paths_git_accepts_stay_valid(path: str) -> None:
+    assert validate_path_in_repo(path) == path
+
+
+def test_dotgit_predicates() -> None:
+    assert is_dotgit(".GIT") and is_dotgit("git~1") and is_dotgit(".g\ufeffit") and not is_dotgit(".gitx")
+    assert is_dotgitmodules(".gitmodules") and is_dotgitmodules("GI7EBA~3") and not is_dotgitmodules("gitmod~0")
+
+
+@pytest.mark.parametrize("repo_id", ["alice/.", "alice/..", "alice/.hidden", "alice/x.", "alice/-x", "alice/x-",
+                                     ".alice/x", "alice/a--b", "alice/a..b", "alice/x.git", "alice/.git"])
+def test_odd_repo_names_are_refused(repo_id: str) -> None:
+    with pytest.raises(InvalidNameError):
+        validate_repo_id(repo_id)
+
+
+@pytest.mark.parametrize("repo_id", ["alice/x.y", "alice/_x", "alice/x_", "alice/a-b.c_d", "a/" + "x" * 96])
+def test_usual_repo_names_are_valid(repo_id: str) -> None:
+    assert validate_repo_id(repo_id) == tuple(repo_id.split("/"))
+
+
+@pytest.mark.parametrize("name", ["HEAD", "refs/heads/x", "a" * 40, "ABCDEF0123" * 4, "a..b", "x.lock", "-x"])
+def test_reserved_branch_and_tag_names(name: str) -> None:
+    with pytest.raises(InvalidNameError):
+        validate_ref_name(name)
+
+
+@pytest.mark.parametrize("name", ["main", "head", "HEADS", "feat/HEAD", "v1.0", "a" * 39])
+def test_branch_names_that_stay_valid(name: str) -> None:
+    assert validate_ref_name(name, "tag") == name
+
+
+def test_pr_refs_are_bounded() -> None:
+    from hubfs.paths import is_pr_ref
+
+    assert is_pr_ref("refs/pr/12") and not is_pr_ref("refs/pr/" + "9" * 19) and not is_pr_ref("refs/pr/" + "9" * 5000)

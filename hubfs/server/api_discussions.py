@@ -22,7 +22,18 @@ from hubfs.server.hub import Caller, Hub
 from hubfs.server.hub import comment_event as comment
 from hubfs.server.hub import discussion_event as event
 from hubfs.server.metadata import Repo
-from hubfs.server.wire import caller_of, hub_of, iso, read_json
+from hubfs.server.wire import (
+    SUMMARY_MAX,
+    TEXT_MAX,
+    bool_field,
+    caller_of,
+    hub_of,
+    int_param,
+    iso,
+    read_json,
+    str_field,
+    text_field,
+)
 
 
 def _summary(repo: Repo, row: Any) -> dict[str, Any]:
@@ -39,6 +50,11 @@ def _signed_in(caller: Caller) -> str:
     return caller.user
 
 
+def _number(num: str) -> int:
+    """A discussion number from the URL: 400 unless it fits SQLite's integers."""
+    return int_param(num, "The discussion number")
+
+
 def _discussion(hub: Hub, repo: Repo, num: int) -> Any:
     row = hub.meta.discussion(repo, num)
     if row is None:
@@ -52,11 +68,12 @@ async def create(request: Request, t: str, ns: str, name: str) -> Response:
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
     user = _signed_in(caller)
     body = await read_json(request)
-    title = str(body.get("title") or "").strip()
+    title = text_field(body, "title", SUMMARY_MAX).strip()
     if not title:
         raise BadRequestError("A discussion needs a title.")
-    is_pr = bool(body.get("pullRequest"))
-    events = [comment(user, str(body["description"]))] if body.get("description") else []
+    is_pr = bool(bool_field(body, "pullRequest"))
+    description = text_field(body, "description", TEXT_MAX)
+    events = [comment(user, description)] if description else []
     num = hub.meta.create_discussion(repo, title=title, author=user, is_pr=is_pr,
                                      base_ref="refs/heads/main" if is_pr else None, events=events)
     if is_pr:
@@ -85,7 +102,7 @@ def details(request: Request, t: str, ns: str, name: str, num: str) -> Response:
     """GET /api/{T}/{id}/discussions/{num}[?diff=1] -> details with events, changes.base, filesWithConflicts."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    row = _discussion(hub, repo, int(num))
+    row = _discussion(hub, repo, _number(num))
     body = _summary(repo, row)
     body["events"] = json.loads(row["events"])
     if row["is_pr"]:
@@ -102,13 +119,14 @@ async def post_comment(request: Request, t: str, ns: str, name: str, num: str) -
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
     user = _signed_in(caller)
-    _discussion(hub, repo, int(num))
+    number = _number(num)
+    _discussion(hub, repo, number)
     body = await read_json(request)
-    text = str(body.get("comment") or "")
+    text = text_field(body, "comment", TEXT_MAX)
     if not text.strip():
         raise BadRequestError("The comment is empty.")
     ev = comment(user, text)
-    hub.meta.add_event(repo, int(num), ev)
+    hub.meta.add_event(repo, number, ev)
     return json_response({"newMessage": ev})
 
 
@@ -117,16 +135,17 @@ async def change_status(request: Request, t: str, ns: str, name: str, num: str) 
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
     user = _signed_in(caller)
-    row = _discussion(hub, repo, int(num))
+    number = _number(num)
+    row = _discussion(hub, repo, number)
     if row["author"] != user and not hub.meta.can_write_namespace(user, repo.namespace):
         raise PermissionDeniedError("Only the author or the repo's owners can change its status.")
     body = await read_json(request)
-    status = body.get("status")
+    status = str_field(body, "status", None)
     if status not in ("open", "closed") or row["status"] == "merged":
         raise BadRequestError("status must be 'open' or 'closed', and a merged PR cannot change.")
-    hub.meta.update_discussion(repo, int(num), status=status)
+    hub.meta.update_discussion(repo, number, status=status)
     ev = event("status-change", user, {"status": status})
-    hub.meta.add_event(repo, int(num), ev)
+    hub.meta.add_event(repo, number, ev)
     return json_response({"newStatus": ev})
 
 
@@ -134,13 +153,14 @@ async def merge(request: Request, t: str, ns: str, name: str, num: str) -> Respo
     """POST .../discussions/{num}/merge: apply the PR onto its base branch (owners only); 409 on conflict."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    row = _discussion(hub, repo, int(num))
+    number = _number(num)
+    row = _discussion(hub, repo, number)
     if not row["is_pr"] or row["status"] != "open":
         raise BadRequestError("Only an open pull request can be merged.")
     with hub.git.open(repo.type, repo.repo_id) as g:
         sha = await run_in_threadpool(_merge, hub, caller, repo, g, row)
-    hub.meta.update_discussion(repo, int(num), status="merged", merge_commit=sha)
-    hub.meta.add_event(repo, int(num), event("status-change", caller.user or "admin", {"status": "merged"}))
+    hub.meta.update_discussion(repo, number, status="merged", merge_commit=sha)
+    hub.meta.add_event(repo, number, event("status-change", caller.user or "admin", {"status": "merged"}))
     return json_response({})
 
 

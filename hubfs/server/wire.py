@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
-from hubfs.errors import BadRequestError
+from hubfs.errors import BadRequestError, PayloadTooLargeError
 from hubfs.paths import RepoType
 from hubfs.server.hub import Caller, Hub
 
@@ -46,19 +46,76 @@ def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
-async def read_json(request: Request, limit: int = 16 << 20) -> Any:
-    """Parse a JSON body (at most ``limit`` bytes) or answer 400."""
+async def read_json(request: Request, limit: int = 16 << 20) -> dict[str, Any]:
+    """Parse a JSON object body (at most ``limit`` bytes); an empty body is ``{}``.
+
+    Anything else (malformed JSON, or a list, string, number or null at the top) answers 400; larger
+    bodies answer 413.
+    """
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise BadRequestError(f"JSON body larger than {limit} bytes.", status=413)
+            raise PayloadTooLargeError(f"JSON body larger than {limit} bytes.")
     if not body:
         return {}
     try:
-        return json.loads(body)
-    except ValueError as exc:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
         raise BadRequestError(f"Malformed JSON body: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequestError(f"The JSON body must be an object, not {_json_kind(data)}.")
+    return data
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), "null")
+
+
+def str_field(body: dict[str, Any], key: str, default: str | None = "", *, max_len: int | None = None,
+              what: str | None = None) -> str | None:
+    """``body[key]`` as a string (``default`` when absent or null); 400 for any other type, and for a
+    string longer than ``max_len`` characters."""
+    value = body.get(key)
+    if value is None:
+        return default
+    name = what or f"'{key}'"
+    if not isinstance(value, str):
+        raise BadRequestError(f"{name} must be a string, not {_json_kind(value)}.")
+    if max_len is not None and len(value) > max_len:
+        raise BadRequestError(f"{name} is longer than {max_len} characters ({len(value)}).")
+    return value
+
+
+def text_field(body: dict[str, Any], key: str, max_len: int, what: str | None = None) -> str:
+    """A free-text field (summary, description, title, comment, message): a string of at most
+    ``max_len`` characters, '' when absent."""
+    return str_field(body, key, "", max_len=max_len, what=what) or ""
+
+
+def bool_field(body: dict[str, Any], key: str, default: bool | None = False) -> bool | None:
+    """``body[key]`` as a boolean (``default`` when absent or null); 400 for any other type."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BadRequestError(f"'{key}' must be true or false, not {_json_kind(value)}.")
+    return value
+
+
+MAX_INT64 = (1 << 63) - 1
+SUMMARY_MAX = 1000  # characters of a commit summary or a discussion title
+TEXT_MAX = 64 << 10  # characters of a commit description, a tag message or a comment
+
+
+def int_param(text: str, what: str, maximum: int = MAX_INT64) -> int:
+    """A decimal number from a URL segment or query parameter, 0..``maximum``; 400 otherwise (also for
+    numbers too long for ``int()``)."""
+    digits = (text or "").lstrip("0") or ("0" if text else "")
+    if not digits.isascii() or not digits.isdigit() or len(digits) > len(str(maximum)) or int(digits) > maximum:
+        raise BadRequestError(f"{what} must be an integer from 0 to {maximum}, not {text[:40]!r}.")
+    return int(digits)
 
 
 def encode_cursor(offset: int) -> str:

@@ -1,0 +1,44 @@
+"""Every route of the embedded hub, as its Router holds them, and concrete paths for them (for tests
+that send the same question to every route)."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import uuid
+from pathlib import Path
+
+from hubfs.server.app import create_app
+from hubfs.server.http import Route
+from hubfs.server.hub import Hub
+
+
+def _routes(tmp: Path) -> list[Route]:
+    return list(create_app(Hub(tmp)).router.routes)
+
+
+ROUTES = _routes(Path(tempfile.mkdtemp(prefix="hubfs-routes-")))
+_GROUP = re.compile(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
+
+
+def concrete_path(route: Route, values: dict[str, str]) -> str:
+    """A path the route matches, with ``values`` for its named groups."""
+    pattern = route.regex.pattern.lstrip("^").rstrip("$")
+    path = _GROUP.sub(lambda m: values[m.group(1)], pattern)
+    assert route.regex.match(path), (route.regex.pattern, path)
+    return path
+
+
+def route_values(repo_id: str, **override: str) -> dict[str, str]:
+    """Values for every named group of every route, aimed at ``repo_id``."""
+    ns, name = repo_id.split("/")
+    values = {"t": "models", "prefix": "", "ns": ns, "name": name, "name_git": name + ".git", "rev": "main",
+              "branch": "b-" + uuid.uuid4().hex[:6], "tag": "no-such-tag", "rest_raw": "main/keep.txt",
+              "rest": "/main", "num": "1", "oid": "a" * 64, "size": "5", "upload_id": "u1", "part": "1",
+              "write": "write", "status": "pending"}
+    values.update(override)
+    return values
+
+
+def route_ids(routes: list[Route]) -> list[str]:
+    return [f"{'|'.join(sorted(r.methods))} {r.regex.pattern}" for r in routes]

@@ -1,0 +1,207 @@
+"""Wrong JSON shapes, wrong-typed fields, huge numbers and odd headers on every route of the embedded hub.
+
+The routes are enumerated from the Router that ``create_app`` builds, and each gets concrete values for
+its path parameters (a real repo, an existing discussion). Whatever is sent, the answer is never a 5xx
+(501 for the catch-all ``/api/...`` route excepted), and every error carries a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from routes import ROUTES, concrete_path, route_ids
+from routes import route_values as _values
+
+HTTP = httpx.Client(timeout=60)
+HUGE = "9" * 4400  # more digits than int() accepts by default
+BIG = "9" * 20  # more than SQLite's 64-bit integers
+LFS_JSON = "application/vnd.git-lfs+json"
+
+# Every top-level key a handler reads from a JSON body.
+KEYS = ["name", "organization", "type", "private", "visibility", "sdk", "gated", "fromRepo", "toRepo", "files",
+        "gitIgnore", "paths", "expand", "tag", "message", "startingPoint", "title", "description", "pullRequest",
+        "comment", "status", "user", "operation", "objects", "transfers", "ref", "hash_algo", "oid", "parts",
+        "size", "content", "repoType"]
+WRONG_VALUES: list[Any] = [[], {}, 5, -1, 10 ** 30, int(HUGE[:4000]), 1.5, True, None, "x", [[]], {"x": [[]]}]
+SHAPES = [b"[]", b"5", b'"x"', b"null", b"true", b'{"x": [[]]}', b"[[]]", b"{}", b"1e999", b"{", b"\xff\xfe",
+          b"[" * 50_000 + b"]" * 50_000, b'{"a": ' * 50_000 + b"1" + b"}" * 50_000]
+
+
+def _bodies() -> list[bytes]:
+    """The raw bodies sent to every route: odd shapes, then every key at every wrong type, bare and nested."""
+    out = list(SHAPES)
+    for v in WRONG_VALUES:
+        out.append(json.dumps({k: v for k in KEYS}).encode())
+        nested = {k: [v] for k in KEYS}
+        nested.update(ref={"name": v}, operation="upload", header={"summary": v})
+        out.append(json.dumps(nested).encode())
+        out.append(json.dumps({"operation": "download", "objects": [v], "files": [{"path": v, "size": v}],
+                               "parts": [{"partNumber": v, "etag": v}], "paths": [v], "tag": "t", "message": v,
+                               "title": "t", "description": v, "comment": v, "status": v}).encode())
+    return out
+
+
+BODIES = _bodies()
+
+
+@pytest.fixture(scope="module")
+def target(api) -> str:
+    """A repo with a file and an open pull request #1, so that handlers get as far as the body."""
+    from huggingface_hub import CommitOperationAdd
+
+    rid = f"admin/shapes-{uuid.uuid4().hex[:8]}"
+    api.create_repo(rid)
+    api.create_commit(rid, [CommitOperationAdd("keep.txt", b"keep me")], commit_message="seed")
+    api.create_pull_request(rid, title="pr")
+    return rid
+
+
+def _auth(hub) -> dict[str, str]:
+    return {"authorization": f"Bearer {hub.admin_token}"}
+
+
+def assert_clean(r: httpx.Response, what: str, *, allow_501: bool = False) -> None:
+    """Not a server error (but 501 NotImplemented where this hub has no such endpoint: Xet, unknown
+    ``/api/`` routes), and an error has a readable message (header, JSON or text)."""
+    limit = 502 if allow_501 or r.headers.get("x-error-code") == "NotImplemented" else 500
+    assert r.status_code < limit, (what, r.status_code, r.text[:300])
+    if r.status_code >= 400:
+        message = r.headers.get("x-error-message") or r.text.strip()
+        assert message, (what, r.status_code, "error without a message")
+        if "json" in r.headers.get("content-type", "") and r.request.method != "HEAD":
+            body = r.json()
+            assert isinstance(body, dict) and (body.get("error") or body.get("message")), (what, r.text[:300])
+
+
+CATCH_ALL = ROUTES[-1]
+
+
+def test_routes_are_enumerated():
+    assert len(ROUTES) >= 40
+    assert CATCH_ALL.regex.pattern.startswith("^/api/")
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=route_ids(ROUTES))
+def test_wrong_json_shapes_on_every_route(hub, target, route):
+    path = concrete_path(route, _values(target))
+    for method in sorted(route.methods):
+        for body in BODIES:
+            for ctype in ("application/json", "application/x-ndjson"):
+                r = HTTP.request(method, hub.endpoint + path, content=body if method != "GET" else None,
+                                 headers={"content-type": ctype, **_auth(hub)})
+                assert_clean(r, f"{method} {path} {body[:60]!r}", allow_501=route is CATCH_ALL)
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=route_ids(ROUTES))
+def test_huge_numbers_in_segments_and_queries(hub, target, route):
+    for number in (BIG, HUGE, "00000000000000000000000000001", "-1"):
+        values = _values(target, num=number if number != "-1" else "1", size=number if number != "-1" else "5",
+                         part=number if number != "-1" else "1")
+        path = concrete_path(route, values)
+        query = {k: number for k in ("limit", "cursor", "expires", "offset", "p", "num", "size", "partNumber")}
+        query.update(sig="x" * 64, expand="true", recursive="true", blobs="true")
+        for method in sorted(route.methods):
+            r = HTTP.request(method, hub.endpoint + path, params=query, headers=_auth(hub),
+                             content=b"{}" if method != "GET" else None)
+            assert_clean(r, f"{method} {path[:120]} {number[:25]}", allow_501=route is CATCH_ALL)
+
+
+@pytest.mark.parametrize("num", [BIG, HUGE, "9223372036854775808"])
+def test_discussion_number_out_of_range_is_4xx(hub, target, num):
+    base = f"{hub.endpoint}/api/models/{target}/discussions/{num}"
+    for method, url in (("GET", base), ("POST", base + "/comment"), ("POST", base + "/status"),
+                        ("POST", base + "/merge")):
+        r = HTTP.request(method, url, json={"comment": "hi", "status": "closed"}, headers=_auth(hub))
+        assert 400 <= r.status_code < 500, (method, url[-40:], r.status_code, r.text[:200])
+        assert r.headers.get("x-error-message")
+
+
+@pytest.mark.parametrize("body", [b"[]", b"5", b'"x"', b"null", b'{"x": [[]]}'])
+def test_json_routes_refuse_non_objects(hub, target, body):
+    for method, url in (
+        ("POST", "/api/repos/create"), ("DELETE", "/api/repos/delete"), ("POST", "/api/repos/move"),
+        ("POST", "/api/validate-yaml"), ("PUT", f"/api/models/{target}/settings"),
+        ("POST", f"/api/models/{target}/preupload/main"), ("POST", f"/api/models/{target}/branch/x-{uuid.uuid4().hex[:6]}"),
+        ("POST", f"/api/models/{target}/tag/main"), ("POST", f"/api/models/{target}/discussions"),
+        ("POST", f"/api/models/{target}/discussions/1/comment"), ("POST", f"/api/models/{target}/discussions/1/status"),
+        ("POST", f"/api/models/{target}/user-access-request/grant"),
+        ("POST", f"/api/models/{target}/user-access-request/handle"), ("POST", f"/{target}.git/info/lfs/objects/batch"),
+    ):
+        r = HTTP.request(method, hub.endpoint + url, content=body,
+                         headers={"content-type": "application/json", **_auth(hub)})
+        if body == b'{"x": [[]]}':
+            assert r.status_code < 500, (method, url, r.status_code, r.text[:200])
+        else:
+            assert r.status_code == 400, (method, url, r.status_code, r.text[:200])
+        assert r.headers.get("x-error-message") or r.status_code < 400
+
+
+def test_tag_message_must_be_a_string(hub, api, target):
+    r = HTTP.post(f"{hub.endpoint}/api/models/{target}/tag/main", json={"tag": "t5", "message": 5},
+                  headers=_auth(hub))
+    assert r.status_code == 400, r.text
+    assert "message" in r.headers["x-error-message"]
+    assert "t5" not in {t.name for t in api.list_repo_refs(target).tags}
+
+
+def test_multipart_complete_with_bad_part_numbers(hub, target):
+    size = 64 * 1024 * 1024 + 1
+    oid = uuid.uuid4().hex * 2
+    r = HTTP.post(f"{hub.endpoint}/{target}.git/info/lfs/objects/batch", headers={"content-type": LFS_JSON, **_auth(hub)},
+                  json={"operation": "upload", "transfers": ["basic", "multipart"],
+                        "objects": [{"oid": oid, "size": size}], "ref": {"name": "main"}})
+    assert r.status_code == 200, r.text
+    complete = r.json()["objects"][0]["actions"]["upload"]["href"]
+    for parts in ([{"partNumber": "abc", "etag": "x"}], [{"partNumber": None}], [{"partNumber": 1.5}],
+                  [{"partNumber": [1]}], ["x"], [{"partNumber": True}], [{"partNumber": int(HUGE[:4000])}]):
+        r = HTTP.post(complete, json={"oid": oid, "parts": parts})
+        assert r.status_code == 400, (parts, r.status_code, r.text[:200])
+        assert r.headers.get("x-error-message")
+
+
+def test_lfs_batch_object_with_huge_size(hub, target):
+    r = HTTP.post(f"{hub.endpoint}/{target}.git/info/lfs/objects/batch", headers={"content-type": LFS_JSON, **_auth(hub)},
+                  json={"operation": "upload", "transfers": ["multipart"], "ref": {"name": "main"},
+                        "objects": [{"oid": "b" * 64, "size": 10 ** 400}, {"oid": "c" * 64, "size": 1 << 63}]})
+    assert r.status_code == 200, r.text
+    assert all(o.get("error", {}).get("code") == 422 for o in r.json()["objects"])
+
+
+@pytest.mark.parametrize("rng", [f"bytes=0-{HUGE}", f"bytes=-{HUGE}", f"bytes={HUGE}-", f"bytes={HUGE}-{HUGE}",
+                                 f"bytes=1-{BIG}", f"bytes=-{BIG}", "bytes=" + "0" * 5000 + "1-2", "bytes=٣-٤",
+                                 "bytes=5-1", "bytes=a-b", "bytes=0-1,2-3", "chars=0-1", "bytes=-", "bytes"])
+def test_odd_range_headers(hub, target, rng):
+    """RFC 9110: a last-pos past the end is clamped, a first-pos past it is 416, an invalid range ignored."""
+    data = b"keep me"
+    r = HTTP.get(f"{hub.endpoint}/{target}/resolve/main/keep.txt", headers={"range": rng.encode()})
+    assert r.status_code in (200, 206, 416), (rng[:40], r.status_code, r.text[:200])
+    if rng in (f"bytes=0-{HUGE}", f"bytes=-{HUGE}", f"bytes=-{BIG}"):
+        assert (r.status_code, r.content) == (206, data)
+    if rng == f"bytes=1-{BIG}":
+        assert (r.status_code, r.content) == (206, data[1:])
+    if rng.startswith(f"bytes={HUGE}"):
+        assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(data)}"
+    if rng == "bytes=" + "0" * 5000 + "1-2":
+        assert (r.status_code, r.content) == (206, data[1:3])
+    if rng in ("bytes=5-1", "bytes=a-b", "chars=0-1", "bytes=-", "bytes"):
+        assert (r.status_code, r.content) == (200, data)
+
+
+@pytest.mark.parametrize("auth", ["Bearer", "Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode(),
+                                  "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(), "Token abc", "Bearer a b c",
+                                  "Bearer " + "x" * 8000, "bearer\tx", "Bearer \x7f", "Basic", "Negotiate " + HUGE,
+                                  "Bearer hf_" + "é".encode().decode("latin-1")])
+def test_malformed_authorization(hub, target, auth):
+    for method, url in (("GET", f"/api/models/{target}"), ("GET", "/api/whoami-v2"),
+                        ("HEAD", f"/{target}/resolve/main/keep.txt"), ("POST", f"/api/models/{target}/commit/main"),
+                        ("POST", f"/{target}.git/info/lfs/objects/batch"), ("GET", f"/{target}.git/info/refs")):
+        r = HTTP.request(method, hub.endpoint + url, headers={"authorization": auth.encode("latin-1")},
+                         content=b"{}" if method == "POST" else None)
+        assert 400 <= r.status_code < 500, (auth[:30], method, url, r.status_code)
+        assert_clean(r if method != "HEAD" else HTTP.get(r.url, headers={"authorization": auth.encode("latin-1")}),
+                     f"{auth[:30]} {method} {url}")
