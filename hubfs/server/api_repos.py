@@ -18,14 +18,16 @@ from hubfs.errors import (
     ConflictError,
     HubNotImplementedError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
 )
 from hubfs.paths import RepoType, validate_repo_id
-from hubfs.server.cards import parse_front_matter
+from hubfs.server.cards import readme_text
 from hubfs.server.git_store import GitRepo
+from hubfs.server.hub import Hub
 from hubfs.server.http import Router, error_response, json_response
 from hubfs.server.metadata import Repo
-from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, iso, page, read_json, repo_url
+from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, iso, page, read_json, repo_url, str_field
 
 XET_HINT = ("This hub stores large files with Git LFS and does not implement Xet. Set HF_HUB_DISABLE_XET=1 "
             "in the environment of huggingface_hub so that large files are uploaded through Git LFS.")
@@ -59,9 +61,10 @@ async def create_repo(request: Request) -> Response:
     409 with {error, url} when it exists (exist_ok reads url from it)."""
     body = await read_json(request)
     hub, caller = hub_of(request), caller_of(request)
-    repo_type = repo_type_of(body.get("type") or "model")
-    ns = body.get("organization") or caller.user
-    name = body.get("name") or ""
+    repo_type = repo_type_of(str_field(body, "type") or "model")
+    ns = str_field(body, "organization", None) or caller.user
+    name = str_field(body, "name") or ""
+    sdk = str_field(body, "sdk", None)
     if ns is None:
         raise AuthenticationError("You must be authenticated to create a repo.")
     if "/" in name:
@@ -70,11 +73,11 @@ async def create_repo(request: Request) -> Response:
     validate_repo_id(repo_id)
     visibility = body.get("visibility")
     private = visibility in ("private", "protected") if visibility else bool(body.get("private"))
-    if repo_type == "space" and not body.get("sdk"):
+    if repo_type == "space" and not sdk:
         raise BadRequestError("Spaces need an sdk (gradio, streamlit, docker or static).")
     url = repo_url(request, repo_type, repo_id)
     try:
-        hub.create_repo(caller, repo_type, repo_id, private=private, sdk=body.get("sdk"))
+        hub.create_repo(caller, repo_type, repo_id, private=private, sdk=sdk)
     except ConflictError as exc:
         exc.body = {"url": url}  # type: ignore[attr-defined]
         raise
@@ -85,11 +88,11 @@ async def delete_repo(request: Request) -> Response:
     """DELETE /api/repos/delete {name, organization, type?}; 404 RepoNotFound if missing."""
     body = await read_json(request)
     caller = caller_of(request)
-    ns = body.get("organization") or caller.user or ""
-    name = body.get("name") or ""
+    ns = str_field(body, "organization", None) or caller.user or ""
+    name = str_field(body, "name") or ""
     if "/" in name:
         ns, name = name.split("/", 1)
-    hub_of(request).delete_repo(caller, repo_type_of(body.get("type") or "model"), f"{ns}/{name}")
+    hub_of(request).delete_repo(caller, repo_type_of(str_field(body, "type") or "model"), f"{ns}/{name}")
     return json_response({})
 
 
@@ -133,8 +136,12 @@ def _siblings(g: GitRepo, sha: str, blobs: bool) -> tuple[list[dict[str, Any]], 
 
 
 def info_body(repo: Repo, *, sha: str | None, card: dict[str, Any] | None, commit_ts: float | None,
-              siblings: list[dict[str, Any]] | None, used: int | None, with_card: bool = True) -> dict[str, Any]:
-    """The info object of ``/api/{T}/{id}`` and of listings."""
+              siblings: list[dict[str, Any]] | None, used: int | None, with_card: bool = True,
+              indexed_facets: bool = False) -> dict[str, Any]:
+    """The info object of ``/api/{T}/{id}`` and of listings.
+
+    ``indexed_facets``: the card was not loaded; take pipeline_tag and library_name from the index.
+    """
     body: dict[str, Any] = {
         "_id": repo.uid, "id": repo.repo_id, "author": repo.namespace, "sha": sha, "private": repo.private,
         "gated": repo.gated, "disabled": False, "lastModified": iso(commit_ts or repo.last_modified),
@@ -143,6 +150,9 @@ def info_body(repo: Repo, *, sha: str | None, card: dict[str, Any] | None, commi
     }
     if repo.type == "model":
         body["modelId"] = repo.repo_id
+        if indexed_facets and card is None:
+            card = {"pipeline_tag": repo.pipeline_tag, "library_name": repo.library_name}
+            with_card = False
         if card and isinstance(card.get("pipeline_tag"), str):
             body["pipeline_tag"] = card["pipeline_tag"]
         if card and isinstance(card.get("library_name"), str):
@@ -174,17 +184,23 @@ def repo_info(request: Request, t: str, ns: str, name: str, rev: str | None = No
             else (None, None)
         card = None
         if not expand or "cardData" in expand or expand & {"pipeline_tag", "library_name", "sdk"}:
-            readme = g.lookup(sha, "README.md")
-            if readme is not None and readme.type == "file" and readme.lfs is None:
-                try:
-                    card = parse_front_matter(g.read_blob(readme.oid).decode("utf-8", "replace"))
-                except BadRequestError:
-                    card = None
+            card = hub.meta.card(repo) if sha == repo.indexed_sha else _parse_card(hub, g, sha)
         ts = g.commit_info(sha).timestamp
     body = info_body(repo, sha=sha, card=card, commit_ts=ts, siblings=siblings, used=used)
     if expand:
         body = {k: v for k, v in body.items() if k in expand or k in ("id", "_id")}
     return json_response(body)
+
+
+def _parse_card(hub: Hub, g: GitRepo, sha: str) -> dict[str, Any] | None:
+    """cardData of README.md at ``sha`` (not the indexed head), bounded; None when absent or refused."""
+    readme = g.lookup(sha, "README.md")
+    if readme is None or readme.type != "file" or readme.lfs is not None:
+        return None
+    try:
+        return hub.cards.front_matter(readme_text(g.read_blob(readme.oid)))
+    except (BadRequestError, PayloadTooLargeError):
+        return None
 
 
 _FACET_PREFIXES = ("language:", "library:", "pipeline_tag:", "task:", "other:")
@@ -216,23 +232,33 @@ def list_repos(request: Request, t: str) -> Response:
     expand = set(q.getlist("expand"))
     want_siblings = flag(request, "full") or "siblings" in expand
     want_card = flag(request, "full") or flag(request, "cardData") or "cardData" in expand
+    # Cards are read for the rows of this page only, and only when the answer carries them.
+    cards = hub.meta.cards(chunk) if want_card or repo_type == "space" else {}
     items = []
     for repo in chunk:
         siblings = None
         if want_siblings:
             with hub.git.open(repo.type, repo.repo_id) as g:
                 siblings, _ = _siblings(g, g.resolve("main"), False)
-        items.append(info_body(repo, sha=repo.indexed_sha, card=repo.card_data, commit_ts=None, siblings=siblings,
-                               used=None, with_card=want_card))
+        items.append(info_body(repo, sha=repo.indexed_sha, card=cards.get(repo.id), commit_ts=None,
+                               siblings=siblings, used=None, with_card=want_card, indexed_facets=not cards))
     return json_response(items, headers=headers)
 
 
 async def validate_yaml(request: Request) -> Response:
     """POST /api/validate-yaml {content, repoType} -> 200 {errors:[], warnings:[]} or 400 {errors:[{message}]}."""
     body = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequestError("The body must be a JSON object {content, repoType}.")
+    content = body.get("content")
+    if content is not None and not isinstance(content, str):
+        raise BadRequestError("content must be a string.")
     try:
-        parse_front_matter(str(body.get("content") or ""))
+        # Parsed in the thread pool, bounded in size and expansion; past MAX_YAML_BYTES: 413.
+        await hub_of(request).cards.front_matter_async(content or "")
     except BadRequestError as exc:
+        if exc.status != 400:
+            raise
         return json_response({"errors": [{"message": exc.message}], "warnings": []}, status=400,
                              headers={"X-Error-Code": "BadRequest", "X-Error-Message": "Invalid metadata in README.md"})
     return json_response({"errors": [], "warnings": []})
@@ -252,7 +278,9 @@ XET_CAS_PATH = "/xet-is-not-supported-by-this-hub--set-HF_HUB_DISABLE_XET=1"
 
 
 async def xet_read_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
-    """GET /api/{T}/{id}/xet-read-token/{rev}: 501, Xet is never advertised for downloads."""
+    """GET /api/{T}/{id}/xet-read-token/{rev}: 501 (after the usual access check), Xet is never
+    advertised for downloads."""
+    hub_of(request).visible_repo(caller_of(request), repo_type_of(t), f"{ns}/{name}")
     raise HubNotImplementedError(XET_HINT)
 
 

@@ -23,14 +23,16 @@ from hubfs.errors import (
     BadRequestError,
     ConflictError,
     GatedRepoError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     PreconditionFailedError,
     RepoNotFoundError,
     RevisionNotFoundError,
 )
 from hubfs.paths import is_pr_ref, validate_name, validate_repo_id, validate_revision
-from hubfs.server.cards import DEFAULT_GITATTRIBUTES, card_tags, parse_front_matter
+from hubfs.server.cards import DEFAULT_GITATTRIBUTES, CardParser, card_tags, readme_text
 from hubfs.server.faults import fault_point
+from hubfs.server.gc import ReclaimLock
 from hubfs.server.git_store import Change, GitRepo, GitStore
 from hubfs.server.lfs_store import LfsStore
 from hubfs.server.metadata import Metadata, Repo
@@ -68,14 +70,16 @@ class Hub:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.cdn_url = cdn_url.rstrip("/") if cdn_url else None
         self._secret = _load_secret(self.data_dir / "secret.key")
+        self.reclaim = ReclaimLock(self.data_dir / "gc.lock")  # gc: exclusive; writers that reuse objects: shared
+        self.cards = CardParser()
 
     # -- start-up ------------------------------------------------------------------------------
 
     def bootstrap(self) -> Path | None:
         """First start: create user ``admin`` and a write token in ``admin.token`` (0600).
 
-        Every start: drop lock files a killed process left and re-index cards that lag behind.
-        Returns the token file path when it was just created.
+        Every start: drop lock files and dead upload temporaries a killed process left, and re-index
+        cards that lag behind. Returns the token file path when it was just created.
         """
         created = None
         if self.meta.account(ADMIN) is None:
@@ -87,17 +91,24 @@ class Hub:
                 f.write(token + "\n")
             created = path
         self.git.recover()
+        removed, freed = self.lfs.clean_temporaries()
+        if removed:
+            log.info("removed %d dead upload temporaries (%d bytes)", removed, freed)
         self.reconcile()
         return created
 
     def reconcile(self) -> None:
-        """Bring the card index in line with each repo's default branch (after a crash, or a push)."""
+        """Bring the card index in line with each repo's default branch (after a crash, or a push).
+
+        Cards stored by older versions (unbounded, in ``repos.card_data``) are re-indexed too.
+        """
+        legacy = self.meta.legacy_card_repos()
         for repo in self.meta.all_repos():
             if not self.git.exists(repo.type, repo.repo_id):
                 continue
             with self.git.open(repo.type, repo.repo_id) as g:
                 head = g.branch_head("refs/heads/main")
-                if head and head != repo.indexed_sha:
+                if head and (head != repo.indexed_sha or repo.id in legacy):
                     self.index_card(repo, g, head)
 
     # -- identity and access -------------------------------------------------------------------
@@ -254,13 +265,17 @@ class Hub:
             self.meta.touch(repo)
 
     def index_card(self, repo: Repo, g: GitRepo, sha: str) -> None:
-        """Parse README.md's front matter at ``sha`` into cardData and search tags."""
+        """Parse README.md's front matter at ``sha`` into cardData and search tags.
+
+        A card that is malformed or over the limits of ``cards`` is not indexed (logged); the
+        commit that brought it stands.
+        """
         card: dict[str, Any] | None = None
         entry = g.lookup(sha, "README.md")
         if entry is not None and entry.type == "file" and entry.lfs is None:
             try:
-                card = parse_front_matter(g.read_blob(entry.oid).decode("utf-8", "replace"))
-            except BadRequestError as exc:
+                card = self.cards.front_matter(readme_text(g.read_blob(entry.oid)))
+            except (BadRequestError, PayloadTooLargeError) as exc:
                 log.warning("card of %s/%s not indexed: %s", repo.type, repo.repo_id, exc)
         info = g.commit_info(sha)
         pipeline = card.get("pipeline_tag") if card else None

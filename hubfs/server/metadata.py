@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS discussions (
     merge_commit TEXT, events TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (repo, num));
 CREATE TABLE IF NOT EXISTS lfs_links (
     repo INTEGER NOT NULL, oid TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (repo, oid));
+CREATE TABLE IF NOT EXISTS repo_cards (
+    repo INTEGER PRIMARY KEY, card TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS redirects (
     type TEXT NOT NULL, old_id TEXT NOT NULL, new_id TEXT NOT NULL, PRIMARY KEY (type, old_id));
 """
@@ -72,7 +74,6 @@ class Repo:
     created_at: float
     last_modified: float
     indexed_sha: str | None
-    card_data: dict[str, Any] | None
     pipeline_tag: str | None
     library_name: str | None
     downloads: int
@@ -91,6 +92,21 @@ class TokenInfo:
     role: str
 
 
+TOKEN_ID_LEN = 12  # a token's public id: this many hex characters of its stored sha256
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """A token as listed: its public id, owner, name, role, creation and expiry times (None: never)."""
+
+    id: str
+    user: str
+    name: str
+    role: str
+    created_at: float
+    expires_at: float | None
+
+
 class Metadata:
     """All metadata of one hub, in ``DIR/hub.sqlite``."""
 
@@ -98,6 +114,24 @@ class Metadata:
         self.path = Path(path)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns newer versions use to a hub.sqlite made by an older one (idempotent)."""
+        added = {"tokens": [("expires_at", "REAL")]}
+
+        def missing(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            out = []
+            for table, columns in added.items():
+                have = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+                out += [(table, name, kind) for name, kind in columns if name not in have]
+            return out
+
+        if not missing(self._conn()):
+            return  # the usual case: no write lock taken
+        with self._tx() as db:
+            for table, name, kind in missing(db):  # re-checked under the lock: another process may have migrated
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -167,8 +201,11 @@ class Metadata:
 
     # -- tokens --------------------------------------------------------------------------------
 
-    def create_token(self, user: str, name: str, role: str = "write") -> str:
-        """Create and return a new token (shown once; only its hash is kept)."""
+    def create_token(self, user: str, name: str, role: str = "write", expires_in: float | None = None) -> str:
+        """Create and return a new token (shown once; only its hash is kept), valid for ``expires_in``
+        seconds when given, else until revoked."""
+        if expires_in is not None and expires_in <= 0:
+            raise BadRequestError("A token's lifetime must be positive.")
         if role not in ("read", "write"):
             raise BadRequestError("Token role must be 'read' or 'write'.")
         row = self.account(user)
@@ -176,12 +213,38 @@ class Metadata:
             raise NotFoundError(f"No user named {user}.")
         token = "hf_" + secrets.token_urlsafe(30).replace("-", "A").replace("_", "b")
         with self._tx() as db:
-            db.execute("INSERT INTO tokens VALUES (?,?,?,?,?)", (hash_token(token), user, name, role, time.time()))
+            now = time.time()
+            db.execute("INSERT INTO tokens (hash, user, name, role, created_at, expires_at) VALUES (?,?,?,?,?,?)",
+                       (hash_token(token), user, name, role, now, now + expires_in if expires_in else None))
         return token
 
     def lookup_token(self, token: str) -> TokenInfo | None:
-        rows = self._query("SELECT user, name, role FROM tokens WHERE hash=?", (hash_token(token),))
+        """The token's owner and role; None if unknown, revoked or expired (read on every request: no cache)."""
+        rows = self._query("SELECT user, name, role FROM tokens WHERE hash=? AND (expires_at IS NULL OR expires_at > ?)",
+                           (hash_token(token), time.time()))
         return TokenInfo(rows[0]["user"], rows[0]["name"], rows[0]["role"]) if rows else None
+
+    def list_tokens(self, user: str) -> list[TokenRow]:
+        """A user's tokens, oldest first, by id (never the token or its full hash)."""
+        if self.account(user) is None:
+            raise NotFoundError(f"No user named {user}.")
+        rows = self._query("SELECT hash, name, role, created_at, expires_at FROM tokens WHERE user=? "
+                           "ORDER BY created_at", (user,))
+        return [TokenRow(r["hash"][:TOKEN_ID_LEN], user, r["name"], r["role"], r["created_at"], r["expires_at"])
+                for r in rows]
+
+    def revoke_token(self, token_id: str) -> TokenRow:
+        """Delete the token whose id (see :meth:`list_tokens`) is ``token_id``; it stops working at once."""
+        if len(token_id) != TOKEN_ID_LEN or any(c not in "0123456789abcdef" for c in token_id):
+            raise BadRequestError(f"A token id is {TOKEN_ID_LEN} lowercase hex characters (see `hubfs token list`).")
+        with self._tx() as db:
+            rows = db.execute("SELECT hash, user, name, role, created_at, expires_at FROM tokens "
+                              "WHERE substr(hash, 1, ?)=?", (TOKEN_ID_LEN, token_id)).fetchall()
+            if len(rows) != 1:
+                raise NotFoundError(f"No token with id {token_id}." if not rows else f"Token id {token_id} is ambiguous.")
+            db.execute("DELETE FROM tokens WHERE hash=?", (rows[0]["hash"],))
+        r = rows[0]
+        return TokenRow(token_id, r["user"], r["name"], r["role"], r["created_at"], r["expires_at"])
 
     # -- repos ---------------------------------------------------------------------------------
 
@@ -189,8 +252,7 @@ class Metadata:
         tags = [r["tag"] for r in self._query("SELECT tag FROM repo_tags WHERE repo=? ORDER BY rowid", (row["id"],))]
         gated: str | bool = row["gated"] if row["gated"] in ("auto", "manual") else False
         return Repo(row["id"], row["uid"], row["type"], row["namespace"], row["name"], bool(row["private"]),
-                    gated, row["sdk"], row["created_at"], row["last_modified"], row["indexed_sha"],
-                    json.loads(row["card_data"]) if row["card_data"] else None, row["pipeline_tag"],
+                    gated, row["sdk"], row["created_at"], row["last_modified"], row["indexed_sha"], row["pipeline_tag"],
                     row["library_name"], row["downloads"], row["likes"], tags)
 
     def get_repo(self, repo_type: str, repo_id: str) -> Repo | None:
@@ -217,7 +279,7 @@ class Metadata:
 
     def delete_repo(self, repo: Repo) -> None:
         with self._tx() as db:
-            for table in ("repo_tags", "access_grants", "discussions", "lfs_links"):
+            for table in ("repo_tags", "access_grants", "discussions", "lfs_links", "repo_cards"):
                 db.execute(f"DELETE FROM {table} WHERE repo=?", (repo.id,))
             db.execute("DELETE FROM repos WHERE id=?", (repo.id,))
             db.execute("DELETE FROM redirects WHERE type=? AND new_id=?", (repo.type, repo.repo_id))
@@ -248,13 +310,39 @@ class Metadata:
 
     def index_card(self, repo: Repo, sha: str, card: dict[str, Any] | None, tags: list[str],
                    pipeline_tag: str | None, library_name: str | None, when: float) -> None:
-        """Record the model card of the default branch's head ``sha`` and its search tags."""
+        """Record the model card of the default branch's head ``sha`` and its search tags.
+
+        The card is kept as JSON in ``repo_cards``, apart from the repo row, so that reading repo
+        rows (every listing) never reads cards; ``repos.card_data`` (older versions) is cleared.
+        """
         with self._tx() as db:
-            db.execute("UPDATE repos SET indexed_sha=?, card_data=?, pipeline_tag=?, library_name=?, "
-                       "last_modified=? WHERE id=?",
-                       (sha, json.dumps(card) if card is not None else None, pipeline_tag, library_name, when, repo.id))
+            db.execute("UPDATE repos SET indexed_sha=?, card_data=NULL, pipeline_tag=?, library_name=?, "
+                       "last_modified=? WHERE id=?", (sha, pipeline_tag, library_name, when, repo.id))
+            if card is None:
+                db.execute("DELETE FROM repo_cards WHERE repo=?", (repo.id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO repo_cards VALUES (?,?)", (repo.id, json.dumps(card)))
             db.execute("DELETE FROM repo_tags WHERE repo=?", (repo.id,))
             db.executemany("INSERT OR IGNORE INTO repo_tags VALUES (?,?)", [(repo.id, t) for t in tags])
+
+    def card(self, repo: Repo) -> dict[str, Any] | None:
+        """The indexed cardData of ``repo`` (its default branch at ``indexed_sha``), None if it has none."""
+        return self.cards([repo]).get(repo.id)
+
+    def cards(self, repos: list[Repo]) -> dict[int, dict[str, Any]]:
+        """repo id -> indexed cardData, for those of ``repos`` that have one (one query per 500 repos)."""
+        out: dict[int, dict[str, Any]] = {}
+        ids = [r.id for r in repos]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = self._query(f"SELECT repo, card FROM repo_cards WHERE repo IN ({','.join('?' * len(chunk))})",
+                               chunk)
+            out.update((row["repo"], json.loads(row["card"])) for row in rows)
+        return out
+
+    def legacy_card_repos(self) -> set[int]:
+        """Ids of repos whose card an older version stored, unbounded, in ``repos.card_data``."""
+        return {row["id"] for row in self._query("SELECT id FROM repos WHERE card_data IS NOT NULL")}
 
     def search_repos(self, repo_type: str, *, author: str | None, search: str | None,
                      filters: list[str], sort: str | None) -> list[Repo]:
@@ -328,6 +416,11 @@ class Metadata:
         """Record that ``repo`` proved possession of LFS object ``oid`` (uploaded it, or committed it)."""
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO lfs_links VALUES (?,?,?)", (repo.id, oid, size))
+
+    def unlink_lfs(self, oids: Iterable[str]) -> None:
+        """Forget every repo's link to these objects (gc deleted them: they must be uploaded again)."""
+        with self._tx() as db:
+            db.executemany("DELETE FROM lfs_links WHERE oid=?", [(oid,) for oid in oids])
 
     def lfs_linked(self, repo: Repo, oid: str) -> bool:
         """True if ``repo`` may reference (and serve) ``oid``: content-addressed ids carry no repo."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hubfs.errors import BadRequestError
+from hubfs.errors import BadRequestError, PayloadTooLargeError
 from hubfs.server.cards import card_tags, parse_front_matter
 
 
@@ -29,3 +29,27 @@ def test_model_and_dataset_tags() -> None:
     ds = {"language": "fr", "task_categories": ["translation"], "license": "cc0-1.0"}
     assert card_tags("dataset", ds) == ["task_categories:translation", "language:fr", "license:cc0-1.0"]
     assert card_tags("model", None) == []
+
+
+LAUGHS = "---\na: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefg", "bcdefgh")) + "---\n"
+
+
+@pytest.mark.parametrize("text, error", [
+    (LAUGHS, BadRequestError),  # 9**8 strings from ~300 bytes
+    ("---\na: &a [1, *a]\n---\n", BadRequestError),  # recursive alias
+    ("---\nx: " + "[" * 200 + "]" * 200 + "\n---\n", BadRequestError),  # too deep
+    ("---\na: &a x\n" + "".join(f"k{i}: *a\n" for i in range(1001)) + "---\n", BadRequestError),  # aliases
+    ("---\nx: &x " + "y" * 1000 + "\n" + "".join(f"k{i}: *x\n" for i in range(600)) + "---\n", BadRequestError),
+    ("---\nx: " + "y" * (600 << 10) + "\n---\n", PayloadTooLargeError),
+    ("---\n" + "k: v\n" * (2 << 20), PayloadTooLargeError),  # no closing line within the window
+])
+def test_front_matter_limits(text: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_front_matter(text)
+
+
+def test_front_matter_aliases_within_limits() -> None:
+    text = "---\nbase: &b {license: mit}\nmodel: {<<: *b, tags: &t [a, b]}\nmore: *t\n---\n"
+    assert parse_front_matter(text) == {"base": {"license": "mit"}, "model": {"license": "mit", "tags": ["a", "b"]},
+                                        "more": ["a", "b"]}
