@@ -1,4 +1,4 @@
-"""The ``hubfs`` command: ``serve`` the embedded hub and manage its users and tokens.
+"""The ``hubfs`` command: ``serve`` the embedded hub, manage its users and tokens, ``gc`` its disk.
 
 Exit codes: 0 success, 1 a hubfs error (message on stderr), 2 bad usage.
 """
@@ -25,12 +25,36 @@ def _size(text: str) -> int:
     return int(text)
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h``, ``30d`` or ``2w``."""
+    value, unit = text.strip().lower(), 1
+    if value[-1:] in _DURATION_UNITS:
+        value, unit = value[:-1], _DURATION_UNITS[value[-1]]
+    try:
+        seconds = float(value) * unit
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 3600, 90s, 15m, 12h, 30d or 2w")
+    return seconds
+
+
+def _when(ts: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts)) if ts is not None else "never"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from hubfs.server.app import serve
 
     serve(_data_dir(args), args.host, args.port, public_url=args.public_url,
           regular_max_size=args.regular_max_size, multipart_chunk_size=args.multipart_chunk_size,
-          access_log=args.access_log, cdn_url=args.cdn_url)
+          access_log=args.access_log, cdn_url=args.cdn_url, send_timeout=args.send_timeout,
+          gc_interval=args.gc_interval, gc_grace=args.gc_grace)
     return 0
 
 
@@ -47,7 +71,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     from hubfs.server.hub import Hub
 
     hub = Hub(_data_dir(args))
-    token = hub.meta.create_token(args.user, args.token_name or f"{args.user}-{args.role}", args.role)
+    token = hub.meta.create_token(args.user, args.token_name or f"{args.user}-{args.role}", args.role,
+                                  expires_in=args.expires_in)
     if args.out:
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -55,6 +80,42 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         print(f"{args.role} token for {args.user} written to {args.out}", file=sys.stderr)
     else:
         print(token)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from hubfs.server.metadata import Metadata
+
+    rows = Metadata(_hub_sqlite(args)).list_tokens(args.user)
+    print(f"{'ID':<14}{'NAME':<28}{'ROLE':<7}{'CREATED':<22}EXPIRES")
+    for t in rows:
+        print(f"{t.id:<14}{t.name:<28}{t.role:<7}{_when(t.created_at):<22}{_when(t.expires_at)}")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from hubfs.server.metadata import Metadata
+
+    row = Metadata(_hub_sqlite(args)).revoke_token(args.token_id)
+    print(f"revoked token {row.id} ({row.name}, {row.role}) of {row.user}")
+    return 0
+
+
+def _hub_sqlite(args: argparse.Namespace) -> Path:
+    from hubfs.errors import NotFoundError
+
+    path = _data_dir(args) / "hub.sqlite"
+    if not path.is_file():
+        raise NotFoundError(f"No hub data in {_data_dir(args)} (no hub.sqlite).")
+    return path
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from hubfs.server.gc import collect
+
+    report = collect(_data_dir(args), args.grace)
+    for line in report.lines():
+        print(line)
     return 0
 
 
@@ -75,8 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--multipart-chunk-size", type=_size, default=None,
                        help="LFS objects above this size use multipart uploads (default 64MiB)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--send-timeout", type=float, default=60.0,
+                       help="cut a download whose client reads nothing for this many seconds (default 60)")
     serve.add_argument("--cdn-url", help="redirect LFS downloads to this origin (e.g. another `hubfs serve` "
                                          "on the same --data, or a caching proxy in front of this hub)")
+    serve.add_argument("--gc-interval", type=_duration, default=6 * 3600, metavar="DURATION",
+                       help="run `hubfs gc` in the background this often (e.g. 6h; default 6h; 0 disables)")
+    serve.add_argument("--gc-grace", type=_duration, default=24 * 3600, metavar="DURATION",
+                       help="the background gc's grace period (default 1d): see `hubfs gc --grace`")
     serve.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
@@ -93,7 +160,30 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=["read", "write"], default="write")
     create.add_argument("--name", dest="token_name")
     create.add_argument("--out", help="write the token to this file (mode 0600) instead of stdout")
+    create.add_argument("--expires-in", type=_duration, metavar="DURATION",
+                        help="the token stops working after this long (e.g. 12h, 30d; default: never)")
     create.set_defaults(func=cmd_token_create)
+    listing = token.add_parser("list", help="list a user's tokens: id, name, role, created, expires (never the token)")
+    data_arg(listing)
+    listing.add_argument("user")
+    listing.set_defaults(func=cmd_token_list)
+    revoke = token.add_parser("revoke", help="delete a token by its id (from `hubfs token list`); a running "
+                                             "server refuses it from the next request on")
+    data_arg(revoke)
+    revoke.add_argument("token_id", metavar="ID")
+    revoke.set_defaults(func=cmd_token_revoke)
+
+    gc = sub.add_parser("gc", help="reclaim disk: unreachable git objects, unreferenced LFS objects, dead uploads",
+                        description="Remove loose git objects no ref reaches (git prune), LFS objects no pointer "
+                                    "reachable from any ref names (and their links), and temporaries of dead "
+                                    "uploads, when older than --grace. Safe beside a running `hubfs serve` on the "
+                                    "same --data: commits and pushes in flight are waited for. Prints what it "
+                                    "removed.")
+    data_arg(gc)
+    gc.add_argument("--grace", type=_duration, default=24 * 3600, metavar="DURATION",
+                    help="keep anything younger than this (e.g. 3600, 12h, 1d; default 1d). An uploaded LFS "
+                         "object not yet committed survives for this long; 0 removes all garbage at once")
+    gc.set_defaults(func=cmd_gc)
 
     from hubfs.commands import register
 

@@ -9,13 +9,17 @@ from pathlib import Path
 
 import uvicorn
 
-from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_repos, git_http
+from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_repos, gc, git_http, redact
 from hubfs.server.http import App, Router
 from hubfs.server.hub import Hub
+from hubfs.server.zero_copy import DEFAULT_SEND_TIMEOUT, FileSender
 
 
-def create_app(hub: Hub) -> App:
-    """The hub's routes, most specific first; other ``/api/`` paths answer 501 NotImplemented."""
+def create_app(hub: Hub, file_sender: FileSender | None = None) -> App:
+    """The hub's routes, most specific first; other ``/api/`` paths answer 501 NotImplemented.
+
+    ``file_sender`` decides how file bodies go out (zero-copy, send timeout); the default's settings
+    come from the environment (``HUBFS_NO_SENDFILE``)."""
     router = Router()
     git_http.install_hooks(hub)
     git_http.register(router)
@@ -25,13 +29,18 @@ def create_app(hub: Hub) -> App:
     api_files.register(router)
     api_repos.register(router)
     router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", api_repos.not_implemented)
-    return App(router, {"hubfs.hub": hub})
+    return App(router, {"hubfs.hub": hub, "hubfs.file_sender": file_sender or FileSender()})
 
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_url: str | None = None,
           regular_max_size: int | None = None, multipart_chunk_size: int | None = None,
-          access_log: bool = False, cdn_url: str | None = None) -> None:
-    """Bind, print the endpoint and the admin token file's path (never the token), and serve forever."""
+          access_log: bool = False, cdn_url: str | None = None, send_timeout: float = DEFAULT_SEND_TIMEOUT,
+          gc_interval: float = gc.DEFAULT_INTERVAL, gc_grace: float = gc.DEFAULT_GRACE) -> None:
+    """Bind, print the endpoint and the admin token file's path (never the token), and serve forever.
+
+    Every ``gc_interval`` seconds (0: never) a background gc removes garbage older than ``gc_grace``
+    seconds. The access log never shows signed-URL signatures or tokens.
+    """
     kwargs = {}
     if regular_max_size is not None:
         kwargs["regular_max_size"] = regular_max_size
@@ -53,9 +62,12 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
     print(f"admin token file: {token_file.resolve()}{' (new)' if created else ''}", flush=True)
     print(f"use it with: HF_ENDPOINT={endpoint} HF_TOKEN=$(cat {token_file.resolve()})", flush=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = uvicorn.Config(create_app(hub), log_level="info" if access_log else "warning", access_log=access_log,
+    app = create_app(hub, FileSender(send_timeout=send_timeout))
+    config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
                             lifespan="off",
                             timeout_keep_alive=75, http=_http_impl(), loop=_loop_impl())
+    redact.install("uvicorn.access")  # after uvicorn.Config, which (re)configures its loggers
+    gc.start_periodic(hub, gc_interval, gc_grace)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -16,10 +16,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from hubfs.errors import InvalidNameError
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
-from hubfs.paths import validate_revision
+from hubfs.paths import validate_ref_name
 from hubfs.server.lfs_store import LfsStore
 from hubfs.server.metadata import Metadata
 
@@ -39,7 +40,7 @@ def check_ref_updates(updates: list[tuple[str, str, str]]) -> list[str]:
             problems.append(f"{ref}: only branches (refs/heads/*) and tags (refs/tags/*) can be pushed.")
             continue
         try:
-            validate_revision(ref[len(prefix):])
+            validate_ref_name(ref[len(prefix):], "branch" if prefix == "refs/heads/" else "tag")
         except InvalidNameError as exc:
             problems.append(f"{ref}: {exc}")
         if new == ZERO and ref == "refs/heads/main":
@@ -60,38 +61,61 @@ def new_objects(tips: list[str]) -> list[tuple[str, str]]:
     return objects
 
 
-def check_blobs(objects: list[tuple[str, str]], regular_max: int, lfs_ok: callable) -> list[str]:  # type: ignore[valid-type]
+def _git(git_dir: Path | None) -> list[str]:
+    return ["git", f"--git-dir={git_dir}"] if git_dir is not None else ["git"]
+
+
+def object_sizes(shas: list[str], git_dir: Path | None = None) -> list[tuple[str, str, int]]:
+    """(sha, type, size) of each object, from ``git cat-file --batch-check`` (in GIT_DIR or ``git_dir``)."""
+    if not shas:
+        return []
+    out = subprocess.run([*_git(git_dir), "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
+                         input="\n".join(shas) + "\n", capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        sha, kind, size = line.split()
+        rows.append((sha, kind, int(size)))
+    return rows
+
+
+def read_pointers(blob_shas: list[str], git_dir: Path | None = None) -> list[tuple[str, LfsPointer]]:
+    """(blob sha, pointer) for each blob (of at most POINTER_MAX_SIZE bytes) that is an LFS pointer."""
+    if not blob_shas:
+        return []
+    raw = subprocess.run([*_git(git_dir), "cat-file", "--batch"], input=("\n".join(blob_shas) + "\n").encode(),
+                         capture_output=True, check=True).stdout
+    found, pos = [], 0
+    while pos < len(raw):
+        header_end = raw.index(b"\n", pos)
+        sha, _, size = raw[pos:header_end].decode().split()
+        data = raw[header_end + 1: header_end + 1 + int(size)]
+        pos = header_end + 1 + int(size) + 1
+        pointer = LfsPointer.parse(data)
+        if pointer is not None:
+            found.append((sha, pointer))
+    return found
+
+
+def check_blobs(objects: list[tuple[str, str]], regular_max: int,
+                lfs_ok: Callable[[LfsPointer], bool]) -> list[str]:
     """Problems with pushed files: big non-LFS blobs, and LFS pointers whose object the hub lacks."""
     if not objects:
         return []
     paths = {sha: path for sha, path in objects if path}
-    batch = subprocess.run(["git", "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
-                           input="\n".join(sha for sha, _ in objects) + "\n", capture_output=True, text=True,
-                           check=True).stdout
     problems, small = [], []
-    for line in batch.splitlines():
-        sha, kind, size = line.split()
+    for sha, kind, size in object_sizes([sha for sha, _ in objects]):
         if kind != "blob":
             continue
-        if int(size) >= regular_max:
-            problems.append(f"{paths.get(sha, sha)} is {_mib(int(size))}: files of {_mib(regular_max)} or more must be "
+        if size >= regular_max:
+            problems.append(f"{paths.get(sha, sha)} is {_mib(size)}: files of {_mib(regular_max)} or more must be "
                             f"stored with Git LFS. Run `git lfs track \"{_pattern(paths.get(sha, ''))}\"`, "
                             "`git add .gitattributes`, re-add the file and commit again (or `git lfs migrate import`).")
-        elif int(size) <= POINTER_MAX_SIZE:
+        elif size <= POINTER_MAX_SIZE:
             small.append(sha)
-    if small:
-        raw = subprocess.run(["git", "cat-file", "--batch"], input=("\n".join(small) + "\n").encode(),
-                             capture_output=True, check=True).stdout
-        pos = 0
-        while pos < len(raw):
-            header_end = raw.index(b"\n", pos)
-            sha, _, size = raw[pos:header_end].decode().split()
-            data = raw[header_end + 1: header_end + 1 + int(size)]
-            pos = header_end + 1 + int(size) + 1
-            pointer = LfsPointer.parse(data)
-            if pointer is not None and not lfs_ok(pointer):
-                problems.append(f"{paths.get(sha, sha)}: its Git LFS object {pointer.oid} ({pointer.size} bytes) was "
-                                "not uploaded to this hub. Install git-lfs (`git lfs install`) and push again.")
+    for sha, pointer in read_pointers(small):
+        if not lfs_ok(pointer):
+            problems.append(f"{paths.get(sha, sha)}: its Git LFS object {pointer.oid} ({pointer.size} bytes) was "
+                            "not uploaded to this hub. Install git-lfs (`git lfs install`) and push again.")
     return problems
 
 

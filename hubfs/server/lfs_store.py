@@ -4,12 +4,19 @@ Objects are written to a temporary file, hashed while they stream in, checked ag
 oid and size, and only then renamed into place, so a crash or a bad upload never leaves a wrong
 object under a valid name. The class is the one interface the server uses; an S3-compatible store
 can implement the same methods.
+
+Temporaries are reclaimable by rule, never by guess: an upload's ``tmp/upload-*`` file is flock-ed by
+its writer for its whole life, so a file whose lock can be taken belongs to a dead writer; a multipart
+staging folder is created by its first part and is dead once untouched for longer than its signed
+URLs live (:data:`MULTIPART_TTL`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import time
 import shutil
 import tempfile
 import uuid
@@ -19,6 +26,8 @@ from typing import BinaryIO, Iterable
 from hubfs.errors import BadRequestError, IntegrityError, NotFoundError
 from hubfs.lfs import is_valid_oid
 
+MULTIPART_TTL = 24 * 3600  # the lifetime of the signed part URLs (Hub.sign's default ttl)
+
 
 class ObjectWriter:
     """A streaming writer for one object: ``write`` chunks, then ``commit`` (verifies) or ``abort``."""
@@ -26,6 +35,7 @@ class ObjectWriter:
     def __init__(self, store: "LfsStore", oid: str, size: int) -> None:
         self._store, self.oid, self.size = store, oid, size
         fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is installed or dropped: it marks a live upload
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._tmp = Path(name)
         self._hash = hashlib.sha256()
@@ -42,8 +52,8 @@ class ObjectWriter:
 
     def commit(self) -> None:
         """Check size and sha256, then move the object into place (atomic rename)."""
-        self._file.close()
         try:
+            self._file.flush()
             if self.written != self.size:
                 raise IntegrityError(f"Object {self.oid}: received {self.written} bytes, declared size {self.size}.")
             actual = self._hash.hexdigest()
@@ -51,13 +61,13 @@ class ObjectWriter:
                 raise IntegrityError(f"Object hash mismatch: declared sha256 {self.oid}, content hashes to {actual}.")
             self._store._install(self._tmp, self.oid)
         finally:
-            self._tmp.unlink(missing_ok=True)
+            self.abort()
 
     def abort(self) -> None:
-        """Drop the partial object."""
+        """Drop the partial object (the file first, then the lock that marks it live)."""
+        self._tmp.unlink(missing_ok=True)
         if not self._file.closed:
             self._file.close()
-        self._tmp.unlink(missing_ok=True)
 
 
 class LfsStore:
@@ -113,11 +123,22 @@ class LfsStore:
         w.commit()
 
     def put_bytes(self, data: bytes) -> str:
-        """Store bytes whose hash the server computed itself; returns the oid."""
+        """Store bytes whose hash the server computed itself; returns the oid (a present object is touched)."""
         oid = hashlib.sha256(data).hexdigest()
-        if not self.has(oid, len(data)):
+        if not self.touch(oid):
             self.put_chunks(oid, len(data), [data])
         return oid
+
+    def touch(self, oid: str) -> bool:
+        """Mark a stored object as just used (mtime = now), so gc's grace period protects it again.
+
+        Call it when a repo links or re-uses an object it did not just upload. False if not stored.
+        """
+        try:
+            os.utime(self.path(oid))
+        except FileNotFoundError:
+            return False
+        return True
 
     def _install(self, tmp: Path, oid: str) -> None:
         final = self.path(oid)
@@ -135,20 +156,21 @@ class LfsStore:
         return self.tmp_dir / "multipart" / upload_id
 
     def new_multipart(self) -> str:
-        """Create a staging folder; returns its id."""
-        upload_id = str(uuid.uuid4())
-        self.multipart_dir(upload_id).mkdir(parents=True)
-        return upload_id
+        """A fresh upload id; nothing is created on disk until its first part arrives."""
+        return str(uuid.uuid4())
 
     def part_writer(self, upload_id: str, part: int) -> tuple[BinaryIO, Path]:
-        """Open a temp file for one part; rename it to the returned path when complete."""
+        """Open a temp file for one part (creating the staging folder); rename it to the returned path
+        when complete. The id must come from a signed URL: ids are not remembered anywhere else."""
         folder = self.multipart_dir(upload_id)
-        if not folder.is_dir():
-            raise NotFoundError("Unknown or expired multipart upload.")
+        folder.mkdir(parents=True, exist_ok=True)
         return open(folder / f"{part}.partial", "wb"), folder / f"{part}.part"
 
     def complete_multipart(self, upload_id: str, oid: str, size: int, parts: list[int]) -> None:
-        """Concatenate the parts in order, verify oid and size, store; the staging folder is removed."""
+        """Concatenate the parts in order, verify oid and size, store; the staging folder is removed.
+
+        The bytes are checked even when the object is stored already: completing an upload is how a
+        repo proves it holds an object, so parts that do not hash to ``oid`` are refused."""
         folder = self.multipart_dir(upload_id)
         try:
             files = [folder / f"{p}.part" for p in parts]
@@ -161,7 +183,59 @@ class LfsStore:
                     with open(f, "rb") as fh:
                         yield from iter(lambda: fh.read(8 << 20), b"")
 
-            if not self.has(oid, size):
-                self.put_chunks(oid, size, chunks())
+            self.put_chunks(oid, size, chunks())  # verified even when stored already: proof of possession
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    # -- temporaries -------------------------------------------------------------------------------
+
+    def clean_temporaries(self, multipart_ttl: float = MULTIPART_TTL) -> tuple[int, int]:
+        """Remove dead uploads and multipart folders untouched for ``multipart_ttl`` seconds.
+
+        Safe beside live servers on the same data folder. Returns (entries removed, bytes freed).
+        """
+        removed = freed = 0
+        for tmp in self.tmp_dir.glob("upload-*"):
+            size = _dead_upload_size(tmp)
+            if size is not None:
+                removed, freed = removed + 1, freed + size
+        cutoff = time.time() - multipart_ttl
+        for folder in (self.tmp_dir / "multipart").glob("*"):
+            stats = _tree_stats(folder)
+            if stats is not None and stats[0] < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed, freed = removed + 1, freed + stats[1]
+        return removed, freed
+
+
+def _dead_upload_size(tmp: Path) -> int | None:
+    """Delete ``tmp`` if no live writer holds its lock; returns the bytes freed, None if kept."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None  # a live upload
+    try:
+        st = os.fstat(fd)
+        if st.st_size == 0 and time.time() - st.st_mtime < 60:
+            return None  # maybe created a moment ago, before its writer took the lock
+        tmp.unlink(missing_ok=True)
+        return st.st_size
+    finally:
+        os.close(fd)
+
+
+def _tree_stats(folder: Path) -> tuple[float, int] | None:
+    """(newest mtime, total bytes) of a folder and the files in it; None if it vanished."""
+    try:
+        newest, total = folder.stat().st_mtime, 0
+        for entry in os.scandir(folder):
+            st = entry.stat(follow_symlinks=False)
+            newest, total = max(newest, st.st_mtime), total + st.st_size
+    except FileNotFoundError:
+        return None
+    return newest, total
