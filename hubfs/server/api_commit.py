@@ -29,15 +29,14 @@ from hubfs.errors import (
     RevisionNotFoundError,
 )
 from hubfs.lfs import LfsPointer, is_valid_oid
-from hubfs.paths import COMMIT_SHA_RE, is_commit_sha, is_pr_ref, validate_path_in_repo, validate_revision
+from hubfs.paths import is_pr_ref, validate_path_in_repo, validate_ref_name, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Change, GitRepo
 from hubfs.server.http import Router, json_response
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.metadata import Repo
-from hubfs.server.wire import caller_of, flag, hub_of, read_json, repo_url
+from hubfs.server.wire import SUMMARY_MAX, TEXT_MAX, caller_of, flag, hub_of, read_json, repo_url, str_field, text_field
 
-MAX_LINE = 512 << 20
 _PARENT_RE = re.compile(r"^[0-9a-fA-F]{5,40}$")
 
 
@@ -116,8 +115,14 @@ async def preupload(request: Request, t: str, ns: str, name: str, rev: str) -> R
     return json_response({"files": out, "commitOid": sha})
 
 
-async def _ndjson(request: Request) -> AsyncIterator[dict[str, Any]]:
-    """Yield the body's JSON lines as they arrive (a line is never rescanned: linear in its size)."""
+def max_line(regular_max_size: int) -> int:
+    """The longest commit line accepted: a regular file's base64 content plus room for its path."""
+    return (regular_max_size + 2) // 3 * 4 + (64 << 10)
+
+
+async def _ndjson(request: Request, limit: int) -> AsyncIterator[dict[str, Any]]:
+    """Yield the body's JSON lines as they arrive (a line is never rescanned: linear in its size);
+    a line longer than ``limit`` bytes is refused as soon as that many bytes are buffered."""
     buf = bytearray()
     scanned = 0
     async for chunk in request.stream():
@@ -132,8 +137,9 @@ async def _ndjson(request: Request) -> AsyncIterator[dict[str, Any]]:
             scanned = 0
             if line.strip():
                 yield _parse_line(line)
-        if len(buf) > MAX_LINE:
-            raise PayloadTooLargeError(f"A commit line is larger than {MAX_LINE >> 20} MiB.")
+        if len(buf) > limit:
+            raise PayloadTooLargeError(f"A commit line is larger than {limit} bytes: files of "
+                                       f"{hub_of(request).regular_max_size} bytes or more go through Git LFS.")
     if buf.strip():
         yield _parse_line(bytes(buf))
 
@@ -141,7 +147,7 @@ async def _ndjson(request: Request) -> AsyncIterator[dict[str, Any]]:
 def _parse_line(line: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(line)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadRequestError(f"Malformed NDJSON line in commit body: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("key"), str) or not isinstance(obj.get("value"), dict):
         raise BadRequestError("Each commit line must be an object with 'key' and 'value'.")
@@ -171,9 +177,15 @@ class CommitBuilder:
             data = content.encode()
         else:
             raise BadRequestError(f"file {path}: unknown encoding {encoding!r}.")
+        if len(data) >= self.hub.regular_max_size:
+            raise PayloadTooLargeError(
+                f"file {path}: {len(data)} bytes inline; files of {self.hub.regular_max_size} bytes or more must "
+                "be uploaded with Git LFS (the preupload answer says 'lfs' for them).")
         if path == ".gitattributes":
             self.rules = LfsRules(data)
-        if len(data) >= self.hub.regular_max_size or self.rules.tracks(path):
+        # A regular file whose text happens to be an LFS pointer is stored as an LFS object holding that
+        # text: a tree pointer is only ever dereferenced to bytes this repo uploaded.
+        if self.rules.tracks(path) or LfsPointer.parse(data) is not None:
             oid = self.hub.lfs.put_bytes(data)
             self.hub.meta.link_lfs(self.repo, oid, len(data))
             blob = self.g.add_blob(LfsPointer(oid, len(data)).to_bytes())
@@ -200,6 +212,8 @@ class CommitBuilder:
         self.changes.append(Change(kind, path))
 
     def apply(self, key: str, value: dict[str, Any]) -> None:
+        if not isinstance(value.get("path"), str):
+            raise BadRequestError(f"Each {key} line needs a 'path' string.")
         if key == "file":
             self.add_file(value)
         elif key == "lfsFile":
@@ -224,11 +238,12 @@ async def commit(request: Request, t: str, ns: str, name: str, rev: str) -> Resp
     validate_revision(rev)
     create_pr = flag(request, "create_pr")
     repo = _repo_for_commit(hub, caller, t, ns, name, rev, create_pr)
-    with hub.git.open(repo.type, repo.repo_id) as g:
+    # reclaim held shared from the first line to the ref update: gc cannot delete what this commit reuses
+    with hub.git.open(repo.type, repo.repo_id) as g, await hub.reclaim.shared_async():
         ref = hub.write_ref_for(g, rev)
         builder = CommitBuilder(hub, repo, g, g.branch_head(ref))
         header: dict[str, Any] | None = None
-        async for line in _ndjson(request):
+        async for line in _ndjson(request, max_line(hub.regular_max_size)):
             if line["key"] == "header":
                 if header is not None:
                     raise BadRequestError("A commit has exactly one header line.")
@@ -239,15 +254,16 @@ async def commit(request: Request, t: str, ns: str, name: str, rev: str) -> Resp
             await run_in_threadpool(builder.apply, line["key"], line["value"])
         if header is None:
             raise BadRequestError("Commit body is empty: expected a header line.")
-        summary = header.get("summary")
-        if not isinstance(summary, str):
+        if not isinstance(header.get("summary"), str):
             raise BadRequestError("The commit header needs a 'summary' string.")
+        summary = text_field(header, "summary", SUMMARY_MAX, "The commit summary")
+        description = text_field(header, "description", TEXT_MAX, "The commit description")
         parent = header.get("parentCommit")
         if parent is not None and (not isinstance(parent, str) or not _PARENT_RE.match(parent)):
             raise BadRequestError("parentCommit must be a commit sha (5 to 40 hex characters).")
         sha, pr = await run_in_threadpool(
             hub.commit, caller, repo, g, ref, builder.changes, summary=summary,
-            description=str(header.get("description") or ""), parent=parent, create_pr=create_pr)
+            description=description, parent=parent, create_pr=create_pr)
     url = repo_url(request, repo.type, repo.repo_id)
     body: dict[str, Any] = {"success": True, "commitOid": sha, "commitUrl": f"{url}/commit/{sha}",
                             "commitMessage": summary, "hookOutput": ""}
@@ -261,11 +277,9 @@ async def create_branch(request: Request, t: str, ns: str, name: str, branch: st
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
     body = await read_json(request)
-    validate_revision(branch)
-    if branch.startswith("refs/") or is_commit_sha(branch) or COMMIT_SHA_RE.match(branch.lower()):
-        raise BadRequestError(f"Invalid branch name {branch!r}.")
+    validate_ref_name(branch, "branch")
     with hub.git.open(repo.type, repo.repo_id) as g:
-        start = g.resolve(str(body.get("startingPoint") or "main"))
+        start = g.resolve(str_field(body, "startingPoint", None) or "main")
         if g.branch_head(f"refs/heads/{branch}") is not None:
             raise ConflictError(f"Branch {branch} already exists.")
         try:
@@ -299,12 +313,11 @@ async def create_tag(request: Request, t: str, ns: str, name: str, rev: str) -> 
     tag = body.get("tag")
     if not isinstance(tag, str):
         raise BadRequestError("The body needs a 'tag' name.")
-    validate_revision(tag)
-    if tag.startswith("refs/"):
-        raise BadRequestError(f"Invalid tag name {tag!r}.")
+    validate_ref_name(tag, "tag")
+    message = text_field(body, "message", TEXT_MAX, "The tag message")
     with hub.git.open(repo.type, repo.repo_id) as g:
         target = g.resolve(rev)
-        g.make_tag(tag, target, body.get("message") or None, hub.signature(caller.user or "admin"))
+        g.make_tag(tag, target, message or None, hub.signature(caller.user or "admin"))
     return json_response({})
 
 

@@ -10,6 +10,7 @@ import mimetypes
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,9 +20,11 @@ from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Entry, GitRepo, last_commits
 from hubfs.server.http import RangedBody, Router, error_response, inline, json_response
 from hubfs.server.hub import Hub
+from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
 
 TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
+PATHS_INFO_MAX, PATHS_INFO_MAX_EXPANDED = 10_000, 1_000  # paths per paths-info request
 
 
 def split_revision(rest_raw: str) -> tuple[str, str]:
@@ -71,12 +74,28 @@ def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Respons
 
 
 async def paths_info(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
-    """POST /api/{T}/{id}/paths-info/{rev} (form ``paths=..&expand=..`` or JSON) -> entries that exist."""
-    hub, caller = hub_of(request), caller_of(request)
-    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    """POST /api/{T}/{id}/paths-info/{rev} (form ``paths=..&expand=..`` or JSON) -> entries that exist.
+
+    At most 10,000 paths, or 1,000 with ``expand`` (400 past either). Only the body is read on the
+    event loop: the caller lookup and the git work run in the thread pool.
+    """
+    hub = hub_of(request)
+    repo = await run_in_threadpool(_visible_repo, request, t, f"{ns}/{name}")
     validate_revision(rev)
+    paths, expand = await _read_paths_request(request)
+    return await run_in_threadpool(_paths_info, hub, repo, rev, paths, expand)
+
+
+def _visible_repo(request: Request, t: str, repo_id: str) -> Repo:
+    return hub_of(request).visible_repo(caller_of(request), repo_type_of(t), repo_id)
+
+
+async def _read_paths_request(request: Request) -> tuple[list[Any], bool]:
+    """(paths, expand) from a JSON or form body, within the paths-info limits (else 400/413)."""
     if "json" in request.headers.get("content-type", ""):
         body = await read_json(request)
+        if not isinstance(body, dict):
+            raise BadRequestError("paths-info body must be a JSON object with 'paths' and 'expand'.")
         paths, expand = body.get("paths") or [], bool(body.get("expand"))
     else:
         raw = bytearray()
@@ -86,8 +105,16 @@ async def paths_info(request: Request, t: str, ns: str, name: str, rev: str) -> 
                 raise BadRequestError("paths-info body larger than 16 MiB.", status=413)
         form = parse_qs(raw.decode("utf-8", "replace"))
         paths, expand = form.get("paths", []), (form.get("expand", ["false"])[0].lower() == "true")
-    if not isinstance(paths, list) or len(paths) > 10_000:
-        raise BadRequestError("paths must be a list of at most 10000 paths.")
+    if not isinstance(paths, list) or len(paths) > PATHS_INFO_MAX:
+        raise BadRequestError(f"paths must be a list of at most {PATHS_INFO_MAX} paths.")
+    if expand and len(paths) > PATHS_INFO_MAX_EXPANDED:
+        raise BadRequestError(f"paths-info with expand=true takes at most {PATHS_INFO_MAX_EXPANDED} paths "
+                              f"(got {len(paths)}); split the request.")
+    return paths, expand
+
+
+def _paths_info(hub: Hub, repo: Repo, rev: str, paths: list[Any], expand: bool) -> Response:
+    """The entries of ``paths`` that exist at ``rev`` (blocking git work: run it off the event loop)."""
     with hub.git.open(repo.type, repo.repo_id) as g:
         sha = g.resolve(rev)
         items = []
@@ -140,7 +167,12 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
         }
         if entry.lfs:
             headers["ETag"] = headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'
-            if hub.cdn_url and hub.meta.lfs_linked(repo, entry.lfs.oid):
+            if not hub.meta.lfs_linked(repo, entry.lfs.oid):
+                # Only bytes uploaded to this repo are served: a pointer to another repo's object (one
+                # written before that rule was enforced) resolves to nothing.
+                raise HubfsError(f"The content of {path} ({entry.lfs.oid}) was never uploaded to this repository.",
+                                 status=404)
+            if hub.cdn_url:
                 # The CDN pattern of huggingface.co: a signed, expiring URL on another origin; the
                 # metadata rides on the redirect itself, and clients drop the token when following it.
                 sig = hub.sign(f"download|{repo.id}|{entry.lfs.oid}", ttl=3600)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -46,7 +47,8 @@ def _base(request: Request, repo: Repo) -> str:
 async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Response:
     """POST .../objects/batch {operation, transfers, objects:[{oid,size}], ref?} -> {transfer, objects}.
 
-    Upload: objects this repo already holds get no actions; others get a signed ``upload`` href
+    Upload: objects this repo already holds (uploaded to it, or committed in it) get no actions; every
+    other object, even one stored for another repo, gets a signed ``upload`` href
     (basic PUT, or the HF multipart header with ``chunk_size`` and numbered part URLs when the client
     offers ``multipart`` and the object is larger than one chunk) and a signed ``verify`` href.
     Download: a signed ``download`` href, or a per-object 404 error.
@@ -62,9 +64,12 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
     if body.get("hash_algo", "sha256") != "sha256":
         raise BadRequestError("Only the sha256 hash_algo is supported.", status=422)
     transfers = body.get("transfers") or ["basic"]
+    ref_obj = body.get("ref") or {}
+    if not isinstance(transfers, list) or not isinstance(ref_obj, dict):
+        raise BadRequestError("LFS batch 'transfers' must be a list and 'ref' an object.")
     if operation == "upload":
         repo = hub.visible_repo(caller, repo_type, repo_id)
-        ref = str((body.get("ref") or {}).get("name") or "")
+        ref = str(ref_obj.get("name") or "")
         # Pull requests (no ref, or refs/pr/N) may come from any signed-in user with a write token.
         hub.require_write(caller, repo.namespace if ref and not ref.startswith("refs/pr/") else (caller.user or ""))
     else:
@@ -74,12 +79,14 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
     out = []
     use_multipart = False
     for obj in objects:
-        oid, size = (obj or {}).get("oid"), (obj or {}).get("size")
-        if not isinstance(oid, str) or not is_valid_oid(oid) or not isinstance(size, int) or size < 0:
+        oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
+        if not isinstance(oid, str) or not is_valid_oid(oid) or not isinstance(size, int) or not 0 <= size < 1 << 63:
             out.append({"oid": str(oid), "size": size if isinstance(size, int) else 0,
                         "error": {"code": 422, "message": "Invalid object: oid must be sha256 hex, size an integer >= 0."}})
             continue
         linked = hub.meta.lfs_linked(repo, oid) and hub.lfs.has(oid, size)
+        if linked and operation == "upload":
+            hub.lfs.touch(oid)  # "already there": gc's grace now covers the commit that follows
         entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
         if operation == "download":
             if not linked:
@@ -109,29 +116,46 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
     return _lfs_json({"transfer": "multipart" if use_multipart else "basic", "objects": out, "hash_algo": "sha256"})
 
 
-def _signed_repo(request: Request, prefix: str, ns: str, name_git: str) -> tuple[Hub, Repo]:
+def _signed_repo(request: Request, prefix: str, ns: str, name_git: str, action: str, *fields: object) -> tuple[Hub, Repo]:
+    """The repo of a signed transfer URL, once its signature for ``action|repo|fields`` checks out.
+
+    A missing repo fails the signature check exactly like an existing one, so these routes tell
+    nobody which (private) repos exist.
+    """
     hub = hub_of(request)
-    repo = hub.meta.get_repo(RepoType.parse(prefix.rstrip("/") or "model").value, _repo_id(name_git, ns))
-    if repo is None:
-        raise NotFoundError("Repository not found.")
+    repo_type = RepoType.parse(prefix.rstrip("/") or "model").value
+    repo_id = _repo_id(name_git, ns)
+    repo = hub.meta.get_repo(repo_type, repo_id)
+    q = request.query_params
+    payload = "|".join([action, str(repo.id) if repo else f"missing:{repo_type}/{repo_id}", *map(str, fields)])
+    hub.verify_signature(payload, q.get("expires"), q.get("sig"))
+    assert repo is not None  # no signature is ever issued for a missing repo
     return hub, repo
+
+
+async def _pieces(request: Request, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    """The request body in pieces of about ``size`` bytes, so that hashing and disk writes can run
+    off the event loop without a thread hop per network chunk."""
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
 
 
 async def upload(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str) -> Response:
     """PUT .../objects/{oid}/{size}?expires&sig (raw bytes, no auth header): stored once verified."""
-    hub, repo = _signed_repo(request, prefix, ns, name_git)
-    q = request.query_params
-    hub.verify_signature(f"upload|{repo.id}|{oid}|{size}", q.get("expires"), q.get("sig"))
+    hub, repo = _signed_repo(request, prefix, ns, name_git, "upload", oid, size)
     expected = int(size)
-    if hub.lfs.has(oid, expected):
-        async for _ in request.stream():
-            pass
-        hub.meta.link_lfs(repo, oid, expected)
-        return Response(status_code=200)
+    # The bytes are hashed even when the object is stored already: an upload is how a repo proves it
+    # holds an object, and an empty body must not tell anyone whether an (oid, size) exists.
     writer = hub.lfs.writer(oid, expected)
     try:
-        async for chunk in request.stream():
-            writer.write(chunk)
+        async for piece in _pieces(request):
+            await run_in_threadpool(writer.write, piece)
     except BaseException:
         writer.abort()
         raise
@@ -150,12 +174,11 @@ async def upload_part(request: Request, prefix: str, ns: str, name_git: str, oid
     digest = hashlib.md5(usedforsecurity=False)
     written = 0
     try:
-        async for chunk in request.stream():
-            written += len(chunk)
+        async for piece in _pieces(request):
+            written += len(piece)
             if written > hub.multipart_chunk_size:
                 raise PayloadTooLargeError(f"Part {part} is larger than the chunk size {hub.multipart_chunk_size}.")
-            digest.update(chunk)
-            fh.write(chunk)
+            await run_in_threadpool(_absorb, digest, fh, piece)
         fh.close()
         (final.parent / f"{part}.partial").replace(final)
     except BaseException:
@@ -165,18 +188,23 @@ async def upload_part(request: Request, prefix: str, ns: str, name_git: str, oid
     return Response(status_code=200, headers={"ETag": f'"{digest.hexdigest()}"'})
 
 
+def _absorb(digest: Any, fh: BinaryIO, piece: bytes) -> None:
+    digest.update(piece)
+    fh.write(piece)
+
+
 async def complete(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str,
                    upload_id: str) -> Response:
     """POST .../objects/{oid}/{size}/parts/{upload_id}?sig {oid, parts:[{partNumber, etag}]}:
     concatenates the parts in order, verifies sha256 and size, stores the object."""
-    hub, repo = _signed_repo(request, prefix, ns, name_git)
-    q = request.query_params
-    hub.verify_signature(f"complete|{repo.id}|{upload_id}|{oid}|{size}", q.get("expires"), q.get("sig"))
+    hub, repo = _signed_repo(request, prefix, ns, name_git, "complete", upload_id, oid, size)
     body = await read_json(request)
     parts = body.get("parts")
     if body.get("oid") != oid or not isinstance(parts, list) or not parts:
         raise BadRequestError("Completion body needs this object's oid and a non-empty 'parts' list.")
-    numbers = sorted(int(p.get("partNumber", 0)) for p in parts if isinstance(p, dict))
+    if not all(isinstance(p, dict) and type(p.get("partNumber")) is int for p in parts):
+        raise BadRequestError("Each completed part needs an integer 'partNumber'.")
+    numbers = sorted(p["partNumber"] for p in parts)
     if numbers != list(range(1, len(numbers) + 1)) or len(numbers) != len(parts):
         raise BadRequestError("Parts must be numbered 1..N without gaps.")
     await run_in_threadpool(hub.lfs.complete_multipart, upload_id, oid, int(size), numbers)
@@ -186,9 +214,7 @@ async def complete(request: Request, prefix: str, ns: str, name_git: str, oid: s
 
 async def verify(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str) -> Response:
     """POST .../objects/{oid}/{size}/verify?sig {oid, size}: 200 when the object is stored with that size."""
-    hub, repo = _signed_repo(request, prefix, ns, name_git)
-    q = request.query_params
-    hub.verify_signature(f"verify|{repo.id}|{oid}|{size}", q.get("expires"), q.get("sig"))
+    hub, repo = _signed_repo(request, prefix, ns, name_git, "verify", oid, size)
     body = await read_json(request)
     if body.get("oid") not in (None, oid) or body.get("size") not in (None, int(size)):
         raise BadRequestError("Verify body does not match the object of this URL.")
@@ -199,9 +225,7 @@ async def verify(request: Request, prefix: str, ns: str, name_git: str, oid: str
 
 async def download(request: Request, prefix: str, ns: str, name_git: str, oid: str) -> Response:
     """GET .../objects/{oid}?sig: the object's bytes (Range honoured)."""
-    hub, repo = _signed_repo(request, prefix, ns, name_git)
-    q = request.query_params
-    hub.verify_signature(f"download|{repo.id}|{oid}", q.get("expires"), q.get("sig"))
+    hub, repo = _signed_repo(request, prefix, ns, name_git, "download", oid)
     stored = hub.lfs.size(oid)
     if stored is None:
         raise NotFoundError(f"Object {oid} is not stored.")

@@ -30,7 +30,7 @@ from hubfs.paths import RepoType
 from hubfs.server.http import Router, json_response
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.metadata import Repo
-from hubfs.server.wire import hub_of
+from hubfs.server.wire import caller_of, hub_of
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
 GIT_CONFIG = [
@@ -155,6 +155,8 @@ async def rpc(request: Request, prefix: str, ns: str, name: str, service: str) -
         return git_error(exc)
     path = hub.git.path(repo.type, repo.repo_id)
     before = hub.git.open(repo.type, repo.repo_id).refs() if service == "git-receive-pack" else {}
+    # a push may reference existing objects: gc waits until receive-pack is gone (released in body())
+    held = await hub.reclaim.shared_async() if service == "git-receive-pack" else None
     proc = await asyncio.create_subprocess_exec(*_command(hub, service, path), env=_env(request, hub, repo, caller),
                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.DEVNULL)
@@ -171,8 +173,13 @@ async def rpc(request: Request, prefix: str, ns: str, name: str, service: str) -
                     await proc.stdin.drain()
             if inflate:
                 proc.stdin.write(inflate.flush())
-        except (ClientDisconnect, BrokenPipeError, ConnectionResetError, zlib.error):
-            proc.kill()  # a cut-off push must not be applied: git never sees a complete pack
+        # RuntimeError: asyncio refuses writes once git has exited and its stdin transport is closed
+        except (ClientDisconnect, BrokenPipeError, ConnectionResetError, RuntimeError, zlib.error):
+            if proc.returncode is None:  # git may have stopped reading because it already exited
+                try:
+                    proc.kill()  # a cut-off push must not be applied: git never sees a complete pack
+                except ProcessLookupError:
+                    pass
         finally:
             try:
                 proc.stdin.close()
@@ -192,6 +199,8 @@ async def rpc(request: Request, prefix: str, ns: str, name: str, service: str) -
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+            if held is not None:
+                held.release()
             if service == "git-receive-pack":
                 await asyncio.get_running_loop().run_in_executor(None, _after_push, hub, repo, before)
 
@@ -207,15 +216,26 @@ def _after_push(hub: Hub, repo: Repo, before: dict[str, str]) -> None:
                 hub.after_ref_update(repo, g, ref, after.get(ref))
 
 
+def _lfs_repo(request: Request, prefix: str, ns: str, name_git: str) -> Repo:
+    """The repo of an LFS locks route, under the same access rules as every other route."""
+    hub = hub_of(request)
+    if not name_git.endswith(".git"):
+        raise RepoNotFoundError("LFS endpoints live under {repo}.git/info/lfs.")
+    repo_type = RepoType.parse(prefix.rstrip("/") or "model").value
+    return hub.visible_repo(caller_of(request), repo_type, f"{ns}/{name_git[:-4]}")
+
+
 async def lfs_locks_verify(request: Request, prefix: str, ns: str, name_git: str) -> Response:
     """POST .../info/lfs/locks/verify: no file locking on this hub, so nobody holds a lock."""
     async for _ in request.stream():
         pass
+    _lfs_repo(request, prefix, ns, name_git)
     return json_response({"ours": [], "theirs": []}, headers={"Content-Type": "application/vnd.git-lfs+json"})
 
 
 async def lfs_locks(request: Request, prefix: str, ns: str, name_git: str) -> Response:
     """GET .../info/lfs/locks: an empty list."""
+    _lfs_repo(request, prefix, ns, name_git)
     return json_response({"locks": []}, headers={"Content-Type": "application/vnd.git-lfs+json"})
 
 

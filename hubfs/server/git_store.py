@@ -16,7 +16,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar, cast
 
 from dulwich.file import FileLocked
 from dulwich.index import commit_tree
@@ -546,25 +546,144 @@ class GitStore:
         return removed
 
 
-def last_commits(g: GitRepo, head: str, paths: list[str], max_walk: int = 2000) -> dict[str, CommitInfo]:
-    """For each path, the newest commit (first-parent walk from ``head``) that changed it."""
-    pending = set(paths)
-    found: dict[str, CommitInfo] = {}
-    sha: str | None = head
-    walked = 0
-    current = {p: _entry_id(g, head, p) for p in pending}
-    while sha and pending and walked < max_walk:
-        info = g.commit_info(sha)
-        parent = info.parents[0] if info.parents else None
-        for p in list(pending):
-            before = _entry_id(g, parent, p) if parent else None
-            if before != current[p] or parent is None or walked == max_walk - 1:
-                found[p] = info
-                pending.discard(p)
-        sha, walked = parent, walked + 1
+LAST_COMMITS_MAX_WALK = 2000  # first-parent commits walked at most per call
+LAST_COMMITS_BUDGET = 2_000_000  # tree entries compared at most per call: about 1 s of CPU at worst
+_LAST_COMMITS: _ImmutableCache[tuple[str, int, str, str], CommitInfo] = _ImmutableCache(100_000)
+
+
+def last_commits(
+    g: GitRepo, head: str, paths: list[str], max_walk: int = LAST_COMMITS_MAX_WALK,
+    budget: int = LAST_COMMITS_BUDGET,
+) -> dict[str, CommitInfo]:
+    """For each path, the newest commit (first-parent walk from ``head``) that changed its oid.
+
+    Past ``max_walk`` commits or ``budget`` tree entries compared, the paths still pending are
+    attributed to the last commit walked. Exact answers are cached per (repo, head, path).
+    """
+    keys = {p: (str(g.path), g.generation, head, p) for p in set(paths)}
+    found = {p: hit for p, key in keys.items() if (hit := _LAST_COMMITS.get(key)) is not None}
+    walk = _LastCommitWalk(g, [p for p in keys if p not in found])
+    last = walk.run(head, max_walk, budget)
+    for p, exact in walk.found.items():
+        _LAST_COMMITS.put(keys[p], exact)
+        found[p] = exact
+    if last is not None:
+        found.update(walk.rest(last))  # past the walk's limits: not cached, a later call may do better
     return found
 
 
-def _entry_id(g: GitRepo, commit: str, path: str) -> str | None:
-    entry = g.lookup(commit, path)
-    return entry.oid if entry else None
+class _Pending:
+    """A trie of the paths still looked for, one node per path segment."""
+
+    __slots__ = ("children", "path", "count", "parent", "name")
+
+    def __init__(self, parent: _Pending | None = None, name: bytes = b"") -> None:
+        self.children: dict[bytes, _Pending] = {}
+        self.path: str | None = None  # set while a looked-for path ends here
+        self.count = 0  # looked-for paths at or under this node
+        self.parent, self.name = parent, name
+
+    def add(self, path: str) -> None:
+        node = self
+        node.count += 1
+        for segment in path.split("/") if path else []:
+            name = segment.encode()
+            node = node.children.get(name) or node.children.setdefault(name, _Pending(node, name))
+            node.count += 1
+        node.path = path
+
+    def resolve(self) -> None:
+        """The path ending here is found: drop it, and every node left with nothing pending."""
+        self.path = None
+        node: _Pending | None = self
+        while node is not None:
+            node.count -= 1
+            if not node.count and node.parent is not None:
+                del node.parent.children[node.name]
+            node = node.parent
+
+    def paths(self) -> list[str]:
+        out, stack = [], [self]
+        while stack:
+            node = stack.pop()
+            if node.path is not None:
+                out.append(node.path)
+            stack.extend(node.children.values())
+        return out
+
+
+_Item = tuple[int, bytes]  # a tree entry: (mode, sha)
+
+
+class _LastCommitWalk:
+    """Attributes pending paths to commits, one first-parent step at a time.
+
+    Each step compares a commit's tree with its parent's top-down along the pending paths only,
+    skipping every subtree whose sha is unchanged; ``work`` counts the tree entries compared.
+    """
+
+    def __init__(self, g: GitRepo, paths: list[str]) -> None:
+        self.g, self.root, self.work = g, _Pending(), 0
+        self.found: dict[str, CommitInfo] = {}
+        for p in paths:
+            self.root.add(p)
+
+    def run(self, head: str, max_walk: int, budget: int) -> CommitInfo | None:
+        """Walk first parents from ``head`` until nothing is pending, past the root, or a limit.
+
+        Returns the last commit walked when a limit left paths pending, else None.
+        """
+        info: CommitInfo | None = None
+        sha = head
+        for _ in range(max_walk):
+            if not self.root.count or self.work >= budget:
+                break
+            info = self.g.commit_info(sha)
+            self.step(info)
+            if not info.parents:
+                self.found.update(self.rest(info))  # the root commit added whatever is still pending
+                self.root = _Pending()
+                return None
+            sha = info.parents[0]
+        return info if self.root.count else None
+
+    def step(self, info: CommitInfo) -> None:
+        """Attribute to ``info`` every pending path whose oid differs in its first parent."""
+        new: _Item = (stat.S_IFDIR, self.g.tree_of(info.id))
+        old: _Item | None = (stat.S_IFDIR, self.g.tree_of(info.parents[0])) if info.parents else None
+        self.work += 1
+        self._compare(new, old, info)
+
+    def rest(self, info: CommitInfo) -> dict[str, CommitInfo]:
+        """Every path still pending, attributed to ``info``."""
+        return {p: info for p in self.root.paths()}
+
+    def _compare(self, new: _Item, old: _Item | None, info: CommitInfo) -> None:
+        """Record the pending paths whose entry differs between the trees ``new`` and ``old``."""
+        stack: list[tuple[_Pending, _Item | None, _Item | None]] = [(self.root, new, old)]
+        while stack:  # a loop, not recursion: trees may nest deeper than Python's stack
+            node, a, b = stack.pop()
+            if (a[1] if a else None) == (b[1] if b else None):
+                continue
+            if node.path is not None:
+                self.found[node.path] = info
+                node.resolve()
+            if node.children:
+                new_entries, old_entries = self._entries(a), self._entries(b)
+                for name in self._changed(node.children, new_entries, old_entries):
+                    stack.append((node.children[name], new_entries.get(name), old_entries.get(name)))
+
+    def _entries(self, item: _Item | None) -> dict[bytes, _Item]:
+        """A folder's entries by name ({} for a file or nothing)."""
+        if item is None or not stat.S_ISDIR(item[0]):
+            return {}
+        entries = cast(dict[bytes, _Item], self.g.tree(item[1])._entries)  # noqa: SLF001 - dulwich's parsed dict
+        self.work += len(entries)
+        return entries
+
+    @staticmethod
+    def _changed(children: dict[bytes, _Pending], new: dict[bytes, _Item], old: dict[bytes, _Item]) -> list[bytes]:
+        """The pending names whose entry may differ: a set difference in C when many are pending."""
+        if len(children) * 8 < len(new) + len(old):
+            return list(children)
+        return list({name for name, _ in new.items() ^ old.items()} & children.keys())

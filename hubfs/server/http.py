@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from hubfs.errors import HubfsError, RangeNotSatisfiableError
-from hubfs.server.zero_copy import sendfile_sender
+from hubfs.server.zero_copy import ClientGone, FileSender
 
 log = logging.getLogger("hubfs.server")
 Handler = Callable[..., Awaitable[Response] | Response]
@@ -178,17 +178,24 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not m or (not m.group(1) and not m.group(2)):
         return None
     if not m.group(1):
-        suffix = int(m.group(2))
+        suffix = _range_int(m.group(2))
         if suffix == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(0, size - suffix), size - 1
-    start = int(m.group(1))
-    end = int(m.group(2)) if m.group(2) else size - 1
+    start = _range_int(m.group(1))
+    end = _range_int(m.group(2)) if m.group(2) else size - 1
     if m.group(2) and end < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
     return start, min(end, size - 1)
+
+
+def _range_int(digits: str) -> int:
+    """A range position; one past any file size (2**63) when longer than 19 digits, which ``int()``
+    may refuse (RFC 9110: a last-pos past the end is clamped, a first-pos past it is 416)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else 1 << 63
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiableError:
@@ -218,6 +225,13 @@ class RangedBody(Response):
         self.headers["content-length"] = hdrs["Content-Length"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender: FileSender = scope.get("hubfs.file_sender") or FileSender()
+        try:
+            await self._send_body(sender, send)
+        except ClientGone:
+            return  # the connection is closed already; nothing more to say to this client
+
+    async def _send_body(self, sender: FileSender, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if self.head_only or self.size == 0:
             await send({"type": "http.response.body", "body": b""})
@@ -226,30 +240,31 @@ class RangedBody(Response):
             small = self.size <= INLINE_MAX
             self.data = self.load() if small else await anyio.to_thread.run_sync(self.load)
         if self.data is not None:
-            await send({"type": "http.response.body", "body": self.data[self.start:self.end + 1]})
+            await sender.send(send, {"type": "http.response.body", "body": self.data[self.start:self.end + 1]})
             return
         assert self.path is not None
         remaining = self.end - self.start + 1
         with open(self.path, "rb", buffering=0) as f:
-            zero_copy = sendfile_sender(send, remaining)
+            zero_copy = sender.sendfile(send, remaining)
             if zero_copy is not None:
                 await zero_copy(f.fileno(), self.start, remaining)
                 return
-            f.seek(self.start)
+            position = self.start
 
             def read() -> bytes:
-                return f.read(min(CHUNK, remaining))
+                return os.pread(f.fileno(), min(CHUNK, remaining), position)
 
             chunk = read() if remaining <= INLINE_MAX else await anyio.to_thread.run_sync(read)
             while chunk:
                 remaining -= len(chunk)
+                position += len(chunk)
                 # Read the next piece in a worker thread while this one is being sent.
                 pending = asyncio.ensure_future(anyio.to_thread.run_sync(read)) if remaining > 0 else None
                 try:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+                    await sender.send(send, {"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
                 except BaseException:
-                    if pending is not None:
-                        pending.cancel()
+                    if pending is not None:  # let the read finish before the file closes: never a reused fd
+                        await asyncio.wait([pending])
                     raise
                 chunk = await pending if pending is not None else b""
         if remaining > 0:
