@@ -25,6 +25,7 @@ from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
 
 TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
 PATHS_INFO_MAX, PATHS_INFO_MAX_EXPANDED = 10_000, 1_000  # paths per paths-info request
+PATHS_INFO_INLINE = 16  # paths answered on the event loop (no history walk): the common one-file info
 
 
 def split_revision(rest_raw: str) -> tuple[str, str]:
@@ -76,13 +77,15 @@ def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Respons
 async def paths_info(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
     """POST /api/{T}/{id}/paths-info/{rev} (form ``paths=..&expand=..`` or JSON) -> entries that exist.
 
-    At most 10,000 paths, or 1,000 with ``expand`` (400 past either). Only the body is read on the
-    event loop: the caller lookup and the git work run in the thread pool.
+    At most 10,000 paths, or 1,000 with ``expand`` (400 past either). A few paths without ``expand``
+    are looked up on the event loop (cached tree reads); anything larger runs in the thread pool.
     """
     hub = hub_of(request)
-    repo = await run_in_threadpool(_visible_repo, request, t, f"{ns}/{name}")
+    repo = _visible_repo(request, t, f"{ns}/{name}")  # a cached SQLite read, as in the inline routes
     validate_revision(rev)
     paths, expand = await _read_paths_request(request)
+    if not expand and len(paths) <= PATHS_INFO_INLINE:
+        return _paths_info(hub, repo, rev, paths, expand)  # a few cached tree lookups: cheaper than a thread hop
     return await run_in_threadpool(_paths_info, hub, repo, rev, paths, expand)
 
 

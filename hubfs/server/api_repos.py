@@ -24,8 +24,8 @@ from hubfs.errors import (
 from hubfs.paths import RepoType, validate_repo_id
 from hubfs.server.cards import readme_text
 from hubfs.server.git_store import GitRepo
-from hubfs.server.hub import Hub
 from hubfs.server.http import Router, error_response, json_response
+from hubfs.server.hub import Hub
 from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, iso, page, read_json, repo_url, str_field
 

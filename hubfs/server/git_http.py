@@ -157,9 +157,14 @@ async def rpc(request: Request, prefix: str, ns: str, name: str, service: str) -
     before = hub.git.open(repo.type, repo.repo_id).refs() if service == "git-receive-pack" else {}
     # a push may reference existing objects: gc waits until receive-pack is gone (released in body())
     held = await hub.reclaim.shared_async() if service == "git-receive-pack" else None
-    proc = await asyncio.create_subprocess_exec(*_command(hub, service, path), env=_env(request, hub, repo, caller),
-                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        proc = await asyncio.create_subprocess_exec(*_command(hub, service, path), env=_env(request, hub, repo, caller),
+                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
     gzipped = request.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip")
 
     async def feed() -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import time
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterable

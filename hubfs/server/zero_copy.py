@@ -33,7 +33,7 @@ MIN_SIZE = 1 << 20
 DEFAULT_SEND_TIMEOUT = 60.0
 DEFAULT_MAX_THREADS = 8
 _POLL_S = 0.05  # how long a copying thread waits for a full socket before handing the wait to the loop
-_BURST_S = 0.25  # longest a thread copies before the loop checks the connection again
+_BURST_S = 1.0  # longest a thread copies before the loop checks the connection again
 _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED)
 
 SendFile = Callable[[int, int, int], Awaitable[None]]

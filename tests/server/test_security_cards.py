@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+
 def laughs(levels: int) -> str:
     """A card of ``levels`` + 1 anchors, each repeating the one before 9 times: 9**(levels+1) strings.
 
