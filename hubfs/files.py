@@ -106,6 +106,7 @@ class HubFile(io.RawIOBase):
                 parts.append(self._random(pos, end))
             else:
                 parts.append(self._sequential(pos, end, length))
+                self._strides.served(pos, len(parts[-1]))
             pos += len(parts[-1])
             self._next_seq = pos
             if not parts[-1]:
@@ -188,6 +189,7 @@ class StridePrefetcher:
         self.fs, self.url, self.depth, self.budget = fs, url, depth, budget
         self.held = held or (lambda start, end: False)
         self.history: list[tuple[int, int]] = []  # recent random reads, oldest first
+        self.streamed: list[tuple[int, int]] = []  # recent reads the sequential stream served
         self.pending: list[tuple[int, int, Any]] = []  # (start, length, future of bytes)
         self.warmed = False
 
@@ -244,9 +246,15 @@ class StridePrefetcher:
             self.pending.append((nxt, n, self.fs.pool.submit(self._fetch, nxt, n)))
             queued += n
 
+    def served(self, start: int, length: int) -> None:
+        """Note bytes the sequential stream served: they are read, and never guessed again."""
+        if length:
+            self.streamed = (self.streamed + [(start, length)])[-HISTORY:]
+
     def _known(self, start: int, length: int) -> bool:
         """Whether [start, start + length) overlaps a recent read or a pending guess."""
         return any(start < s + sn and s < start + length for s, sn in self.history) or \
+            any(start < s + sn and s < start + length for s, sn in self.streamed) or \
             any(start < p + pn and p < start + length for p, pn, _ in self.pending)
 
     def _fetch(self, start: int, length: int) -> bytes:

@@ -774,7 +774,7 @@ def test_strided_reads_asked_out_of_order_are_prefetched(hub, model, content, mo
             f.seek(at)
             assert f.read(length) == data[at:at + length]
     spans = sorted(probe.ranges)
-    assert all(a + n <= b for (a, n), (b, _) in zip(spans, spans[1:])), "no byte fetched twice"
+    assert all(a + n <= b for (a, n), (b, _) in zip(spans, spans[1:])), f"no byte fetched twice: {spans}"
     fetched = sum(n for _, n in spans)
     assert fetched <= len(order) * length + (STRIDE_DEPTH + 2) * 1.1 * length, "waste: guesses past the end"
     assert len(spans) <= len(order) + STRIDE_DEPTH + 2 and probe.peak >= 3
