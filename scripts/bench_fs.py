@@ -42,28 +42,26 @@ Run it (about 2-3 minutes on 2 cores at the defaults; the quick check below take
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import hashlib
 import json
 import math
-import multiprocessing
-import multiprocessing.connection
 import os
-import platform
 import random
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import start_hub, workdir
+from benchlib import add_numbers, add_output_args, arg_parser, start_hub, workdir, write_json
+from benchlib.machine import machine_info, machine_line, tool_version
+from benchlib.proxy import ProxyHandle
+from benchlib.table import print_table
 
 MIB = 1 << 20
 MB = 1_000_000
@@ -73,265 +71,7 @@ REPO_PARQUET, PARQUET_NAME = "admin/fs-parquet", "data.parquet"  # a dataset rep
 REPO_DOWNLOAD = "admin/fs-download"
 LARGE_FILES = 4
 SMALL_FOLDERS = 10
-PROXY_CHUNK = 256 << 10
-PROXY_QUEUE = 64  # chunks in flight per direction: 16 MiB per half round trip, far above what is read here
-MAX_EXCHANGES = 5000
-
-
-# -- latency proxy (runs in its own process) -----------------------------------------------------
-
-
-class Framer:
-    """Splits one direction of an HTTP/1.1 connection into message heads and bodies.
-
-    ``on_head(head)`` gets each head (start line + headers, without the blank line) and returns
-    how its body is framed: ``("length", n)``, ``("chunked", 0)`` or ``("close", 0)`` (to EOF);
-    ``on_body(n)`` gets the count of body (payload) bytes as they pass.
-    """
-
-    HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, TO_EOF = range(7)
-
-    def __init__(self, on_head: Callable[[bytes], tuple[str, int]], on_body: Callable[[int], None]) -> None:
-        self.on_head, self.on_body = on_head, on_body
-        self.state = self.HEAD
-        self.left = 0
-        self.buf = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        view = memoryview(data)
-        while len(view):
-            if self.state in (self.BODY, self.CHUNK_DATA, self.TO_EOF):
-                take = len(view) if self.state == self.TO_EOF else min(self.left, len(view))
-                self.on_body(take)
-                view = view[take:]
-                if self.state != self.TO_EOF:
-                    self.left -= take
-                    if not self.left:
-                        self.state = self.HEAD if self.state == self.BODY else self.CHUNK_END
-                continue
-            self.buf += view
-            sep = b"\r\n\r\n" if self.state == self.HEAD else b"\r\n"
-            at = self.buf.find(sep)
-            if at < 0:
-                return
-            token, rest = bytes(self.buf[:at]), bytes(self.buf[at + len(sep):])
-            self.buf.clear()
-            view = memoryview(rest)
-            self._token(token)
-
-    def _token(self, token: bytes) -> None:
-        if self.state == self.HEAD:
-            kind, n = self.on_head(token)
-            self.state, self.left = {"length": (self.BODY, n), "chunked": (self.CHUNK_SIZE, 0),
-                                     "close": (self.TO_EOF, 0)}[kind]
-            if self.state == self.BODY and not n:
-                self.state = self.HEAD
-        elif self.state == self.CHUNK_SIZE:
-            size = int(token.split(b";")[0].strip() or b"0", 16)
-            self.state, self.left = (self.CHUNK_DATA, size) if size else (self.TRAILER, 0)
-        elif self.state == self.CHUNK_END:
-            self.state = self.CHUNK_SIZE
-        elif self.state == self.TRAILER and not token:
-            self.state = self.HEAD
-
-
-def parse_head(head: bytes) -> tuple[list[str], dict[str, str]]:
-    """(start line split in 3, lower-cased headers) of one HTTP/1.1 message head."""
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return lines[0].split(" ", 2), headers
-
-
-def body_framing(headers: dict[str, str], default: str) -> tuple[str, int]:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return "chunked", 0
-    if headers.get("content-length", "").isdigit():
-        return "length", int(headers["content-length"])
-    return default, 0
-
-
-def new_stats() -> dict[str, Any]:
-    return {"connections": 0, "requests": 0, "methods": Counter(), "up_bytes": 0, "down_bytes": 0,
-            "down_head_bytes": 0, "down_body_bytes": 0, "parse_errors": 0, "exchanges": []}
-
-
-class ProxyConnection:
-    """Counts the requests of one client connection and the response bodies that answer them."""
-
-    def __init__(self, stats: dict[str, Any]) -> None:
-        self.stats = stats
-        self.pending: deque[list[Any]] = deque()
-        self.current: list[Any] | None = None
-        self.request = Framer(self._on_request, lambda n: None)
-        self.response = Framer(self._on_response, self._on_response_body)
-
-    def _on_request(self, head: bytes) -> tuple[str, int]:
-        start, headers = parse_head(head)
-        exchange = [start[0], start[1] if len(start) > 1 else "", headers.get("range", ""), 0, 0]
-        self.pending.append(exchange)
-        self.stats["requests"] += 1
-        self.stats["methods"][start[0]] += 1
-        if len(self.stats["exchanges"]) < MAX_EXCHANGES:
-            self.stats["exchanges"].append(exchange)
-        return body_framing(headers, "length")
-
-    def _on_response(self, head: bytes) -> tuple[str, int]:
-        start, headers = parse_head(head)
-        self.stats["down_head_bytes"] += len(head) + 4
-        status = int(start[1])
-        if 100 <= status < 200:
-            return "length", 0
-        self.current = self.pending.popleft() if self.pending else None
-        if self.current is not None:
-            self.current[3] = status
-        if status in (204, 304) or (self.current is not None and self.current[0] == "HEAD"):
-            return "length", 0
-        return body_framing(headers, "close")
-
-    def _on_response_body(self, n: int) -> None:
-        self.stats["down_body_bytes"] += n
-        if self.current is not None:
-            self.current[4] += n
-
-
-class LatencyProxy:
-    """A TCP proxy adding ``latency`` seconds to every round trip (half each way) and to every connect."""
-
-    def __init__(self, upstream: tuple[str, int], latency: float) -> None:
-        self.upstream, self.latency = upstream, latency
-        self.stats = new_stats()
-        self.done = asyncio.Event()
-
-    async def handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
-        self.stats["connections"] += 1
-        conn = ProxyConnection(self.stats)
-        await asyncio.sleep(self.latency)  # the TCP handshake's round trip
-        try:
-            sreader, swriter = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            cwriter.close()
-            return
-        writers = (cwriter, swriter)
-        half = self.latency / 2
-        await asyncio.gather(self.pipe(creader, swriter, half, conn.request.feed, "up_bytes", writers),
-                             self.pipe(sreader, cwriter, half, conn.response.feed, "down_bytes", writers),
-                             return_exceptions=True)
-        for w in writers:
-            w.close()
-
-    def _parse(self, feed: Callable[[bytes], None], data: bytes) -> Callable[[bytes], None]:
-        try:
-            feed(data)
-            return feed
-        except (ValueError, IndexError, KeyError):
-            self.stats["parse_errors"] += 1
-            return lambda _: None
-
-    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float,
-                   feed: Callable[[bytes], None], counter: str, writers: tuple[asyncio.StreamWriter, ...]) -> None:
-        """Forward ``reader`` to ``writer``, each chunk ``delay`` seconds after it arrived (a delay line)."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue(PROXY_QUEUE)
-
-        async def take_in() -> None:
-            nonlocal feed
-            try:
-                while data := await reader.read(PROXY_CHUNK):
-                    self.stats[counter] += len(data)
-                    feed = self._parse(feed, data)
-                    await queue.put((loop.time() + delay, data))
-                await queue.put((loop.time() + delay, b""))
-            except (OSError, asyncio.IncompleteReadError):
-                await queue.put((loop.time(), None))
-
-        incoming = asyncio.create_task(take_in())
-        try:
-            while True:
-                due, data = await queue.get()
-                if (wait := due - loop.time()) > 0:
-                    await asyncio.sleep(wait)
-                if data is None:
-                    raise ConnectionResetError
-                if not data:
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                    return
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            for w in writers:
-                w.close()
-        finally:
-            incoming.cancel()
-
-    def command(self, conn: multiprocessing.connection.Connection) -> None:
-        """Answer one control message from the parent: "stats" or "reset"."""
-        try:
-            what = conn.recv()
-        except EOFError:  # the parent is done
-            asyncio.get_running_loop().remove_reader(conn.fileno())
-            self.done.set()
-            return
-        if what == "reset":  # in place: open connections hold this dict
-            self.stats.clear()
-            self.stats.update(new_stats())
-            conn.send("ok")
-        else:
-            conn.send({**self.stats, "methods": dict(self.stats["methods"])})
-
-
-def proxy_main(upstream: tuple[str, int], latency: float, conn: multiprocessing.connection.Connection) -> None:
-    """Entry point of the proxy process: sends its port to the parent, serves until the parent closes the pipe."""
-
-    async def run() -> None:
-        proxy = LatencyProxy(upstream, latency)
-
-        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            try:
-                await proxy.handle(r, w)
-            except asyncio.CancelledError:  # shutdown with idle keep-alive connections still open
-                w.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        asyncio.get_running_loop().add_reader(conn.fileno(), proxy.command, conn)
-        conn.send(server.sockets[0].getsockname()[1])
-        await proxy.done.wait()
-        server.close()
-
-    asyncio.run(run())
-
-
-class ProxyHandle:
-    """The parent's side of the proxy process."""
-
-    def __init__(self, upstream: str, latency: float) -> None:
-        host, port = upstream.split("://", 1)[1].rsplit(":", 1)
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=proxy_main, args=((host, int(port)), latency, child), daemon=True)
-        self.proc.start()
-        child.close()
-        if not self.conn.poll(30):
-            raise RuntimeError("the latency proxy did not start")
-        self.endpoint = f"http://127.0.0.1:{self.conn.recv()}"
-
-    def reset(self) -> None:
-        self.conn.send("reset")
-        self.conn.recv()
-
-    def stats(self) -> dict[str, Any]:
-        self.conn.send("stats")
-        return self.conn.recv()
-
-    def stop(self) -> None:
-        self.conn.close()
-        self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.terminate()  # by its PID; we started it
-            self.proc.join(10)
+TOOLS, PACKAGES = ("curl",), ("huggingface_hub", "pandas", "pyarrow")
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -600,7 +340,8 @@ def describe_exchanges(exchanges: list[list[Any]], pq: ParquetData) -> list[str]
 
 
 def hubfs_download_available() -> bool:
-    probe = subprocess.run([sys.executable, "-m", "hubfs.cli", "download", "--help"], capture_output=True, text=True)
+    probe = subprocess.run([sys.executable, "-m", "hubfs.cli", "download", "--help"], capture_output=True, text=True,
+                           check=False)
     return probe.returncode == 0
 
 
@@ -647,7 +388,7 @@ def run_hubfs_download(endpoint: str, token: str, cache: Path) -> tuple[float, P
     os.sync()
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "hubfs.cli", "download", REPO_DOWNLOAD, "--cache-dir", str(cache),
-                           "--quiet"], capture_output=True, text=True, env=env)
+                           "--quiet"], capture_output=True, text=True, env=env, check=False)
     secs = time.perf_counter() - t0
     if proc.returncode:
         raise RuntimeError(f"hubfs download failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -787,12 +528,10 @@ def download_rows(download: dict[str, Any], args: argparse.Namespace) -> list[Ro
     return rows
 
 
-def print_table(rows: list[Row]) -> None:
-    print("| scenario | hubfs | peer | ratio | goal | met? |")
-    print("|---|---:|---:|---:|---|---|")
-    for row in rows:
-        print(f"| {row.scenario} | {row.hubfs} | {row.peer} | {row.ratio} | {row.goal} | "
-              f"{verdict(row.met) if row.goal else ''} |")
+def print_rows(rows: list[Row]) -> None:
+    print_table(["scenario", "hubfs", "peer", "ratio", "goal", "met?"],
+                ([r.scenario, r.hubfs, r.peer, r.ratio, r.goal, verdict(r.met) if r.goal else ""] for r in rows),
+                right=(1, 2, 3))
 
 
 def print_parquet_details(parquet: dict[str, Any], pq: ParquetData) -> None:
@@ -825,44 +564,23 @@ def print_notes(download: dict[str, Any] | None, args: argparse.Namespace, regis
         print("- download: `hubfs download` is not implemented yet (`python -m hubfs.cli download --help` fails).")
 
 
-def machine_info() -> dict[str, str]:
-    import huggingface_hub
-    import pandas
-    import pyarrow
-
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), platform.processor() or "unknown")
-    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True, check=False).stdout.split("\n", 1)[0]
-    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
-            "platform": platform.platform(), "curl": " ".join(curl.split()[:2]),
-            "huggingface_hub": huggingface_hub.__version__, "pandas": pandas.__version__,
-            "pyarrow": pyarrow.__version__}
-
-
-def machine_line(info: dict[str, str]) -> str:
-    return (f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}, {info['curl']}, "
-            f"huggingface_hub {info['huggingface_hub']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}")
-
-
 # -- main ----------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size-mib", type=int, default=1024, help="size of the sequentially read file (default 1024)")
-    p.add_argument("--parquet-mb", type=int, default=300, help="size of the parquet file in MB (default 300)")
-    p.add_argument("--row-groups", type=int, default=10, help="row groups in the parquet file (default 10)")
-    p.add_argument("--latency-ms", type=float, default=50, help="added round-trip time for parquet (default 50)")
-    p.add_argument("--small-files", type=int, default=1000, help="small files in the download repo (default 1000)")
-    p.add_argument("--large-mib", type=int, default=64, help=f"size of each of the {LARGE_FILES} large files "
-                   "in the download repo (default 64)")
-    p.add_argument("--runs", type=int, default=3, help="repetitions of read/parquet; the best counts (default 3)")
-    p.add_argument("--hf-runs", type=int, default=2, help="repetitions of the HfFileSystem read (default 2)")
-    p.add_argument("--download-runs", type=int, default=3, help="repetitions of the downloads (default 3)")
+    p = arg_parser(__doc__)
+    add_numbers(p, ("--size-mib", 1024, "size of the sequentially read file"),
+                ("--parquet-mb", 300, "size of the parquet file in MB"),
+                ("--row-groups", 10, "row groups in the parquet file"),
+                ("--latency-ms", 50.0, "added round-trip time for parquet"),
+                ("--small-files", 1000, "small files in the download repo"),
+                ("--large-mib", 64, f"size of each of the {LARGE_FILES} large files in the download repo"),
+                ("--runs", 3, "repetitions of read/parquet; the best counts"),
+                ("--hf-runs", 2, "repetitions of the HfFileSystem read"),
+                ("--download-runs", 3, "repetitions of the downloads"))
     p.add_argument("--only", default="read,parquet,download",
                    help="comma-separated scenarios to run (default read,parquet,download)")
-    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    add_output_args(p)
     args = p.parse_args(argv)
     if min(args.size_mib, args.parquet_mb, args.row_groups, args.small_files, args.large_mib, args.runs,
            args.hf_runs, args.download_runs) < 1 or args.latency_ms < 0:
@@ -875,8 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("curl"):
         raise SystemExit("curl is needed")
     os.environ["HF_HUB_DISABLE_XET"] = "1"  # before huggingface_hub is imported (machine_info imports it)
-    info = machine_info()
-    print(machine_line(info), flush=True)
+    info = machine_info({"curl": tool_version(["curl", "--version"], words=2)}, PACKAGES)
+    print(machine_line(info, TOOLS, PACKAGES), flush=True)
     registry = check_registry()
     with workdir(args.keep, "hubfs-bench-fs-") as tmp, contextlib.ExitStack() as stack:
         os.environ["HF_HOME"] = str(tmp / "hf-home")
@@ -912,22 +630,22 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = build_rows(read, parquet, pq, pq_size, download, args)
     print()
-    print(machine_line(info))
+    print(machine_line(info, TOOLS, PACKAGES))
     print()
-    print_table(rows)
+    print_rows(rows)
     print_notes(download, args, registry)
     if parquet and pq:
         print_parquet_details(parquet, pq)
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "registry": registry,
-            "read": read, "parquet": {"needed": pq.needed, "size": pq_size, "rows": pq.rows,
-                                      "c0_chunks": pq.c0_chunks, **parquet} if parquet and pq else None,
-            "download": download,
-            "table": [{"scenario": r.scenario, "hubfs": r.hubfs, "peer": r.peer, "ratio": r.ratio, "goal": r.goal,
-                       "met": r.met, "value": r.value, **r.extra} for r in rows],
-        }, indent=2))
-        print(f"\nwrote {args.json}")
+        print()
+        write_json(
+            args.json, info, args, registry=registry,
+            read=read, parquet={"needed": pq.needed, "size": pq_size, "rows": pq.rows,
+                                "c0_chunks": pq.c0_chunks, **parquet} if parquet and pq else None,
+            download=download,
+            table=[{"scenario": r.scenario, "hubfs": r.hubfs, "peer": r.peer, "ratio": r.ratio, "goal": r.goal,
+                    "met": r.met, "value": r.value, **r.extra} for r in rows],
+        )
     return 0
 
 

@@ -44,7 +44,6 @@ import grp
 import hashlib
 import json
 import os
-import platform
 import pwd
 import random
 import shutil
@@ -59,7 +58,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from benchlib import free_port, start_hub, stop_process, wait_http, workdir
+from benchlib import add_numbers, add_output_args, arg_parser, free_port, spawn, start_hub, wait_http, workdir, write_json
+from benchlib.machine import machine_info, machine_line, tool_version
+from benchlib.table import print_table
 
 NGINX = "/usr/sbin/nginx"
 FCGIWRAP = shutil.which("fcgiwrap") or "/usr/sbin/fcgiwrap"
@@ -77,17 +78,10 @@ SCENARIOS = {
     "lfs_pull": "git lfs pull after the skip-smudge clone (LFS only)",
 }
 GOAL = 1.2
+TOOLS = ("git", "git-lfs", "nginx")
 
 
 # -- processes and git ---------------------------------------------------------------------------
-
-
-def spawn(stack: contextlib.ExitStack, name: str, argv: list[str], log: Path) -> subprocess.Popen:
-    """Start ``argv`` with stdout+stderr to ``log``; it is stopped when ``stack`` closes."""
-    out = stack.enter_context(open(log, "wb"))  # noqa: SIM115 - closed by the stack
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    stack.callback(stop_process, proc, name)
-    return proc
 
 
 def git_env(home: Path) -> dict[str, str]:
@@ -121,14 +115,6 @@ def setup_home(home: Path) -> dict[str, str]:
     run(["git", "lfs", "install"], env)
     run(["git", "config", "--global", "init.defaultBranch", "main"], env)
     return env
-
-
-def version(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError:
-        return "missing"
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "unknown"
 
 
 # -- the content ---------------------------------------------------------------------------------
@@ -563,19 +549,6 @@ def measure(targets: dict[str, str], src: Source, env: dict[str, str], tmp: Path
 # -- report --------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, str]:
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), platform.processor() or "unknown")
-    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
-            "platform": platform.platform(), "git": version(["git", "--version"]),
-            "git-lfs": version(["git", "lfs", "version"]), "nginx": version([NGINX, "-v"])}
-
-
-def machine_line(info: dict[str, str]) -> str:
-    return (f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}, {info['git']}, "
-            f"{info['git-lfs']}, {info['nginx']}")
-
-
 def summarize(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
     """Per scenario: best seconds of each server, their ratio, and the median of the per-run ratios."""
     out: dict[str, dict[str, float]] = {}
@@ -587,14 +560,12 @@ def summarize(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, f
     return out
 
 
-def print_table(best: dict[str, dict[str, float]], runs: int) -> None:
-    print(f"| scenario (best of {runs}) | hubfs (s) | git http-backend (s) | hubfs / baseline | "
-          "median of per-run ratios |")
-    print("|---|---:|---:|---:|---:|")
-    for scenario, label in SCENARIOS.items():
-        r = best[scenario]
-        print(f"| {label} | {r['hubfs']:.2f} | {r['baseline']:.2f} | {r['ratio']:.2f}x | "
-              f"{r['median_paired_ratio']:.2f}x |")
+def print_results(best: dict[str, dict[str, float]], runs: int) -> None:
+    head = [f"scenario (best of {runs})", "hubfs (s)", "git http-backend (s)", "hubfs / baseline",
+            "median of per-run ratios"]
+    print_table(head, ([label, f"{best[s]['hubfs']:.2f}", f"{best[s]['baseline']:.2f}", f"{best[s]['ratio']:.2f}x",
+                        f"{best[s]['median_paired_ratio']:.2f}x"] for s, label in SCENARIOS.items()),
+                right=range(1, len(head)))
 
 
 def print_notes(baseline: str, args: argparse.Namespace, push_s: float) -> None:
@@ -609,15 +580,14 @@ def print_notes(baseline: str, args: argparse.Namespace, push_s: float) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--files", type=int, default=2000, help="number of small text files (default 2000)")
-    p.add_argument("--lfs-objects", type=int, default=300, help="number of LFS files (default 300)")
-    p.add_argument("--lfs-mib", type=int, default=1, help="size of each LFS file in MiB (default 1)")
-    p.add_argument("--runs", type=int, default=3, help="repetitions; the best counts (default 3)")
+    p = arg_parser(__doc__)
+    add_numbers(p, ("--files", 2000, "number of small text files"),
+                ("--lfs-objects", 300, "number of LFS files"),
+                ("--lfs-mib", 1, "size of each LFS file in MiB"),
+                ("--runs", 3, "repetitions; the best counts"))
     p.add_argument("--baseline-host", choices=("auto", "nginx", "python"), default="auto",
                    help="nginx+fcgiwrap (auto: when both exist) or the Python CGI bridge")
-    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    add_output_args(p)
     args = p.parse_args(argv)
     if args.files < 1 or args.lfs_objects < 1 or args.lfs_mib < 1 or args.runs < 1:
         p.error("--files, --lfs-objects, --lfs-mib and --runs must be >= 1")
@@ -626,8 +596,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    info = machine_info()
-    print(machine_line(info), flush=True)
+    info = machine_info({"git": tool_version(["git", "--version"]), "git-lfs": tool_version(["git", "lfs", "version"]),
+                         "nginx": tool_version([NGINX, "-v"])})
+    print(machine_line(info, TOOLS), flush=True)
     with workdir(args.keep, "hubfs-bench-git-") as tmp, contextlib.ExitStack() as stack:
         os.environ.setdefault("HF_HOME", str(tmp / "hf-home"))
         env = setup_home(tmp / "home")
@@ -648,9 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         times = measure({"hubfs": hub_url, "baseline": base_url}, src, env, tmp, args.runs)
     best = summarize(times)
     print()
-    print(machine_line(info))
+    print(machine_line(info, TOOLS))
     print()
-    print_table(best, args.runs)
+    print_results(best, args.runs)
     ratio = best["full"]["ratio"]
     met = ratio <= GOAL
     print(f"\ngoal (full clone wall time within {GOAL}x of git http-backend, best of {args.runs} each): "
@@ -658,11 +629,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{best['full']['median_paired_ratio']:.2f}x)")
     print_notes(baseline, args, push_s)
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "baseline": baseline,
-            "push_seconds": push_s, "labels": SCENARIOS, "runs": times, "best": best, "goal": GOAL, "goal_met": met,
-        }, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, info, args, baseline=baseline, push_seconds=push_s, labels=SCENARIOS, runs=times,
+                   best=best, goal=GOAL, goal_met=met)
     return 0
 
 

@@ -28,9 +28,7 @@ import argparse
 import contextlib
 import grp
 import hashlib
-import json
 import os
-import platform
 import pwd
 import random
 import shutil
@@ -43,7 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from benchlib import free_port, stop_process, wait_http, workdir
+from benchlib import add_numbers, add_output_args, arg_parser, free_port, spawn, wait_http, workdir, write_json
+from benchlib.machine import machine_info, machine_line, tool_version
+from benchlib.table import print_table, ratio
 from tqdm import tqdm
 
 NGINX = "/usr/sbin/nginx"
@@ -106,15 +106,6 @@ def make_dataset(root: Path, size_mib: int, files: int) -> Dataset:
 
 
 # -- processes -----------------------------------------------------------------------------------
-
-
-def spawn(stack: contextlib.ExitStack, name: str, argv: list[str], log: Path,
-          env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``argv`` with stdout+stderr to ``log``; it is stopped when ``stack`` closes."""
-    out = stack.enter_context(open(log, "wb"))  # noqa: SIM115 - closed by the stack
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    stack.callback(stop_process, proc, name)
-    return proc
 
 
 def start_hubfs(stack: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
@@ -313,31 +304,16 @@ def scenarios(data: Dataset, args: argparse.Namespace) -> list[Scenario]:
     ]
 
 
-def machine_info() -> dict[str, str]:
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), platform.processor() or "unknown")
-    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True, check=False).stdout.split("\n", 1)[0]
-    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
-            "platform": platform.platform(), "curl": " ".join(curl.split()[:2])}
-
-
 def fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:,.1f}"
 
 
-def ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if a is None or not b else f"{a / b:.2f}x"
-
-
-def print_table(results: dict[str, dict[str, float | None]], rows: list[Scenario], servers: list[str]) -> None:
+def print_results(results: dict[str, dict[str, float | None]], rows: list[Scenario], servers: list[str]) -> None:
     head = ["scenario", "unit", *servers, "hubfs / http.server", "hubfs / nginx"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
-    for s in rows:
-        r = results[s.key]
-        cells = [s.label, s.unit, *(fmt(r.get(name)) for name in servers),
-                 ratio(r.get("hubfs"), r.get("http.server")), ratio(r.get("hubfs"), r.get("nginx"))]
-        print("| " + " | ".join(cells) + " |")
+    print_table(head, ([s.label, s.unit, *(fmt(results[s.key].get(name)) for name in servers),
+                        ratio(results[s.key].get("hubfs"), results[s.key].get("http.server")),
+                        ratio(results[s.key].get("hubfs"), results[s.key].get("nginx"))] for s in rows),
+                right=range(2, len(head)))
 
 
 NOTES = (
@@ -382,21 +358,19 @@ def run_all(targets: list[Target], rows: list[Scenario]) -> dict[str, dict[str, 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size-mib", type=int, default=1024, help="size of the big LFS file (default 1024)")
-    p.add_argument("--files", type=int, default=1000, help="number of small files (default 1000)")
-    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
-    p.add_argument("--runs", type=int, default=3, help="repetitions; the best counts (default 3)")
-    p.add_argument("--concurrent-runs", type=int, default=1,
-                   help="repetitions of the concurrent big-file download (default 1)")
-    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p = arg_parser(__doc__)
+    add_numbers(p, ("--size-mib", 1024, "size of the big LFS file"),
+                ("--files", 1000, "number of small files"),
+                ("--clients", 16, "concurrent clients"),
+                ("--runs", 3, "repetitions; the best counts"),
+                ("--concurrent-runs", 1, "repetitions of the concurrent big-file download"))
+    add_output_args(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    info = machine_info()
+    info = machine_info({"curl": tool_version(["curl", "--version"], words=2)})
     print(f"machine: nproc={info['nproc']}, cpu={info['cpu']}, python {info['python']}, {info['platform']}, "
           f"{info['curl']}")
     if not shutil.which("curl"):
@@ -419,9 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         results = run_all(targets, rows)
     servers = ["hubfs", "http.server", "nginx"]
     print()
-    print(f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}, {info['curl']}")
+    print(machine_line(info, ["curl"]))
     print()
-    print_table(results, rows, servers)
+    print_results(results, rows, servers)
     single = results["big_1"]
     baseline = max((v for k, v in single.items() if k != "hubfs" and v), default=None)
     if baseline:
@@ -430,10 +404,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if share >= 0.8 else 'NOT met'}")
     print_notes()
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "units": {s.key: s.unit for s in rows},
-                                         "labels": {s.key: s.label for s in rows}, "results": results}, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, info, args, units={s.key: s.unit for s in rows},
+                   labels={s.key: s.label for s in rows}, results=results)
     return 0
 
 

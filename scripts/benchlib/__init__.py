@@ -1,0 +1,120 @@
+"""Pieces the benchmark scripts share.
+
+Here: free ports, starting and stopping the processes a benchmark runs, a temporary workdir, the
+embedded hub, and the argparse and JSON boilerplate. Beside it: ``benchlib.proxy`` (a loopback
+proxy that adds latency and counts requests and bytes), ``benchlib.machine`` (the machine line
+every benchmark prints) and ``benchlib.table`` (Markdown tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TESTS = Path(__file__).resolve().parent.parent.parent / "tests"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen, name: str) -> None:
+    """Terminate one process we started (by its PID), killing it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            print(f"note: {name} (pid {proc.pid}) ignored SIGTERM; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait(10)
+
+
+def spawn(stack: contextlib.ExitStack, name: str, argv: list[str], log: Path,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``argv`` with stdout+stderr to ``log``; it is stopped (by its PID) when ``stack`` closes."""
+    out = stack.enter_context(open(log, "wb"))  # noqa: SIM115 - closed by the stack
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    stack.callback(stop_process, proc, name)
+    return proc
+
+
+@contextlib.contextmanager
+def workdir(keep: bool, prefix: str = "hubfs-bench-") -> Iterator[Path]:
+    """A temporary folder, removed at the end unless ``keep``."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_http(url: str, proc: subprocess.Popen | None, log: Path | None, timeout: float = 30) -> None:
+    """Until ``url`` answers anything over HTTP; fail if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; log:\n{tail}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def start_hub(stack: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
+    """``hubfs serve --port 0`` via the tests' HubServer; returns (endpoint, admin token)."""
+    sys.path.insert(0, str(TESTS))
+    from hub_server import HubServer
+
+    server = HubServer(tmp / "hub-data")
+    stack.callback(server.stop)
+    server.start()
+    return server.endpoint, server.admin_token
+
+
+# -- command line and results --------------------------------------------------------------------
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser described by the first paragraph of the script's docstring."""
+    return argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+
+
+def add_numbers(p: argparse.ArgumentParser, *options: tuple[str, float, str]) -> None:
+    """Numeric options, each ``(flag, default, help)``, typed as their default (int or float), the help
+    ending with ``(default N)``."""
+    for flag, default, text in options:
+        p.add_argument(flag, type=type(default), default=default, help=f"{text} (default {default:g})")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """The options every benchmark ends with: ``--json PATH`` and ``--keep``."""
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+
+
+def write_json(path: Path, machine: dict[str, str], args: argparse.Namespace, **fields: Any) -> None:
+    """The run's numbers: the machine, the arguments (as strings), then ``fields`` in their order."""
+    report = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, **fields}
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")

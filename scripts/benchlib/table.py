@@ -1,0 +1,24 @@
+"""Markdown tables, the format every benchmark prints its results in (and the README quotes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def markdown_table(head: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> list[str]:
+    """The lines of a Markdown table; the columns whose indexes are in ``right`` are right-aligned."""
+    right = set(right)
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def print_table(head: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> None:
+    for line in markdown_table(head, rows, right):
+        print(line)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """``a / b`` as ``1.23x``, or ``n/a`` when either is missing."""
+    return "n/a" if a is None or not b else f"{a / b:.2f}x"
