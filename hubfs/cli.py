@@ -10,11 +10,12 @@ import os
 import sys
 from pathlib import Path
 
+from hubfs import config
 from hubfs.errors import HubfsError
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data or os.environ.get("HUBFS_DATA") or "hubfs-data")
+    return config.data_dir(args.data)
 
 
 def _size(text: str) -> int:

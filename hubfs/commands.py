@@ -128,10 +128,10 @@ def cmd_repo_create(args: argparse.Namespace) -> int:
 
 
 def cmd_repo_delete(args: argparse.Namespace) -> int:
-    if not args.yes and sys.stdin.isatty():
-        if input(f"Delete {args.repo_type} {args.repo_id} and all its files? [y/N] ").strip().lower() != "y":
-            print("Aborted.", file=sys.stderr)
-            return 1
+    question = f"Delete {args.repo_type} {args.repo_id} and all its files? [y/N] "
+    if not args.yes and sys.stdin.isatty() and input(question).strip().lower() != "y":
+        print("Aborted.", file=sys.stderr)
+        return 1
     try:
         _client(args).delete_repo(args.repo_type, args.repo_id)
     except FileNotFoundError:

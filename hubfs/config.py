@@ -1,19 +1,39 @@
-"""Where hubfs talks to and with what: endpoint, token, cache folders and offline mode.
+"""Every setting hubfs reads from the environment, and the sizes its byte path is built on.
 
-Read the same way as huggingface_hub reads them, so both tools agree on one machine:
-``HF_ENDPOINT``; ``HF_TOKEN`` (or ``HUGGING_FACE_HUB_TOKEN``), else the token file ``HF_TOKEN_PATH``
-(default ``$HF_HOME/token``); ``HF_HOME`` (default ``$XDG_CACHE_HOME/huggingface``);
+The Hub's own variables are read the same way as huggingface_hub reads them, so both tools agree on
+one machine: ``HF_ENDPOINT``; ``HF_TOKEN`` (or ``HUGGING_FACE_HUB_TOKEN``), else the token file
+``HF_TOKEN_PATH`` (default ``$HF_HOME/token``); ``HF_HOME`` (default ``$XDG_CACHE_HOME/huggingface``);
 ``HF_HUB_CACHE`` (default ``$HF_HOME/hub``); ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``.
+
+hubfs's own variables, each read by one function here and nowhere else:
+
+| variable            | read by              | meaning                                                            |
+| ------------------- | -------------------- | ------------------------------------------------------------------ |
+| HUBFS_MALLOPT       | malloc_tuning()      | 0: leave glibc's allocator alone (see hubfs.client.malloc)         |
+| HUBFS_DATA          | data_dir()           | the embedded hub's data folder (default ./hubfs-data)              |
+| HUBFS_NO_SENDFILE   | sendfile_enabled()   | set: the hub copies file bodies instead of using sendfile          |
+| HUBFS_REQUEST_LOG   | request_log()        | a file the hub appends "METHOD PATH RANGE" to per request (tests)  |
+| HUBFS_FAULT_PAUSE   | fault_pause()        | <point>:<flag file>: the hub pauses at that point (crash tests)    |
+| HUBFS_REPO_TYPE     | HookEnv              | set by the hub for its git pre-receive hook, not by users: the     |
+| HUBFS_REPO_ID       | HookEnv              | repo pushed to, the pusher, the data folder and the size from      |
+| HUBFS_PUSHER        | HookEnv              | which a file must be stored with LFS (HUBFS_REGULAR_MAX, default   |
+| HUBFS_REGULAR_MAX   | HookEnv              | 10 MiB, from `hubfs serve --regular-max-size`)                     |
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
+
+# -- sizes of the byte path (defined here once) ---------------------------------------------------
+PART_SIZE = 16 << 20  # one ranged GET of a big read or download; read-ahead ranges grow up to it
+PROBE_SIZE = 64 << 10  # the first (or last) bytes fetched when a file is opened or peeked
+REGULAR_MAX = 10 << 20  # the hub's default: files this big or bigger must be LFS objects
 
 
 def _flag(name: str) -> bool:
@@ -49,6 +69,14 @@ def find_token() -> str | None:
     return value or None
 
 
+def ca_locations() -> tuple[str | None, str | None]:
+    """(CA file, CA folder) for https, as curl and requests read them: ``SSL_CERT_FILE``, else
+    ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``; and ``SSL_CERT_DIR``. (None, None): the default."""
+    cafile = next((os.environ[n] for n in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+                   if os.environ.get(n)), None)
+    return cafile, os.environ.get("SSL_CERT_DIR") or None
+
+
 @dataclass(frozen=True)
 class HubConfig:
     """One client's settings. ``token`` None means anonymous."""
@@ -60,7 +88,7 @@ class HubConfig:
 
     @classmethod
     def load(cls, endpoint: str | None = None, token: str | bool | None = None,
-             cache_dir: str | Path | None = None) -> "HubConfig":
+             cache_dir: str | Path | None = None) -> HubConfig:
         """Explicit arguments win over the environment; ``token=False`` forces anonymous calls."""
         resolved = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         if token is False:
@@ -71,3 +99,53 @@ class HubConfig:
             tok = find_token()
         return cls(resolved, tok, Path(cache_dir).expanduser() if cache_dir else hub_cache(),
                    _flag("HF_HUB_OFFLINE") or _flag("TRANSFORMERS_OFFLINE"))
+
+
+# -- hubfs's own settings (HUBFS_*) ------------------------------------------------------------------
+
+
+def malloc_tuning() -> bool:
+    """Whether hubfs may tune glibc's allocator for big reads (``HUBFS_MALLOPT=0`` says no)."""
+    return os.environ.get("HUBFS_MALLOPT", "1").strip() != "0"
+
+
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """The embedded hub's data folder: ``explicit``, else ``HUBFS_DATA``, else ``./hubfs-data``."""
+    return Path(explicit or os.environ.get("HUBFS_DATA") or "hubfs-data")
+
+
+def sendfile_enabled() -> bool:
+    """Whether the hub may send file bodies with ``sendfile`` (``HUBFS_NO_SENDFILE`` set: no)."""
+    return not os.environ.get("HUBFS_NO_SENDFILE")
+
+
+def request_log() -> str | None:
+    """The file the hub logs each request to (``HUBFS_REQUEST_LOG``), or None."""
+    return os.environ.get("HUBFS_REQUEST_LOG") or None
+
+
+def fault_pause() -> tuple[str, str]:
+    """The fault point to pause at and the flag file to create there (``HUBFS_FAULT_PAUSE``), or empty."""
+    point, _, flag = os.environ.get("HUBFS_FAULT_PAUSE", "").partition(":")
+    return point, flag
+
+
+@dataclass(frozen=True)
+class HookEnv:
+    """What the hub tells its git ``pre-receive`` hook through the environment."""
+
+    data: Path
+    repo_type: str
+    repo_id: str
+    pusher: str
+    regular_max: int = REGULAR_MAX
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> HookEnv:
+        return cls(Path(env["HUBFS_DATA"]), env["HUBFS_REPO_TYPE"], env["HUBFS_REPO_ID"],
+                   env.get("HUBFS_PUSHER", ""), int(env.get("HUBFS_REGULAR_MAX", REGULAR_MAX)))
+
+    def variables(self) -> dict[str, str]:
+        """The environment variables that :meth:`read` reads back."""
+        return {"HUBFS_DATA": str(self.data), "HUBFS_REPO_TYPE": self.repo_type, "HUBFS_REPO_ID": self.repo_id,
+                "HUBFS_PUSHER": self.pusher, "HUBFS_REGULAR_MAX": str(self.regular_max)}

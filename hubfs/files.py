@@ -7,17 +7,21 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
+from itertools import pairwise
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubfs.client.commit import Add
 from hubfs.client.fetch import content_hash
 from hubfs.client.readahead import ReadAhead
+from hubfs.config import PROBE_SIZE
 from hubfs.errors import EntryNotFoundError
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from hubfs.fs import HubFileSystem
 
-PROBE = 64 << 10
 BLOCK_CACHE_MIN = 8 << 20
 
 
@@ -47,7 +51,7 @@ class HubFile(io.RawIOBase):
             if edge is not None:  # the first or last bytes, from the peek that opened the file
                 self._buf_start, self._buf = edge[0], memoryview(edge[1])
         else:
-            first = bytearray(PROBE)
+            first = bytearray(PROBE_SIZE)
             headers: dict[str, str] = {}
             try:
                 n, total = fs.fetcher.fetch_into(url, 0, memoryview(first), headers)
@@ -118,17 +122,18 @@ class HubFile(io.RawIOBase):
         """A seek forward by no more than the read's own length, inside what the stream fetches: reading
         on past a skipped record. Longer jumps are random or strided reads."""
         stream = self._stream
-        return stream is not None and stream.holds(pos) and pos - stream.pos <= max(length, PROBE)
+        return stream is not None and stream.holds(pos) and pos - stream.pos <= max(length, PROBE_SIZE)
 
     def _sequential(self, start: int, end: int, length: int) -> bytes:
         """[start, end) from the read-ahead stream (started here, for reads of ``length``, if needed)."""
-        if self._skips_within_stream(start, end - start):
-            self._stream.skip_to(start)  # a short skip forward (a seek past a tar member, say)
+        stream = self._stream
+        if stream is not None and self._skips_within_stream(start, end - start):
+            stream.skip_to(start)  # a short skip forward (a seek past a tar member, say)
         else:
-            if self._stream is not None:
-                self._stream.close()
-            self._stream = ReadAhead(self.fs.fetcher, self.fs.part_pool, self.url, start, self.size, length)
-        return self._stream.read(end - start)
+            if stream is not None:
+                stream.close()
+            stream = self._stream = ReadAhead(self.fs.fetcher, self.fs.part_pool, self.url, start, self.size, length)
+        return stream.read(end - start)
 
     def _random(self, start: int, end: int) -> bytes:
         """A non-sequential read: exactly [start, end), from a strided prefetch, the sparse cache or the hub."""
@@ -164,7 +169,7 @@ class HubFile(io.RawIOBase):
             self._blocks.promote(self._oid, self.size, *self._where)
         super().close()
 
-    def __enter__(self) -> HubFile:
+    def __enter__(self) -> Self:
         return self
 
 
@@ -221,7 +226,7 @@ class StridePrefetcher:
             return
         if max(lengths) - min(lengths) > max(lengths) // 50:
             return  # a stride repeats one read
-        gaps = [b - a for (a, _), (b, _) in zip(reads, reads[1:])]
+        gaps = [b - a for (a, _), (b, _) in pairwise(reads)]
         stride = min(gaps)
         if stride < max(lengths):
             return
@@ -232,7 +237,7 @@ class StridePrefetcher:
         jitter = int(max(4096, 2 * max(deviations), max(lengths) // 64 if len(reads) == 2 else 0))
         want = max(lengths) + (max(lengths) - min(lengths)) + 2 * jitter
         slots = [a + j * (b - a) // round((b - a) / stride)  # the missing ones between known reads
-                 for (a, _), (b, _) in zip(reads, reads[1:]) for j in range(1, round((b - a) / stride))]
+                 for (a, _), (b, _) in pairwise(reads) for j in range(1, round((b - a) / stride))]
         slots += [reads[-1][0] + k * stride for k in range(1, self.depth + 1)] + [reads[0][0] - stride]
         del slots[self.depth + len(reads):]  # guesses in proportion to the evidence
         queued = sum(n for _, n, _ in self.pending)
@@ -274,7 +279,7 @@ class HubWriteFile(io.RawIOBase):
     def __init__(self, fs: HubFileSystem, path: str, autocommit: bool = True) -> None:
         super().__init__()
         self.fs, self.path, self.autocommit = fs, path, autocommit
-        self._tmp = tempfile.NamedTemporaryFile(prefix="hubfs-write-", delete=False)
+        self._tmp = tempfile.NamedTemporaryFile(prefix="hubfs-write-", delete=False)  # noqa: SIM115 - open until close()
         self._done = False
 
     def writable(self) -> bool:
@@ -301,7 +306,7 @@ class HubWriteFile(io.RawIOBase):
         self._done = True
         path = self._tmp.name
         try:
-            data = open(path, "rb").read() if os.path.getsize(path) <= (8 << 20) else None
+            data = Path(path).read_bytes() if os.path.getsize(path) <= (8 << 20) else None
             if data is not None:
                 self.fs._queue(self.path, lambda rp: Add(rp.path, data))
             else:

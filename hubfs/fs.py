@@ -11,7 +11,10 @@ Same URL grammar: ``hf://[datasets/|spaces/]ns/name[@rev]/path``. What differs:
   growing to 16 MiB, four in flight (:mod:`hubfs.client.readahead`); random reads fetch only what
   was asked, strides are prefetched; ``cat_ranges`` runs its ranges concurrently;
 - writes become commits (LFS for large files, streamed from disk); inside ``with fs.transaction:``
-  any number of writes, deletes and moves are one commit per branch.
+  any number of writes, deletes and moves are one commit per branch;
+- a path missing under a branch pinned before the call re-resolves the branch once before
+  ``FileNotFoundError`` is raised, so a file just pushed by anyone (git, another process) is found;
+- ``close()`` (or ``with HubFileSystem(...) as fs:``) shuts its thread pools and connections down.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.registry import register_implementation
@@ -34,13 +38,17 @@ from hubfs.client.cache import HubCache
 from hubfs.client.commit import Add, Delete, LfsRef, Operation
 from hubfs.client.download import RemoteFile, fetch_file
 from hubfs.client.fetch import RangeFetcher
+from hubfs.client.malloc import keep_freed_buffers
 from hubfs.client.peek import TAIL_FIRST, peek_file
-from hubfs.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
+from hubfs.config import PART_SIZE
+from hubfs.errors import EntryNotFoundError, HubfsError, RepoNotFoundError, RevisionNotFoundError
 from hubfs.files import HubFile, HubWriteFile
 from hubfs.paths import RepoPath
 
-PART = 16 << 20
-PARALLEL_MIN_FILE = 64 << 20
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+T = TypeVar("T")
 
 
 def _entry(name: str, raw: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +71,11 @@ class HubTransaction(Transaction):
 
 
 class HubFileSystem(AbstractFileSystem):
-    """fsspec filesystem over one hub (``endpoint``, default ``HF_ENDPOINT``) with one token."""
+    """fsspec filesystem over one hub (``endpoint``, default ``HF_ENDPOINT``) with one token.
+
+    Constructing one applies hubfs's allocator tuning for big reads, once per process
+    (:func:`hubfs.client.malloc.keep_freed_buffers`; ``HUBFS_MALLOPT=0`` turns it off).
+    """
 
     protocol = ("hf", "hubfs")
     root_marker = ""
@@ -84,12 +96,15 @@ class HubFileSystem(AbstractFileSystem):
         self._pool: ThreadPoolExecutor | None = None
         self._part_pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._closed = False
+        keep_freed_buffers()
 
     # -- plumbing ----------------------------------------------------------------------------------
 
     @property
     def pool(self) -> ThreadPoolExecutor:
         with self._lock:
+            self._check_open()
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs")
             return self._pool
@@ -99,16 +114,60 @@ class HubFileSystem(AbstractFileSystem):
         """Runs the 16 MiB pieces of one big read; separate from ``pool`` so a task there that waits
         for its pieces can never starve them."""
         with self._lock:
+            self._check_open()
             if self._part_pool is None:
                 self._part_pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-part")
             return self._part_pool
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("This HubFileSystem is closed; create a new one.")
+
+    def close(self) -> None:
+        """Shut down the thread pools (waiting for running tasks), the connections and the client, and
+        leave fsspec's instance cache, so that ``HubFileSystem(...)`` makes a new one. Idempotent."""
+        with self._lock:
+            self._closed = True
+            pools = [p for p in (self._pool, self._part_pool) if p is not None]
+            self._pool = self._part_pool = None
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=True)
+        self.fetcher.close()
+        self.client.close()
+        self._drop_temporaries()
+        type(self)._cache.pop(getattr(self, "_fs_token_", None), None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rechecked(self, path: str, op: Callable[[], T]) -> T:
+        """``op()``, run once more if it found ``path`` missing under a branch pin learnt before the call
+        and the branch now points elsewhere (pushed to by git, another process or another token)."""
+        since = self.client.pin_stamp()
+        try:
+            return op()
+        except FileNotFoundError:
+            if not self._branch_moved(path, since):
+                raise
+        return op()
+
+    def _branch_moved(self, path: str, since: int) -> bool:
+        try:
+            rp = RepoPath.parse(self._strip_protocol(path))
+            return self.client.recheck(rp.repo_type.value, rp.repo_id, rp.revision, since)
+        except (HubfsError, ValueError):
+            return False  # no such repo or revision, or not a repo path: the first error stands
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:  # type: ignore[override]
         path = str(path)
         for proto in ("hf://", "hubfs://"):
-            if path.startswith(proto):
-                path = path[len(proto):]
+            path = path.removeprefix(proto)
         return path.rstrip("/")
 
     def _parse(self, path: str) -> tuple[RepoPath, str]:
@@ -137,6 +196,9 @@ class HubFileSystem(AbstractFileSystem):
     # -- listing -----------------------------------------------------------------------------------
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        return self._rechecked(path, lambda: self._ls(path, detail))
+
+    def _ls(self, path: str, detail: bool) -> list[Any]:
         rp, sha = self._parse(path)
         key = (rp.repo_type.value, rp.repo_id, sha, rp.path)
         entries = self._listings.get(key)
@@ -183,6 +245,9 @@ class HubFileSystem(AbstractFileSystem):
         return key, self._named(rp, entry)
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self._rechecked(path, lambda: self._info(path))
+
+    def _info(self, path: str) -> dict[str, Any]:
         peeked = self._peek(path)
         if peeked is not None:
             return peeked[1]
@@ -204,6 +269,13 @@ class HubFileSystem(AbstractFileSystem):
 
     def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False,
              **kwargs: Any) -> Any:
+        since = self.client.pin_stamp()
+        found = self._find(path, maxdepth, withdirs, detail)
+        if not found and self._branch_moved(path, since):  # nothing there: perhaps not yet, under an old pin
+            found = self._find(path, maxdepth, withdirs, detail)
+        return found
+
+    def _find(self, path: str, maxdepth: int | None, withdirs: bool, detail: bool) -> Any:
         rp, sha = self._parse(path)
         rkey = (rp.repo_type.value, rp.repo_id, sha, rp.path, "recursive")
         raw = self._listings.get(rkey)
@@ -270,7 +342,8 @@ class HubFileSystem(AbstractFileSystem):
         yield from super().walk(path, maxdepth=maxdepth, topdown=topdown, on_error=on_error, _filled=True, **kwargs)
 
     def invalidate_cache(self, path: str | None = None) -> None:
-        """Forget branch pins (listings are per commit and never go stale)."""
+        """Stop trusting the branch pins learnt so far, in this filesystem only (listings are per commit
+        and never go stale; other filesystems of the same endpoint and token keep their pins)."""
         self.client.forget_pins()
         super().invalidate_cache(path)
 
@@ -290,9 +363,9 @@ class HubFileSystem(AbstractFileSystem):
 
     def read_into(self, url: str, start: int, buf: memoryview) -> tuple[int, int]:
         """Fill ``buf`` from ``start``, as concurrent 16 MiB ranges when it is bigger; (bytes, total size)."""
-        if len(buf) <= PART:
+        if len(buf) <= PART_SIZE:
             return self.fetcher.fetch_into(url, start, buf)
-        pieces = [(off, min(PART, len(buf) - off)) for off in range(0, len(buf), PART)]
+        pieces = [(off, min(PART_SIZE, len(buf) - off)) for off in range(0, len(buf), PART_SIZE)]
         results = list(self.part_pool.map(lambda p: self.fetcher.fetch_into(url, start + p[0], buf[p[0]:p[0] + p[1]]),
                                      pieces))
         got = 0
@@ -303,14 +376,17 @@ class HubFileSystem(AbstractFileSystem):
         return got, max(total for _, total in results)
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        return self._rechecked(path, lambda: self._cat_file(path, start, end))
+
+    def _cat_file(self, path: str, start: int | None, end: int | None) -> bytes:
         rp, sha = self._parse(path)
         url = self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
         if start is None and end is None:
             with self.open(path, "rb") as f:
                 return f.read()
-        size = None
-        if (start or 0) < 0 or (end is not None and end < 0) or end is None:
-            size = self.info(path)["size"]
+        size = 0
+        if (start or 0) < 0 or end is None or end < 0:
+            size = int(self.info(path)["size"])
         s = (start or 0) + (size if (start or 0) < 0 else 0)
         e = size if end is None else end + (size if end < 0 else 0)
         s = max(0, s)
@@ -347,7 +423,7 @@ class HubFileSystem(AbstractFileSystem):
         def one(i: int) -> Any:
             try:
                 return self.cat_file(paths[i], starts[i], ends[i])
-            except Exception as exc:  # noqa: BLE001 - fsspec's on_error="return" contract
+            except Exception as exc:  # fsspec's on_error="return" contract
                 if on_error == "raise":
                     raise
                 return exc
@@ -357,19 +433,22 @@ class HubFileSystem(AbstractFileSystem):
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
               cache_options: dict | None = None, **kwargs: Any) -> Any:
         if mode in ("rb", "r"):
-            self._peek(path)
-            rp, sha = self._parse(path)
-            key = (rp.repo_type.value, rp.repo_id, sha, rp.path)
-            url = self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
-            with self._lock:
-                edge = self._edges.get(key)
-            return HubFile(self, self._name(rp, rp.path), url, key, self._entries.get(key), edge)
+            return self._rechecked(path, lambda: self._open_read(path))
         if mode in ("wb", "xb", "w"):
             if mode == "xb" and self.exists(path):
                 raise FileExistsError(path)
             return HubWriteFile(self, path, autocommit=autocommit and not self._intrans)
         raise ValueError(f"Mode {mode!r} is not supported: a file in a Hub repo is replaced whole by a commit, so "
                          "append and random writes are impossible. Read it, then write the full content with 'wb'.")
+
+    def _open_read(self, path: str) -> HubFile:
+        self._peek(path)
+        rp, sha = self._parse(path)
+        key = (rp.repo_type.value, rp.repo_id, sha, rp.path)
+        url = self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
+        with self._lock:
+            edge = self._edges.get(key)
+        return HubFile(self, self._name(rp, rp.path), url, key, self._entries.get(key), edge)
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -478,7 +557,7 @@ class HubFileSystem(AbstractFileSystem):
                 if self.owner:
                     fs.start_transaction()
 
-            def __exit__(self, exc_type: Any, *rest: Any) -> None:
+            def __exit__(self, exc_type: object, *rest: object) -> None:
                 if self.owner:
                     fs.end_transaction() if exc_type is None else fs.transaction.complete(commit=False)
 

@@ -32,7 +32,8 @@ def _bytes(n: int, seed: int) -> bytes:
 
 
 def _fresh(hub: HubServer, **kwargs) -> HubFileSystem:
-    """A new filesystem starting cold: no instance reused, no branch pinned (pins are shared in the process)."""
+    """A new filesystem starting cold: no instance reused, no branch pinned (pins are shared by the clients of
+    one endpoint and token, so this client stops trusting those learnt so far)."""
     fs = HubFileSystem(endpoint=hub.endpoint, token=hub.admin_token, skip_instance_cache=True, **kwargs)
     fs.client.forget_pins()
     return fs
@@ -610,7 +611,8 @@ def test_budget_info(logged) -> None:
     fs = _fresh(server)
     assert fs.info(f"{rid}/many")["type"] == "directory"  # a folder: the peek still pins the branch
     assert fs.isfile(f"{rid}/many/f0042.txt") and not fs.exists(f"{rid}/many/nope.txt")
-    assert log.count("/revision/") == 0 and len(log.lines()) == 5
+    # a miss under a pin learnt before the call re-resolves the branch once (it may have moved since)
+    assert log.count("/revision/") == 1 and len(log.lines()) == 6
 
 
 def test_budget_find_glob_walk_du(logged) -> None:

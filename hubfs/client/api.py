@@ -2,42 +2,53 @@
 
 Revisions are pinned: a branch or tag resolves to a 40-hex commit once per ``revision_ttl``
 seconds, and everything else is addressed by that commit, so a push during a read never mixes two
-commits. Tree listings of a commit are immutable and may be cached forever by callers.
+commits. A path found missing under a pin should be retried once after :meth:`HubClient.recheck`
+(the branch may have moved: a push by git or another process). Tree listings of a commit are immutable and may be cached forever by callers.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from hubfs.client.commit import Add, Delete, LfsRef, Operation, ndjson_body, upload_lfs_objects
 from hubfs.client.http import Transport
+from hubfs.client.pins import PROCESS_PINS, Pin, PinKey, PinTable
 from hubfs.config import HubConfig
 from hubfs.errors import HubfsError, RangeNotSatisfiableError
 from hubfs.paths import DEFAULT_REVISION, RepoType, is_commit_sha
 
-_PINS: dict[str, dict[tuple[str, str, str], tuple[str, float]]] = {}  # endpoint -> (type, id, rev) -> (sha, until)
-_PINS_LOCK = threading.Lock()
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class HubClient:
-    """One endpoint, one token, one connection pool. Thread-safe."""
+    """One endpoint, one token, one connection pool. Thread-safe; ``close()`` (or ``with``) releases it.
+
+    Branch pins live in ``pins``, the :class:`~hubfs.client.pins.PinTable` of this endpoint and token,
+    shared by default with every client of the same identity in the process (see :mod:`hubfs.client.pins`).
+    """
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None, *,
-                 revision_ttl: float = 5.0, config: HubConfig | None = None) -> None:
+                 revision_ttl: float = 5.0, config: HubConfig | None = None, pins: PinTable | None = None) -> None:
         self.config = config or HubConfig.load(endpoint, token)
         self.transport = Transport(self.config)
         self.revision_ttl = revision_ttl
-        # Pins are shared by every client of this endpoint in the process: a commit made through one
-        # (a pandas write, say) is seen at once by the others (a datasets read), not after the TTL.
-        with _PINS_LOCK:
-            self._pins = _PINS.setdefault(self.config.endpoint, {})
-        self._lock = _PINS_LOCK
+        self.pins = pins if pins is not None else PROCESS_PINS.table(self.config.endpoint, self.config.token)
+        self._floor = 0  # pins with a sequence number up to this one are not trusted by this client
+
+    def close(self) -> None:
+        """Close the connection pool (idempotent); the client cannot send afterwards."""
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def endpoint(self) -> str:
@@ -84,27 +95,42 @@ class HubClient:
         rev = revision or DEFAULT_REVISION
         if is_commit_sha(rev):
             return rev
-        with self._lock:
-            hit = self._pins.get((RepoType.parse(repo_type).value, repo_id, rev))
-        return hit[0] if hit and hit[1] > time.monotonic() else None
+        pin = self._pin(repo_type, repo_id, rev)
+        return pin.sha if pin is not None else None
+
+    def _pin(self, repo_type: str, repo_id: str, revision: str | None) -> Pin | None:
+        pin = self.pins.get(_pin_key(repo_type, repo_id, revision))
+        return pin if pin is not None and pin.seq > self._floor else None
 
     def pin(self, repo_type: str, repo_id: str, revision: str | None, sha: str) -> None:
         """Record that ``revision`` points to commit ``sha`` (learnt from any answer of the hub)."""
         if not is_commit_sha(sha or ""):
             raise HubfsError(f"The hub answered an invalid commit id {sha!r} for {repo_id}@{revision}.")
-        with self._lock:
-            self._pins[(RepoType.parse(repo_type).value, repo_id, revision or DEFAULT_REVISION)] = (
-                sha, time.monotonic() + self.revision_ttl)
+        self.pins.put(_pin_key(repo_type, repo_id, revision), sha, self.revision_ttl)
+
+    def pin_stamp(self) -> int:
+        """A moment in pin history, for :meth:`recheck`."""
+        return self.pins.stamp()
+
+    def recheck(self, repo_type: str, repo_id: str, revision: str | None, since: int) -> bool:
+        """After a path was missing: re-resolve ``revision`` if its pin was learnt before ``since`` (a
+        :meth:`pin_stamp`); True when the branch may have moved (retry once), False when a retry is
+        pointless (a commit sha, a pin learnt since, or the same commit again)."""
+        rev = revision or DEFAULT_REVISION
+        if is_commit_sha(rev):
+            return False
+        pin = self._pin(repo_type, repo_id, rev)
+        if pin is not None and pin.seq > since:
+            return False
+        return self.resolve(repo_type, repo_id, rev, refresh=True) != (pin.sha if pin else None)
 
     def forget_pins(self) -> None:
-        """Drop every pinned branch of this endpoint (in every client of the process)."""
-        with self._lock:
-            self._pins.clear()
+        """Stop trusting every pin learnt so far, in this client only (others of its identity keep theirs)."""
+        self._floor = self.pins.stamp()
 
     def forget_pin(self, repo_type: str, repo_id: str, revision: str | None = None) -> None:
-        """Drop the cached commit of a branch (after writing to it)."""
-        with self._lock:
-            self._pins.pop((RepoType.parse(repo_type).value, repo_id, revision or DEFAULT_REVISION), None)
+        """Drop the cached commit of a branch (after writing to it), for every client of this identity."""
+        self.pins.drop(_pin_key(repo_type, repo_id, revision))
 
     def paginate(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
         """Items of a Link-paginated JSON list."""
@@ -130,8 +156,9 @@ class HubClient:
         out: list[dict[str, Any]] = []
         url = f"{self.api_path(repo_type, repo_id)}/paths-info/{quote(sha, safe='')}"
         for i in range(0, len(paths), 1000):
-            resp = self.transport.request("POST", url, content=httpx.QueryParams(
-                [("paths", p) for p in paths[i:i + 1000]] + [("expand", "false")]).__str__().encode(),
+            fields: list[tuple[str, str | int | float | bool | None]] = [("paths", p) for p in paths[i:i + 1000]]
+            resp = self.transport.request("POST", url, content=str(httpx.QueryParams(
+                [*fields, ("expand", "false")])).encode(),
                 headers={"Content-Type": "application/x-www-form-urlencoded"})
             out.extend(resp.json())
         return out
@@ -226,6 +253,10 @@ class HubClient:
                 add.mode = "skip" if info.get("shouldIgnore") or unchanged else mode
 
 
+def _pin_key(repo_type: str, repo_id: str, revision: str | None) -> PinKey:
+    return RepoType.parse(repo_type).value, repo_id, revision or DEFAULT_REVISION
+
+
 def _total_size(resp: httpx.Response) -> int:
     content_range = resp.headers.get("content-range", "")
     if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
@@ -233,4 +264,4 @@ def _total_size(resp: httpx.Response) -> int:
     return int(resp.headers.get("content-length", "-1"))
 
 
-__all__ = ["HubClient", "Add", "Delete", "LfsRef"]
+__all__ = ["Add", "Delete", "HubClient", "LfsRef"]

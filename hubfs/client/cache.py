@@ -105,7 +105,7 @@ class HubCache:
 
     def scan(self) -> list[CachedRepo]:
         """Every cached repo with its size on disk and revisions."""
-        out = []
+        out: list[CachedRepo] = []
         if not self.root.is_dir():
             return out
         for folder in sorted(self.root.iterdir()):

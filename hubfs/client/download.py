@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 from hubfs.client.api import HubClient
 from hubfs.client.cache import HubCache
 from hubfs.client.fetch import RangeFetcher
+from hubfs.config import PART_SIZE
 from hubfs.errors import EntryNotFoundError, HubfsError, IntegrityError
 
-PART = 16 << 20
 PARALLEL_MIN = 64 << 20
 SEQUENTIAL_PIECE = 8 << 20
 SMALL = 1 << 20  # fetched whole into memory, checked, written under a private name and renamed: no lock
@@ -43,7 +43,7 @@ class RemoteFile:
     is_lfs: bool
 
     @classmethod
-    def from_tree(cls, entry: dict[str, Any]) -> "RemoteFile":
+    def from_tree(cls, entry: dict[str, Any]) -> RemoteFile:
         lfs = entry.get("lfs")
         return cls(entry["path"], entry["size"], lfs["oid"] if lfs else entry["oid"], bool(lfs))
 
@@ -119,16 +119,16 @@ def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, r
     with open(tmp, "ab"):
         pass
     os.truncate(tmp, remote.size)
-    offsets = list(range(0, remote.size, PART))
+    offsets = list(range(0, remote.size, PART_SIZE))
     if progress is not None:
-        progress.update(sum(min(PART, remote.size - o) for o in offsets if o // PART in finished))
+        progress.update(sum(min(PART_SIZE, remote.size - o) for o in offsets if o // PART_SIZE in finished))
     lock = threading.Lock()
     digest = _new_digest(remote)
     fd = os.open(tmp, os.O_RDWR)
     window: dict[int, Any] = {}
     try:
         def one(offset: int) -> bytearray:
-            length = min(PART, remote.size - offset)
+            length = min(PART_SIZE, remote.size - offset)
             buf = bytearray(length)
             got = 0
             while got < length:
@@ -137,21 +137,20 @@ def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, r
                     raise HubfsError(f"{remote.path}: the server sent no bytes at offset {offset + got}.")
                 got += n
             os.pwrite(fd, buf, offset)
-            with lock:
-                with open(parts_file, "a") as pf:
-                    pf.write(f"{offset // PART}\n")
+            with lock, open(parts_file, "a") as pf:
+                pf.write(f"{offset // PART_SIZE}\n")
             if progress is not None:
                 progress.update(length)
             return buf
 
         def start(i: int) -> Any:
             o = offsets[i]
-            return None if o // PART in finished else pool.submit(one, o)
+            return None if o // PART_SIZE in finished else pool.submit(one, o)
 
         window.update({i: start(i) for i in range(min(ahead, len(offsets)))})
         for i, offset in enumerate(offsets):
             future = window.pop(i)
-            buf = future.result() if future is not None else os.pread(fd, min(PART, remote.size - offset), offset)
+            buf = future.result() if future is not None else os.pread(fd, min(PART_SIZE, remote.size - offset), offset)
             digest.update(buf)
             if i + ahead < len(offsets):
                 window[i + ahead] = start(i + ahead)

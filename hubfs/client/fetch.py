@@ -2,41 +2,54 @@
 
 httpx parses bodies in Python (~0.35 GB/s here); ``HTTPResponse.readinto`` fills a preallocated
 buffer, and ``HTTPResponse.read(n)`` a new ``bytes`` object, with the GIL released, so several
-ranges fetched from threads run in parallel and no byte is copied twice. Redirects are
-followed like :class:`~hubfs.client.http.Transport` does (no token across origins) and the final
+ranges fetched from threads run in parallel and no byte is copied twice. Retries, redirects (no
+token across origins) and errors follow :mod:`hubfs.client.policy`, as metadata does, and the final
 URL (a CDN's signed URL, say) is reused for later ranges until it fails, then re-resolved.
+
+A URL that a proxy from the environment applies to, and every URL when the transport has an injected
+httpx transport (tests), goes through the transport's httpx client instead, streamed the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-from hubfs.client.http import RETRY_STATUS, Transport, origin
-from hubfs.errors import HubConnectionError, HubfsError, OfflineModeError, error_for
+import httpx
 
-_REDIRECTS = (301, 302, 303, 307, 308)
+from hubfs.client.http import Transport
+from hubfs.client.policy import (
+    DROPPED,
+    MAX_REDIRECTS,
+    RetryableAnswer,
+    answer_error,
+    origin,
+    proxy_for,
+    redirect_target,
+    safe_url,
+)
+from hubfs.errors import HubfsError
+
 T = TypeVar("T")
-
-
-class _Answer:
-    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes, method: str, url: str) -> None:
-        self.status, self.headers, self.body, self.method, self.url = status, headers, body, method, url
 
 
 class RangeFetcher:
     """Thread-safe: idle keep-alive connections are shared by every thread, per origin."""
 
-    def __init__(self, transport: Transport, max_retries: int = 4, max_idle: int = 32, timeout: float = 60) -> None:
+    def __init__(self, transport: Transport, max_retries: int | None = None, max_idle: int = 32,
+                 timeout: float = 60) -> None:
+        """``max_retries``: tries beyond the first (default: the transport's retry policy)."""
         self.transport = transport
-        self.max_retries = max_retries
+        self.retry = (transport.retry if max_retries is None
+                      else dataclasses.replace(transport.retry, tries=max_retries + 1))
         self.max_idle = max_idle
         self.timeout = timeout  # seconds a connect, a send or a receive may stall
         self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
@@ -54,8 +67,10 @@ class RangeFetcher:
 
     def _take_new(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else _KernelTimeoutConnection
-        return cls(parts.hostname or "", parts.port, timeout=self.timeout)
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=self.timeout,
+                                               context=self.transport.tls)
+        return _KernelTimeoutConnection(parts.hostname or "", parts.port, timeout=self.timeout)
 
     def _give_back(self, url: str, conn: http.client.HTTPConnection, *, fresh: bool = False) -> None:
         """Keep a connection for reuse; used ones are taken first (proven alive, their TCP window grown)."""
@@ -68,6 +83,15 @@ class RangeFetcher:
                     idle.append(conn)
                 return
         conn.close()
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use are closed by their callers as they finish
+        (they are not taken back after this: the idle lists start empty, and reuse simply reconnects)."""
+        with self._lock:
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
 
     def preconnect(self, url: str, count: int, pool: Executor) -> None:
         """Open connections to ``url``'s final origin in the background until ``count`` are idle, so that a
@@ -146,25 +170,21 @@ class RangeFetcher:
     def _with_retries(self, url: str, start: int, length: int, body: Callable[[http.client.HTTPResponse], T],
                       headers: dict[str, str] | None, pinned: bool = True) -> tuple[T, int]:
         """``pinned``: ``url`` names one content (a commit's file), so where it redirected to may be reused."""
-        if self.transport.config.offline:
-            raise OfflineModeError(f"HF_HUB_OFFLINE is set: not fetching {url.split('?')[0]}.")
-        for attempt in range(self.max_retries + 1):
-            target = self._target(url) if pinned else url
+        self.transport.check_online("GET", url)
+
+        def attempt() -> tuple[T, int]:
             if headers is not None:
                 headers.clear()  # only the answers of the attempt that succeeds
             try:
-                return self._get(target, url, start, length, body, headers, pinned)
-            except HubfsError as exc:
-                if exc.status not in RETRY_STATUS or attempt == self.max_retries:
-                    raise
-                time.sleep(min(4.0, 0.2 * 2 ** attempt))
-            except (OSError, http.client.HTTPException) as exc:
+                return self._get(self._target(url) if pinned else url, url, start, length, body, headers, pinned)
+            except HubfsError:
+                raise
+            except DROPPED:
                 with self._lock:
                     self._final.pop(url, None)
-                if attempt == self.max_retries:
-                    raise HubConnectionError(f"GET {url} bytes {start}+{length} failed: {exc!r}") from exc
-                time.sleep(min(4.0, 0.2 * 2 ** attempt))
-        raise AssertionError("unreachable")
+                raise
+
+        return self.retry.run(attempt, f"GET {safe_url(url)} bytes {start}+{length}")
 
     def _target(self, url: str) -> str:
         with self._lock:
@@ -175,33 +195,29 @@ class RangeFetcher:
              headers_out: dict[str, str] | None, pinned: bool = True) -> tuple[T, int]:
         span = f"{start}-{start + length - 1}" if start >= 0 else str(start)  # start < 0: the last -start bytes
         current = target
-        for _ in range(10):
-            parts = urlsplit(current)
-            path = parts.path + (f"?{parts.query}" if parts.query else "")
+        for _ in range(MAX_REDIRECTS):
             headers = {"Range": f"bytes={span}", "Accept-Encoding": "identity",
                        "User-Agent": self.transport.client.headers.get("user-agent", "hubfs"),
-                       **self.transport._auth_headers(current)}
-            conn, reused = self._take(current)
-            try:
-                resp = _exchange(conn, path, headers)
-            except (OSError, http.client.HTTPException):
-                if not reused:
-                    raise
-                conn = self._take_new(current)  # an idle connection the server closed: once more, on a new one
-                resp = _exchange(conn, path, headers)
+                       **self.transport.auth_headers(current)}
+            resp, done = self._send(current, headers)
             reusable = True
             try:
                 if headers_out is not None:
                     headers_out.update({k.lower(): v for k, v in resp.headers.items()})
-                if resp.status in _REDIRECTS:
+                hop = redirect_target(current, resp.status, resp.headers.get("location"), "GET")
+                if hop is not None:
                     resp.read()
-                    current = urljoin(current, resp.headers.get("location", ""))
+                    current = hop.url
                     continue
                 if resp.status == 416:
                     resp.read()
                     return body(_EMPTY), -1
                 if resp.status >= 400:
-                    raise _error(resp.status, resp.headers, resp.read(), current)
+                    answer = {k.lower(): v for k, v in resp.headers.items()}
+                    error = answer_error(resp.status, answer, resp.read(), "GET", current)
+                    if self.retry.should_retry(resp.status):
+                        raise RetryableAnswer(error, answer)
+                    raise error
                 total = _total(resp.headers)
                 if resp.status == 200:  # Range ignored: skip to start, and stop reading at the end
                     reusable = False
@@ -225,11 +241,91 @@ class RangeFetcher:
                 reusable = False
                 raise
             finally:
-                if reusable and not resp.will_close:
-                    self._give_back(current, conn)
-                else:
-                    conn.close()
-        raise HubfsError(f"Too many redirects for {url}.")
+                done(reusable and not resp.will_close)
+        raise HubfsError(f"Too many redirects for {safe_url(url)}.")
+
+    def _send(self, url: str, headers: dict[str, str]) -> tuple[Any, Callable[[bool], None]]:
+        """Send a GET of ``url``; (the answer with its head read, a callable to release it, told whether
+        its connection may be reused). Through httpx when a proxy applies or the transport is injected."""
+        if self.transport.injected or proxy_for(url, self.transport.proxies):
+            client = self.transport.client
+            answer = _HttpxAnswer(client.send(client.build_request("GET", url, headers=headers), stream=True))
+            return answer, lambda _reusable: answer.close()
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn, reused = self._take(url)
+        try:
+            resp = _exchange(conn, path, headers)
+        except (OSError, http.client.HTTPException):
+            if not reused:
+                raise
+            conn = self._take_new(url)  # an idle connection the server closed: once more, on a new one
+            resp = _exchange(conn, path, headers)
+
+        def done(reusable: bool) -> None:
+            if reusable:
+                self._give_back(url, conn)
+            else:
+                conn.close()
+
+        return resp, done
+
+
+class _HttpxAnswer:
+    """A streamed httpx answer read like an ``http.client.HTTPResponse`` by the body readers: ``read``,
+    ``readinto``, ``length`` (bytes still expected, a limit the caller may lower) and ``isclosed``."""
+
+    will_close = True
+
+    def __init__(self, resp: httpx.Response) -> None:
+        self._resp = resp
+        self.status = resp.status_code
+        self.headers = resp.headers
+        size = resp.headers.get("content-length", "")
+        self.length: int | None = int(size) if size.isdigit() else None
+        try:
+            self._chunks: Iterator[bytes] = iter([resp.content])  # an answer built in memory (a mock)
+        except httpx.ResponseNotRead:
+            self._chunks = resp.iter_raw()
+        self._rest = b""
+        self._ended = False
+
+    def _next(self) -> bytes:
+        if self._rest:
+            data, self._rest = self._rest, b""
+            return data
+        for chunk in self._chunks:
+            if chunk:
+                return chunk
+        self._ended = True
+        return b""
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.length if n < 0 else (n if self.length is None else min(n, self.length))
+        parts: list[bytes] = []
+        got = 0
+        while want is None or got < want:
+            data = self._next()
+            if not data:
+                break
+            if want is not None and got + len(data) > want:
+                data, self._rest = data[:want - got], data[want - got:]
+            parts.append(data)
+            got += len(data)
+        if self.length is not None:
+            self.length -= got
+        return b"".join(parts)
+
+    def readinto(self, buf: memoryview) -> int:
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def isclosed(self) -> bool:
+        return self._ended or self.length == 0
+
+    def close(self) -> None:
+        self._resp.close()
 
 
 class _KernelTimeoutConnection(http.client.HTTPConnection):
@@ -279,14 +375,10 @@ def content_hash(headers: dict[str, str]) -> str:
     return (headers.get("x-linked-etag") or headers.get("etag") or "").removeprefix("W/").strip('"')
 
 
-def _total(headers: http.client.HTTPMessage) -> int:
+def _total(headers: Mapping[str, str]) -> int:
     content_range = headers.get("content-range", "")
     if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
         return int(content_range.rsplit("/", 1)[1])
     length = headers.get("content-length", "")
     return int(length) if length.isdigit() else -1
 
-
-def _error(status: int, headers: http.client.HTTPMessage, body: bytes, url: str) -> HubfsError:
-    message = headers.get("x-error-message") or body.decode("utf-8", "replace").strip()[:500] or str(status)
-    return error_for(status, headers.get("x-error-code"), f"{message} (GET {url.split('?')[0]} -> {status})")

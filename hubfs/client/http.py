@@ -1,78 +1,94 @@
-"""HTTP transport: one httpx connection pool, auth, retries and redirects the way the Hub needs.
+"""HTTP transport: one httpx connection pool and the hub's token, under the one transport policy.
 
-- Retries with exponential backoff on 408/429/5xx and on dropped connections, honouring
-  ``Retry-After`` (seconds) and the ``RateLimit: "api";r=0;t=N`` header.
-- Redirects are followed by hand: relative and same-origin hops keep the Authorization header,
-  cross-origin hops (a CDN) drop it, and so are never sent a token.
-- Every error answer becomes a :mod:`hubfs.errors` exception carrying the server's message.
+Retries, redirects, tokens across origins and error mapping are decided by :mod:`hubfs.client.policy`,
+the same decisions the bulk byte path (:mod:`hubfs.client.fetch`) takes. Proxies from the environment
+and the CA certificates of :func:`~hubfs.client.policy.tls_context` apply. An injected
+``httpx.BaseTransport`` (``httpx.MockTransport`` in tests) replaces the network for metadata and bytes.
 """
 
 from __future__ import annotations
 
-import json
-import random
-import re
-import time
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from hubfs import __version__
+from hubfs.client.policy import (
+    MAX_REDIRECTS,
+    RETRY_STATUS,
+    RetryableAnswer,
+    RetryPolicy,
+    answer_error,
+    env_proxies,
+    origin,
+    redirect_target,
+    safe_url,
+    sends_token,
+    tls_context,
+    without_auth,
+)
 from hubfs.config import HubConfig
-from hubfs.errors import HubConnectionError, HubfsError, OfflineModeError, error_for
+from hubfs.errors import HubfsError, OfflineModeError
 
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-_RATELIMIT_T = re.compile(r"\bt=(\d+)")
+__all__ = ["RETRY_STATUS", "Body", "Transport", "error_from_response", "origin"]
 
 Body = bytes | Callable[[], Iterator[bytes]] | None
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, parts.hostname or "", port
-
-
 def error_from_response(resp: httpx.Response) -> HubfsError:
-    """The exception for an error answer: X-Error-Code, then the message from headers or JSON body."""
-    message = resp.headers.get("x-error-message", "")
+    """The exception for an error answer (see :func:`~hubfs.client.policy.answer_error`)."""
     try:
-        body = json.loads(resp.read() or b"{}") if "json" in resp.headers.get("content-type", "") else {}
-    except (ValueError, httpx.HTTPError):
-        body = {}
-    if isinstance(body, dict) and isinstance(body.get("error"), str) and len(body["error"]) >= len(message):
-        message = body["error"]
-    if not message:
-        text = resp.text if not resp.is_stream_consumed or resp.content else ""
-        message = text.strip()[:500] if text and "<html" not in text.lower() else resp.reason_phrase
-    return error_for(resp.status_code, resp.headers.get("x-error-code"),
-                     f"{message} ({resp.request.method} {resp.request.url.copy_with(query=None)} -> {resp.status_code})")
+        body = resp.read()
+    except httpx.HTTPError:
+        body = b""
+    return answer_error(resp.status_code, resp.headers, body, resp.request.method, str(resp.request.url))
 
 
 class Transport:
-    """Sends requests to one hub with its token; the only place hubfs touches the network."""
+    """Sends requests to one hub with its token; every hubfs request goes through it or its policy.
+
+    ``http_transport`` replaces the network (tests); ``retry`` the retry policy (``max_retries`` + 1
+    tries by default).
+    """
 
     def __init__(self, config: HubConfig, *, max_retries: int = 5, timeout: float = 60.0,
-                 pool_size: int = 64) -> None:
+                 pool_size: int = 64, http_transport: httpx.BaseTransport | None = None,
+                 retry: RetryPolicy | None = None) -> None:
         self.config = config
-        self.max_retries = max_retries
-        self._origin = origin(config.endpoint)
+        self.retry = retry or RetryPolicy(tries=max_retries + 1)
+        self.injected = http_transport is not None
+        self.tls = tls_context()
+        self.proxies = {} if self.injected else env_proxies()
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
             headers={"user-agent": f"hubfs/{__version__}"},
             follow_redirects=False,
+            verify=self.tls,
+            transport=http_transport,
         )
+
+    @property
+    def max_retries(self) -> int:
+        return self.retry.tries - 1
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.config.endpoint + path
 
-    def _auth_headers(self, url: str) -> dict[str, str]:
-        if self.config.token and origin(url) == self._origin:
+    def auth_headers(self, url: str) -> dict[str, str]:
+        """The Authorization header for ``url``: only to the hub's own origin."""
+        if self.config.token and sends_token(url, self.config.endpoint):
             return {"authorization": f"Bearer {self.config.token}"}
         return {}
+
+    _auth_headers = auth_headers
+
+    def check_online(self, method: str, url: str) -> None:
+        """Raise :class:`OfflineModeError` (nothing is sent) when ``HF_HUB_OFFLINE`` is set."""
+        if self.config.offline:
+            raise OfflineModeError(f"HF_HUB_OFFLINE is set: not sending {method} {safe_url(url)}.")
 
     def request(self, method: str, path: str, *, params: Any = None, headers: dict[str, str] | None = None,
                 content: Body = None, json_body: Any = None, stream: bool = False, auth: bool = True,
@@ -83,61 +99,41 @@ class Transport:
         streamed upload can be replayed on retry. With ``stream=True`` the caller must close the
         response.
         """
-        if self.config.offline:
-            raise OfflineModeError(f"HF_HUB_OFFLINE is set: not sending {method} {path}.")
         url = self.url(path)
-        attempt = 0
-        while True:
+        self.check_online(method, url)
+        policy = self.retry if retry else dataclasses.replace(self.retry, tries=1)
+
+        def attempt() -> httpx.Response:
+            resp = self._send_following(method, url, params, headers or {}, content, json_body, stream, auth)
+            if resp.status_code < 400:
+                return resp
             try:
-                resp = self._send_following(method, url, params, headers or {}, content, json_body, stream, auth)
-            except httpx.TransportError as exc:
-                if not retry or attempt >= self.max_retries:
-                    raise HubConnectionError(f"{method} {url} failed: {exc!r}") from exc
-                self._sleep(attempt, None)
-                attempt += 1
-                continue
-            if resp.status_code in RETRY_STATUS and retry and attempt < self.max_retries:
-                wait = _server_wait(resp)
+                error = error_from_response(resp)
+                if policy.should_retry(resp.status_code):
+                    raise RetryableAnswer(error, dict(resp.headers))
+                raise error
+            finally:
                 resp.close()
-                self._sleep(attempt, wait)
-                attempt += 1
-                continue
-            if resp.status_code >= 400:
-                try:
-                    raise error_from_response(resp)
-                finally:
-                    resp.close()
-            return resp
+
+        return policy.run(attempt, f"{method} {safe_url(url)}")
 
     def _send_following(self, method: str, url: str, params: Any, headers: dict[str, str], content: Body,
                         json_body: Any, stream: bool, auth: bool) -> httpx.Response:
-        for _ in range(10):
-            hdrs = {**(self._auth_headers(url) if auth else {}), **headers}
+        for _ in range(MAX_REDIRECTS):
+            hdrs = {**(self.auth_headers(url) if auth else {}), **headers}
             body = content() if callable(content) else content
             req = self.client.build_request(method, url, params=params, headers=hdrs, content=body, json=json_body)
             resp = self.client.send(req, stream=stream)
-            if resp.status_code not in (301, 302, 303, 307, 308) or "location" not in resp.headers:
+            hop = redirect_target(str(resp.request.url), resp.status_code, resp.headers.get("location"), method)
+            if hop is None:
                 return resp
             resp.close()
-            url = urljoin(str(resp.request.url), resp.headers["location"])
-            params = None
-            if resp.status_code == 303 or (resp.status_code in (301, 302) and method not in ("GET", "HEAD")):
-                method, content, json_body = "GET", None, None
-        raise HubfsError(f"Too many redirects for {url}.")
-
-    @staticmethod
-    def _sleep(attempt: int, server_wait: float | None) -> None:
-        delay = server_wait if server_wait is not None else min(8.0, 0.25 * 2 ** attempt)
-        time.sleep(delay + random.uniform(0, 0.1))
+            url, method, params = hop.url, hop.method, None
+            if not hop.keeps_body:
+                content, json_body = None, None
+            if hop.cross_origin:
+                headers = without_auth(headers)
+        raise HubfsError(f"Too many redirects for {safe_url(url)}.")
 
     def close(self) -> None:
         self.client.close()
-
-
-def _server_wait(resp: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait (Retry-After, or the RateLimit header's t=)."""
-    retry_after = resp.headers.get("retry-after", "")
-    if retry_after.isdigit():
-        return float(retry_after)
-    limit = _RATELIMIT_T.search(resp.headers.get("ratelimit", ""))
-    return float(limit.group(1)) if limit else None

@@ -6,7 +6,11 @@ kernel; either way each new buffer costs a page fault per 4 KiB, which on a loop
 network costs more than receiving the bytes (a third of the CPU time of a 1 GiB read, measured).
 Pinning the mmap threshold at glibc's own maximum (32 MiB) and the trim threshold at 64 MiB
 lets freed buffers be reused. The tweak is process-wide and done once, on glibc only; set
-``HUBFS_MALLOPT=0`` to leave the allocator alone.
+``HUBFS_MALLOPT=0`` to leave the allocator alone (read by :func:`hubfs.config.malloc_tuning`).
+
+This is the one place it is done, and :class:`~hubfs.fs.HubFileSystem` is the one caller: its
+constructor applies it, since every streaming read of the process goes through a filesystem. A
+program that uses :mod:`hubfs.client` directly for big reads may call :func:`keep_freed_buffers` itself.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import os
 import platform
+
+from hubfs.config import malloc_tuning
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -30,7 +35,7 @@ def keep_freed_buffers() -> bool:
 
 
 def _tune() -> bool:
-    if os.environ.get("HUBFS_MALLOPT", "1") == "0" or platform.system() != "Linux":
+    if not malloc_tuning() or platform.system() != "Linux":
         return False
     if platform.libc_ver()[0] != "glibc":
         return False

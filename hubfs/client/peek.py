@@ -16,10 +16,11 @@ from typing import Any
 
 from hubfs.client.api import HubClient
 from hubfs.client.fetch import RangeFetcher, content_hash
+from hubfs.config import PROBE_SIZE
 from hubfs.errors import HubfsError
 from hubfs.paths import is_commit_sha
 
-EDGE = 64 << 10
+EDGE = PROBE_SIZE  # the bytes a peek brings
 # Formats read from their end first (a footer, a central directory): the peek brings their tail.
 TAIL_FIRST = (".parquet", ".orc", ".zip", ".npz", ".arrow", ".feather")
 

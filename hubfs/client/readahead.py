@@ -14,10 +14,9 @@ from collections import deque
 from concurrent.futures import Executor, Future
 
 from hubfs.client.fetch import RangeFetcher
-from hubfs.client.malloc import keep_freed_buffers
+from hubfs.config import PART_SIZE
 from hubfs.errors import HubConnectionError
 
-PART = 16 << 20
 DEPTH = 4
 FIRST = 256 << 10
 MIN_PIECE = 64 << 10
@@ -30,7 +29,7 @@ class ReadAhead:
     """
 
     def __init__(self, fetcher: RangeFetcher, pool: Executor, url: str, start: int, size: int, piece: int,
-                 part: int = PART, depth: int = DEPTH) -> None:
+                 part: int = PART_SIZE, depth: int = DEPTH) -> None:
         self.fetcher, self.pool, self.url, self.size = fetcher, pool, url, size
         self.pos = start
         self.piece = max(MIN_PIECE, min(piece, part))
@@ -43,8 +42,6 @@ class ReadAhead:
         self._offset = 0  # bytes of _ready[0] already handed out
         self._reads = 0  # read() calls: a second one at the stream's position is the evidence to go ahead
         self._demand = start  # the end of what the reader has asked for
-        if size - start >= part:
-            keep_freed_buffers()
         self._schedule()
 
     def read(self, n: int) -> bytes:

@@ -11,8 +11,10 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, AsyncIterator
+from typing import Any
 
 from dulwich.attrs import compile_gitattributes_patterns, match_path, parse_git_attributes
 from dulwich.ignore import IgnoreFilter, read_ignore_patterns
@@ -20,16 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubfs.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    RevisionNotFoundError,
-)
+from hubfs.errors import BadRequestError, ConflictError, PayloadTooLargeError, RevisionNotFoundError
 from hubfs.lfs import LfsPointer, is_valid_oid
-from hubfs.paths import is_pr_ref, validate_path_in_repo, validate_ref_name, validate_revision
+from hubfs.paths import validate_path_in_repo, validate_ref_name, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Change, GitRepo
 from hubfs.server.http import Router, json_response
@@ -55,23 +50,6 @@ def _gitattributes(g: GitRepo, commit: str | None) -> bytes | None:
     return g.read_blob(entry.oid) if entry and entry.type == "file" and not entry.lfs else None
 
 
-def _repo_for_commit(hub: Hub, caller: Caller, t: str, ns: str, name: str, revision: str, create_pr: bool) -> Repo:
-    """Branch commits need namespace write; PRs need any signed-in write token (the Hub's rule)."""
-    repo_type = repo_type_of(t)
-    if create_pr or is_pr_ref(revision):
-        repo = hub.visible_repo(caller, repo_type, f"{ns}/{name}")
-        if caller.user is None:
-            raise AuthenticationError("You must be authenticated to open or update a pull request.")
-        if caller.role != "write":
-            raise PermissionDeniedError("This token is read-only: a write token is needed.")
-        if is_pr_ref(revision) and not hub.meta.can_write_namespace(caller.user, repo.namespace):
-            pr = hub.meta.discussion(repo, int(revision.rsplit("/", 1)[1]))
-            if pr is None or pr["author"] != caller.user:
-                raise PermissionDeniedError("Only the PR's author or the repo's owners can push to it.")
-        return repo
-    return hub.writable_repo(caller, repo_type, f"{ns}/{name}")
-
-
 async def preupload(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
     """POST /api/{T}/{id}/preupload/{rev} {files:[{path,sample,size}], gitIgnore?}
     -> {files:[{path, uploadMode: regular|lfs, shouldIgnore, oid}], commitOid}.
@@ -85,20 +63,23 @@ async def preupload(request: Request, t: str, ns: str, name: str, rev: str) -> R
     hub, caller = hub_of(request), caller_of(request)
     validate_revision(rev)
     create_pr = flag(request, "create_pr")
-    repo = _repo_for_commit(hub, caller, t, ns, name, rev, create_pr)
+    # Access first: a body of up to 64 MiB is read only for callers who may write here.
+    await run_in_threadpool(hub.repo_for_commit, caller, repo_type_of(t), f"{ns}/{name}", rev, create_pr)
     body = await read_json(request, limit=64 << 20)
+    out = await run_in_threadpool(_preupload, hub, caller, repo_type_of(t), f"{ns}/{name}", rev, create_pr, body)
+    return json_response(out)
+
+
+def _preupload(hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str, create_pr: bool,
+               body: dict[str, Any]) -> dict[str, Any]:
+    """The preupload answer (blocking: access, git lookups), through this thread's own ``GitRepo``."""
+    repo = hub.repo_for_commit(caller, repo_type, repo_id, rev, create_pr)
     files = body.get("files")
     if not isinstance(files, list):
         raise BadRequestError("preupload body needs a 'files' list.")
     with hub.git.open(repo.type, repo.repo_id) as g:
         sha = g.resolve(rev)
-        ignore_text = b""
-        entry = g.lookup(sha, ".gitignore")
-        if entry is not None and entry.type == "file" and not entry.lfs:
-            ignore_text = g.read_blob(entry.oid)
-        if isinstance(body.get("gitIgnore"), str):
-            ignore_text += b"\n" + body["gitIgnore"].encode()
-        ignore = IgnoreFilter(read_ignore_patterns(BytesIO(ignore_text))) if ignore_text.strip() else None
+        ignore = _ignore_filter(g, sha, body.get("gitIgnore"))
         rules = LfsRules(_gitattributes(g, sha))
         out = []
         for f in files:
@@ -112,7 +93,18 @@ async def preupload(request: Request, t: str, ns: str, name: str, rev: str) -> R
                 oid = current.lfs.oid if (current.lfs and mode == "lfs") else (current.oid if not current.lfs else None)
             out.append({"path": f["path"], "uploadMode": mode, "oid": oid,
                         "shouldIgnore": bool(ignore and ignore.is_ignored(path))})
-    return json_response({"files": out, "commitOid": sha})
+    return {"files": out, "commitOid": sha}
+
+
+def _ignore_filter(g: GitRepo, sha: str, extra: Any) -> IgnoreFilter | None:
+    """The revision's ``.gitignore`` plus the request's ``gitIgnore`` text; None when both are empty."""
+    ignore_text = b""
+    entry = g.lookup(sha, ".gitignore")
+    if entry is not None and entry.type == "file" and not entry.lfs:
+        ignore_text = g.read_blob(entry.oid)
+    if isinstance(extra, str):
+        ignore_text += b"\n" + extra.encode()
+    return IgnoreFilter(read_ignore_patterns(BytesIO(ignore_text))) if ignore_text.strip() else None
 
 
 def max_line(regular_max_size: int) -> int:
@@ -120,28 +112,37 @@ def max_line(regular_max_size: int) -> int:
     return (regular_max_size + 2) // 3 * 4 + (64 << 10)
 
 
-async def _ndjson(request: Request, limit: int) -> AsyncIterator[dict[str, Any]]:
-    """Yield the body's JSON lines as they arrive (a line is never rescanned: linear in its size);
-    a line longer than ``limit`` bytes is refused as soon as that many bytes are buffered."""
+BATCH_BYTES = 4 << 20  # commit lines are handed to a worker thread in batches of about this size
+
+
+async def _ndjson_batches(request: Request, limit: int, budget: int = BATCH_BYTES) -> AsyncIterator[list[bytes]]:
+    """The body's non-empty lines, unparsed, in batches of about ``budget`` bytes as they arrive (a
+    line is never rescanned: linear in its size); a line longer than ``limit`` bytes is refused as
+    soon as that many bytes are buffered. At most one batch plus one line is held."""
     buf = bytearray()
-    scanned = 0
+    batch: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
+        pos = len(buf)
         buf += chunk
-        while True:
-            nl = buf.find(b"\n", scanned)
-            if nl < 0:
-                scanned = len(buf)
-                break
-            line = bytes(buf[:nl])
-            del buf[:nl + 1]
-            scanned = 0
+        start = 0
+        while (nl := buf.find(b"\n", pos)) >= 0:
+            line = bytes(buf[start:nl])
+            start = pos = nl + 1
             if line.strip():
-                yield _parse_line(line)
+                batch.append(line)
+                size += len(line)
+        del buf[:start]
         if len(buf) > limit:
             raise PayloadTooLargeError(f"A commit line is larger than {limit} bytes: files of "
                                        f"{hub_of(request).regular_max_size} bytes or more go through Git LFS.")
+        if size >= budget:
+            yield batch
+            batch, size = [], 0
     if buf.strip():
-        yield _parse_line(bytes(buf))
+        batch.append(bytes(buf))
+    if batch:
+        yield batch
 
 
 def _parse_line(line: bytes) -> dict[str, Any]:
@@ -154,15 +155,71 @@ def _parse_line(line: bytes) -> dict[str, Any]:
     return obj
 
 
+@dataclass(frozen=True)
+class CommitResult:
+    sha: str
+    pr: int | None
+    summary: str
+    repo: Repo
+
+
 class CommitBuilder:
-    """Turns commit operations into tree changes, storing content as it goes."""
+    """Turns commit lines into tree changes, storing content as it goes, then commits.
 
-    def __init__(self, hub: Hub, repo: Repo, g: GitRepo, base: str | None) -> None:
-        self.hub, self.repo, self.g = hub, repo, g
-        self.rules = LfsRules(_gitattributes(g, base))
+    It holds no git handle: each step runs in a worker thread and opens that thread's own
+    ``GitRepo``, so no dulwich object crosses threads (``GitStore.open``'s rule).
+    """
+
+    def __init__(self, hub: Hub, caller: Caller, repo: Repo, ref: str, gitattributes: bytes | None,
+                 create_pr: bool) -> None:
+        self.hub, self.caller, self.repo, self.ref, self.create_pr = hub, caller, repo, ref, create_pr
+        self.rules = LfsRules(gitattributes)
         self.changes: list[Change] = []
+        self.header: dict[str, Any] | None = None
 
-    def add_file(self, value: dict[str, Any]) -> None:
+    @classmethod
+    def start(cls, hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str, create_pr: bool) -> CommitBuilder:
+        """Check the caller may commit to ``rev`` (the PR rules of :meth:`Hub.repo_for_commit`) and
+        find the ref it moves (404 RevisionNotFound when missing). Blocking: run it off the loop."""
+        repo = hub.repo_for_commit(caller, repo_type, repo_id, rev, create_pr)
+        with hub.git.open(repo.type, repo.repo_id) as g:
+            ref = hub.write_ref_for(g, rev)
+            return cls(hub, caller, repo, ref, _gitattributes(g, g.branch_head(ref)), create_pr)
+
+    def feed(self, lines: list[bytes], *, last: bool) -> CommitResult | None:
+        """Parse and apply ``lines`` in order; with ``last``, commit. Blocking: run it off the loop."""
+        with self.hub.git.open(self.repo.type, self.repo.repo_id) as g:
+            for raw in lines:
+                self.take(g, _parse_line(raw))
+            return self.finish(g) if last else None
+
+    def take(self, g: GitRepo, line: dict[str, Any]) -> None:
+        if line["key"] == "header":
+            if self.header is not None:
+                raise BadRequestError("A commit has exactly one header line.")
+            self.header = line["value"]
+            return
+        if self.header is None:
+            raise BadRequestError("The first line of a commit must be its header.")
+        self.apply(g, line["key"], line["value"])
+
+    def finish(self, g: GitRepo) -> CommitResult:
+        """Check the header and commit the changes (or open the PR)."""
+        header = self.header
+        if header is None:
+            raise BadRequestError("Commit body is empty: expected a header line.")
+        if not isinstance(header.get("summary"), str):
+            raise BadRequestError("The commit header needs a 'summary' string.")
+        summary = text_field(header, "summary", SUMMARY_MAX, "The commit summary")
+        description = text_field(header, "description", TEXT_MAX, "The commit description")
+        parent = header.get("parentCommit")
+        if parent is not None and (not isinstance(parent, str) or not _PARENT_RE.match(parent)):
+            raise BadRequestError("parentCommit must be a commit sha (5 to 40 hex characters).")
+        sha, pr = self.hub.commit(self.caller, self.repo, g, self.ref, self.changes, summary=summary,
+                                  description=description, parent=parent, create_pr=self.create_pr)
+        return CommitResult(sha, pr, summary, self.repo)
+
+    def add_file(self, g: GitRepo, value: dict[str, Any]) -> None:
         path = validate_path_in_repo(str(value.get("path", "")))
         encoding = value.get("encoding", "base64")
         content = value.get("content")
@@ -188,12 +245,12 @@ class CommitBuilder:
         if self.rules.tracks(path) or LfsPointer.parse(data) is not None:
             oid = self.hub.lfs.put_bytes(data)
             self.hub.meta.link_lfs(self.repo, oid, len(data))
-            blob = self.g.add_blob(LfsPointer(oid, len(data)).to_bytes())
+            blob = g.add_blob(LfsPointer(oid, len(data)).to_bytes())
         else:
-            blob = self.g.add_blob(data)
+            blob = g.add_blob(data)
         self.changes.append(Change("put", path, blob))
 
-    def add_lfs_file(self, value: dict[str, Any]) -> None:
+    def add_lfs_file(self, g: GitRepo, value: dict[str, Any]) -> None:
         path = validate_path_in_repo(str(value.get("path", "")))
         oid = value.get("oid")
         if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not is_valid_oid(oid):
@@ -205,19 +262,19 @@ class CommitBuilder:
         size = value.get("size", stored)
         if size != stored:
             raise BadRequestError(f"lfsFile {path}: declared size {size} but the stored object has {stored} bytes.")
-        self.changes.append(Change("put", path, self.g.add_blob(LfsPointer(oid, stored).to_bytes())))
+        self.changes.append(Change("put", path, g.add_blob(LfsPointer(oid, stored).to_bytes())))
 
     def delete(self, kind: str, value: dict[str, Any]) -> None:
         path = validate_path_in_repo(str(value.get("path", "")))
         self.changes.append(Change(kind, path))
 
-    def apply(self, key: str, value: dict[str, Any]) -> None:
+    def apply(self, g: GitRepo, key: str, value: dict[str, Any]) -> None:
         if not isinstance(value.get("path"), str):
             raise BadRequestError(f"Each {key} line needs a 'path' string.")
         if key == "file":
-            self.add_file(value)
+            self.add_file(g, value)
         elif key == "lfsFile":
-            self.add_lfs_file(value)
+            self.add_lfs_file(g, value)
         elif key == "deletedFile":
             self.delete("delete_file", value)
         elif key == "deletedFolder":
@@ -232,51 +289,41 @@ async def commit(request: Request, t: str, ns: str, name: str, rev: str) -> Resp
     deletedFolder) -> {success, commitOid, commitUrl, commitMessage, hookOutput[, pullRequestUrl]}.
 
     412 when header.parentCommit is not the branch head; 404 RevisionNotFound for a missing branch;
-    400 for any malformed line, with nothing written to the branch.
+    400 for any malformed line, with nothing written to the branch. The loop only splits the body
+    into lines; parsing, storing and the commit run in worker threads, batch after batch, in order.
     """
     hub, caller = hub_of(request), caller_of(request)
     validate_revision(rev)
     create_pr = flag(request, "create_pr")
-    repo = _repo_for_commit(hub, caller, t, ns, name, rev, create_pr)
+    builder = await run_in_threadpool(CommitBuilder.start, hub, caller, repo_type_of(t), f"{ns}/{name}", rev,
+                                      create_pr)
     # reclaim held shared from the first line to the ref update: gc cannot delete what this commit reuses
-    with hub.git.open(repo.type, repo.repo_id) as g, await hub.reclaim.shared_async():
-        ref = hub.write_ref_for(g, rev)
-        builder = CommitBuilder(hub, repo, g, g.branch_head(ref))
-        header: dict[str, Any] | None = None
-        async for line in _ndjson(request, max_line(hub.regular_max_size)):
-            if line["key"] == "header":
-                if header is not None:
-                    raise BadRequestError("A commit has exactly one header line.")
-                header = line["value"]
-                continue
-            if header is None:
-                raise BadRequestError("The first line of a commit must be its header.")
-            await run_in_threadpool(builder.apply, line["key"], line["value"])
-        if header is None:
-            raise BadRequestError("Commit body is empty: expected a header line.")
-        if not isinstance(header.get("summary"), str):
-            raise BadRequestError("The commit header needs a 'summary' string.")
-        summary = text_field(header, "summary", SUMMARY_MAX, "The commit summary")
-        description = text_field(header, "description", TEXT_MAX, "The commit description")
-        parent = header.get("parentCommit")
-        if parent is not None and (not isinstance(parent, str) or not _PARENT_RE.match(parent)):
-            raise BadRequestError("parentCommit must be a commit sha (5 to 40 hex characters).")
-        sha, pr = await run_in_threadpool(
-            hub.commit, caller, repo, g, ref, builder.changes, summary=summary,
-            description=description, parent=parent, create_pr=create_pr)
-    url = repo_url(request, repo.type, repo.repo_id)
-    body: dict[str, Any] = {"success": True, "commitOid": sha, "commitUrl": f"{url}/commit/{sha}",
-                            "commitMessage": summary, "hookOutput": ""}
-    if pr is not None:
-        body["pullRequestUrl"] = f"{url}/discussions/{pr}"
+    with await hub.reclaim.shared_async():
+        pending: list[bytes] | None = None
+        async for batch in _ndjson_batches(request, max_line(hub.regular_max_size)):
+            if pending is not None:
+                await run_in_threadpool(builder.feed, pending, last=False)
+            pending = batch
+        result = await run_in_threadpool(builder.feed, pending or [], last=True)
+    assert result is not None
+    url = repo_url(request, result.repo.type, result.repo.repo_id)
+    body: dict[str, Any] = {"success": True, "commitOid": result.sha, "commitUrl": f"{url}/commit/{result.sha}",
+                            "commitMessage": result.summary, "hookOutput": ""}
+    if result.pr is not None:
+        body["pullRequestUrl"] = f"{url}/discussions/{result.pr}"
     return json_response(body)
 
 
 async def create_branch(request: Request, t: str, ns: str, name: str, branch: str) -> Response:
     """POST /api/{T}/{id}/branch/{branch} {startingPoint?} -> 200; 409 if it exists."""
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
     body = await read_json(request)
+    await run_in_threadpool(_create_branch, hub, caller, repo_type_of(t), f"{ns}/{name}", branch, body)
+    return json_response({})
+
+
+def _create_branch(hub: Hub, caller: Caller, repo_type: str, repo_id: str, branch: str, body: dict[str, Any]) -> None:
+    repo = hub.writable_repo(caller, repo_type, repo_id)
     validate_ref_name(branch, "branch")
     with hub.git.open(repo.type, repo.repo_id) as g:
         start = g.resolve(str_field(body, "startingPoint", None) or "main")
@@ -287,13 +334,17 @@ async def create_branch(request: Request, t: str, ns: str, name: str, branch: st
         except Exception as exc:
             raise ConflictError(f"Branch {branch} already exists or conflicts with another ref.") from exc
     hub.meta.touch(repo)
-    return json_response({})
 
 
 async def delete_branch(request: Request, t: str, ns: str, name: str, branch: str) -> Response:
     """DELETE /api/{T}/{id}/branch/{branch}: the default branch cannot be deleted."""
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    await run_in_threadpool(_delete_branch, hub, caller, repo_type_of(t), f"{ns}/{name}", branch)
+    return json_response({})
+
+
+def _delete_branch(hub: Hub, caller: Caller, repo_type: str, repo_id: str, branch: str) -> None:
+    repo = hub.writable_repo(caller, repo_type, repo_id)
     validate_revision(branch)
     if branch == "main":
         raise BadRequestError("The default branch 'main' cannot be deleted.")
@@ -302,14 +353,18 @@ async def delete_branch(request: Request, t: str, ns: str, name: str, branch: st
         if head is None:
             raise RevisionNotFoundError(f"Branch {branch} does not exist.")
         g.set_ref(f"refs/heads/{branch}", None, head)
-    return json_response({})
 
 
 async def create_tag(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
     """POST /api/{T}/{id}/tag/{rev} {tag, message?}: annotated when a message is given; 409 if it exists."""
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
     body = await read_json(request)
+    await run_in_threadpool(_create_tag, hub, caller, repo_type_of(t), f"{ns}/{name}", rev, body)
+    return json_response({})
+
+
+def _create_tag(hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str, body: dict[str, Any]) -> None:
+    repo = hub.writable_repo(caller, repo_type, repo_id)
     tag = body.get("tag")
     if not isinstance(tag, str):
         raise BadRequestError("The body needs a 'tag' name.")
@@ -318,20 +373,23 @@ async def create_tag(request: Request, t: str, ns: str, name: str, rev: str) -> 
     with hub.git.open(repo.type, repo.repo_id) as g:
         target = g.resolve(rev)
         g.make_tag(tag, target, message or None, hub.signature(caller.user or "admin"))
-    return json_response({})
 
 
 async def delete_tag(request: Request, t: str, ns: str, name: str, tag: str) -> Response:
     """DELETE /api/{T}/{id}/tag/{tag}."""
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    await run_in_threadpool(_delete_tag, hub, caller, repo_type_of(t), f"{ns}/{name}", tag)
+    return json_response({})
+
+
+def _delete_tag(hub: Hub, caller: Caller, repo_type: str, repo_id: str, tag: str) -> None:
+    repo = hub.writable_repo(caller, repo_type, repo_id)
     validate_revision(tag)
     with hub.git.open(repo.type, repo.repo_id) as g:
         raw = g.repo.refs.as_dict().get(f"refs/tags/{tag}".encode())
         if raw is None:
             raise RevisionNotFoundError(f"Tag {tag} does not exist.")
         g.set_ref(f"refs/tags/{tag}", None, raw.decode())
-    return json_response({})
 
 
 def register(router: Router) -> None:

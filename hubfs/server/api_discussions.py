@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubfs.errors import AuthenticationError, BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
+from hubfs.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Change, GitRepo
 from hubfs.server.http import Router, json_response
@@ -42,12 +42,8 @@ def _summary(repo: Repo, row: Any) -> dict[str, Any]:
             "repo": {"name": repo.repo_id, "type": repo.type}, "numComments": 0, "pinned": False}
 
 
-def _signed_in(caller: Caller) -> str:
-    if caller.user is None:
-        raise AuthenticationError("You must be authenticated to take part in discussions.")
-    if caller.role != "write":
-        raise PermissionDeniedError("This token is read-only: a write token is needed.")
-    return caller.user
+def _signed_in(hub: Hub, caller: Caller) -> str:
+    return hub.require_signed_in_writer(caller, "take part in discussions")
 
 
 def _number(num: str) -> int:
@@ -65,9 +61,13 @@ def _discussion(hub: Hub, repo: Repo, num: int) -> Any:
 async def create(request: Request, t: str, ns: str, name: str) -> Response:
     """POST /api/{T}/{id}/discussions {title, description?, pullRequest?} -> {num, ...}; a PR starts at main."""
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    user = _signed_in(caller)
     body = await read_json(request)
+    return json_response(await run_in_threadpool(_create, hub, caller, repo_type_of(t), f"{ns}/{name}", body))
+
+
+def _create(hub: Hub, caller: Caller, repo_type: str, repo_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    repo = hub.visible_repo(caller, repo_type, repo_id)
+    user = _signed_in(hub, caller)
     title = text_field(body, "title", SUMMARY_MAX).strip()
     if not title:
         raise BadRequestError("A discussion needs a title.")
@@ -79,7 +79,7 @@ async def create(request: Request, t: str, ns: str, name: str) -> Response:
     if is_pr:
         with hub.git.open(repo.type, repo.repo_id) as g:
             g.set_ref(f"refs/pr/{num}", g.resolve("main"), None)
-    return json_response(_summary(repo, hub.meta.discussion(repo, num)))
+    return _summary(repo, hub.meta.discussion(repo, num))
 
 
 def listing(request: Request, t: str, ns: str, name: str) -> Response:
@@ -117,51 +117,68 @@ def details(request: Request, t: str, ns: str, name: str, num: str) -> Response:
 async def post_comment(request: Request, t: str, ns: str, name: str, num: str) -> Response:
     """POST .../discussions/{num}/comment {comment} -> {newMessage: event}."""
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    user = _signed_in(caller)
     number = _number(num)
-    _discussion(hub, repo, number)
     body = await read_json(request)
+    ev = await run_in_threadpool(_post_comment, hub, caller, repo_type_of(t), f"{ns}/{name}", number, body)
+    return json_response({"newMessage": ev})
+
+
+def _post_comment(hub: Hub, caller: Caller, repo_type: str, repo_id: str, number: int,
+                  body: dict[str, Any]) -> dict[str, Any]:
+    repo = hub.visible_repo(caller, repo_type, repo_id)
+    user = _signed_in(hub, caller)
+    _discussion(hub, repo, number)
     text = text_field(body, "comment", TEXT_MAX)
     if not text.strip():
         raise BadRequestError("The comment is empty.")
     ev = comment(user, text)
     hub.meta.add_event(repo, number, ev)
-    return json_response({"newMessage": ev})
+    return ev
 
 
 async def change_status(request: Request, t: str, ns: str, name: str, num: str) -> Response:
     """POST .../discussions/{num}/status {status: open|closed, comment?} (author or owners)."""
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    user = _signed_in(caller)
     number = _number(num)
+    body = await read_json(request)
+    ev = await run_in_threadpool(_change_status, hub, caller, repo_type_of(t), f"{ns}/{name}", number, body)
+    return json_response({"newStatus": ev})
+
+
+def _change_status(hub: Hub, caller: Caller, repo_type: str, repo_id: str, number: int,
+                   body: dict[str, Any]) -> dict[str, Any]:
+    repo = hub.visible_repo(caller, repo_type, repo_id)
+    user = _signed_in(hub, caller)
     row = _discussion(hub, repo, number)
     if row["author"] != user and not hub.meta.can_write_namespace(user, repo.namespace):
         raise PermissionDeniedError("Only the author or the repo's owners can change its status.")
-    body = await read_json(request)
     status = str_field(body, "status", None)
     if status not in ("open", "closed") or row["status"] == "merged":
         raise BadRequestError("status must be 'open' or 'closed', and a merged PR cannot change.")
     hub.meta.update_discussion(repo, number, status=status)
     ev = event("status-change", user, {"status": status})
     hub.meta.add_event(repo, number, ev)
-    return json_response({"newStatus": ev})
+    return ev
 
 
 async def merge(request: Request, t: str, ns: str, name: str, num: str) -> Response:
     """POST .../discussions/{num}/merge: apply the PR onto its base branch (owners only); 409 on conflict."""
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
     number = _number(num)
+    await run_in_threadpool(_merge_pr, hub, caller, repo_type_of(t), f"{ns}/{name}", number)
+    return json_response({})
+
+
+def _merge_pr(hub: Hub, caller: Caller, repo_type: str, repo_id: str, number: int) -> None:
+    """Check the rules, merge through this thread's own ``GitRepo``, and record the merge."""
+    repo = hub.writable_repo(caller, repo_type, repo_id)
     row = _discussion(hub, repo, number)
     if not row["is_pr"] or row["status"] != "open":
         raise BadRequestError("Only an open pull request can be merged.")
     with hub.git.open(repo.type, repo.repo_id) as g:
-        sha = await run_in_threadpool(_merge, hub, caller, repo, g, row)
+        sha = _merge(hub, caller, repo, g, row)
     hub.meta.update_discussion(repo, number, status="merged", merge_commit=sha)
     hub.meta.add_event(repo, number, event("status-change", caller.user or "admin", {"status": "merged"}))
-    return json_response({})
 
 
 def _merge(hub: Hub, caller: Caller, repo: Repo, g: GitRepo, row: Any) -> str:

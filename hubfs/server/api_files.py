@@ -19,8 +19,7 @@ from hubfs.paths import RepoType, validate_path_in_repo, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Entry, GitRepo, last_commits
 from hubfs.server.http import RangedBody, Router, error_response, inline, json_response
-from hubfs.server.hub import Hub
-from hubfs.server.metadata import Repo
+from hubfs.server.hub import Caller, Hub
 from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
 
 TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
@@ -80,17 +79,13 @@ async def paths_info(request: Request, t: str, ns: str, name: str, rev: str) -> 
     At most 10,000 paths, or 1,000 with ``expand`` (400 past either). A few paths without ``expand``
     are looked up on the event loop (cached tree reads); anything larger runs in the thread pool.
     """
-    hub = hub_of(request)
-    repo = _visible_repo(request, t, f"{ns}/{name}")  # a cached SQLite read, as in the inline routes
+    hub, caller = hub_of(request), caller_of(request)
     validate_revision(rev)
     paths, expand = await _read_paths_request(request)
+    args = (hub, caller, repo_type_of(t), f"{ns}/{name}", rev, paths, expand)
     if not expand and len(paths) <= PATHS_INFO_INLINE:
-        return _paths_info(hub, repo, rev, paths, expand)  # a few cached tree lookups: cheaper than a thread hop
-    return await run_in_threadpool(_paths_info, hub, repo, rev, paths, expand)
-
-
-def _visible_repo(request: Request, t: str, repo_id: str) -> Repo:
-    return hub_of(request).visible_repo(caller_of(request), repo_type_of(t), repo_id)
+        return _paths_info(*args)  # a few cached reads, as in the @inline routes: cheaper than a thread hop
+    return await run_in_threadpool(_paths_info, *args)
 
 
 async def _read_paths_request(request: Request) -> tuple[list[Any], bool]:
@@ -116,8 +111,11 @@ async def _read_paths_request(request: Request) -> tuple[list[Any], bool]:
     return paths, expand
 
 
-def _paths_info(hub: Hub, repo: Repo, rev: str, paths: list[Any], expand: bool) -> Response:
-    """The entries of ``paths`` that exist at ``rev`` (blocking git work: run it off the event loop)."""
+def _paths_info(hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str, paths: list[Any],
+                expand: bool) -> Response:
+    """The entries of ``paths`` that exist at ``rev`` (blocking git work: off the event loop unless a
+    few paths without ``expand``)."""
+    repo = hub.visible_repo(caller, repo_type, repo_id)
     with hub.git.open(repo.type, repo.repo_id) as g:
         sha = g.resolve(rev)
         items = []

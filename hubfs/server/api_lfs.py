@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,7 +24,8 @@ from hubfs.errors import BadRequestError, IntegrityError, NotFoundError, Payload
 from hubfs.lfs import is_valid_oid
 from hubfs.paths import RepoType
 from hubfs.server.http import RangedBody, Router, json_response
-from hubfs.server.hub import Hub
+from hubfs.server.hub import Caller, Hub
+from hubfs.server.lfs_store import ObjectWriter
 from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, endpoint_of, hub_of, read_json
 
@@ -40,8 +43,8 @@ def _lfs_json(data: Any, status: int = 200) -> Response:
     return json_response(data, status=status, headers={"Content-Type": LFS_JSON})
 
 
-def _base(request: Request, repo: Repo) -> str:
-    return f"{endpoint_of(request)}/{RepoType.parse(repo.type).url_prefix}{repo.repo_id}.git/info/lfs/objects"
+def _base(endpoint: str, repo: Repo) -> str:
+    return f"{endpoint}/{RepoType.parse(repo.type).url_prefix}{repo.repo_id}.git/info/lfs/objects"
 
 
 async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Response:
@@ -53,10 +56,15 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
     offers ``multipart`` and the object is larger than one chunk) and a signed ``verify`` href.
     Download: a signed ``download`` href, or a per-object 404 error.
     """
-    hub, caller = hub_of(request), caller_of(request)
+    hub, caller, endpoint = hub_of(request), caller_of(request), endpoint_of(request)
     repo_type = RepoType.parse(prefix.rstrip("/") or "model").value
     repo_id = _repo_id(name_git, ns)
     body = await read_json(request)
+    return _lfs_json(await run_in_threadpool(_batch, hub, caller, endpoint, repo_type, repo_id, body))
+
+
+def _batch(hub: Hub, caller: Caller, endpoint: str, repo_type: str, repo_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The batch answer (blocking: access and store checks, upload sessions)."""
     operation = body.get("operation")
     objects = body.get("objects")
     if operation not in ("upload", "download") or not isinstance(objects, list):
@@ -69,13 +77,11 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
         raise BadRequestError("LFS batch 'transfers' must be a list and 'ref' an object.")
     if operation == "upload":
         repo = hub.visible_repo(caller, repo_type, repo_id)
-        ref = str(ref_obj.get("name") or "")
-        # Pull requests (no ref, or refs/pr/N) may come from any signed-in user with a write token.
-        hub.require_write(caller, repo.namespace if ref and not ref.startswith("refs/pr/") else (caller.user or ""))
+        hub.require_lfs_upload(caller, repo, str(ref_obj.get("name") or ""))
     else:
         repo = hub.visible_repo(caller, repo_type, repo_id)
         hub.check_gate(caller, repo)
-    base = _base(request, repo)
+    base = _base(endpoint, repo)
     out = []
     use_multipart = False
     for obj in objects:
@@ -113,24 +119,22 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
                 href = f"{base}/{oid}/{size}?{hub.sign(f'upload|{repo.id}|{oid}|{size}')}"
                 entry["actions"] = {"upload": {"href": href}, "verify": {"href": verify}}
         out.append(entry)
-    return _lfs_json({"transfer": "multipart" if use_multipart else "basic", "objects": out, "hash_algo": "sha256"})
+    return {"transfer": "multipart" if use_multipart else "basic", "objects": out, "hash_algo": "sha256"}
 
 
-def _signed_repo(request: Request, prefix: str, ns: str, name_git: str, action: str, *fields: object) -> tuple[Hub, Repo]:
+def _signed_repo(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, action: str, *fields: object) -> Repo:
     """The repo of a signed transfer URL, once its signature for ``action|repo|fields`` checks out.
 
     A missing repo fails the signature check exactly like an existing one, so these routes tell
     nobody which (private) repos exist.
     """
-    hub = hub_of(request)
     repo_type = RepoType.parse(prefix.rstrip("/") or "model").value
     repo_id = _repo_id(name_git, ns)
     repo = hub.meta.get_repo(repo_type, repo_id)
-    q = request.query_params
     payload = "|".join([action, str(repo.id) if repo else f"missing:{repo_type}/{repo_id}", *map(str, fields)])
     hub.verify_signature(payload, q.get("expires"), q.get("sig"))
     assert repo is not None  # no signature is ever issued for a missing repo
-    return hub, repo
+    return repo
 
 
 async def _pieces(request: Request, size: int = 1 << 20) -> AsyncIterator[bytes]:
@@ -148,29 +152,38 @@ async def _pieces(request: Request, size: int = 1 << 20) -> AsyncIterator[bytes]
 
 async def upload(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str) -> Response:
     """PUT .../objects/{oid}/{size}?expires&sig (raw bytes, no auth header): stored once verified."""
-    hub, repo = _signed_repo(request, prefix, ns, name_git, "upload", oid, size)
-    expected = int(size)
+    hub = hub_of(request)
+    repo, writer = await run_in_threadpool(_start_upload, hub, request.query_params, prefix, ns, name_git, oid, size)
     # The bytes are hashed even when the object is stored already: an upload is how a repo proves it
     # holds an object, and an empty body must not tell anyone whether an (oid, size) exists.
-    writer = hub.lfs.writer(oid, expected)
     try:
         async for piece in _pieces(request):
             await run_in_threadpool(writer.write, piece)
     except BaseException:
         writer.abort()
         raise
-    await run_in_threadpool(writer.commit)
-    hub.meta.link_lfs(repo, oid, expected)
+    await run_in_threadpool(_finish_upload, hub, repo, writer, oid, int(size))
     return Response(status_code=200)
+
+
+def _start_upload(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, oid: str,
+                  size: str) -> tuple[Repo, ObjectWriter]:
+    """Check the upload URL's signature and open the object's writer."""
+    repo = _signed_repo(hub, q, prefix, ns, name_git, "upload", oid, size)
+    return repo, hub.lfs.writer(oid, int(size))
+
+
+def _finish_upload(hub: Hub, repo: Repo, writer: ObjectWriter, oid: str, size: int) -> None:
+    """Verify and store the object, and link it to the repo that proved it holds it."""
+    writer.commit()
+    hub.meta.link_lfs(repo, oid, size)
 
 
 async def upload_part(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str,
                       upload_id: str, part: str) -> Response:
     """PUT .../objects/{oid}/{size}/parts/{upload_id}/{n}?sig: one multipart slice -> 200 with an ETag."""
     hub = hub_of(request)
-    q = request.query_params
-    hub.verify_signature(f"part|{upload_id}|{part}", q.get("expires"), q.get("sig"))
-    fh, final = hub.lfs.part_writer(upload_id, int(part))
+    fh, final = await run_in_threadpool(_start_part, hub, request.query_params, upload_id, part)
     digest = hashlib.md5(usedforsecurity=False)
     written = 0
     try:
@@ -179,13 +192,23 @@ async def upload_part(request: Request, prefix: str, ns: str, name_git: str, oid
             if written > hub.multipart_chunk_size:
                 raise PayloadTooLargeError(f"Part {part} is larger than the chunk size {hub.multipart_chunk_size}.")
             await run_in_threadpool(_absorb, digest, fh, piece)
-        fh.close()
-        (final.parent / f"{part}.partial").replace(final)
+        await run_in_threadpool(_finish_part, fh, final, part)
     except BaseException:
         fh.close()
         (final.parent / f"{part}.partial").unlink(missing_ok=True)
         raise
     return Response(status_code=200, headers={"ETag": f'"{digest.hexdigest()}"'})
+
+
+def _start_part(hub: Hub, q: QueryParams, upload_id: str, part: str) -> tuple[BinaryIO, Path]:
+    """Check the part URL's signature and open the part's file."""
+    hub.verify_signature(f"part|{upload_id}|{part}", q.get("expires"), q.get("sig"))
+    return hub.lfs.part_writer(upload_id, int(part))
+
+
+def _finish_part(fh: BinaryIO, final: Path, part: str) -> None:
+    fh.close()
+    (final.parent / f"{part}.partial").replace(final)
 
 
 def _absorb(digest: Any, fh: BinaryIO, piece: bytes) -> None:
@@ -197,8 +220,15 @@ async def complete(request: Request, prefix: str, ns: str, name_git: str, oid: s
                    upload_id: str) -> Response:
     """POST .../objects/{oid}/{size}/parts/{upload_id}?sig {oid, parts:[{partNumber, etag}]}:
     concatenates the parts in order, verifies sha256 and size, stores the object."""
-    hub, repo = _signed_repo(request, prefix, ns, name_git, "complete", upload_id, oid, size)
+    hub, q = hub_of(request), request.query_params
     body = await read_json(request)
+    await run_in_threadpool(_complete, hub, q, prefix, ns, name_git, oid, size, upload_id, body)
+    return _lfs_json({"oid": oid, "size": int(size)})
+
+
+def _complete(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, oid: str, size: str, upload_id: str,
+              body: dict[str, Any]) -> None:
+    repo = _signed_repo(hub, q, prefix, ns, name_git, "complete", upload_id, oid, size)
     parts = body.get("parts")
     if body.get("oid") != oid or not isinstance(parts, list) or not parts:
         raise BadRequestError("Completion body needs this object's oid and a non-empty 'parts' list.")
@@ -207,25 +237,31 @@ async def complete(request: Request, prefix: str, ns: str, name_git: str, oid: s
     numbers = sorted(p["partNumber"] for p in parts)
     if numbers != list(range(1, len(numbers) + 1)) or len(numbers) != len(parts):
         raise BadRequestError("Parts must be numbered 1..N without gaps.")
-    await run_in_threadpool(hub.lfs.complete_multipart, upload_id, oid, int(size), numbers)
+    hub.lfs.complete_multipart(upload_id, oid, int(size), numbers)
     hub.meta.link_lfs(repo, oid, int(size))
-    return _lfs_json({"oid": oid, "size": int(size)})
 
 
 async def verify(request: Request, prefix: str, ns: str, name_git: str, oid: str, size: str) -> Response:
     """POST .../objects/{oid}/{size}/verify?sig {oid, size}: 200 when the object is stored with that size."""
-    hub, repo = _signed_repo(request, prefix, ns, name_git, "verify", oid, size)
+    hub, q = hub_of(request), request.query_params
     body = await read_json(request)
+    await run_in_threadpool(_verify, hub, q, prefix, ns, name_git, oid, size, body)
+    return _lfs_json({"oid": oid, "size": int(size)})
+
+
+def _verify(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, oid: str, size: str,
+            body: dict[str, Any]) -> None:
+    repo = _signed_repo(hub, q, prefix, ns, name_git, "verify", oid, size)
     if body.get("oid") not in (None, oid) or body.get("size") not in (None, int(size)):
         raise BadRequestError("Verify body does not match the object of this URL.")
     if not (hub.lfs.has(oid, int(size)) and hub.meta.lfs_linked(repo, oid)):
         raise IntegrityError(f"Object {oid} of size {size} is not stored.", status=404)
-    return _lfs_json({"oid": oid, "size": int(size)})
 
 
-async def download(request: Request, prefix: str, ns: str, name_git: str, oid: str) -> Response:
-    """GET .../objects/{oid}?sig: the object's bytes (Range honoured)."""
-    hub, repo = _signed_repo(request, prefix, ns, name_git, "download", oid)
+def download(request: Request, prefix: str, ns: str, name_git: str, oid: str) -> Response:
+    """GET .../objects/{oid}?sig: the object's bytes (Range honoured); a plain handler: the pool runs it."""
+    hub = hub_of(request)
+    _signed_repo(hub, request.query_params, prefix, ns, name_git, "download", oid)
     stored = hub.lfs.size(oid)
     if stored is None:
         raise NotFoundError(f"Object {oid} is not stored.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -60,6 +61,10 @@ async def create_repo(request: Request) -> Response:
     """POST /api/repos/create {name, organization|null, type?, visibility|private, sdk?} -> {url};
     409 with {error, url} when it exists (exist_ok reads url from it)."""
     body = await read_json(request)
+    return await run_in_threadpool(_create_repo, request, body)
+
+
+def _create_repo(request: Request, body: dict[str, Any]) -> Response:
     hub, caller = hub_of(request), caller_of(request)
     repo_type = repo_type_of(str_field(body, "type") or "model")
     ns = str_field(body, "organization", None) or caller.user
@@ -87,6 +92,10 @@ async def create_repo(request: Request) -> Response:
 async def delete_repo(request: Request) -> Response:
     """DELETE /api/repos/delete {name, organization, type?}; 404 RepoNotFound if missing."""
     body = await read_json(request)
+    return await run_in_threadpool(_delete_repo, request, body)
+
+
+def _delete_repo(request: Request, body: dict[str, Any]) -> Response:
     caller = caller_of(request)
     ns = str_field(body, "organization", None) or caller.user or ""
     name = str_field(body, "name") or ""
@@ -99,6 +108,10 @@ async def delete_repo(request: Request) -> Response:
 async def move_repo(request: Request) -> Response:
     """POST /api/repos/move {fromRepo, toRepo, type}; old URLs redirect to the new name."""
     body = await read_json(request)
+    return await run_in_threadpool(_move_repo, request, body)
+
+
+def _move_repo(request: Request, body: dict[str, Any]) -> Response:
     hub_of(request).move_repo(caller_of(request), repo_type_of(body.get("type") or "model"),
                               str(body.get("fromRepo")), str(body.get("toRepo")))
     return json_response({})
@@ -107,6 +120,10 @@ async def move_repo(request: Request) -> Response:
 async def update_settings(request: Request, t: str, ns: str, name: str) -> Response:
     """PUT /api/{T}/{id}/settings {private?, visibility?, gated?: false|"auto"|"manual"}."""
     body = await read_json(request)
+    return await run_in_threadpool(_update_settings, request, t, ns, name, body)
+
+
+def _update_settings(request: Request, t: str, ns: str, name: str, body: dict[str, Any]) -> Response:
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
     private = body.get("private")
@@ -277,14 +294,14 @@ def auth_check(request: Request, t: str, ns: str, name: str, write: str | None =
 XET_CAS_PATH = "/xet-is-not-supported-by-this-hub--set-HF_HUB_DISABLE_XET=1"
 
 
-async def xet_read_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
+def xet_read_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
     """GET /api/{T}/{id}/xet-read-token/{rev}: 501 (after the usual access check), Xet is never
     advertised for downloads."""
     hub_of(request).visible_repo(caller_of(request), repo_type_of(t), f"{ns}/{name}")
     raise HubNotImplementedError(XET_HINT)
 
 
-async def xet_write_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
+def xet_write_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
     """GET /api/{T}/{id}/xet-write-token/{rev}.
 
     huggingface_hub with hf_xet sends large files to Xet unconditionally, and hf_xet reports
@@ -310,9 +327,13 @@ async def xet_cas(request: Request, rest: str) -> Response:
 
 async def grant_access(request: Request, t: str, ns: str, name: str) -> Response:
     """POST /api/{T}/{id}/user-access-request/grant {user}: the owner grants a user access to a gated repo."""
+    body = await read_json(request)
+    return await run_in_threadpool(_grant_access, request, t, ns, name, body)
+
+
+def _grant_access(request: Request, t: str, ns: str, name: str, body: dict[str, Any]) -> Response:
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    body = await read_json(request)
     user = str(body.get("user") or "")
     if hub.meta.account(user) is None:
         raise NotFoundError(f"No user named {user}.")
@@ -324,9 +345,13 @@ async def grant_access(request: Request, t: str, ns: str, name: str) -> Response
 
 async def handle_access(request: Request, t: str, ns: str, name: str) -> Response:
     """POST /api/{T}/{id}/user-access-request/handle {user, status}: accept, reject or reset a request."""
+    body = await read_json(request)
+    return await run_in_threadpool(_handle_access, request, t, ns, name, body)
+
+
+def _handle_access(request: Request, t: str, ns: str, name: str, body: dict[str, Any]) -> Response:
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    body = await read_json(request)
     user, status = str(body.get("user") or ""), body.get("status")
     if status not in ("accepted", "rejected", "pending"):
         raise BadRequestError("status must be accepted, rejected or pending.")
@@ -351,7 +376,7 @@ def list_access(request: Request, t: str, ns: str, name: str, status: str) -> Re
     return json_response(out)
 
 
-async def ask_access(request: Request, prefix: str, ns: str, name: str) -> Response:
+def ask_access(request: Request, prefix: str, ns: str, name: str) -> Response:
     """POST /{P}{id}/ask-access: a signed-in user asks for a gated repo; 'auto' gates accept at once."""
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(prefix.rstrip("/") or "model"), f"{ns}/{name}")

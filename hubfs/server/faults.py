@@ -10,11 +10,12 @@ import os
 import time
 from pathlib import Path
 
+from hubfs.config import fault_pause
+
 
 def fault_point(name: str) -> None:
     """Pause here forever (until killed) if this point is named in ``HUBFS_FAULT_PAUSE``."""
-    spec = os.environ.get("HUBFS_FAULT_PAUSE", "")
-    point, _, flag = spec.partition(":")
+    point, flag = fault_pause()
     if point == name and flag:
         Path(flag).write_text(str(os.getpid()))
         time.sleep(3600)

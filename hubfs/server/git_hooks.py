@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from hubfs.config import HookEnv
 from hubfs.errors import InvalidNameError
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
 from hubfs.paths import validate_ref_name
@@ -127,16 +128,16 @@ def _pattern(path: str) -> str:
 def pre_receive(stdin: str, env: dict[str, str]) -> list[str]:
     updates = [tuple(line.split()) for line in stdin.splitlines() if line.strip()]
     problems = check_ref_updates(updates)  # type: ignore[arg-type]
-    data = Path(env["HUBFS_DATA"])
-    meta = Metadata(data / "hub.sqlite")
-    repo = meta.get_repo(env["HUBFS_REPO_TYPE"], env["HUBFS_REPO_ID"])
-    store = LfsStore(data)
+    hook = HookEnv.read(env)
+    meta = Metadata(hook.data / "hub.sqlite")
+    repo = meta.get_repo(hook.repo_type, hook.repo_id)
+    store = LfsStore(hook.data)
 
     def lfs_ok(pointer: LfsPointer) -> bool:
         return repo is not None and store.has(pointer.oid, pointer.size) and meta.lfs_linked(repo, pointer.oid)
 
     tips = [new for _, new, _ in updates if new != ZERO]
-    problems += check_blobs(new_objects(tips), int(env.get("HUBFS_REGULAR_MAX", 10 << 20)), lfs_ok)
+    problems += check_blobs(new_objects(tips), hook.regular_max, lfs_ok)
     return problems
 
 

@@ -19,12 +19,15 @@ import stat
 import sys
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from hubfs.config import HookEnv
 from hubfs.errors import AuthenticationError, HubfsError, RepoNotFoundError
 from hubfs.paths import RepoType
 from hubfs.server.http import Router, json_response
@@ -92,11 +95,31 @@ def _authorize(request: Request, prefix: str, ns: str, name: str, service: str) 
     return hub, caller, repo
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What a git request runs against, decided off the event loop."""
+
+    hub: Hub
+    repo: Repo
+    path: Path
+    env: dict[str, str]
+    before: dict[str, str]  # the refs before a push ({} for fetches)
+
+
+def _prepare(request: Request, prefix: str, ns: str, name: str, service: str, *, refs_before: bool = False) -> _Target:
+    """Authorize the request and gather what git needs (blocking: SQLite, refs): run it in the pool."""
+    hub, caller, repo = _authorize(request, prefix, ns, name, service)
+    before: dict[str, str] = {}
+    if refs_before:
+        with hub.git.open(repo.type, repo.repo_id) as g:
+            before = g.refs()
+    return _Target(hub, repo, hub.git.path(repo.type, repo.repo_id), _env(request, hub, repo, caller), before)
+
+
 def _env(request: Request, hub: Hub, repo: Repo, caller: Caller) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "HUBFS_FAULT"))}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0",
-               HUBFS_DATA=str(hub.data_dir), HUBFS_REPO_TYPE=repo.type, HUBFS_REPO_ID=repo.repo_id,
-               HUBFS_PUSHER=caller.user or "", HUBFS_REGULAR_MAX=str(hub.regular_max_size))
+               **HookEnv(hub.data_dir, repo.type, repo.repo_id, caller.user or "", hub.regular_max_size).variables())
     protocol = request.headers.get("git-protocol")
     if protocol:
         env["GIT_PROTOCOL"] = protocol
@@ -115,12 +138,11 @@ async def info_refs(request: Request, prefix: str, ns: str, name: str) -> Respon
     if service not in SERVICES:
         return git_error(HubfsError("Only the smart HTTP protocol is served: use git 1.6.6 or newer.", status=403))
     try:
-        hub, caller, repo = _authorize(request, prefix, ns, name, service)
+        target = await run_in_threadpool(_prepare, request, prefix, ns, name, service)
     except HubfsError as exc:
         return git_error(exc)
-    path = hub.git.path(repo.type, repo.repo_id)
-    env = _env(request, hub, repo, caller)
-    proc = await asyncio.create_subprocess_exec(*_command(hub, service, path, "--advertise-refs"), env=env,
+    env = target.env
+    proc = await asyncio.create_subprocess_exec(*_command(target.hub, service, target.path, "--advertise-refs"), env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     if proc.returncode != 0:
@@ -150,15 +172,15 @@ async def rpc(request: Request, prefix: str, ns: str, name: str, service: str) -
     """POST .../git-upload-pack | git-receive-pack: the request (gzip allowed) is piped to git and
     git's answer streamed back; after a push, the REST side (info, card index) is updated."""
     try:
-        hub, caller, repo = _authorize(request, prefix, ns, name, service)
+        target = await run_in_threadpool(_prepare, request, prefix, ns, name, service,
+                                         refs_before=service == "git-receive-pack")
     except HubfsError as exc:
         return git_error(exc)
-    path = hub.git.path(repo.type, repo.repo_id)
-    before = hub.git.open(repo.type, repo.repo_id).refs() if service == "git-receive-pack" else {}
+    hub, repo, before = target.hub, target.repo, target.before
     # a push may reference existing objects: gc waits until receive-pack is gone (released in body())
     held = await hub.reclaim.shared_async() if service == "git-receive-pack" else None
     try:
-        proc = await asyncio.create_subprocess_exec(*_command(hub, service, path), env=_env(request, hub, repo, caller),
+        proc = await asyncio.create_subprocess_exec(*_command(hub, service, target.path), env=target.env,
                                                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.DEVNULL)
     except BaseException:
@@ -234,12 +256,12 @@ async def lfs_locks_verify(request: Request, prefix: str, ns: str, name_git: str
     """POST .../info/lfs/locks/verify: no file locking on this hub, so nobody holds a lock."""
     async for _ in request.stream():
         pass
-    _lfs_repo(request, prefix, ns, name_git)
+    await run_in_threadpool(_lfs_repo, request, prefix, ns, name_git)
     return json_response({"ours": [], "theirs": []}, headers={"Content-Type": "application/vnd.git-lfs+json"})
 
 
-async def lfs_locks(request: Request, prefix: str, ns: str, name_git: str) -> Response:
-    """GET .../info/lfs/locks: an empty list."""
+def lfs_locks(request: Request, prefix: str, ns: str, name_git: str) -> Response:
+    """GET .../info/lfs/locks: an empty list (a plain handler: the access check runs in the pool)."""
     _lfs_repo(request, prefix, ns, name_git)
     return json_response({"locks": []}, headers={"Content-Type": "application/vnd.git-lfs+json"})
 

@@ -2,6 +2,11 @@
 
 Routing uses ``scope["raw_path"]`` because the Hub's client puts ``%2F`` inside path segments
 (revisions, tree sub-paths); each captured segment is decoded only after the split.
+
+Concurrency rule: a plain handler runs in the thread pool (an ``@inline`` one on the loop: cached
+reads only); an ``async def`` handler only awaits the request body, then hops (``run_in_threadpool``)
+to a synchronous service call that opens its own ``GitRepo``, so no dulwich object crosses threads.
+ruff's ``ASYNC`` rules and ``tests/server/test_concurrency_rule.py`` check it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from hubfs import config
 from hubfs.errors import HubfsError, RangeNotSatisfiableError
 from hubfs.server.zero_copy import ClientGone, FileSender
 
@@ -107,7 +113,7 @@ class App:
     def __init__(self, router: Router, state: dict[str, Any], fallback: Handler | None = None) -> None:
         self.router, self.state, self.fallback = router, state, fallback
         # HUBFS_REQUEST_LOG=FILE appends "METHOD PATH RANGE" per request (for request-budget tests).
-        self.request_log = os.environ.get("HUBFS_REQUEST_LOG") or None
+        self.request_log = config.request_log()
 
     def _log_request(self, scope: Scope) -> None:
         raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")

@@ -156,6 +156,35 @@ class Hub:
         if caller.role != "write":
             raise PermissionDeniedError("This token is read-only: a write token is needed.")
 
+    def require_signed_in_writer(self, caller: Caller, what: str) -> str:
+        """The caller's user name when signed in with a write token (``what`` names the action refused)."""
+        if caller.user is None:
+            raise AuthenticationError(f"You must be authenticated to {what}.")
+        if caller.role != "write":
+            raise PermissionDeniedError("This token is read-only: a write token is needed.")
+        return caller.user
+
+    def repo_for_commit(self, caller: Caller, repo_type: str, repo_id: str, revision: str, create_pr: bool) -> Repo:
+        """The repo a commit (or preupload) to ``revision`` may write: the pull request write rules.
+
+        Branch commits need namespace write. Opening a PR needs any signed-in write token (the Hub's
+        rule); pushing to ``refs/pr/N`` needs that too, and to be the PR's author or an owner.
+        """
+        if not (create_pr or is_pr_ref(revision)):
+            return self.writable_repo(caller, repo_type, repo_id)
+        repo = self.visible_repo(caller, repo_type, repo_id)
+        user = self.require_signed_in_writer(caller, "open or update a pull request")
+        if is_pr_ref(revision) and not self.meta.can_write_namespace(user, repo.namespace):
+            pr = self.meta.discussion(repo, int(revision.rsplit("/", 1)[1]))
+            if pr is None or pr["author"] != user:
+                raise PermissionDeniedError("Only the PR's author or the repo's owners can push to it.")
+        return repo
+
+    def require_lfs_upload(self, caller: Caller, repo: Repo, ref: str) -> None:
+        """LFS uploads for a branch need namespace write; for a pull request (no ref, or ``refs/pr/N``)
+        any signed-in write token will do, as for :meth:`repo_for_commit`."""
+        self.require_write(caller, repo.namespace if ref and not ref.startswith("refs/pr/") else (caller.user or ""))
+
     def check_gate(self, caller: Caller, repo: Repo) -> None:
         """Gated repos serve files only to members and granted users."""
         if not repo.gated:

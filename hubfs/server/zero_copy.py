@@ -29,6 +29,8 @@ from typing import Any
 
 import anyio
 
+from hubfs import config
+
 MIN_SIZE = 1 << 20
 DEFAULT_SEND_TIMEOUT = 60.0
 DEFAULT_MAX_THREADS = 8
@@ -80,7 +82,7 @@ class FileSender:
 
     def __init__(self, *, zero_copy: bool = True, send_timeout: float = DEFAULT_SEND_TIMEOUT,
                  max_threads: int = DEFAULT_MAX_THREADS) -> None:
-        self.zero_copy = zero_copy and hasattr(os, "sendfile") and not os.environ.get("HUBFS_NO_SENDFILE")
+        self.zero_copy = zero_copy and hasattr(os, "sendfile") and config.sendfile_enabled()
         self.send_timeout = send_timeout
         self.max_threads = max_threads
         self._limiter: anyio.CapacityLimiter | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import socket
 import time
@@ -11,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from huggingface_hub import HfApi
 
-import hubfs.client.fetch as fetch_module
 from hubfs.client import HubClient
 from hubfs.client.fetch import RangeFetcher
 from hubfs.client.http import origin
@@ -64,7 +64,8 @@ def test_an_idle_connection_the_server_dropped_is_replaced_at_once(remote, monke
     fetcher.fetch_into(url, 0, memoryview(buf))
     dead = fetcher._idle[origin(url)][-1]
     dead.sock.shutdown(socket.SHUT_RDWR)  # as if the server had closed it while it sat idle
-    monkeypatch.setattr(fetch_module.time, "sleep", lambda s: pytest.fail("no back-off for a stale connection"))
+    monkeypatch.setattr(fetcher, "retry", dataclasses.replace(
+        fetcher.retry, sleep=lambda s: pytest.fail("no back-off for a stale connection")))
     t0 = time.perf_counter()
     assert fetcher.fetch_into(url, 5000, memoryview(buf)) == (1000, len(data)) and bytes(buf) == data[5000:6000]
     assert time.perf_counter() - t0 < 1.0
