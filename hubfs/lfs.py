@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 POINTER_MAX_SIZE = 1024
@@ -34,7 +35,7 @@ class LfsPointer:
         return f"version {LFS_SPEC}\noid sha256:{self.oid}\nsize {self.size}\n".encode()
 
     @classmethod
-    def parse(cls, data: bytes) -> "LfsPointer | None":
+    def parse(cls, data: bytes) -> LfsPointer | None:
         """Parse a pointer strictly (the three keys, in order, nothing else); None if it is not one."""
         if len(data) > POINTER_MAX_SIZE:
             return None

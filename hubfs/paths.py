@@ -40,7 +40,7 @@ class RepoType(str, Enum):
         return "" if self is RepoType.MODEL else self.plural + "/"
 
     @classmethod
-    def parse(cls, value: str | None) -> "RepoType":
+    def parse(cls, value: str | None) -> RepoType:
         """Accept 'model', 'models', None (model), 'dataset(s)', 'space(s)'."""
         if value in (None, "", "model", "models"):
             return cls.MODEL
@@ -213,7 +213,7 @@ class RepoPath:
     path: str = ""
 
     @classmethod
-    def parse(cls, url: str) -> "RepoPath":
+    def parse(cls, url: str) -> RepoPath:
         """Parse ``[hf://|hubfs://][datasets/|spaces/]ns/name[@rev][/path]``.
 
         ``rev`` may be url-encoded (``@feat%2Fx``) or a special ref with slashes

@@ -24,10 +24,11 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterator
+from typing import IO, TYPE_CHECKING
 
 from hubfs.errors import NotFoundError
 from hubfs.lfs import POINTER_MAX_SIZE, is_valid_oid
@@ -36,6 +37,8 @@ from hubfs.server.lfs_store import MULTIPART_TTL, LfsStore
 from hubfs.server.metadata import Metadata
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from hubfs.server.hub import Hub
 
 log = logging.getLogger("hubfs.server.gc")
@@ -55,7 +58,7 @@ class Held:
     def release(self) -> None:
         self._file.close()  # closing the descriptor drops the flock; never blocks
 
-    def __enter__(self) -> "Held":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -74,7 +77,7 @@ class ReclaimLock:
 
     def acquire(self, *, exclusive: bool = False, blocking: bool = True) -> Held | None:
         """Take the lock; None when ``blocking`` is False and it is held the other way."""
-        file = open(self.path, "ab")
+        file = open(self.path, "ab")  # noqa: SIM115 - held open: the flock lives as long as the Held
         flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB)
         try:
             fcntl.flock(file.fileno(), flags)
@@ -169,7 +172,7 @@ class _Target:
     reclaim: ReclaimLock
 
 
-def _target(where: "Path | str | Hub") -> _Target:
+def _target(where: Path | str | Hub) -> _Target:
     if isinstance(where, (str, Path)):
         data = Path(where)
         if not (data / "hub.sqlite").is_file():
@@ -178,7 +181,7 @@ def _target(where: "Path | str | Hub") -> _Target:
     return _Target(where.data_dir, where.lfs, where.meta, where.reclaim)
 
 
-def collect(where: "Path | str | Hub", grace_seconds: float = DEFAULT_GRACE) -> GcReport:
+def collect(where: Path | str | Hub, grace_seconds: float = DEFAULT_GRACE) -> GcReport:
     """Remove garbage older than ``grace_seconds`` from a hub's data folder (or a running ``Hub``'s).
 
     Safe beside live servers on the same folder: nothing a ref, a live upload or a commit in flight can
@@ -316,7 +319,7 @@ def _mtime(path: Path) -> float:
 # -- the periodic run inside `hubfs serve` -------------------------------------------------------
 
 
-def start_periodic(hub: "Hub", interval: float, grace: float) -> threading.Event | None:
+def start_periodic(hub: Hub, interval: float, grace: float) -> threading.Event | None:
     """Run :func:`collect` every ``interval`` seconds in a daemon thread; set the returned event to stop.
 
     None (and nothing started) when ``interval`` is 0 or less.
@@ -329,7 +332,7 @@ def start_periodic(hub: "Hub", interval: float, grace: float) -> threading.Event
         while not stop.wait(interval):
             try:
                 report = collect(hub, grace)
-            except Exception:  # noqa: BLE001 - a failed run must not end the loop; the next one retries
+            except Exception:
                 log.exception("gc run failed")
                 continue
             log.info("gc: %s", report.summary())

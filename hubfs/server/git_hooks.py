@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hubfs.config import HookEnv
 from hubfs.errors import InvalidNameError

@@ -14,9 +14,10 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Iterator, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from dulwich.file import FileLocked
 from dulwich.index import commit_tree
@@ -33,6 +34,9 @@ from hubfs.errors import (
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
 from hubfs.paths import is_commit_sha
 from hubfs.server.faults import fault_point
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 FILE_MODE = 0o100644
 ZERO_SHA = b"0" * 40
@@ -165,7 +169,7 @@ class GitRepo:
         _TREES.put(sha, obj)
         return obj
 
-    def __enter__(self) -> "GitRepo":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -575,7 +579,7 @@ def last_commits(
 class _Pending:
     """A trie of the paths still looked for, one node per path segment."""
 
-    __slots__ = ("children", "path", "count", "parent", "name")
+    __slots__ = ("children", "count", "name", "parent", "path")
 
     def __init__(self, parent: _Pending | None = None, name: bytes = b"") -> None:
         self.children: dict[bytes, _Pending] = {}
@@ -677,7 +681,7 @@ class _LastCommitWalk:
         """A folder's entries by name ({} for a file or nothing)."""
         if item is None or not stat.S_ISDIR(item[0]):
             return {}
-        entries = cast(dict[bytes, _Item], self.g.tree(item[1])._entries)  # noqa: SLF001 - dulwich's parsed dict
+        entries = cast(dict[bytes, _Item], self.g.tree(item[1])._entries)
         self.work += len(entries)
         return entries
 

@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 from urllib.parse import unquote
 
 import anyio
@@ -167,7 +168,7 @@ class App:
             return await run_in_threadpool(handler, request, **kwargs)
         except HubfsError as exc:
             return error_response(exc)
-        except Exception:  # noqa: BLE001 - the client gets a clean 500, the log gets the traceback
+        except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             return error_response(HubfsError("Internal server error.", status=500))
 

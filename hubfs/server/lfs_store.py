@@ -20,8 +20,9 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from hubfs.errors import BadRequestError, IntegrityError, NotFoundError
 from hubfs.lfs import is_valid_oid
@@ -32,7 +33,7 @@ MULTIPART_TTL = 24 * 3600  # the lifetime of the signed part URLs (Hub.sign's de
 class ObjectWriter:
     """A streaming writer for one object: ``write`` chunks, then ``commit`` (verifies) or ``abort``."""
 
-    def __init__(self, store: "LfsStore", oid: str, size: int) -> None:
+    def __init__(self, store: LfsStore, oid: str, size: int) -> None:
         self._store, self.oid, self.size = store, oid, size
         fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
         fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is installed or dropped: it marks a live upload

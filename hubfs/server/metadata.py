@@ -14,9 +14,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hubfs.errors import BadRequestError, ConflictError, NotFoundError
 
@@ -154,7 +155,7 @@ class Metadata:
         def __exit__(self, exc_type: object, *rest: object) -> None:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
-    def _tx(self) -> "Metadata._Tx":
+    def _tx(self) -> Metadata._Tx:
         return Metadata._Tx(self._conn())
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:

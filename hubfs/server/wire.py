@@ -130,7 +130,7 @@ def decode_cursor(cursor: str | None) -> int:
         offset = json.loads(base64.urlsafe_b64decode(padded))["o"]
         if isinstance(offset, int) and offset >= 0:
             return offset
-    except Exception:  # noqa: BLE001 - any undecodable cursor is a client error
+    except Exception:  # noqa: BLE001, S110 - any undecodable cursor is a client error, answered below
         pass
     raise BadRequestError("Invalid pagination cursor.")
 
