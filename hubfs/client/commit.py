@@ -133,7 +133,7 @@ def upload_lfs_objects(client: Any, lfs_url: str, adds: list[Add], revision: str
             elif progress is not None:
                 progress.update(by_oid[obj["oid"]].size)
     with ThreadPoolExecutor(max(1, min(workers, len(todo)))) as pool:
-        list(pool.map(lambda item: _upload_one(client, *item, progress), todo))
+        list(pool.map(lambda item: _upload_one(client, item[0], item[1], progress), todo))
 
 
 def _upload_one(client: Any, add: Add, actions: dict[str, Any], progress: Any) -> None:

@@ -386,10 +386,10 @@ def _delete_tag(hub: Hub, caller: Caller, repo_type: str, repo_id: str, tag: str
     repo = hub.writable_repo(caller, repo_type, repo_id)
     validate_revision(tag)
     with hub.git.open(repo.type, repo.repo_id) as g:
-        raw = g.repo.refs.as_dict().get(f"refs/tags/{tag}".encode())
+        raw = g.branch_head(f"refs/tags/{tag}")  # the ref's own value: an annotated tag's object, not its commit
         if raw is None:
             raise RevisionNotFoundError(f"Tag {tag} does not exist.")
-        g.set_ref(f"refs/tags/{tag}", None, raw.decode())
+        g.set_ref(f"refs/tags/{tag}", None, raw)
 
 
 def register(router: Router) -> None:

@@ -45,6 +45,8 @@ def whoami(request: Request) -> Response:
     if caller.user is None:
         raise AuthenticationError("Invalid credentials in Authorization header")
     row = hub.meta.account(caller.user)
+    if row is None:  # the token outlived its account
+        raise AuthenticationError("Invalid credentials in Authorization header")
     return json_response({
         "type": "user", "id": caller.user, "name": caller.user, "fullname": row["fullname"], "email": row["email"],
         "orgs": [{"type": "org", "name": o} for o in hub.meta.orgs_of(caller.user)],

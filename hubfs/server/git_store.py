@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from dulwich.file import FileLocked
 from dulwich.index import commit_tree
-from dulwich.objects import Blob, Commit, ShaFile, Tag, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tag, Tree
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from hubfs.errors import (
@@ -36,6 +37,7 @@ from hubfs.paths import is_commit_sha
 from hubfs.server.faults import fault_point
 
 if TYPE_CHECKING:
+    from dulwich.object_store import ObjectContainer
     from typing_extensions import Self
 
 FILE_MODE = 0o100644
@@ -163,7 +165,7 @@ class GitRepo:
         hit = _TREES.get(sha)
         if hit is not None:
             return hit
-        obj = self.store[sha]
+        obj = self.store[ObjectID(sha)]
         if not isinstance(obj, Tree):
             raise EntryNotFoundError(f"{sha.decode()} is not a folder.")
         _TREES.put(sha, obj)
@@ -187,7 +189,7 @@ class GitRepo:
         return out
 
     def _peel(self, sha: bytes) -> bytes:
-        obj = self.store[sha]
+        obj = self.store[ObjectID(sha)]
         while isinstance(obj, Tag):
             obj = self.store[obj.object[1]]
         return obj.id
@@ -197,7 +199,7 @@ class GitRepo:
         candidates = [revision] if revision.startswith("refs/") else [f"refs/heads/{revision}", f"refs/tags/{revision}"]
         refs = self.repo.refs
         for ref in candidates:
-            if ref.encode() in refs:
+            if Ref(ref.encode()) in refs:
                 return ref
         return None
 
@@ -214,12 +216,12 @@ class GitRepo:
                 pass
         ref = self.ref_for(revision)
         if ref is not None:
-            return self._peel(self.repo.refs[ref.encode()]).decode()
+            return self._peel(self.repo.refs[Ref(ref.encode())]).decode()
         raise RevisionNotFoundError(f"Invalid rev id: {revision}")
 
     def branch_head(self, ref: str) -> str | None:
         try:
-            return self.repo.refs[ref.encode()].decode()
+            return self.repo.refs[Ref(ref.encode())].decode()
         except KeyError:
             return None
 
@@ -229,9 +231,9 @@ class GitRepo:
         for attempt in range(400):
             try:
                 if new is None:
-                    ok = self.repo.refs.remove_if_equals(ref.encode(), old)
+                    ok = self.repo.refs.remove_if_equals(Ref(ref.encode()), ObjectID(old))
                 else:
-                    ok = self.repo.refs.set_if_equals(ref.encode(), old, new.encode())
+                    ok = self.repo.refs.set_if_equals(Ref(ref.encode()), ObjectID(old), ObjectID(new.encode()))
                 break
             except FileLocked:  # git receive-pack holds the same ``ref.lock`` file: wait for it
                 time.sleep(0.005 * min(attempt + 1, 10))
@@ -254,7 +256,7 @@ class GitRepo:
             self.writer.add_object(tag)
             sha = tag.id.decode()
         with repo_lock(self.path):
-            if ref.encode() in self.repo.refs:
+            if Ref(ref.encode()) in self.repo.refs:
                 raise ConflictError(f"Tag {name} already exists.")
             self.set_ref(ref, sha, None)
         return sha
@@ -262,7 +264,7 @@ class GitRepo:
     # -- objects -------------------------------------------------------------------------------
 
     def commit_info(self, sha: str) -> CommitInfo:
-        c = self.store[sha.encode()]
+        c = self.store[ObjectID(sha.encode())]
         if not isinstance(c, Commit):
             raise RevisionNotFoundError(f"{sha} is not a commit.")
         message = c.message.decode("utf-8", "replace")
@@ -280,7 +282,7 @@ class GitRepo:
         key = (str(self.path), self.generation, commit)
         tree = _COMMIT_TREES.get(key)
         if tree is None:
-            obj = self.store[commit.encode()]
+            obj = self.store[ObjectID(commit.encode())]
             if not isinstance(obj, Commit):
                 raise RevisionNotFoundError(f"{commit} is not a commit.")
             tree = obj.tree
@@ -288,7 +290,7 @@ class GitRepo:
         return tree
 
     def read_blob(self, sha: str) -> bytes:
-        obj = self.store[sha.encode()]
+        obj = self.store[ObjectID(sha.encode())]
         if not isinstance(obj, Blob):
             raise EntryNotFoundError(f"{sha} is not a file.")
         return obj.as_raw_string()
@@ -300,7 +302,7 @@ class GitRepo:
             return cached
         info = self._loose_blob_info(sha)
         if info is None:
-            data = self.store[sha].as_raw_string()
+            data = self.store[ObjectID(sha)].as_raw_string()
             info = (len(data), LfsPointer.parse(data) if len(data) <= POINTER_MAX_SIZE else None)
         _BLOB_INFO.put(sha, info)
         return info
@@ -382,7 +384,7 @@ class GitRepo:
         """Every file of a commit: path -> (blob sha, mode)."""
         return {
             e.path.decode(): (e.sha, e.mode)
-            for e in self.store.iter_tree_contents(self.tree_of(commit))
+            for e in self.store.iter_tree_contents(ObjectID(self.tree_of(commit)))
         }
 
     # -- writing -------------------------------------------------------------------------------
@@ -395,6 +397,8 @@ class GitRepo:
                 _check_no_conflict(files, change.path)
                 old = files.get(change.path)
                 mode = old[1] if old and old[1] == 0o100755 else change.mode
+                if change.blob is None:
+                    raise BadRequestError(f"Nothing to put at {change.path}.")
                 files[change.path] = (change.blob.encode(), mode)
             elif change.kind == "delete_file":
                 if change.path not in files:
@@ -409,12 +413,14 @@ class GitRepo:
                     del files[p]
             else:
                 raise BadRequestError(f"Unknown change {change.kind!r}.")
-        return commit_tree(self.writer, [(p.encode(), sha, mode) for p, (sha, mode) in files.items()])
+        # commit_tree only calls add_object, which _ObjectWriter provides (racing writers tolerated)
+        return commit_tree(cast("ObjectContainer", self.writer),
+                           [(p.encode(), ObjectID(sha), mode) for p, (sha, mode) in files.items()])
 
     def write_commit(self, tree: bytes, parents: list[str], message: str, author: str) -> str:
         c = Commit()
         c.tree = tree
-        c.parents = [p.encode() for p in parents]
+        c.parents = [ObjectID(p.encode()) for p in parents]
         c.author = c.committer = author.encode()
         c.author_time = c.commit_time = int(time.time())
         c.author_timezone = c.commit_timezone = 0
@@ -460,7 +466,7 @@ class GitRepo:
 
     def walk(self, head: str, limit: int | None = None) -> Iterator[CommitInfo]:
         """Commits reachable from ``head``, newest first (by commit date, like ``git log``)."""
-        walker = self.repo.get_walker(include=[head.encode()], max_entries=limit)
+        walker = self.repo.get_walker(include=[ObjectID(head.encode())], max_entries=limit)
         for entry in walker:
             yield self.commit_info(entry.commit.id.decode())
 
@@ -500,7 +506,7 @@ class GitStore:
         self._forget(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         repo = Repo.init_bare(str(path), mkdir=True)
-        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+        repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
         repo.close()
         return GitRepo(path, generation=self._generation.get(str(path), 0))
 

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import anyio
@@ -154,18 +154,19 @@ class App:
                 if path_matched:
                     return error_response(HubfsError(f"Method {scope['method']} not allowed here.", status=405))
                 if self.fallback is not None:
-                    return await self.fallback(request)
+                    return await cast(Callable[..., Awaitable[Response]], self.fallback)(request)
                 return error_response(HubfsError("Not found.", status=404))
             try:
                 kwargs = {k: (v if k.endswith("_raw") else decode_segment(v)) for k, v in params.items() if v is not None}
             except UnicodeDecodeError:
                 return error_response(HubfsError("Invalid percent-encoding in path.", status=400))
             if inspect.iscoroutinefunction(handler):
-                return await handler(request, **kwargs)
+                return await cast(Callable[..., Awaitable[Response]], handler)(request, **kwargs)
+            sync = cast(Callable[..., Response], handler)
             if getattr(handler, "inline", False):
-                return handler(request, **kwargs)
+                return sync(request, **kwargs)
             # Plain functions do blocking git and SQLite work: keep it off the event loop.
-            return await run_in_threadpool(handler, request, **kwargs)
+            return await run_in_threadpool(sync, request, **kwargs)
         except HubfsError as exc:
             return error_response(exc)
         except Exception:

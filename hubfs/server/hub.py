@@ -334,9 +334,10 @@ class Hub:
 
     def add_user(self, name: str, org: str | None = None) -> None:
         validate_name(name, "user name")
-        if self.meta.account(name) is None:
+        row = self.meta.account(name)
+        if row is None:
             self.meta.add_account(name)
-        elif self.meta.account(name)["is_org"]:
+        elif row["is_org"]:
             raise ConflictError(f"{name} is an organization.")
         if org:
             validate_name(org, "organization name")
