@@ -84,7 +84,7 @@ class HubConfig:
     endpoint: str
     token: str | None
     cache_dir: Path
-    offline: bool
+    offline: bool  # HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE: send nothing, serve from cache_dir only
 
     @classmethod
     def load(cls, endpoint: str | None = None, token: str | bool | None = None,

@@ -8,6 +8,8 @@ Each class also derives from the built-in exception a caller would naturally cat
 
 from __future__ import annotations
 
+import errno
+
 
 class HubfsError(Exception):
     """Base of every hubfs error. ``code`` is the Hub's X-Error-Code, ``status`` the HTTP status."""
@@ -121,10 +123,30 @@ class OfflineModeError(HubfsError, ConnectionError):
     code, status = "Offline", 0
 
 
+class OfflineEntryNotFoundError(OfflineModeError, FileNotFoundError):
+    """HF_HUB_OFFLINE is set and this path is not in the cached snapshot (it may exist on the hub)."""
+
+    code, status = "Offline", 0
+
+
 class HubConnectionError(HubfsError, ConnectionError):
     """The hub could not be reached, or kept failing after retries."""
 
     code, status = "ConnectionError", 0
+
+
+class CacheFullError(HubfsError, OSError):
+    """The disk holding the local cache is full (``errno`` is ENOSPC); nothing partial was kept."""
+
+    code, status = "CacheFull", 0
+
+    def __init__(self, folder: str, needed: int | None, free: int | None = None, what: str = "") -> None:
+        sizes = ", ".join(([f"{needed} bytes needed"] if needed is not None else [])
+                          + ([f"{free} free"] if free is not None else []))
+        super().__init__(f"No space left in the cache folder {folder}{' for ' + what if what else ''}"
+                         f"{': ' + sizes if sizes else ''}. Free some space (e.g. `hubfs cache rm`) and retry.")
+        self.errno, self.strerror, self.filename = errno.ENOSPC, self.message, folder
+        self.folder, self.needed, self.free = folder, needed, free
 
 
 _BY_CODE: dict[str, type[HubfsError]] = {

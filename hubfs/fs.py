@@ -14,7 +14,11 @@ Same URL grammar: ``hf://[datasets/|spaces/]ns/name[@rev]/path``. What differs:
   any number of writes, deletes and moves are one commit per branch;
 - a path missing under a branch pinned before the call re-resolves the branch once before
   ``FileNotFoundError`` is raised, so a file just pushed by anyone (git, another process) is found;
-- ``close()`` (or ``with HubFileSystem(...) as fs:``) shuts its thread pools and connections down.
+- ``close()`` (or ``with HubFileSystem(...) as fs:``) shuts its thread pools and connections down;
+- with ``HF_HUB_OFFLINE=1``, ``ls``/``info``/``find`` and reads of a revision in the local cache
+  (``refs/<branch>`` or a commit sha) come from the cache and nothing is sent; like huggingface_hub's
+  offline mode, listings show only the files downloaded, and anything else raises an
+  :class:`~hubfs.errors.OfflineModeError` naming offline mode (see :mod:`hubfs.client.snapshot`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.registry import register_implementation
@@ -40,8 +44,9 @@ from hubfs.client.download import RemoteFile, fetch_file
 from hubfs.client.fetch import RangeFetcher
 from hubfs.client.malloc import keep_freed_buffers
 from hubfs.client.peek import TAIL_FIRST, peek_file
-from hubfs.config import PART_SIZE
-from hubfs.errors import EntryNotFoundError, HubfsError, RepoNotFoundError, RevisionNotFoundError
+from hubfs.client.reader import FileReader, ReaderDeps, ReadTarget, SingleFlight, probe, read_range
+from hubfs.client.snapshot import FileEntry, Snapshot
+from hubfs.errors import HubfsError, RepoNotFoundError, RevisionNotFoundError
 from hubfs.files import HubFile, HubWriteFile
 from hubfs.paths import RepoPath
 
@@ -49,16 +54,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 T = TypeVar("T")
-
-
-def _entry(name: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """A tree entry as fsspec info, with the keys HfFileSystem uses."""
-    if raw["type"] == "directory":
-        return {"name": name, "size": 0, "type": "directory", "tree_id": raw.get("oid"), "last_commit": None}
-    lfs = raw.get("lfs")
-    return {"name": name, "size": raw["size"], "type": "file", "blob_id": raw.get("oid"),
-            "lfs": {"sha256": lfs["oid"], "size": lfs["size"], "pointer_size": lfs["pointerSize"]} if lfs else None,
-            "xet_hash": None, "last_commit": None, "security": None}
 
 
 class HubTransaction(Transaction):
@@ -88,13 +83,12 @@ class HubFileSystem(AbstractFileSystem):
         self.fetcher = RangeFetcher(self.client.transport)
         self.blocks = BlockCache(HubCache(self.client.config.cache_dir)) if block_cache else None
         self.max_workers = max_workers
-        self._listings: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
-        self._entries: dict[tuple, dict[str, Any]] = {}
         self._edges: OrderedDict[tuple, tuple[int, bytes]] = OrderedDict()  # first or last bytes seen by a peek
         self._pending: dict[tuple[str, str, str], list[Operation]] = {}
         self._cleanup: list[str] = []
         self._pool: ThreadPoolExecutor | None = None
         self._part_pool: ThreadPoolExecutor | None = None
+        self._flights = SingleFlight()  # concurrent reads of one range, by any reader of this fs, share a fetch
         self._lock = threading.Lock()
         self._closed = False
         keep_freed_buffers()
@@ -171,27 +165,24 @@ class HubFileSystem(AbstractFileSystem):
         return path.rstrip("/")
 
     def _parse(self, path: str) -> tuple[RepoPath, str]:
+        rp, snap = self._snapshot(path)
+        return rp, snap.sha
+
+    def _snapshot(self, path: str) -> tuple[RepoPath, Snapshot]:
+        """The parsed path and the snapshot its revision points to (the local cache's when offline)."""
         rp = RepoPath.parse(self._strip_protocol(path))
         try:
-            sha = self.client.resolve(rp.repo_type.value, rp.repo_id, rp.revision)
+            return rp, self.client.snapshot(rp.repo, rp.revision)
         except (RepoNotFoundError, RevisionNotFoundError) as exc:
             raise FileNotFoundError(f"{path}: {exc}") from exc
-        return rp, sha
 
     @staticmethod
     def _name(rp: RepoPath, path: str) -> str:
         return RepoPath(rp.repo_type, rp.repo_id, rp.revision, path).unparse().removeprefix("hf://")
 
-    def _named(self, rp: RepoPath, entry: dict[str, Any]) -> dict[str, Any]:
-        """A cached entry (named by its path in the repo) named the way ``rp`` spells repo and revision."""
-        return {**entry, "name": self._name(rp, entry["name"])}
-
-    def _remember(self, key: tuple, entries: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._listings[key] = entries
-            self._listings.move_to_end(key)
-            while len(self._listings) > 4096:
-                self._listings.popitem(last=False)
+    def _named(self, rp: RepoPath, entry: FileEntry) -> dict[str, Any]:
+        """fsspec info of ``entry``, named the way ``rp`` spells repo and revision."""
+        return entry.info(self._name(rp, entry.path))
 
     # -- listing -----------------------------------------------------------------------------------
 
@@ -199,45 +190,36 @@ class HubFileSystem(AbstractFileSystem):
         return self._rechecked(path, lambda: self._ls(path, detail))
 
     def _ls(self, path: str, detail: bool) -> list[Any]:
-        rp, sha = self._parse(path)
-        key = (rp.repo_type.value, rp.repo_id, sha, rp.path)
-        entries = self._listings.get(key)
-        if entries is None:
-            try:
-                raw = self.client.list_tree(rp.repo_type.value, rp.repo_id, sha, rp.path)
-            except EntryNotFoundError:
-                raw = None
-            if raw is None or (len(raw) == 1 and raw[0]["type"] == "file" and raw[0]["path"] == rp.path):
-                info = self.info(path)
-                if info["type"] != "file":
-                    raise FileNotFoundError(path)
-                return [info] if detail else [info["name"]]
-            entries = [_entry(e["path"], e) for e in raw]  # cached per commit, named by path in the repo
-            self._remember(key, entries)
-            for e, r in zip(entries, raw):
-                self._entries[(key[0], key[1], sha, r["path"])] = e
+        rp, snap = self._snapshot(path)
+        entries = snap.listdir(rp.path)
+        if entries is None:  # a file, or nothing
+            info = self.info(path)
+            if info["type"] != "file":
+                raise FileNotFoundError(path)
+            return [info] if detail else [info["name"]]
         prefix = self._name(rp, "") + "/"
         if not detail:
-            return [prefix + e["name"] for e in entries]
-        return [{**e, "name": prefix + e["name"]} for e in entries]
+            return [prefix + e.path for e in entries]
+        return [e.info(prefix + e.path) for e in entries]
 
     def _peek(self, path: str) -> tuple[tuple, dict[str, Any]] | None:
         """One round trip for a file not described yet (see peek.py): on a branch not pinned yet, the pin,
         the entry and the first or last 64 KiB; on a pinned one, the entry and the tail of a format
         read from its footer (a parquet file's ``info`` is followed by its footer read)."""
         rp = RepoPath.parse(self._strip_protocol(path))
-        if not rp.path:
+        if not rp.path or self.client.config.offline:
             return None
         rev = rp.revision or "main"
         sha = self.client.pinned(rp.repo_type.value, rp.repo_id, rev)
-        if sha is not None and ((rp.repo_type.value, rp.repo_id, sha, rp.path) in self._entries
+        if sha is not None and (Snapshot(self.client, rp.repo, rev, sha).cached_entry(rp.path) is not None
                                 or not rp.path.lower().endswith(TAIL_FIRST)):
             return None
         seen = peek_file(self.client, self.fetcher, self.pool, rp.repo_type.value, rp.repo_id, sha or rev, rp.path)
         if seen is None:
             return None
         key = (rp.repo_type.value, rp.repo_id, seen.sha, rp.path)
-        entry = self._entries[key] = _entry(rp.path, seen.entry)
+        entry = FileEntry.from_tree(seen.entry)
+        Snapshot(self.client, rp.repo, rev, seen.sha).remember(entry)
         with self._lock:
             self._edges[key] = (seen.offset, seen.data)
             while len(self._edges) > 64:
@@ -251,20 +233,10 @@ class HubFileSystem(AbstractFileSystem):
         peeked = self._peek(path)
         if peeked is not None:
             return peeked[1]
-        rp, sha = self._parse(path)
-        if not rp.path:
-            return {"name": self._name(rp, ""), "size": 0, "type": "directory", "tree_id": None, "last_commit": None}
-        hit = self._entries.get((rp.repo_type.value, rp.repo_id, sha, rp.path))
-        if hit is not None:
-            return self._named(rp, hit)
-        parent = rp.path.rsplit("/", 1)[0] if "/" in rp.path else ""
-        if (rp.repo_type.value, rp.repo_id, sha, parent) in self._listings:
-            raise FileNotFoundError(path)  # the parent's complete listing does not have it
-        found = self.client.paths_info(rp.repo_type.value, rp.repo_id, sha, [rp.path])
-        if not found:
+        rp, snap = self._snapshot(path)
+        entry = snap.entry(rp.path)
+        if entry is None:
             raise FileNotFoundError(path)
-        entry = _entry(rp.path, found[0])
-        self._entries[(rp.repo_type.value, rp.repo_id, sha, rp.path)] = entry
         return self._named(rp, entry)
 
     def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False,
@@ -276,19 +248,10 @@ class HubFileSystem(AbstractFileSystem):
         return found
 
     def _find(self, path: str, maxdepth: int | None, withdirs: bool, detail: bool) -> Any:
-        rp, sha = self._parse(path)
-        rkey = (rp.repo_type.value, rp.repo_id, sha, rp.path, "recursive")
-        raw = self._listings.get(rkey)
-        if raw is None:
-            raw = self._under_listed_folder(rp, sha)
-        if raw is None:
-            try:
-                raw = self.client.list_tree(rp.repo_type.value, rp.repo_id, sha, rp.path, recursive=True)
-            except EntryNotFoundError:
-                raw = []
-            self._remember(rkey, raw)
-        if len(raw) == 1 and raw[0]["type"] == "file" and raw[0]["path"] == rp.path:
-            out = {self._name(rp, rp.path): _entry(self._name(rp, rp.path), raw[0])}
+        rp, snap = self._snapshot(path)
+        raw = snap.walk(rp.path)
+        if len(raw) == 1 and not raw[0].is_dir and raw[0].path == rp.path:
+            out = {self._name(rp, rp.path): self._named(rp, raw[0])}
             return out if detail else list(out)
         if not raw and rp.path:
             try:
@@ -298,39 +261,18 @@ class HubFileSystem(AbstractFileSystem):
             if info["type"] == "file":
                 return {info["name"]: info} if detail else [info["name"]]
         base_depth = rp.path.count("/") + 1 if rp.path else 0
-        children: dict[str, list[dict[str, Any]]] = {rp.path: []}
         out = {}
-        for r in raw:
-            e = _entry(r["path"], r)
-            self._entries[(rp.repo_type.value, rp.repo_id, sha, r["path"])] = e
-            parent = r["path"].rsplit("/", 1)[0] if "/" in r["path"] else ""
-            children.setdefault(parent, []).append(e)
-            if r["type"] == "directory":
-                children.setdefault(r["path"], [])
-            depth = r["path"].count("/") + 1 - base_depth
+        for e in raw:
+            depth = e.path.count("/") + 1 - base_depth
             if maxdepth is not None and depth > maxdepth:
                 continue
-            if r["type"] == "file" or withdirs:
-                out[self._name(rp, r["path"])] = self._named(rp, e)
-        for folder, entries in children.items():
-            self._remember((rp.repo_type.value, rp.repo_id, sha, folder), entries)
+            if not e.is_dir or withdirs:
+                out[self._name(rp, e.path)] = self._named(rp, e)
         if withdirs and raw:  # a listing with entries under it: the root is a folder (the repo's root too)
-            root = self._entries.get((rp.repo_type.value, rp.repo_id, sha, rp.path)) or _entry(
-                rp.path, {"type": "directory"})
+            root = snap.cached_entry(rp.path) or FileEntry.folder(rp.path)
             out[self._name(rp, rp.path)] = self._named(rp, root)
         names = sorted(out)
         return {n: out[n] for n in names} if detail else names
-
-    def _under_listed_folder(self, rp: RepoPath, sha: str) -> list[dict[str, Any]] | None:
-        """The recursive listing under ``rp.path``, cut from a cached recursive listing of a folder above it."""
-        folder = rp.path
-        while folder:
-            folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
-            hit = self._listings.get((rp.repo_type.value, rp.repo_id, sha, folder, "recursive"))
-            if hit is not None:
-                same = [r for r in hit if r["path"] == rp.path and r["type"] == "file"]
-                return same or [r for r in hit if r["path"].startswith(rp.path + "/")]
-        return None
 
     def walk(self, path: str, maxdepth: int | None = None, topdown: bool = True, on_error: str = "omit",
              **kwargs: Any) -> Any:
@@ -363,24 +305,24 @@ class HubFileSystem(AbstractFileSystem):
 
     def read_into(self, url: str, start: int, buf: memoryview) -> tuple[int, int]:
         """Fill ``buf`` from ``start``, as concurrent 16 MiB ranges when it is bigger; (bytes, total size)."""
-        if len(buf) <= PART_SIZE:
-            return self.fetcher.fetch_into(url, start, buf)
-        pieces = [(off, min(PART_SIZE, len(buf) - off)) for off in range(0, len(buf), PART_SIZE)]
-        results = list(self.part_pool.map(lambda p: self.fetcher.fetch_into(url, start + p[0], buf[p[0]:p[0] + p[1]]),
-                                     pieces))
-        got = 0
-        for (off, length), (n, _) in zip(pieces, results):
-            got = off + n
-            if n < length:
-                break
-        return got, max(total for _, total in results)
+        return read_range(self.fetcher, self.part_pool, url, start, buf)
+
+    def reader_deps(self) -> ReaderDeps:
+        """What this filesystem's readers share (read at each open: a test may swap the cache or config)."""
+        config = self.client.config
+        return ReaderDeps(self.fetcher, lambda: self.pool, lambda: self.part_pool, self.blocks,
+                          HubCache(config.cache_dir), config.offline, self._flights)
+
+    def _read_target(self, rp: RepoPath, snap: Any) -> ReadTarget:
+        """What a reader of ``rp`` in ``snap`` reads, with its entry when known already (no request)."""
+        return ReadTarget.from_entry(rp.repo_type.value, rp.repo_id, snap.sha, rp.path, snap.url(rp.path),
+                                     snap.cached_entry(rp.path))
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         return self._rechecked(path, lambda: self._cat_file(path, start, end))
 
     def _cat_file(self, path: str, start: int | None, end: int | None) -> bytes:
-        rp, sha = self._parse(path)
-        url = self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
+        rp, snap = self._snapshot(path)  # pins the branch first: the open below needs no peek
         if start is None and end is None:
             with self.open(path, "rb") as f:
                 return f.read()
@@ -392,9 +334,12 @@ class HubFileSystem(AbstractFileSystem):
         s = max(0, s)
         if e <= s:
             return b""
-        buf = bytearray(e - s)
-        n, _ = self.read_into(url, s, memoryview(buf))
-        return bytes(buf[:n])
+        if self.client.config.offline:
+            with self._open_cached(path) as f:
+                f.seek(s)
+                return f.read(e - s)
+        with FileReader(self._read_target(rp, snap), self.reader_deps(), stride=False) as reader:
+            return reader.read(s, e - s)
 
     def get_file(self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any) -> None:
         """Download one file: 16 MiB ranges in parallel when big, verified against its hash, resumable."""
@@ -441,14 +386,26 @@ class HubFileSystem(AbstractFileSystem):
         raise ValueError(f"Mode {mode!r} is not supported: a file in a Hub repo is replaced whole by a commit, so "
                          "append and random writes are impossible. Read it, then write the full content with 'wb'.")
 
-    def _open_read(self, path: str) -> HubFile:
+    def _open_read(self, path: str) -> HubFile | BinaryIO:
+        if self.client.config.offline:
+            return self._open_cached(path)
         self._peek(path)
-        rp, sha = self._parse(path)
-        key = (rp.repo_type.value, rp.repo_id, sha, rp.path)
-        url = self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
+        rp, snap = self._snapshot(path)
+        key = (rp.repo_type.value, rp.repo_id, snap.sha, rp.path)
         with self._lock:
             edge = self._edges.get(key)
-        return HubFile(self, self._name(rp, rp.path), url, key, self._entries.get(key), edge)
+        target, deps = self._read_target(rp, snap), self.reader_deps()
+        if target.size is None:  # not described yet: the first 64 KiB tell the size
+            target, edge = probe(deps, target)
+        return HubFile(self, self._name(rp, rp.path), FileReader(target, deps, edge))
+
+    def _open_cached(self, path: str) -> BinaryIO:
+        """Offline: the complete cached blob of ``path``; an error naming offline mode when not cached."""
+        rp, snap = self._snapshot(path)
+        local = snap.local_path(rp.path)
+        if local is None:
+            raise IsADirectoryError(f"{path} is a folder.")
+        return open(local, "rb")
 
     # -- writing -----------------------------------------------------------------------------------
 

@@ -204,6 +204,37 @@ def is_pr_ref(revision: str) -> bool:
 
 
 @dataclass(frozen=True)
+class RepoRef:
+    """One repository of a hub: its type and ``ns/name`` id (not validated here)."""
+
+    type: RepoType
+    id: str
+
+    @classmethod
+    def of(cls, repo_type: RepoType | str | None, repo_id: str) -> RepoRef:
+        """From a type spelled any way :meth:`RepoType.parse` accepts."""
+        return cls(repo_type if isinstance(repo_type, RepoType) else RepoType.parse(repo_type), repo_id)
+
+    @property
+    def url_prefix(self) -> str:
+        """``datasets/ns/name`` (web, resolve and git URLs; no prefix for models)."""
+        return f"{self.type.url_prefix}{self.id}"
+
+    @property
+    def api_path(self) -> str:
+        """``/api/datasets/ns/name``."""
+        return f"/api/{self.type.plural}/{self.id}"
+
+    @property
+    def folder(self) -> str:
+        """The repo's folder in huggingface_hub's cache: ``models--ns--name``."""
+        return f"{self.type.plural}--{self.id.replace('/', '--')}"
+
+    def __str__(self) -> str:
+        return self.url_prefix
+
+
+@dataclass(frozen=True)
 class RepoPath:
     """A parsed ``hf://`` path: repo type, ``ns/name``, optional revision and path in the repo."""
 
@@ -211,6 +242,10 @@ class RepoPath:
     repo_id: str
     revision: str | None = None
     path: str = ""
+
+    @property
+    def repo(self) -> RepoRef:
+        return RepoRef(self.repo_type, self.repo_id)
 
     @classmethod
     def parse(cls, url: str) -> RepoPath:

@@ -28,4 +28,8 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | quiet_pip
 fi
 
+# Static checks first: a lint or type error fails the run like a failing test.
+echo "test.sh: ruff check hubfs && mypy hubfs"
+.venv/bin/ruff check -q hubfs
+.venv/bin/mypy hubfs
 exec .venv/bin/python -m pytest "$@"

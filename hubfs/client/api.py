@@ -17,9 +17,10 @@ import httpx
 from hubfs.client.commit import Add, Delete, LfsRef, Operation, ndjson_body, upload_lfs_objects
 from hubfs.client.http import Transport
 from hubfs.client.pins import PROCESS_PINS, Pin, PinKey, PinTable
+from hubfs.client.snapshot import CachedSnapshot, Listings, Snapshot
 from hubfs.config import HubConfig
 from hubfs.errors import HubfsError, RangeNotSatisfiableError
-from hubfs.paths import DEFAULT_REVISION, RepoType, is_commit_sha
+from hubfs.paths import DEFAULT_REVISION, RepoRef, RepoType, is_commit_sha
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -30,6 +31,8 @@ class HubClient:
 
     Branch pins live in ``pins``, the :class:`~hubfs.client.pins.PinTable` of this endpoint and token,
     shared by default with every client of the same identity in the process (see :mod:`hubfs.client.pins`).
+    Listings of commits live in ``listings`` (this client's own; see :mod:`hubfs.client.snapshot`).
+    With ``HF_HUB_OFFLINE`` set, :meth:`snapshot` reads the local cache and nothing is sent.
     """
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None, *,
@@ -39,6 +42,7 @@ class HubClient:
         self.revision_ttl = revision_ttl
         self.pins = pins if pins is not None else PROCESS_PINS.table(self.config.endpoint, self.config.token)
         self._floor = 0  # pins with a sequence number up to this one are not trusted by this client
+        self.listings = Listings()
 
     def close(self) -> None:
         """Close the connection pool (idempotent); the client cannot send afterwards."""
@@ -90,6 +94,14 @@ class HubClient:
         self.pin(repo_type, repo_id, rev, sha)
         return sha
 
+    def snapshot(self, repo: RepoRef, revision: str | None = None) -> Snapshot:
+        """The commit ``revision`` (default main) points to, as a :class:`Snapshot`: pinned as
+        :meth:`resolve` does, or read from the local cache in offline mode (raising
+        :class:`~hubfs.errors.OfflineModeError` when it is not there)."""
+        if self.config.offline:
+            return CachedSnapshot.open(self, repo, revision)
+        return Snapshot(self, repo, revision, self.resolve(repo.type.value, repo.id, revision))
+
     def pinned(self, repo_type: str, repo_id: str, revision: str | None = None) -> str | None:
         """The commit ``revision`` is pinned to now, without a request: None when unknown or expired."""
         rev = revision or DEFAULT_REVISION
@@ -117,7 +129,7 @@ class HubClient:
         :meth:`pin_stamp`); True when the branch may have moved (retry once), False when a retry is
         pointless (a commit sha, a pin learnt since, or the same commit again)."""
         rev = revision or DEFAULT_REVISION
-        if is_commit_sha(rev):
+        if is_commit_sha(rev) or self.config.offline:
             return False
         pin = self._pin(repo_type, repo_id, rev)
         if pin is not None and pin.seq > since:

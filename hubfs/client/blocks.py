@@ -6,6 +6,9 @@ already there (so random reads still fetch only what was asked), writes them in 
 them under an ``flock`` on the map, so several processes share one cache safely. When the ranges
 cover the whole object it is verified against its sha256 and promoted into ``blobs/{sha256}`` of
 the repo it was read from, and the sparse files are removed.
+
+The cache is an optimisation: on a full disk a read still returns its bytes (what is cached is read
+from disk, the rest comes from ``fetch`` and is simply not kept), and a promotion is left for later.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from hubfs.client.cache import HubCache
+from hubfs.client.cache import HubCache, is_disk_full
 
 Fetch = Callable[[int, memoryview], int]
 Ranges = list[tuple[int, int]]
@@ -52,6 +55,37 @@ def gaps(have: Ranges, start: int, end: int) -> Ranges:
     return out
 
 
+def pieces(have: Ranges, start: int, end: int) -> list[tuple[int, int, bool]]:
+    """[start, end) cut into consecutive ``(a, b, cached)`` pieces, ``cached`` when ``have`` covers it."""
+    out = []
+    pos = start
+    for a, b in gaps(have, start, end):
+        if a > pos:
+            out.append((pos, a, True))
+        out.append((a, b, False))
+        pos = b
+    if pos < end:
+        out.append((pos, end, True))
+    return out
+
+
+def _fetch_exact(fetch: Fetch, offset: int, buf: memoryview, oid: str) -> None:
+    """Fill ``buf`` with the bytes at ``offset``; OSError when the source runs dry."""
+    got = 0
+    while got < len(buf):
+        n = fetch(offset + got, buf[got:])
+        if n <= 0:
+            raise OSError(f"no bytes for {oid} at {offset + got}")
+        got += n
+
+
+def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
+    """All of ``buf`` at ``offset``: a short write (a nearly full disk) is continued until it errors."""
+    done = 0
+    while done < len(buf):
+        done += os.pwrite(fd, buf[done:], offset + done)
+
+
 def _copy_into(buf: memoryview, data: bytes) -> int:
     buf[: len(data)] = data
     return len(data)
@@ -73,24 +107,54 @@ class BlockCache:
         if end <= start:
             return b""
         data_path, map_path = self._paths(oid)
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open(data_path, size)
+        try:
+            have = self._load(map_path) if fd is not None else []
+            out = bytearray(end - start)
+            view = memoryview(out)
+            for a, b, cached in pieces(have, start, end):
+                piece = view[a - start: b - start]
+                if cached and fd is not None:
+                    piece[:] = os.pread(fd, b - a, a)
+                    continue
+                _fetch_exact(fetch, a, piece, oid)
+                if fd is not None and not self._keep(fd, map_path, piece, a):
+                    os.close(fd)
+                    fd = None
+            return bytes(out)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _open(self, data_path: Path, size: int) -> int | None:
+        """The sparse file, created at ``size``; None when the disk is full (read without the cache)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            if is_disk_full(err):
+                return None
+            raise
         try:
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, size)
-            for a, b in gaps(self._load(map_path), start, end):
-                buf = bytearray(b - a)
-                got = 0
-                while got < len(buf):
-                    n = fetch(a + got, memoryview(buf)[got:])
-                    if n <= 0:
-                        raise OSError(f"no bytes for {oid} at {a + got}")
-                    got += n
-                os.pwrite(fd, buf, a)
-                self._mark(map_path, a, b)
-            return os.pread(fd, end - start, start)
-        finally:
+        except OSError as err:
             os.close(fd)
+            if is_disk_full(err):
+                return None
+            raise
+        return fd
+
+    def _keep(self, fd: int, map_path: Path, data: memoryview, offset: int) -> bool:
+        """Write fetched bytes in place and record them; False (nothing recorded) when the disk is full."""
+        try:
+            _pwrite_all(fd, data, offset)
+            self._mark(map_path, offset, offset + len(data))
+        except OSError as err:
+            if is_disk_full(err):
+                return False
+            raise
+        return True
 
     def store(self, oid: str, size: int, offset: int, data: bytes) -> None:
         """Keep bytes that were fetched anyway (the first window of an opened file)."""
@@ -128,7 +192,16 @@ class BlockCache:
         return map_path.exists() and self._load(map_path) == [(0, size)]
 
     def promote(self, oid: str, size: int, repo_type: str, repo_id: str, commit: str, path: str) -> Path | None:
-        """Move a complete, verified object into ``blobs/{oid}`` and link it into the snapshot."""
+        """Move a complete, verified object into ``blobs/{oid}`` and link it into the snapshot; None when it
+        is not complete, not intact, or the disk is too full to finish (it stays here for a later try)."""
+        try:
+            return self._promote(oid, size, repo_type, repo_id, commit, path)
+        except OSError as err:
+            if is_disk_full(err):
+                return None
+            raise
+
+    def _promote(self, oid: str, size: int, repo_type: str, repo_id: str, commit: str, path: str) -> Path | None:
         data_path, map_path = self._paths(oid)
         if not self.complete(oid, size):
             return None
@@ -143,7 +216,7 @@ class BlockCache:
         blob = self.cache.blob(repo_type, repo_id, oid)
         blob.parent.mkdir(parents=True, exist_ok=True)
         with self.cache.lock(repo_type, repo_id, oid):
-            if not blob.exists():
+            if not blob.exists() or blob.stat().st_size != size:  # missing, or truncated: replace it
                 os.replace(data_path, blob)
             else:
                 data_path.unlink(missing_ok=True)

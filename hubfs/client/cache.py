@@ -14,28 +14,61 @@ Concurrent processes are safe: a blob is downloaded under its lock file and rena
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
+from hubfs.errors import CacheFullError
 from hubfs.paths import RepoType, is_commit_sha, validate_path_in_repo
+
+
+def is_disk_full(err: OSError) -> bool:
+    """Whether ``err`` says the disk (or the user's quota) has no room left."""
+    return err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free bytes on the disk holding ``folder`` (or its nearest existing parent); None when unknown."""
+    for path in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(path).free
+        except OSError:
+            continue
+    return None
+
+
+def write_new(target: Path, write: Callable[[Path], object]) -> None:
+    """Create ``target`` atomically: ``write`` fills a private temporary file that is renamed into place,
+    and is removed if writing fails, so a half-written ``target`` never exists."""
+    tmp = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _link_or_copy(rel: str, blob: Path, target: Path) -> None:
     """A relative symlink at ``target`` (kept if there already), a copy where links fail; FileNotFoundError
-    when ``target``'s folder is missing."""
+    when ``target``'s folder is missing, the OSError itself when the disk is full."""
     try:
         os.symlink(rel, target)
     except FileExistsError:
         pass
     except FileNotFoundError:
         raise
-    except OSError:
+    except OSError as err:
+        if is_disk_full(err):
+            raise
         if not target.exists():
-            shutil.copyfile(blob, target)
+            write_new(target, lambda tmp: shutil.copyfile(blob, tmp))
 
 
 def repo_folder(repo_type: str, repo_id: str) -> str:
@@ -68,6 +101,10 @@ class HubCache:
         base = self.repo_dir(repo_type, repo_id) / "snapshots" / commit
         return base / validate_path_in_repo(path) if path else base
 
+    def full_error(self, needed: int | None, what: str = "") -> CacheFullError:
+        """The error for a write that found this cache's disk full."""
+        return CacheFullError(str(self.root), needed, free_bytes(self.root), what)
+
     def lock(self, repo_type: str, repo_id: str, etag: str) -> FileLock:
         path = self.root / ".locks" / repo_folder(repo_type, repo_id) / f"{etag}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,9 +116,7 @@ class HubCache:
         ref = self.repo_dir(repo_type, repo_id) / "refs" / revision
         ref.parent.mkdir(parents=True, exist_ok=True)
         if not ref.exists() or ref.read_text() != commit:
-            tmp = ref.with_name(ref.name + f".{os.getpid()}.tmp")
-            tmp.write_text(commit)
-            os.replace(tmp, ref)
+            write_new(ref, lambda tmp: tmp.write_text(commit))
 
     def read_ref(self, repo_type: str, repo_id: str, revision: str) -> str | None:
         if is_commit_sha(revision):

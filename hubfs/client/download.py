@@ -9,6 +9,7 @@ against its sha256 and regular files against their git blob id before the rename
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
 import shutil
@@ -23,10 +24,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from hubfs.client.api import HubClient
-from hubfs.client.cache import HubCache
+from hubfs.client.cache import HubCache, free_bytes, is_disk_full, write_new
 from hubfs.client.fetch import RangeFetcher
 from hubfs.config import PART_SIZE
-from hubfs.errors import EntryNotFoundError, HubfsError, IntegrityError
+from hubfs.errors import CacheFullError, EntryNotFoundError, HubfsError, IntegrityError
 
 PARALLEL_MIN = 64 << 20
 SEQUENTIAL_PIECE = 8 << 20
@@ -65,18 +66,33 @@ def _check(remote: RemoteFile, size: int, hexdigest: str) -> None:
                              f"{remote.etag}); the partial file was removed, retry the download.")
 
 
+def _discard(tmp: Path) -> None:
+    """Remove a partial download and its record of finished ranges."""
+    tmp.unlink(missing_ok=True)
+    Path(str(tmp) + ".parts").unlink(missing_ok=True)
+
+
 def fetch_file(fetcher: RangeFetcher, pool: ThreadPoolExecutor | None, url: str, remote: RemoteFile, tmp: Path,
                progress: Any = None) -> None:
-    """Download ``url`` into ``tmp`` (resuming what is there), hashing in order as it arrives, and verify it."""
-    if remote.size >= PARALLEL_MIN and pool is not None:
-        hexdigest = _fetch_parallel(fetcher, pool, url, remote, tmp, progress)
-    else:
-        hexdigest = _fetch_sequential(fetcher, url, remote, tmp, progress)
+    """Download ``url`` into ``tmp`` (resuming what is there), hashing in order as it arrives, and verify it.
+
+    A full disk raises :class:`CacheFullError` (an ``OSError`` with errno ENOSPC) naming ``tmp``'s folder,
+    after removing the partial file so that the space is given back.
+    """
+    try:
+        if remote.size >= PARALLEL_MIN and pool is not None:
+            hexdigest = _fetch_parallel(fetcher, pool, url, remote, tmp, progress)
+        else:
+            hexdigest = _fetch_sequential(fetcher, url, remote, tmp, progress)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        _discard(tmp)
+        raise CacheFullError(str(tmp.parent), remote.size, free_bytes(tmp.parent), remote.path) from err
     try:
         _verify(tmp, remote, hexdigest)
     except IntegrityError:
-        tmp.unlink(missing_ok=True)
-        Path(str(tmp) + ".parts").unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
@@ -136,7 +152,7 @@ def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, r
                 if n == 0:
                     raise HubfsError(f"{remote.path}: the server sent no bytes at offset {offset + got}.")
                 got += n
-            os.pwrite(fd, buf, offset)
+            _pwrite_all(fd, buf, offset)
             with lock, open(parts_file, "a") as pf:
                 pf.write(f"{offset // PART_SIZE}\n")
             if progress is not None:
@@ -163,6 +179,25 @@ def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, r
         os.close(fd)
     parts_file.unlink(missing_ok=True)
     return digest.hexdigest()
+
+
+def _pwrite_all(fd: int, buf: bytearray, offset: int) -> None:
+    """Write all of ``buf`` at ``offset``: a short write (a nearly full disk) is continued, so it ends in
+    an ``OSError`` rather than a silent hole."""
+    view, done = memoryview(buf), 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _write_all(path: Path, buf: bytearray) -> None:
+    """Create ``path`` (mode 0644) holding exactly ``buf``; partial on error (the caller removes it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view, done = memoryview(buf), 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+    finally:
+        os.close(fd)
 
 
 def select(files: Iterable[RemoteFile], names: list[str] | None, include: list[str] | None,
@@ -192,7 +227,21 @@ class Downloader:
     def download(self, repo_type: str, repo_id: str, revision: str | None = None, *, files: list[str] | None = None,
                  include: list[str] | None = None, exclude: list[str] | None = None,
                  local_dir: Path | None = None) -> Path:
-        """Download the selected files of ``revision``; returns the snapshot folder (or ``local_dir``)."""
+        """Download the selected files of ``revision``; returns the snapshot folder (or ``local_dir``).
+
+        A full disk raises :class:`CacheFullError` naming the folder; no partial blob is left behind.
+        """
+        try:
+            return self._download(repo_type, repo_id, revision, files, include, exclude, local_dir)
+        except CacheFullError:
+            raise
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            raise self.cache.full_error(None) from err
+
+    def _download(self, repo_type: str, repo_id: str, revision: str | None, files: list[str] | None,
+                  include: list[str] | None, exclude: list[str] | None, local_dir: Path | None) -> Path:
         rev = revision or "main"
         commit = self.client.resolve(repo_type, repo_id, rev, refresh=True)
         self.cache.write_ref(repo_type, repo_id, rev, commit)
@@ -206,11 +255,13 @@ class Downloader:
         total = sum(f.size for f in todo)
         bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not self.progress or not todo,
                    desc=f"Downloading {len(todo)} files")
-        (self.cache.repo_dir(repo_type, repo_id) / "blobs").mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-dl") as files_pool, \
-                ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-part") as parts_pool:
-            list(files_pool.map(lambda f: self._one(repo_type, repo_id, commit, f, parts_pool, bar), todo))
-        bar.close()
+        try:
+            (self.cache.repo_dir(repo_type, repo_id) / "blobs").mkdir(parents=True, exist_ok=True)
+            with ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-dl") as files_pool, \
+                    ThreadPoolExecutor(self.max_workers, thread_name_prefix="hubfs-part") as parts_pool:
+                list(files_pool.map(lambda f: self._one(repo_type, repo_id, commit, f, parts_pool, bar), todo))
+        finally:
+            bar.close()
         snapshot = self.cache.snapshot(repo_type, repo_id, commit)
         snapshot.mkdir(parents=True, exist_ok=True)
         if local_dir is not None:
@@ -220,6 +271,17 @@ class Downloader:
 
     def _one(self, repo_type: str, repo_id: str, commit: str, f: RemoteFile, pool: ThreadPoolExecutor,
              bar: Any) -> None:
+        """Fetch one file into its blob (unless there) and link it; a full disk raises :class:`CacheFullError`
+        naming the cache folder, with no partial file left behind."""
+        try:
+            self._fetch_one(repo_type, repo_id, commit, f, pool, bar)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            raise self.cache.full_error(f.size, f.path) from err
+
+    def _fetch_one(self, repo_type: str, repo_id: str, commit: str, f: RemoteFile, pool: ThreadPoolExecutor,
+                   bar: Any) -> None:
         blob = self.cache.blob(repo_type, repo_id, f.etag)
         if f.size <= SMALL:
             if not os.path.exists(blob):
@@ -250,12 +312,12 @@ class Downloader:
         digest.update(memoryview(buf)[:n])
         _check(f, n, digest.hexdigest())
         tmp = blob.with_name(f"{blob.name}.{os.getpid()}-{threading.get_ident()}.incomplete")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, buf)
-        finally:
-            os.close(fd)
-        os.replace(tmp, blob)
+            _write_all(tmp, buf)
+            os.replace(tmp, blob)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @staticmethod
     def _export(snapshot: Path, local_dir: Path, files: list[RemoteFile], commit: str) -> None:
@@ -265,7 +327,12 @@ class Downloader:
             meta = local_dir / ".cache" / "huggingface" / "download" / f"{f.path}.metadata"
             if dest.exists() and meta.exists() and meta.read_text().split("\n")[1:2] == [f.etag]:
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(snapshot / f.path, dest)
-            meta.parent.mkdir(parents=True, exist_ok=True)
-            meta.write_text(f"{commit}\n{f.etag}\n{time.time()}\n")
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                write_new(dest, functools.partial(shutil.copyfile, snapshot / f.path))
+                meta.parent.mkdir(parents=True, exist_ok=True)
+                meta.write_text(f"{commit}\n{f.etag}\n{time.time()}\n")
+            except OSError as err:
+                if not is_disk_full(err):
+                    raise
+                raise CacheFullError(str(local_dir), f.size, free_bytes(local_dir), f.path) from err
