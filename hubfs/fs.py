@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.registry import register_implementation
@@ -44,7 +44,7 @@ from hubfs.client.download import RemoteFile, fetch_file
 from hubfs.client.fetch import RangeFetcher
 from hubfs.client.malloc import keep_freed_buffers
 from hubfs.client.peek import TAIL_FIRST, peek_file
-from hubfs.client.reader import FileReader, ReaderDeps, ReadTarget, SingleFlight, probe, read_range
+from hubfs.client.reader import FileReader, ReaderDeps, ReadTarget, SingleFlight, probe
 from hubfs.client.snapshot import FileEntry, Snapshot
 from hubfs.errors import HubfsError, RepoNotFoundError, RevisionNotFoundError
 from hubfs.files import HubFile, HubWriteFile
@@ -303,10 +303,6 @@ class HubFileSystem(AbstractFileSystem):
         rp, sha = self._parse(path)
         return self.client.file_url(rp.repo_type.value, rp.repo_id, sha, rp.path)
 
-    def read_into(self, url: str, start: int, buf: memoryview) -> tuple[int, int]:
-        """Fill ``buf`` from ``start``, as concurrent 16 MiB ranges when it is bigger; (bytes, total size)."""
-        return read_range(self.fetcher, self.part_pool, url, start, buf)
-
     def reader_deps(self) -> ReaderDeps:
         """What this filesystem's readers share (read at each open: a test may swap the cache or config)."""
         config = self.client.config
@@ -315,8 +311,10 @@ class HubFileSystem(AbstractFileSystem):
 
     def _read_target(self, rp: RepoPath, snap: Any) -> ReadTarget:
         """What a reader of ``rp`` in ``snap`` reads, with its entry when known already (no request)."""
-        return ReadTarget.from_entry(rp.repo_type.value, rp.repo_id, snap.sha, rp.path, snap.url(rp.path),
-                                     snap.cached_entry(rp.path))
+        entry = snap.cached_entry(rp.path)
+        if entry is None and self.client.config.offline:
+            entry = snap.entry(rp.path)  # offline, the cache itself describes the file (no request)
+        return ReadTarget.from_entry(rp.repo_type.value, rp.repo_id, snap.sha, rp.path, snap.url(rp.path), entry)
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         return self._rechecked(path, lambda: self._cat_file(path, start, end))
@@ -334,10 +332,6 @@ class HubFileSystem(AbstractFileSystem):
         s = max(0, s)
         if e <= s:
             return b""
-        if self.client.config.offline:
-            with self._open_cached(path) as f:
-                f.seek(s)
-                return f.read(e - s)
         with FileReader(self._read_target(rp, snap), self.reader_deps(), stride=False) as reader:
             return reader.read(s, e - s)
 
@@ -386,11 +380,15 @@ class HubFileSystem(AbstractFileSystem):
         raise ValueError(f"Mode {mode!r} is not supported: a file in a Hub repo is replaced whole by a commit, so "
                          "append and random writes are impossible. Read it, then write the full content with 'wb'.")
 
-    def _open_read(self, path: str) -> HubFile | BinaryIO:
-        if self.client.config.offline:
-            return self._open_cached(path)
-        self._peek(path)
+    def _open_read(self, path: str) -> HubFile:
+        offline = self.client.config.offline
+        if not offline:
+            self._peek(path)
         rp, snap = self._snapshot(path)
+        if offline:  # the cached snapshot describes the file (or raises an error naming offline mode)
+            entry = snap.entry(rp.path)
+            if entry is None or entry.is_dir:
+                raise IsADirectoryError(f"{path} is a folder.") if entry else FileNotFoundError(path)
         key = (rp.repo_type.value, rp.repo_id, snap.sha, rp.path)
         with self._lock:
             edge = self._edges.get(key)
@@ -398,14 +396,6 @@ class HubFileSystem(AbstractFileSystem):
         if target.size is None:  # not described yet: the first 64 KiB tell the size
             target, edge = probe(deps, target)
         return HubFile(self, self._name(rp, rp.path), FileReader(target, deps, edge))
-
-    def _open_cached(self, path: str) -> BinaryIO:
-        """Offline: the complete cached blob of ``path``; an error naming offline mode when not cached."""
-        rp, snap = self._snapshot(path)
-        local = snap.local_path(rp.path)
-        if local is None:
-            raise IsADirectoryError(f"{path} is a folder.")
-        return open(local, "rb")
 
     # -- writing -----------------------------------------------------------------------------------
 
