@@ -84,6 +84,11 @@ class RangeFetcher:
                 return
         conn.close()
 
+    def idle_connections(self) -> int:
+        """How many keep-alive connections wait for reuse (all origins)."""
+        with self._lock:
+            return sum(len(conns) for conns in self._idle.values())
+
     def close(self) -> None:
         """Close every idle connection; connections in use are closed by their callers as they finish
         (they are not taken back after this: the idle lists start empty, and reuse simply reconnects)."""

@@ -35,8 +35,9 @@ def test_close_leaves_no_thread(hub, api, repo_id: str) -> None:
         with fs.open(path) as f:  # read-ahead
             assert f.read(4 * MiB) == data[:4 * MiB] and f.read(20 * MiB) == data[4 * MiB:24 * MiB]
         assert any(t.name.startswith("hubfs") for t in _new_threads(before))
-        assert _sockets() > sockets_before  # keep-alive connections, idle now
+        assert fs.fetcher.idle_connections() > 0  # keep-alive connections, idle now
     assert _new_threads(before) == []
+    assert fs.fetcher.idle_connections() == 0
     assert _sockets() <= sockets_before, "close() leaves no connection open"
 
 
