@@ -205,3 +205,19 @@ def test_malformed_authorization(hub, target, auth):
         assert 400 <= r.status_code < 500, (auth[:30], method, url, r.status_code)
         assert_clean(r if method != "HEAD" else HTTP.get(r.url, headers={"authorization": auth.encode("latin-1")}),
                      f"{auth[:30]} {method} {url}")
+
+
+def test_big_json_bodies_are_parsed_and_refused_like_small_ones(hub, target):
+    """Bodies past ``INLINE_JSON`` are parsed in the thread pool: same answers as small ones."""
+    from hubfs.server.wire import INLINE_JSON
+
+    files = [{"path": f"f/{i:06d}.txt", "size": 10, "sample": ""} for i in range(INLINE_JSON // 40)]
+    body = json.dumps({"files": files}).encode()
+    assert len(body) > INLINE_JSON
+    r = HTTP.post(f"{hub.endpoint}/api/models/{target}/preupload/main", content=body,
+                  headers={"content-type": "application/json", **_auth(hub)})
+    assert r.status_code == 200 and len(r.json()["files"]) == len(files), r.text[:200]
+    for bad in (body[:-1], b"[" + body + b"]", b"[" * (INLINE_JSON + 1)):
+        r = HTTP.post(f"{hub.endpoint}/api/models/{target}/preupload/main", content=bad,
+                      headers={"content-type": "application/json", **_auth(hub)})
+        assert r.status_code == 400, (bad[:40], r.status_code, r.text[:200])
