@@ -104,10 +104,22 @@ class _ImmutableCache(Generic[K, V]):
                 self._data.popitem(last=False)
 
 
-_BLOB_INFO: _ImmutableCache[bytes, tuple[int, LfsPointer | None]] = _ImmutableCache(200_000)
-_COMMIT_TREES: _ImmutableCache[tuple[str, int, str], bytes] = _ImmutableCache(50_000)  # (repo, generation, commit)
-_REPO_LOCKS: dict[str, threading.Lock] = {}
-_REPO_LOCKS_GUARD = threading.Lock()
+class GitCaches:
+    """What a :class:`GitStore` remembers across its repositories and threads: LRUs of facts about
+    immutable git objects (which never go stale), and the locks that serialize ref updates per repo."""
+
+    def __init__(self) -> None:
+        self.blob_info: _ImmutableCache[bytes, tuple[int, LfsPointer | None]] = _ImmutableCache(200_000)
+        self.commit_trees: _ImmutableCache[tuple[str, int, str], bytes] = _ImmutableCache(50_000)  # (repo, gen, commit)
+        self.trees: _ImmutableCache[bytes, Tree] = _ImmutableCache(8192)  # parsed trees by sha
+        self.last_commits: _ImmutableCache[tuple[str, int, str, str], CommitInfo] = _ImmutableCache(100_000)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def repo_lock(self, path: Path) -> threading.Lock:
+        """The lock that serializes ref updates of the repository at ``path``."""
+        with self._guard:
+            return self._locks.setdefault(str(path), threading.Lock())
 
 
 class RefMovedError(PreconditionFailedError):
@@ -136,20 +148,13 @@ class _ObjectWriter:
         raise ConflictError(f"Could not write object {obj.id.decode()}: it stays locked.")
 
 
-def repo_lock(path: Path) -> threading.Lock:
-    """The process-wide lock that serializes ref updates of one repository."""
-    with _REPO_LOCKS_GUARD:
-        return _REPO_LOCKS.setdefault(str(path), threading.Lock())
-
-
-_TREES: _ImmutableCache[bytes, Tree] = _ImmutableCache(8192)  # parsed trees by sha
-
-
 class GitRepo:
     """One bare repository. Open it with ``GitStore.open`` and close it (or use ``with``)."""
 
-    def __init__(self, path: Path, repo: Repo | None = None, generation: int = 0) -> None:
+    def __init__(self, path: Path, repo: Repo | None = None, generation: int = 0,
+                 caches: GitCaches | None = None) -> None:
         self.path = path
+        self.caches = caches or GitCaches()  # the store's, shared by every handle it opens
         self.generation = generation  # bumped by GitStore when the repo at ``path`` is deleted or moved
         self._shared = repo is not None
         self.repo = repo if repo is not None else Repo(str(path))
@@ -161,14 +166,14 @@ class GitRepo:
             self.repo.close()
 
     def tree(self, sha: bytes) -> Tree:
-        """A parsed tree, from a process-wide LRU (trees are immutable and content-addressed)."""
-        hit = _TREES.get(sha)
+        """A parsed tree, from the store's LRU (trees are immutable and content-addressed)."""
+        hit = self.caches.trees.get(sha)
         if hit is not None:
             return hit
         obj = self.store[ObjectID(sha)]
         if not isinstance(obj, Tree):
             raise EntryNotFoundError(f"{sha.decode()} is not a folder.")
-        _TREES.put(sha, obj)
+        self.caches.trees.put(sha, obj)
         return obj
 
     def __enter__(self) -> Self:
@@ -255,7 +260,7 @@ class GitRepo:
             tag.tag_time, tag.tag_timezone = int(time.time()), 0
             self.writer.add_object(tag)
             sha = tag.id.decode()
-        with repo_lock(self.path):
+        with self.caches.repo_lock(self.path):
             if Ref(ref.encode()) in self.repo.refs:
                 raise ConflictError(f"Tag {name} already exists.")
             self.set_ref(ref, sha, None)
@@ -280,13 +285,13 @@ class GitRepo:
     def tree_of(self, commit: str) -> bytes:
         """The root tree of a commit of this repo (KeyError if missing, RevisionNotFound if not a commit)."""
         key = (str(self.path), self.generation, commit)
-        tree = _COMMIT_TREES.get(key)
+        tree = self.caches.commit_trees.get(key)
         if tree is None:
             obj = self.store[ObjectID(commit.encode())]
             if not isinstance(obj, Commit):
                 raise RevisionNotFoundError(f"{commit} is not a commit.")
             tree = obj.tree
-            _COMMIT_TREES.put(key, tree)
+            self.caches.commit_trees.put(key, tree)
         return tree
 
     def read_blob(self, sha: str) -> bytes:
@@ -297,14 +302,14 @@ class GitRepo:
 
     def blob_info(self, sha: bytes) -> tuple[int, LfsPointer | None]:
         """(size, LFS pointer or None) of a blob, reading only its head when it is a loose object."""
-        cached = _BLOB_INFO.get(sha)
+        cached = self.caches.blob_info.get(sha)
         if cached is not None:
             return cached
         info = self._loose_blob_info(sha)
         if info is None:
             data = self.store[ObjectID(sha)].as_raw_string()
             info = (len(data), LfsPointer.parse(data) if len(data) <= POINTER_MAX_SIZE else None)
-        _BLOB_INFO.put(sha, info)
+        self.caches.blob_info.put(sha, info)
         return info
 
     def _loose_blob_info(self, sha: bytes) -> tuple[int, LfsPointer | None] | None:
@@ -443,7 +448,7 @@ class GitRepo:
         ``expected_parent`` (a prefix of at least 5 hex is accepted) must be the ref's head, or the
         commit is refused with 412. ``base`` starts a ref that does not exist yet (a new PR).
         """
-        with repo_lock(self.path):
+        with self.caches.repo_lock(self.path):
             for _ in range(20):
                 head = self.branch_head(ref)
                 if head is None and base is None:
@@ -492,6 +497,7 @@ class GitStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._generation: dict[str, int] = {}
+        self.caches = GitCaches()
 
     def path(self, repo_type: str, repo_id: str) -> Path:
         ns, name = repo_id.split("/")
@@ -508,7 +514,7 @@ class GitStore:
         repo = Repo.init_bare(str(path), mkdir=True)
         repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
         repo.close()
-        return GitRepo(path, generation=self._generation.get(str(path), 0))
+        return GitRepo(path, generation=self._generation.get(str(path), 0), caches=self.caches)
 
     def open(self, repo_type: str, repo_id: str) -> GitRepo:
         """The repository, reusing this thread's open dulwich ``Repo`` (opening one costs ~1 ms).
@@ -523,14 +529,14 @@ class GitStore:
         hit = cache.get(key)
         if hit is not None and hit[0] == generation:
             cache.move_to_end(key)
-            return GitRepo(path, hit[1], generation)
+            return GitRepo(path, hit[1], generation, self.caches)
         if hit is not None:
             hit[1].close()
         repo = Repo(key)
         cache[key] = (generation, repo)
         if len(cache) > 64:
             cache.popitem(last=False)[1][1].close()
-        return GitRepo(path, repo, generation)
+        return GitRepo(path, repo, generation, self.caches)
 
     def _forget(self, path: Path) -> None:
         self._generation[str(path)] = self._generation.get(str(path), 0) + 1
@@ -558,7 +564,6 @@ class GitStore:
 
 LAST_COMMITS_MAX_WALK = 2000  # first-parent commits walked at most per call
 LAST_COMMITS_BUDGET = 2_000_000  # tree entries compared at most per call: about 1 s of CPU at worst
-_LAST_COMMITS: _ImmutableCache[tuple[str, int, str, str], CommitInfo] = _ImmutableCache(100_000)
 
 
 def last_commits(
@@ -571,11 +576,11 @@ def last_commits(
     attributed to the last commit walked. Exact answers are cached per (repo, head, path).
     """
     keys = {p: (str(g.path), g.generation, head, p) for p in set(paths)}
-    found = {p: hit for p, key in keys.items() if (hit := _LAST_COMMITS.get(key)) is not None}
+    found = {p: hit for p, key in keys.items() if (hit := g.caches.last_commits.get(key)) is not None}
     walk = _LastCommitWalk(g, [p for p in keys if p not in found])
     last = walk.run(head, max_walk, budget)
     for p, exact in walk.found.items():
-        _LAST_COMMITS.put(keys[p], exact)
+        g.caches.last_commits.put(keys[p], exact)
         found[p] = exact
     if last is not None:
         found.update(walk.rest(last))  # past the walk's limits: not cached, a later call may do better

@@ -6,20 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
+from byte_source import recording_source as _source
+
 from hubfs.client.blocks import BlockCache, gaps, merge
 from hubfs.client.cache import HubCache
 
 BLOCK = 64 * 1024
-
-
-def _source(data: bytes, calls: list[tuple[int, int]]):
-    def fetch(offset: int, buf: memoryview) -> int:
-        calls.append((offset, len(buf)))
-        chunk = data[offset: offset + len(buf)]
-        buf[: len(chunk)] = chunk
-        return len(chunk)
-
-    return fetch
 
 
 def test_reads_fetch_missing_blocks_once(tmp_path: Path) -> None:

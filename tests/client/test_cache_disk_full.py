@@ -16,6 +16,7 @@ from pathlib import Path
 
 import certifi
 import pytest
+from byte_source import recording_source as _source
 from huggingface_hub import HfApi
 
 from hubfs import cli
@@ -155,16 +156,6 @@ def test_get_file_on_a_full_disk_leaves_no_partial_file(remote, hubfs_fs, disk, 
     filler.unlink()
     hubfs_fs.get_file(f"hf://{repo_id}/big.bin", str(target))
     assert target.read_bytes() == remote["big.bin"]
-
-
-def _source(data: bytes, calls: list[tuple[int, int]]):
-    def fetch(offset: int, buf: memoryview) -> int:
-        calls.append((offset, len(buf)))
-        chunk = data[offset: offset + len(buf)]
-        buf[: len(chunk)] = chunk
-        return len(chunk)
-
-    return fetch
 
 
 def test_block_cache_on_a_full_disk_reads_from_the_network(fake_disk) -> None:
