@@ -23,6 +23,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | quiet_pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | quiet_pip
+# The lowest hf_xet huggingface_hub accepts, in its own folder: tests run the real Xet client with it
+# too (PYTHONPATH=.venv/hf_xet-1.6.0).
+if [ ! -d .venv/hf_xet-1.6.0/hf_xet ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target .venv/hf_xet-1.6.0 \
+    "hf_xet==1.6.0" 2>&1 | quiet_pip
+fi
 # torch is an optional extra; a bare `torch` would pull a multi-GB CUDA build, so pin the CPU wheel.
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | quiet_pip

@@ -1,7 +1,9 @@
 """Test session set-up: one real embedded hub on loopback for the whole run.
 
-huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_DISABLE_XET at import, so the server is
-started (and the environment set) in ``pytest_configure``, before any test module imports it.
+huggingface_hub reads HF_ENDPOINT and HF_HOME at import, so the server is started (and the
+environment set) in ``pytest_configure``, before any test module imports it. Xet is on, as in a
+default install; ``HF_XET_CACHE`` belongs to this session's server (hf_xet caches shards per
+endpoint and would reuse xorbs that another server never saw).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ def pytest_configure(config: pytest.Config) -> None:
     root = Path(tempfile.mkdtemp(prefix="hubfs-tests-"))
     server = HubServer(root / "hub").start()
     _SESSION.update(server=server, root=root)
+    os.environ.pop("HF_HUB_DISABLE_XET", None)
     os.environ.update(
         HF_ENDPOINT=server.endpoint,
         HF_HOME=str(root / "hf_home"),
         HF_TOKEN=server.admin_token,
         HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_XET="1",
+        HF_XET_CACHE=str(root / "xet_cache"),
         HF_HUB_DISABLE_UPDATE_CHECK="1",
         HF_HUB_DISABLE_PROGRESS_BARS="1",
     )

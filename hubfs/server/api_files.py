@@ -21,6 +21,7 @@ from hubfs.server.git_store import Entry, GitRepo, last_commits
 from hubfs.server.http import RangedBody, Router, error_response, inline, json_response
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
+from hubfs.server.xet.routes import xet_auth_link
 
 TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
 PATHS_INFO_MAX, PATHS_INFO_MAX_EXPANDED = 10_000, 1_000  # paths per paths-info request
@@ -49,6 +50,15 @@ def entry_json(e: Entry) -> dict[str, Any]:
     return out
 
 
+def _add_xet_hashes(hub: Hub, items: list[dict[str, Any]]) -> None:
+    """``xetHash`` on the LFS entries whose content is stored as a Xet file (one query per page)."""
+    oids = [i["lfs"]["oid"] for i in items if "lfs" in i]
+    found = hub.xet.file_hashes(oids) if oids else {}
+    for item in items:
+        if "lfs" in item and item["lfs"]["oid"] in found:
+            item["xetHash"] = found[item["lfs"]["oid"]]
+
+
 def _add_last_commits(g: GitRepo, sha: str, items: list[dict[str, Any]]) -> None:
     found = last_commits(g, sha, [i["path"] for i in items])
     for item in items:
@@ -68,6 +78,7 @@ def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Respons
         entries = g.list_tree(sha, path, recursive=flag(request, "recursive"))
         chunk, headers = page(request, entries, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
         items = [entry_json(e) for e in chunk]
+        _add_xet_hashes(hub, items)
         if expand:
             _add_last_commits(g, sha, items)
     return json_response(items, headers=headers)
@@ -124,6 +135,7 @@ def _paths_info(hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str
             entry = g.lookup(sha, clean) if clean else None
             if entry is not None:
                 items.append(entry_json(entry))
+        _add_xet_hashes(hub, items)
         if expand:
             _add_last_commits(g, sha, items)
     return json_response(items)
@@ -173,14 +185,19 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
                 # written before that rule was enforced) resolves to nothing.
                 raise HubfsError(f"The content of {path} ({entry.lfs.oid}) was never uploaded to this repository.",
                                  status=404)
+            xet_hash = hub.xet.file_hashes([entry.lfs.oid]).get(entry.lfs.oid)
+            if xet_hash:  # Xet clients download through the CAS; everyone else gets the bytes below
+                headers["X-Xet-Hash"] = xet_hash
+                headers["Link"] = xet_auth_link(request, repo.type, repo.repo_id, sha)
             if hub.cdn_url:
                 # The CDN pattern of huggingface.co: a signed, expiring URL on another origin; the
                 # metadata rides on the redirect itself, and clients drop the token when following it.
                 sig = hub.sign(f"download|{repo.id}|{entry.lfs.oid}", ttl=3600)
                 location = (f"{hub.cdn_url}/{RepoType.parse(repo.type).url_prefix}{repo.repo_id}.git/info/lfs/objects/"
                             f"{entry.lfs.oid}?{sig}")
-                keep = ("X-Repo-Commit", "X-Linked-Size", "ETag", "X-Linked-Etag")
-                return Response(status_code=302, headers={"Location": location, **{k: headers[k] for k in keep}})
+                keep = ("X-Repo-Commit", "X-Linked-Size", "ETag", "X-Linked-Etag", "X-Xet-Hash", "Link")
+                return Response(status_code=302, headers={"Location": location,
+                                                          **{k: headers[k] for k in keep if k in headers}})
             stored = hub.lfs.size(entry.lfs.oid)
             if stored != entry.lfs.size:
                 raise HubfsError(f"The content of {path} ({entry.lfs.oid}) is missing from this hub's LFS store.",

@@ -6,7 +6,6 @@ sends and reads them).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +19,6 @@ from hubfs.errors import (
     HubNotImplementedError,
     NotFoundError,
     PayloadTooLargeError,
-    PermissionDeniedError,
 )
 from hubfs.paths import RepoType, validate_repo_id
 from hubfs.server.cards import readme_text
@@ -28,10 +26,7 @@ from hubfs.server.git_store import GitRepo
 from hubfs.server.http import Router, error_response, json_response
 from hubfs.server.hub import Hub
 from hubfs.server.metadata import Repo
-from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, iso, page, read_json, repo_url, str_field
-
-XET_HINT = ("This hub stores large files with Git LFS and does not implement Xet. Set HF_HUB_DISABLE_XET=1 "
-            "in the environment of huggingface_hub so that large files are uploaded through Git LFS.")
+from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json, repo_url, str_field
 
 
 def repo_type_of(segment: str) -> str:
@@ -293,40 +288,6 @@ def auth_check(request: Request, t: str, ns: str, name: str, write: str | None =
     return json_response({})
 
 
-XET_CAS_PATH = "/xet-is-not-supported-by-this-hub--set-HF_HUB_DISABLE_XET=1"
-
-
-def xet_read_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
-    """GET /api/{T}/{id}/xet-read-token/{rev}: 501 (after the usual access check), Xet is never
-    advertised for downloads."""
-    hub_of(request).visible_repo(caller_of(request), repo_type_of(t), f"{ns}/{name}")
-    raise HubNotImplementedError(XET_HINT)
-
-
-def xet_write_token(request: Request, t: str, ns: str, name: str, rest: str | None = None) -> Response:
-    """GET /api/{T}/{id}/xet-write-token/{rev}.
-
-    huggingface_hub with hf_xet sends large files to Xet unconditionally, and hf_xet reports
-    only the URL of a failing request, never the body. So this answers with a CAS URL whose path
-    is the instruction, and every CAS call there fails with 403: the user's error names
-    HF_HUB_DISABLE_XET. No Xet data is ever accepted.
-    """
-    hub, caller = hub_of(request), caller_of(request)
-    hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    cas = endpoint_of(request) + XET_CAS_PATH
-    exp = int(time.time()) + 600
-    return json_response({"accessToken": "xet-unsupported", "exp": exp, "casUrl": cas},
-                         headers={"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": "xet-unsupported",
-                                  "X-Xet-Token-Expiration": str(exp)})
-
-
-async def xet_cas(request: Request, rest: str) -> Response:
-    """Any request to the pseudo CAS: 403 with the instruction."""
-    async for _ in request.stream():
-        pass
-    raise PermissionDeniedError(XET_HINT)
-
-
 async def grant_access(request: Request, t: str, ns: str, name: str) -> Response:
     """POST /api/{T}/{id}/user-access-request/grant {user}: the owner grants a user access to a gated repo."""
     body = await read_json(request)
@@ -412,9 +373,6 @@ def register(router: Router) -> None:
     router.add(["PUT"], R + "/settings", update_settings)
     router.add(["GET"], R + "/auth-check", auth_check)
     router.add(["GET"], R + "/auth-check/{write}", auth_check)
-    router.add(["GET"], R + "/xet-read-token{rest:path}", xet_read_token)
-    router.add(["GET"], R + "/xet-write-token{rest:path}", xet_write_token)
-    router.add(["GET", "POST", "PUT", "HEAD"], XET_CAS_PATH + "{rest:path}", xet_cas)
     router.add(["POST"], R + "/user-access-request/grant", grant_access)
     router.add(["POST"], R + "/user-access-request/handle", handle_access)
     router.add(["GET"], R + "/user-access-request/{status}", list_access)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sys
@@ -12,7 +13,11 @@ import uvicorn
 from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_repos, gc, git_http, redact
 from hubfs.server.http import App, Router
 from hubfs.server.hub import Hub
+from hubfs.server.xet import routes as xet_routes
+from hubfs.server.xet.cas import Cas
 from hubfs.server.zero_copy import DEFAULT_SEND_TIMEOUT, FileSender
+
+XET_UPLOADS = 4  # xorb bodies (up to 64 MiB each) buffered and validated at once
 
 
 def create_app(hub: Hub, file_sender: FileSender | None = None) -> App:
@@ -27,9 +32,12 @@ def create_app(hub: Hub, file_sender: FileSender | None = None) -> App:
     api_discussions.register(router)
     api_commit.register(router)
     api_files.register(router)
+    xet_routes.register(router)
     api_repos.register(router)
     router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", api_repos.not_implemented)
-    return App(router, {"hubfs.hub": hub, "hubfs.file_sender": file_sender or FileSender()})
+    state = {"hubfs.hub": hub, "hubfs.file_sender": file_sender or FileSender(), "hubfs.cas": Cas(hub),
+             "hubfs.xet_uploads": asyncio.Semaphore(XET_UPLOADS)}
+    return App(router, state)
 
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_url: str | None = None,

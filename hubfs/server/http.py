@@ -17,7 +17,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote
@@ -26,11 +27,11 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from hubfs import config
-from hubfs.errors import HubfsError, RangeNotSatisfiableError
-from hubfs.server.zero_copy import ClientGone, FileSender
+from hubfs.errors import HubfsError, PermissionDeniedError, RangeNotSatisfiableError
+from hubfs.server.zero_copy import ClientGone, FileSender, SendFile
 
 log = logging.getLogger("hubfs.server")
 Handler = Callable[..., Awaitable[Response] | Response]
@@ -38,6 +39,8 @@ MAX_HEADER_BYTES = 16 * 1024
 CHUNK = 4 << 20
 INLINE_MAX = 64 << 10  # bodies up to this size are read on the event loop: a thread hop costs more
 
+_BYTES = re.compile(r"\s*bytes\s*=(.*)", re.DOTALL)
+_SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*")
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 _KINDS = {
     None: r"[^/]+",
@@ -177,26 +180,64 @@ class App:
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``bytes=a-b`` / ``a-`` / ``-n`` -> inclusive (start, end) clamped to the file; None: whole file.
 
-    A start at or past the end raises 416. Multiple ranges are served as the whole file (allowed by
-    RFC 9110), since no Hub client sends them.
+    A start at or past the end raises 416. A header naming several ranges counts as none (the whole
+    file, allowed by RFC 9110); :func:`parse_ranges` is the multi-range reading.
+    """
+    if not header or "," in header:
+        return None
+    ranges = parse_ranges(header, size)
+    return ranges[0] if ranges else None
+
+
+def parse_ranges(header: str | None, size: int, max_ranges: int = 64) -> list[tuple[int, int]] | None:
+    """``bytes=a-b,c-,-n,...`` -> inclusive (start, end) pairs clamped to the file, in the order given
+    (overlaps kept); None: the whole file.
+
+    None also when the header is not a bytes range, a range-spec is malformed (no digits, last < first),
+    or it names more than ``max_ranges`` ranges: RFC 9110 lets a server ignore such a header. Empty list
+    elements are skipped (RFC 9110 §5.6.1). Ranges starting at or past the end (and ``-0``) are dropped;
+    416 when none is left. One spec reads exactly as :func:`parse_range` reads it.
     """
     if not header:
         return None
-    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
-    if not m or (not m.group(1) and not m.group(2)):
+    m = _BYTES.fullmatch(header)
+    if not m:
         return None
-    if not m.group(1):
-        suffix = _range_int(m.group(2))
-        if suffix == 0 or size == 0:
-            raise _unsatisfiable(size)
-        return max(0, size - suffix), size - 1
-    start = _range_int(m.group(1))
-    end = _range_int(m.group(2)) if m.group(2) else size - 1
-    if m.group(2) and end < start:
+    specs = [spec for spec in m.group(1).split(",") if spec.strip()]
+    if not specs or len(specs) > max_ranges:
         return None
-    if start >= size:
+    out: list[tuple[int, int]] = []
+    for spec in specs:
+        sm = _SPEC.fullmatch(spec)
+        if not sm or (not sm.group(1) and not sm.group(2)):
+            return None
+        if not sm.group(1):
+            suffix = _range_int(sm.group(2))
+            if suffix and size:
+                out.append((max(0, size - suffix), size - 1))
+            continue
+        start = _range_int(sm.group(1))
+        end = _range_int(sm.group(2)) if sm.group(2) else size - 1
+        if sm.group(2) and end < start:
+            return None
+        if start < size:
+            out.append((start, min(end, size - 1)))
+    if not out:
         raise _unsatisfiable(size)
-    return start, min(end, size - 1)
+    return out
+
+
+def check_allowed(ranges: Sequence[tuple[int, int]] | None, allowed: Sequence[tuple[int, int]], size: int) -> None:
+    """Raise 403 unless each inclusive range lies inside one ``allowed`` inclusive interval; ``None``
+    (the whole object) needs an interval covering ``0..size-1`` (a signed URL may grant only some bytes)."""
+    if ranges is None:
+        if not any(a <= 0 and b >= size - 1 for a, b in allowed):
+            raise PermissionDeniedError(f"This URL grants only some byte ranges of the object ({size} bytes); "
+                                        "ask for them with a Range header.")
+        return
+    for start, end in ranges:
+        if not any(a <= start and end <= b for a, b in allowed):
+            raise PermissionDeniedError(f"Bytes {start}-{end} are outside the byte ranges this URL grants.")
 
 
 def _range_int(digits: str) -> int:
@@ -215,21 +256,46 @@ def _unsatisfiable(size: int) -> RangeNotSatisfiableError:
 class RangedBody(Response):
     """A body from a file path, bytes or a loader of bytes, honouring Range; files are sent with
     ``sendfile`` or streamed in 4 MiB pieces read off-loop, loaders run off-loop, except for bodies of
-    at most ``INLINE_MAX`` bytes."""
+    at most ``INLINE_MAX`` bytes.
+
+    Several ranges make a ``206 multipart/byteranges`` body (RFC 9110 §14.6) whose parts go out the same
+    way (big file parts zero-copy, the rest batched into ~4 MiB reads off-loop). ``allowed``: the inclusive
+    intervals the request may ask for, else 403 (see :func:`check_allowed`)."""
 
     def __init__(self, request: Request, size: int, headers: dict[str, str], *,
                  path: str | None = None, data: bytes | None = None,
-                 load: Callable[[], bytes] | None = None) -> None:
+                 load: Callable[[], bytes] | None = None,
+                 allowed: Sequence[tuple[int, int]] | None = None) -> None:
         self.path, self.data, self.load, self.size = path, data, load, size
-        rng = parse_range(request.headers.get("range"), size)
-        self.start, self.end = rng if rng else (0, size - 1)
-        status = 206 if rng else 200
-        hdrs = {"Accept-Ranges": "bytes", "Content-Length": str(self.end - self.start + 1 if size else 0)}
-        if rng:
-            hdrs["Content-Range"] = f"bytes {self.start}-{self.end}/{size}"
+        ranges = parse_ranges(request.headers.get("range"), size)
+        if allowed is not None:
+            check_allowed(ranges, allowed, size)
+        self.ranges = ranges or [(0, size - 1)]
+        self.start, self.end = self.ranges[0]
+        self.heads: list[bytes] = []
+        self.closing = b""
+        hdrs = {"Accept-Ranges": "bytes"}
+        multipart_type = None
+        if ranges and len(ranges) > 1:
+            boundary = secrets.token_hex(16)
+            multipart_type = f"multipart/byteranges; boundary={boundary}"
+            part_type = headers.get("Content-Type") or "application/octet-stream"
+            self.heads = [(b"\r\n" if i else b"") + f"--{boundary}\r\nContent-Type: {part_type}\r\n"
+                          f"Content-Range: bytes {a}-{b}/{size}\r\n\r\n".encode("latin-1", "replace")
+                          for i, (a, b) in enumerate(ranges)]
+            self.closing = f"\r\n--{boundary}--\r\n".encode()
+            length = sum(map(len, self.heads)) + sum(b - a + 1 for a, b in ranges) + len(self.closing)
+            hdrs["Content-Length"] = str(length)
+        else:
+            hdrs["Content-Length"] = str(self.end - self.start + 1 if size else 0)
+            if ranges:
+                hdrs["Content-Range"] = f"bytes {self.start}-{self.end}/{size}"
         hdrs.update(headers)
+        if multipart_type:
+            hdrs["Content-Type"] = multipart_type
+        status = 206 if ranges else 200
         self.head_only = request.method == "HEAD"
-        super().__init__(None, status_code=status, headers=hdrs, media_type=headers.get("Content-Type"))
+        super().__init__(None, status_code=status, headers=hdrs, media_type=hdrs.get("Content-Type"))
         self.headers["content-length"] = hdrs["Content-Length"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -247,6 +313,9 @@ class RangedBody(Response):
         if self.load is not None:
             small = self.size <= INLINE_MAX
             self.data = self.load() if small else await anyio.to_thread.run_sync(self.load)
+        if self.heads:
+            await self._send_parts(sender, send)
+            return
         if self.data is not None:
             await sender.send(send, {"type": "http.response.body", "body": self.data[self.start:self.end + 1]})
             return
@@ -277,3 +346,117 @@ class RangedBody(Response):
                 chunk = await pending if pending is not None else b""
         if remaining > 0:
             await send({"type": "http.response.body", "body": b""})
+
+    async def _send_parts(self, sender: FileSender, send: Send) -> None:
+        """The multipart body, in steps from :meth:`_steps`; the next batch is read while one is sent."""
+        if self.data is not None:
+            data = self.data
+            await self._run_steps(sender, send, lambda p: data[p[0]:p[0] + p[1]], lambda count: None, -1, False)
+            return
+        assert self.path is not None
+        keep_open = _KeepOpen.wrap(send)
+
+        def zero_copy(count: int) -> SendFile | None:
+            return sender.sendfile(keep_open.send, count) if keep_open is not None else None
+
+        with open(self.path, "rb", buffering=0) as f:
+            fd = f.fileno()
+            off_loop = int(self.headers["content-length"]) > INLINE_MAX
+            await self._run_steps(sender, send, lambda p: _pread_exact(fd, *p), zero_copy, fd, off_loop)
+
+    async def _run_steps(self, sender: FileSender, send: Send, fetch: Callable[[tuple[int, int]], bytes],
+                         zero_copy: Callable[[int], SendFile | None], fd: int, off_loop: bool) -> None:
+        def read(batch: list[_Piece]) -> bytes:
+            return b"".join(p if isinstance(p, bytes) else fetch(p) for p in batch)
+
+        def start(step: _Step | None) -> asyncio.Future[bytes] | None:
+            if not isinstance(step, list):
+                return None
+            if off_loop:
+                return asyncio.ensure_future(anyio.to_thread.run_sync(read, step))
+            done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            done.set_result(read(step))
+            return done
+
+        steps = self._steps(zero_copy)
+        step: _Step | None = next(steps)
+        job = start(step)
+        while step is not None:
+            following = next(steps, None)
+            if isinstance(step, list):
+                assert job is not None
+                body = await job
+                job = start(following)  # read the next batch in a worker thread while this one is sent
+                try:
+                    await sender.send(send, {"type": "http.response.body", "body": body,
+                                             "more_body": following is not None})
+                except BaseException:
+                    if job is not None:  # let the read finish before the file closes: never a reused fd
+                        await asyncio.wait([job])
+                    raise
+            else:
+                copy, offset, count = step
+                await copy(fd, offset, count)
+                job = start(following)
+            step = following
+
+    def _steps(self, zero_copy: Callable[[int], SendFile | None]) -> Iterator[_Step]:
+        """The multipart body in order: batches of part heads and file pieces of about ``CHUNK`` bytes (the
+        last one ends with the closing delimiter), and ``(sendfile, offset, count)`` for parts sent zero-copy."""
+        batch: list[_Piece] = []
+        filled = 0
+        for head, (start, end) in zip(self.heads, self.ranges):
+            count = end - start + 1
+            copy = zero_copy(count)
+            if copy is not None:
+                yield [*batch, head]
+                batch, filled = [], 0
+                yield copy, start, count
+                continue
+            batch.append(head)
+            filled += len(head)
+            while count:
+                n = min(count, CHUNK - filled)
+                batch.append((start, n))
+                start, count, filled = start + n, count - n, filled + n
+                if filled >= CHUNK:
+                    yield batch
+                    batch, filled = [], 0
+        yield [*batch, self.closing]
+
+
+_Piece = bytes | tuple[int, int]  # literal bytes, or (offset, count) of the body
+_Step = list[_Piece] | tuple[SendFile, int, int]
+
+
+def _pread_exact(fd: int, offset: int, count: int) -> bytes:
+    data = os.pread(fd, count, offset)
+    if len(data) != count:
+        raise ClientGone("file ended before its declared size")
+    return data
+
+
+class _KeepOpen:
+    """uvicorn's request cycle as :meth:`FileSender.sendfile` sees it, except that ``send`` drops the
+    empty last message a zero-copy body ends with: in a multipart body more parts follow. Attributes
+    (the transport, the count of bytes still due) are the real cycle's."""
+
+    def __init__(self, send: Send, cycle: Any) -> None:
+        object.__setattr__(self, "_send", send)
+        object.__setattr__(self, "_cycle", cycle)
+
+    @classmethod
+    def wrap(cls, send: Send) -> _KeepOpen | None:
+        cycle = getattr(send, "__self__", None)
+        return cls(send, cycle) if cycle is not None else None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cycle, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._cycle, name, value)
+
+    async def send(self, message: Message) -> None:
+        if message.get("type") == "http.response.body" and not message.get("body") and not message.get("more_body"):
+            return
+        await self._send(message)

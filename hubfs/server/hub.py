@@ -35,7 +35,8 @@ from hubfs.server.faults import fault_point
 from hubfs.server.gc import ReclaimLock
 from hubfs.server.git_store import Change, GitRepo, GitStore
 from hubfs.server.lfs_store import LfsStore
-from hubfs.server.metadata import Metadata, Repo
+from hubfs.server.metadata import TOKEN_ID_LEN, Metadata, Repo, hash_token
+from hubfs.server.xet.store import XetStore
 
 log = logging.getLogger("hubfs.server")
 DEFAULT_REGULAR_MAX = 10 * 1024 * 1024
@@ -45,17 +46,19 @@ ADMIN = "admin"
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated user behind a request (``user`` None: anonymous) and the token's role."""
+    """The authenticated user behind a request (``user`` None: anonymous), the token's role and its
+    public id (see ``Metadata.list_tokens``)."""
 
     user: str | None = None
     role: str | None = None
+    token_id: str | None = None
 
 
 ANONYMOUS = Caller()
 
 
 class Hub:
-    """One hub's state in ``data_dir``: ``hub.sqlite``, ``repos/``, ``lfs/``, ``tmp/``, ``secret.key``."""
+    """One hub's state in ``data_dir``: ``hub.sqlite``, ``repos/``, ``lfs/``, ``xet/``, ``tmp/``, ``secret.key``."""
 
     def __init__(self, data_dir: Path, *, regular_max_size: int = DEFAULT_REGULAR_MAX,
                  multipart_chunk_size: int = DEFAULT_MULTIPART_CHUNK, public_url: str | None = None,
@@ -65,6 +68,7 @@ class Hub:
         self.meta = Metadata(self.data_dir / "hub.sqlite")
         self.git = GitStore(self.data_dir)
         self.lfs = LfsStore(self.data_dir)
+        self.xet = XetStore(self.data_dir, self.lfs.tmp_dir)
         self.regular_max_size = regular_max_size
         self.multipart_chunk_size = multipart_chunk_size
         self.public_url = public_url.rstrip("/") if public_url else None
@@ -129,7 +133,7 @@ class Hub:
         info = self.meta.lookup_token(token) if token else None
         if info is None:
             raise AuthenticationError("Invalid credentials in Authorization header")
-        return Caller(info.user, info.role)
+        return Caller(info.user, info.role, hash_token(token)[:TOKEN_ID_LEN])
 
     def visible_repo(self, caller: Caller, repo_type: str, repo_id: str) -> Repo:
         """The repo if it exists and the caller may see it; RepoNotFound otherwise (401 if anonymous)."""
@@ -320,6 +324,10 @@ class Hub:
         expires = int(time.time()) + ttl
         mac = hmac.new(self._secret, f"{payload}|{expires}".encode(), hashlib.sha256).hexdigest()
         return f"expires={expires}&sig={mac}"
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A secret key for one purpose (e.g. Xet CAS tokens), derived from the hub's secret."""
+        return hmac.new(self._secret, f"hubfs-key|{purpose}".encode(), hashlib.sha256).digest()
 
     def verify_signature(self, payload: str, expires: str | None, sig: str | None) -> None:
         if not expires or not sig or not expires.isdigit():

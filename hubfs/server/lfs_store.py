@@ -30,15 +30,21 @@ from hubfs.lfs import is_valid_oid
 MULTIPART_TTL = 24 * 3600  # the lifetime of the signed part URLs (Hub.sign's default ttl)
 
 
+def locked_temp(tmp_dir: Path) -> tuple[int, Path]:
+    """A new ``tmp_dir/upload-*`` file, open (fd) and flock-ed by this process until the fd closes: the
+    mark of a live upload, so :meth:`LfsStore.clean_temporaries` only removes those of dead writers."""
+    fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, Path(name)
+
+
 class ObjectWriter:
     """A streaming writer for one object: ``write`` chunks, then ``commit`` (verifies) or ``abort``."""
 
     def __init__(self, store: LfsStore, oid: str, size: int) -> None:
         self._store, self.oid, self.size = store, oid, size
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is installed or dropped: it marks a live upload
+        fd, self._tmp = locked_temp(store.tmp_dir)  # locked until installed or dropped: a live upload
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
-        self._tmp = Path(name)
         self._hash = hashlib.sha256()
         self.written = 0
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 import secrets
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hubfs.errors import BadRequestError, ConflictError, NotFoundError
+from hubfs.server.sqlite_db import SqliteDb, Transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -113,8 +113,7 @@ class Metadata:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
-        self._conn().executescript(SCHEMA)
+        self._db = SqliteDb(self.path, SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -128,38 +127,17 @@ class Metadata:
                 out += [(table, name, kind) for name, kind in columns if name not in have]
             return out
 
-        if not missing(self._conn()):
+        if not missing(self._db.conn()):
             return  # the usual case: no write lock taken
         with self._tx() as db:
             for table, name, kind in missing(db):  # re-checked under the lock: another process may have migrated
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
-
-    class _Tx:
-        def __init__(self, conn: sqlite3.Connection) -> None:
-            self.conn = conn
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.conn.execute("BEGIN IMMEDIATE")
-            return self.conn
-
-        def __exit__(self, exc_type: object, *rest: object) -> None:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def _tx(self) -> Metadata._Tx:
-        return Metadata._Tx(self._conn())
+    def _tx(self) -> Transaction:
+        return self._db.tx()
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return self._conn().execute(sql, tuple(args)).fetchall()
+        return self._db.query(sql, args)
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -225,6 +203,11 @@ class Metadata:
                            (hash_token(token), time.time()))
         return TokenInfo(rows[0]["user"], rows[0]["name"], rows[0]["role"]) if rows else None
 
+    def token_alive(self, token_id: str) -> bool:
+        """True while the token with this public id (see :meth:`list_tokens`) is neither revoked nor expired."""
+        return bool(self._query("SELECT 1 FROM tokens WHERE substr(hash, 1, ?)=? AND (expires_at IS NULL OR expires_at > ?)",
+                                (TOKEN_ID_LEN, token_id, time.time())))
+
     def list_tokens(self, user: str) -> list[TokenRow]:
         """A user's tokens, oldest first, by id (never the token or its full hash)."""
         if self.account(user) is None:
@@ -259,6 +242,11 @@ class Metadata:
     def get_repo(self, repo_type: str, repo_id: str) -> Repo | None:
         ns, name = repo_id.split("/")
         rows = self._query("SELECT * FROM repos WHERE type=? AND namespace=? AND name=?", (repo_type, ns, name))
+        return self._repo(rows[0]) if rows else None
+
+    def repo_by_id(self, repo_id: int) -> Repo | None:
+        """The repo with this numeric id (ids are never reused), None once deleted."""
+        rows = self._query("SELECT * FROM repos WHERE id=?", (repo_id,))
         return self._repo(rows[0]) if rows else None
 
     def all_repos(self) -> list[Repo]:

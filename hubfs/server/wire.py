@@ -50,17 +50,27 @@ def iso(ts: float) -> str:
 INLINE_JSON = 256 << 10  # JSON bodies up to this size parse on the event loop (well under a millisecond)
 
 
+async def read_body(request: Request, limit: int, what: str = "Request body") -> bytearray:
+    """The whole body, refused with 413 as soon as it grows past ``limit`` bytes (also when a
+    Content-Length header already says so, before anything is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"{what} of {declared} bytes is larger than the limit of {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"{what} larger than {limit} bytes.")
+    return body
+
+
 async def read_json(request: Request, limit: int = 16 << 20) -> dict[str, Any]:
     """Parse a JSON object body (at most ``limit`` bytes); an empty body is ``{}``.
 
     Anything else (malformed JSON, or a list, string, number or null at the top) answers 400; larger
     bodies answer 413. Bodies over ``INLINE_JSON`` bytes are parsed in the thread pool, not on the loop.
     """
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"JSON body larger than {limit} bytes.")
+    body = await read_body(request, limit, "JSON body")
     if not body:
         return {}
     try:

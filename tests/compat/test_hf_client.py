@@ -231,29 +231,6 @@ def test_multipart_lfs_upload(tmp_hub, tmp_path: Path) -> None:
     assert not staging.exists() or not any(staging.iterdir()), "completed uploads leave no staging files"
 
 
-XET_SCRIPT = """
-import os, sys
-from huggingface_hub import HfApi
-api = HfApi()
-api.create_repo("admin/xet-default", exist_ok=True)
-api.upload_file(path_or_fileobj=b"small", path_in_repo="small.txt", repo_id="admin/xet-default")
-print("SMALL-OK", flush=True)
-try:
-    api.upload_file(path_or_fileobj=os.urandom(11 * 1024 * 1024), path_in_repo="big.bin", repo_id="admin/xet-default")
-except Exception as exc:
-    print("BIG-ERROR", type(exc).__name__, exc)
-    sys.exit(3)
-"""
-
-
-def test_default_client_with_xet_gets_a_clear_error_for_large_files(hub) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
-    proc = subprocess.run([sys.executable, "-c", XET_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
-    assert "SMALL-OK" in proc.stdout, proc.stderr[-2000:]
-    assert proc.returncode == 3, proc.stdout + proc.stderr[-2000:]
-    assert "HF_HUB_DISABLE_XET" in proc.stdout
-
-
 def test_datasets_and_spaces_listing_and_info(api: HfApi) -> None:
     tag = uuid.uuid4().hex[:8]
     ds = f"admin/ds-{tag}"

@@ -719,26 +719,3 @@ def test_head_errors(hub, api, ranged):
 def test_unknown_api_endpoints_are_501(hub, method, path):
     r = HTTP.request(method, f"{hub.endpoint}{path}", headers=_auth(hub))
     assert_error(r, 501, "NotImplemented")
-
-
-def test_xet_is_refused_with_instructions(hub, shared):
-    """Xet is not implemented: no read token, and the write token points at a CAS that refuses everything
-    with a message naming HF_HUB_DISABLE_XET (hf_xet only ever shows the failing URL)."""
-    r = HTTP.get(f"{hub.endpoint}/api/models/{shared}/xet-read-token/main", headers=_auth(hub))
-    assert_error(r, 501, "NotImplemented")
-    assert "HF_HUB_DISABLE_XET" in r.headers["x-error-message"]
-
-    r = HTTP.get(f"{hub.endpoint}/api/models/{shared}/xet-write-token/main", headers=_auth(hub))
-    assert r.status_code == 200
-    cas = r.headers["x-xet-cas-url"]
-    assert "HF_HUB_DISABLE_XET" in cas and r.json()["casUrl"] == cas
-    for method, path in (("POST", "/v1/xorbs/default/" + "0" * 64), ("POST", "/v1/shards"),
-                         ("GET", "/v1/reconstructions/" + "0" * 64)):
-        r = HTTP.request(method, cas + path, content=b"xorb bytes" if method == "POST" else None,
-                         headers={"authorization": "Bearer xet-unsupported"})
-        assert_error(r, 403, "Forbidden")
-        assert "HF_HUB_DISABLE_XET" in r.headers["x-error-message"]
-
-    # a private repo's write token is not handed to someone who cannot see it
-    r = HTTP.get(f"{hub.endpoint}/api/models/admin/no-such-{_uid()}/xet-write-token/main", headers=_auth(hub))
-    assert_error(r, 404, "RepoNotFound")

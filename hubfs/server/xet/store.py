@@ -1,0 +1,249 @@
+"""Xet storage on local disk: validated xorbs, accepted shards and the index that ties them to files.
+
+Layout under ``DATA/xet``: ``xorbs/<h[:2]>/<hash>`` (the chunk stream, re-encoded uncompressed, then
+an index trailer), ``shards/<sha256 of the body>``, and ``index.sqlite`` with three tables:
+``xorbs`` (stored xorbs), ``files`` (Xet file hash -> sha256, size and reconstruction terms) and
+``chunks`` (the chunk hashes global dedup answers for -> xorb and chunk index).
+
+Contract:
+- A xorb is written to a locked temporary in ``DATA/tmp`` and renamed into place only once complete;
+  its row is inserted after the rename. A xorb counts as stored only when both exist, so a crash
+  mid-upload leaves nothing a later shard could reference (the temporary is reclaimed by the LFS
+  store's rule for dead uploads).
+- Xorbs are never deleted: clients cache shards per endpoint and reuse xorbs without re-uploading.
+- Stored xorbs use compression scheme 0: chunk ``i`` is at physical offset ``sum(8 + len)`` of the
+  chunks before it, so byte ranges are computed, never searched, and serving is a plain file range.
+  The hash of a xorb covers its chunks' content, not their encoding, so it is unchanged.
+- The class is the one interface the server uses for Xet data; object storage can replace it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubfs.server.lfs_store import locked_temp
+from hubfs.server.sqlite_db import SqliteDb
+from hubfs.server.xet.format import (
+    HASH_LEN,
+    Term,
+    XorbContent,
+    dedup_eligible,
+    encode_plain_xorb,
+    hash_to_str,
+    plain_offsets,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS xorbs (
+    hash BLOB PRIMARY KEY, stream_size INTEGER NOT NULL, chunks INTEGER NOT NULL, created REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (
+    hash BLOB PRIMARY KEY, xorb BLOB NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+    hash BLOB PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL, terms BLOB NOT NULL,
+    created REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
+"""
+
+TRAILER_MAGIC = b"HUBFSXI1"
+_TRAILER = struct.Struct("<I8s")  # chunk count, magic; preceded by count x (32-byte hash) then count x u32 length
+_TERM = struct.Struct("<32sIII")  # xorb hash, chunk start, chunk end, unpacked bytes
+READ_BATCH = 8 << 20  # bytes of chunk data read at a time when streaming a file's content
+
+
+@dataclass(frozen=True)
+class StoredXorb:
+    """A stored xorb's index: chunk hashes and lengths, and where each chunk sits in the stream."""
+
+    hash: bytes
+    hashes: list[bytes]
+    lengths: list[int]
+    offsets: list[int]  # physical start of each chunk, plus the stream's end
+
+    @property
+    def stream_size(self) -> int:
+        return self.offsets[-1]
+
+    def chunk_list(self) -> list[tuple[bytes, int]]:
+        return list(zip(self.hashes, self.lengths))
+
+    def byte_range(self, start: int, end: int) -> tuple[int, int]:
+        """The inclusive physical byte range of chunks ``[start, end)``."""
+        return self.offsets[start], self.offsets[end] - 1
+
+
+@dataclass(frozen=True)
+class XetFile:
+    """A file stored through Xet: its hash, the sha256 (LFS oid) its content was verified to have,
+    its size and its reconstruction terms."""
+
+    hash: bytes
+    sha256: str
+    size: int
+    terms: tuple[Term, ...]
+
+
+def _pack_terms(terms: Sequence[Term]) -> bytes:
+    return b"".join(_TERM.pack(t.xorb, t.start, t.end, t.unpacked) for t in terms)
+
+
+def _unpack_terms(blob: bytes) -> tuple[Term, ...]:
+    return tuple(Term(xorb=x, unpacked=u, start=s, end=e) for x, s, e, u in _TERM.iter_unpack(blob))
+
+
+class XetStore:
+    """Xorbs, shards and the Xet index of one hub (``data_dir/xet``); temporaries go to ``tmp_dir``."""
+
+    def __init__(self, data_dir: Path, tmp_dir: Path, index_cache: int = 64) -> None:
+        self.root = Path(data_dir) / "xet"
+        self.xorb_dir = self.root / "xorbs"
+        self.shard_dir = self.root / "shards"
+        self.tmp_dir = Path(tmp_dir)
+        for d in (self.xorb_dir, self.shard_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.db = SqliteDb(self.root / "index.sqlite", SCHEMA)
+        self._cache: OrderedDict[bytes, StoredXorb] = OrderedDict()
+        self._cache_size = index_cache
+        self._lock = threading.Lock()
+
+    # -- xorbs ---------------------------------------------------------------------------------
+
+    def xorb_path(self, h: bytes) -> Path:
+        name = hash_to_str(h)
+        return self.xorb_dir / name[:2] / name
+
+    def has_xorb(self, h: bytes) -> bool:
+        return bool(self.db.query("SELECT 1 FROM xorbs WHERE hash=?", (h,))) and self.xorb_path(h).exists()
+
+    def put_xorb(self, h: bytes, content: XorbContent) -> bool:
+        """Store a validated xorb whose hash is ``h``; False when it was stored already (kept as is).
+
+        Chunks whose hash global dedup asks about (``dedup_eligible``) are indexed for dedup answers.
+        """
+        if self.has_xorb(h):
+            return False
+        fd, tmp = locked_temp(self.tmp_dir)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                f.write(encode_plain_xorb(content.chunks))
+                f.write(b"".join(content.hashes))
+                f.write(struct.pack(f"<{len(content.chunks)}I", *content.lengths))
+                f.write(_TRAILER.pack(len(content.chunks), TRAILER_MAGIC))
+            final = self.xorb_path(h)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+            os.close(fd)
+        stream = plain_offsets(content.lengths)[-1]
+        eligible = [(c, h, i) for i, c in enumerate(content.hashes) if dedup_eligible(c)]
+        with self.db.tx() as db:
+            db.execute("INSERT OR IGNORE INTO xorbs VALUES (?,?,?,?)", (h, stream, len(content.chunks), time.time()))
+            db.executemany("INSERT OR IGNORE INTO chunks VALUES (?,?,?)", eligible)
+        return True
+
+    def xorb(self, h: bytes) -> StoredXorb | None:
+        """A stored xorb's index (cached), None if it is not stored."""
+        with self._lock:
+            hit = self._cache.get(h)
+            if hit is not None:
+                self._cache.move_to_end(h)
+                return hit
+        if not self.db.query("SELECT 1 FROM xorbs WHERE hash=?", (h,)):
+            return None
+        try:
+            with open(self.xorb_path(h), "rb") as f:
+                f.seek(-_TRAILER.size, os.SEEK_END)
+                count, magic = _TRAILER.unpack(f.read(_TRAILER.size))
+                if magic != TRAILER_MAGIC:
+                    raise OSError(f"xorb {hash_to_str(h)} has no index trailer")
+                f.seek(-_TRAILER.size - count * (HASH_LEN + 4), os.SEEK_END)
+                raw = f.read(count * (HASH_LEN + 4))
+        except FileNotFoundError:
+            return None
+        hashes = [raw[i * HASH_LEN:(i + 1) * HASH_LEN] for i in range(count)]
+        lengths = list(struct.unpack_from(f"<{count}I", raw, count * HASH_LEN))
+        stored = StoredXorb(h, hashes, lengths, plain_offsets(lengths))
+        with self._lock:
+            self._cache[h] = stored
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return stored
+
+    def chunk_data(self, terms: Iterable[Term]) -> Iterator[bytes]:
+        """The content of ``terms`` in order, in pieces of up to :data:`READ_BATCH` bytes."""
+        for term in terms:
+            x = self.xorb(term.xorb)
+            if x is None:
+                raise FileNotFoundError(f"xorb {hash_to_str(term.xorb)} is not stored")
+            with open(self.xorb_path(term.xorb), "rb") as f:
+                i = term.start
+                while i < term.end:
+                    j, size = i, 0
+                    while j < term.end and (size == 0 or size + x.lengths[j] <= READ_BATCH):
+                        size += x.lengths[j]
+                        j += 1
+                    f.seek(x.offsets[i])
+                    raw = memoryview(f.read(x.offsets[j] - x.offsets[i]))
+                    pos = 0
+                    pieces = []
+                    for k in range(i, j):
+                        pieces.append(raw[pos + 8:pos + 8 + x.lengths[k]])
+                        pos += 8 + x.lengths[k]
+                    yield b"".join(pieces)
+                    i = j
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def add_file(self, f: XetFile) -> None:
+        self.db.conn().execute("INSERT OR IGNORE INTO files VALUES (?,?,?,?,?)",
+                               (f.hash, f.sha256, f.size, _pack_terms(f.terms), time.time()))
+
+    def file(self, h: bytes) -> XetFile | None:
+        rows = self.db.query("SELECT sha256, size, terms FROM files WHERE hash=?", (h,))
+        return XetFile(h, rows[0]["sha256"], rows[0]["size"], _unpack_terms(rows[0]["terms"])) if rows else None
+
+    def file_hashes(self, sha256s: Iterable[str]) -> dict[str, str]:
+        """sha256 (LFS oid) -> Xet file hash string, for the oids stored as Xet files."""
+        wanted = list(dict.fromkeys(sha256s))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            rows = self.db.query(f"SELECT sha256, hash FROM files WHERE sha256 IN ({','.join('?' * len(part))})", part)
+            out.update((r["sha256"], hash_to_str(r["hash"])) for r in rows)
+        return out
+
+    # -- global dedup ----------------------------------------------------------------------------
+
+    def index_chunks(self, entries: Iterable[tuple[bytes, bytes, int]]) -> None:
+        """Index (chunk hash, xorb hash, chunk index) for dedup answers (the first chunk of each file)."""
+        with self.db.tx() as db:
+            db.executemany("INSERT OR IGNORE INTO chunks VALUES (?,?,?)", list(entries))
+
+    def xorb_with_chunk(self, chunk: bytes) -> bytes | None:
+        rows = self.db.query("SELECT xorb FROM chunks WHERE hash=?", (chunk,))
+        return bytes(rows[0]["xorb"]) if rows else None
+
+    # -- shards ----------------------------------------------------------------------------------
+
+    def put_shard(self, body: bytes) -> Path:
+        """Keep an accepted shard's bytes (named by their sha256; atomic rename)."""
+        final = self.shard_dir / hashlib.sha256(body).hexdigest()
+        if final.exists():
+            return final
+        fd, tmp = locked_temp(self.tmp_dir)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                f.write(body)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+            os.close(fd)
+        return final
