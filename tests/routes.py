@@ -35,7 +35,8 @@ def route_values(repo_id: str, **override: str) -> dict[str, str]:
     values = {"t": "models", "prefix": "", "ns": ns, "name": name, "name_git": name + ".git", "rev": "main",
               "branch": "b-" + uuid.uuid4().hex[:6], "tag": "no-such-tag", "rest_raw": "main/keep.txt",
               "rest": "/main", "num": "1", "oid": "a" * 64, "size": "5", "upload_id": "u1", "part": "1",
-              "write": "write", "status": "pending"}
+              "write": "write", "status": "pending", "instance": "0" * 16, "chunk": "0" * 64, "xorb": "0" * 64,
+              "file": "0" * 64, "version": "2", "cas_prefix": "default"}
     values.update(override)
     return values
 

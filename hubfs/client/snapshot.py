@@ -13,6 +13,7 @@ shows the files downloaded, not the whole commit, and a path or revision not in 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -297,7 +298,9 @@ class CachedSnapshot(Snapshot):
             size = blob.stat().st_size
         except OSError:
             return None
-        name = blob.name if local.is_symlink() else ""
+        # The link's own target names the blob by etag; huggingface_hub >= 2.4 may link that blob on to a
+        # store shared across repos (``blobs/<xx>/<xet hash>``), so the name is read one hop only.
+        name = Path(os.readlink(local)).name if local.is_symlink() else ""
         lfs_oid = name if _SHA256.match(name) else None
         blob_id = name if _SHA1.match(name) else None
         return FileEntry(path, size, blob_id, lfs_oid, None, blob=blob)

@@ -65,6 +65,22 @@ def _auth(hub) -> dict[str, str]:
     return {"authorization": f"Bearer {hub.admin_token}"}
 
 
+@pytest.fixture(scope="module")
+def cas(hub, target) -> tuple[str, str]:
+    """(CAS instance segment, CAS write token) of ``target``: CAS routes get those, so the handlers
+    behind the token check are reached too."""
+    r = HTTP.get(f"{hub.endpoint}/api/models/{target}/xet-write-token/main", headers=_auth(hub))
+    body = r.json()
+    return body["casUrl"].rsplit("/", 1)[1], body["accessToken"]
+
+
+def _for(route, hub, cas, values: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Path values and auth headers for ``route``: the CAS token and instance for CAS routes."""
+    if route.regex.pattern.startswith("^/cas/"):
+        return {**values, "instance": cas[0]}, {"authorization": f"Bearer {cas[1]}"}
+    return values, _auth(hub)
+
+
 def assert_clean(r: httpx.Response, what: str, *, allow_501: bool = False) -> None:
     """Not a server error (but 501 NotImplemented where this hub has no such endpoint: Xet, unknown
     ``/api/`` routes), and an error has a readable message (header, JSON or text)."""
@@ -87,26 +103,28 @@ def test_routes_are_enumerated():
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=route_ids(ROUTES))
-def test_wrong_json_shapes_on_every_route(hub, target, route):
-    path = concrete_path(route, _values(target))
+def test_wrong_json_shapes_on_every_route(hub, target, cas, route):
+    values, auth = _for(route, hub, cas, _values(target))
+    path = concrete_path(route, values)
     for method in sorted(route.methods):
         for body in BODIES:
             for ctype in ("application/json", "application/x-ndjson"):
                 r = HTTP.request(method, hub.endpoint + path, content=body if method != "GET" else None,
-                                 headers={"content-type": ctype, **_auth(hub)})
+                                 headers={"content-type": ctype, **auth})
                 assert_clean(r, f"{method} {path} {body[:60]!r}", allow_501=route is CATCH_ALL)
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=route_ids(ROUTES))
-def test_huge_numbers_in_segments_and_queries(hub, target, route):
+def test_huge_numbers_in_segments_and_queries(hub, target, cas, route):
     for number in (BIG, HUGE, "00000000000000000000000000001", "-1"):
-        values = _values(target, num=number if number != "-1" else "1", size=number if number != "-1" else "5",
-                         part=number if number != "-1" else "1")
+        values, auth = _for(route, hub, cas, _values(target, num=number if number != "-1" else "1",
+                                                     size=number if number != "-1" else "5",
+                                                     part=number if number != "-1" else "1"))
         path = concrete_path(route, values)
-        query = {k: number for k in ("limit", "cursor", "expires", "offset", "p", "num", "size", "partNumber")}
+        query = {k: number for k in ("limit", "cursor", "expires", "offset", "p", "num", "size", "partNumber", "r")}
         query.update(sig="x" * 64, expand="true", recursive="true", blobs="true")
         for method in sorted(route.methods):
-            r = HTTP.request(method, hub.endpoint + path, params=query, headers=_auth(hub),
+            r = HTTP.request(method, hub.endpoint + path, params=query, headers=auth,
                              content=b"{}" if method != "GET" else None)
             assert_clean(r, f"{method} {path[:120]} {number[:25]}", allow_501=route is CATCH_ALL)
 

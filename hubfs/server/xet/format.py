@@ -272,6 +272,7 @@ def plain_offsets(lengths: Sequence[int]) -> list[int]:
 SHARD_TAG = b"HFRepoMetaData\x00" + bytes([85, 105, 103, 69, 106, 123, 129, 87, 131, 165, 189, 217, 92, 205, 209,
                                               74, 169])
 SHARD_VERSION = 2
+MAX_SHARD_BYTES = 64 * 1024 * 1024  # upload-protocol.md: a shard upload is at most 64 MiB
 SHARD_FOOTER_VERSION = 1
 SHARD_HEADER_LEN = 48
 SHARD_FOOTER_LEN = 200
@@ -336,8 +337,8 @@ class Shard:
 
 
 def _records(view: memoryview, pos: int, limit: int, count: int, what: str) -> list[tuple[bytes, int, int, int, int]]:
-    if count * RECORD > limit - pos - RECORD:  # the section's bookend must still fit after them
-        raise XetFormatError(f"{what} at offset {pos} claims {count} records, more than the shard holds")
+    if count * RECORD > limit - pos:  # checked before anything is allocated
+        raise XetFormatError(f"{what} claims {count} records, more than the shard holds")
     return [_REC.unpack_from(view, pos + k * RECORD) for k in range(count)]
 
 
@@ -358,6 +359,8 @@ def parse_shard(body: bytes | memoryview) -> Shard:
     n = len(view)
     if n < SHARD_HEADER_LEN + 2 * RECORD:
         raise XetFormatError(f"shard truncated: {n} bytes")
+    if n > MAX_SHARD_BYTES:
+        raise XetFormatError(f"shard is {n} bytes, more than {MAX_SHARD_BYTES}")
     tag, version, footer_size = _HEADER.unpack_from(view, 0)
     if tag != SHARD_TAG:
         raise XetFormatError("not a shard: wrong header tag")

@@ -103,7 +103,7 @@ async def _grant(request: Request, need_write: bool = False) -> tokens.CasGrant:
     return await run_in_threadpool(tokens.verify, hub_of(request), request.headers.get("authorization"), need_write)
 
 
-async def get_chunk(request: Request, instance: str, prefix: str, chunk: str) -> Response:
+async def get_chunk(request: Request, instance: str, cas_prefix: str, chunk: str) -> Response:
     """GET /cas/v1/chunks/{prefix}/{hash}: a dedup shard naming the xorb that holds the chunk, or 404."""
     _check_instance(request, instance)
     await _grant(request)
@@ -114,7 +114,7 @@ async def get_chunk(request: Request, instance: str, prefix: str, chunk: str) ->
     return Response(shard, media_type="application/octet-stream")
 
 
-async def post_xorb(request: Request, instance: str, prefix: str, xorb: str) -> Response:
+async def post_xorb(request: Request, instance: str, cas_prefix: str, xorb: str) -> Response:
     """POST /cas/v1/xorbs/{prefix}/{hash}: validate and store a xorb -> ``{"was_inserted": bool}``."""
     _check_instance(request, instance)
     await _grant(request, need_write=True)
@@ -217,8 +217,8 @@ def register(router: Router) -> None:
     router.add(["GET"], R + "/xet-write-token{rest:path}", xet_write_token)
     router.add(["GET"], R + "/xet-write-token", xet_write_token)
     C = CAS_PATH + "/{instance}"
-    router.add(["GET"], C + "/v1/chunks/{prefix}/{chunk}", get_chunk)
-    router.add(["POST"], C + "/v1/xorbs/{prefix}/{xorb}", post_xorb)
+    router.add(["GET"], C + "/v1/chunks/{cas_prefix}/{chunk}", get_chunk)
+    router.add(["POST"], C + "/v1/xorbs/{cas_prefix}/{xorb}", post_xorb)
     router.add(["POST"], C + "/v1/shards", post_shard)
     router.add(["POST"], C + "/v2/shards", post_shard_v2)
     router.add(["GET"], C + "/v{version:int}/reconstructions/{file}", get_reconstruction)
