@@ -25,9 +25,9 @@ from urllib.parse import unquote
 
 import anyio
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from hubfs import config
 from hubfs.errors import HubfsError, PermissionDeniedError, RangeNotSatisfiableError
@@ -172,6 +172,9 @@ class App:
             return await run_in_threadpool(sync, request, **kwargs)
         except HubfsError as exc:
             return error_response(exc)
+        except ClientDisconnect:  # the client hung up before sending its whole body: nothing to answer
+            log.debug("client disconnected during %s %s", scope.get("method"), scope.get("path"))
+            return error_response(HubfsError("The client disconnected before sending the whole body.", status=400))
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             return error_response(HubfsError("Internal server error.", status=500))
@@ -354,10 +357,8 @@ class RangedBody(Response):
             await self._run_steps(sender, send, lambda p: data[p[0]:p[0] + p[1]], lambda count: None, -1, False)
             return
         assert self.path is not None
-        keep_open = _KeepOpen.wrap(send)
-
         def zero_copy(count: int) -> SendFile | None:
-            return sender.sendfile(keep_open.send, count) if keep_open is not None else None
+            return sender.sendfile(send, count, finish=False)
 
         with open(self.path, "rb", buffering=0) as f:
             fd = f.fileno()
@@ -434,29 +435,3 @@ def _pread_exact(fd: int, offset: int, count: int) -> bytes:
     if len(data) != count:
         raise ClientGone("file ended before its declared size")
     return data
-
-
-class _KeepOpen:
-    """uvicorn's request cycle as :meth:`FileSender.sendfile` sees it, except that ``send`` drops the
-    empty last message a zero-copy body ends with: in a multipart body more parts follow. Attributes
-    (the transport, the count of bytes still due) are the real cycle's."""
-
-    def __init__(self, send: Send, cycle: Any) -> None:
-        object.__setattr__(self, "_send", send)
-        object.__setattr__(self, "_cycle", cycle)
-
-    @classmethod
-    def wrap(cls, send: Send) -> _KeepOpen | None:
-        cycle = getattr(send, "__self__", None)
-        return cls(send, cycle) if cycle is not None else None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cycle, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._cycle, name, value)
-
-    async def send(self, message: Message) -> None:
-        if message.get("type") == "http.response.body" and not message.get("body") and not message.get("more_body"):
-            return
-        await self._send(message)

@@ -101,11 +101,12 @@ class FileSender:
             await _cut(transport)
             raise ClientGone(f"client read nothing for {self.send_timeout:.0f} s") from None
 
-    def sendfile(self, send: Callable[..., Awaitable[None]], size: int) -> SendFile | None:
+    def sendfile(self, send: Callable[..., Awaitable[None]], size: int, *, finish: bool = True) -> SendFile | None:
         """A coroutine ``(file_fd, offset, count)`` sending file bytes zero-copy, or None if unavailable.
 
-        Call it after ``http.response.start`` has been sent; it completes the response itself, or
-        closes the connection and raises ClientGone.
+        Call it after ``http.response.start`` has been sent; it completes the response itself (unless
+        ``finish`` is False: more of the body follows, as in a multipart answer), or closes the
+        connection and raises ClientGone.
         """
         if not self.zero_copy or size < MIN_SIZE:
             return None
@@ -134,7 +135,8 @@ class FileSender:
             finally:
                 os.close(own)
             cycle.expected_content_length -= sent
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if finish:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         return send_file
 

@@ -283,8 +283,8 @@ class CountingSender(FileSender):
         super().__init__()
         self.zero_copy_parts = 0
 
-    def sendfile(self, send: Any, size: int) -> Any:
-        copy = super().sendfile(send, size)
+    def sendfile(self, send: Any, size: int, *, finish: bool = True) -> Any:
+        copy = super().sendfile(send, size, finish=finish)
         self.zero_copy_parts += copy is not None
         return copy
 

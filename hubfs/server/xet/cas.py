@@ -104,15 +104,19 @@ class Cas:
         return CheckedShard(body, shard, sizes)
 
     def commit_shard(self, repo: Repo, checked: CheckedShard, progress: Callable[[int, int], None] | None = None) -> None:
-        """Verify each file's content against its claimed sha256, store it as an LFS object linked to
-        ``repo``, and record it as a Xet file. 400 (nothing linked for that file) on a mismatch."""
-        files = checked.shard.files
+        """Verify each file's content against its claimed sha256 and store it as an LFS object; then, only
+        once every file passed, record them as Xet files and link them to ``repo``. A mismatch answers
+        400 and links nothing (the LFS objects already written are content-addressed and verified; gc
+        removes them if nothing ever references them)."""
+        files = [XetFile(f.file_hash, f.sha256 or "", size, f.terms) for f, size in zip(checked.shard.files, checked.sizes)]
         with self._verifying, self.hub.reclaim.shared():
-            for i, (f, size) in enumerate(zip(files, checked.sizes)):
-                assert f.sha256 is not None  # check_file requires it
-                self._verify_and_link(repo, XetFile(f.file_hash, f.sha256, size, f.terms))
+            for i, f in enumerate(files):
+                self._verify(f)
                 if progress:
                     progress(i + 1, len(files))
+            for f in files:
+                self.store.add_file(f)
+                self.hub.meta.link_lfs(repo, f.sha256, f.size)
             self.store.index_chunks([(self._first_chunk(f.terms), f.terms[0].xorb, f.terms[0].start)
                                      for f in files if f.terms])
             self.store.put_shard(checked.body)
@@ -122,7 +126,8 @@ class Cas:
         assert x is not None  # checked
         return x.hashes[terms[0].start]
 
-    def _verify_and_link(self, repo: Repo, f: XetFile) -> None:
+    def _verify(self, f: XetFile) -> None:
+        """Make sure the LFS object ``f.sha256`` is stored and is exactly ``f``'s content (400 otherwise)."""
         lfs = self.hub.lfs
         known = self.store.file(f.hash)
         if known is not None and known.sha256 == f.sha256 and lfs.has(f.sha256, f.size):
@@ -139,8 +144,6 @@ class Cas:
                 lfs.put_chunks(f.sha256, f.size, self.store.chunk_data(f.terms))
             except IntegrityError as exc:
                 raise XetFormatError(f"File {hash_to_str(f.hash)}: {exc.message}") from None
-        self.store.add_file(f)
-        self.hub.meta.link_lfs(repo, f.sha256, f.size)
 
     @staticmethod
     def _mismatch(f: XetFile, actual: str) -> XetFormatError:
