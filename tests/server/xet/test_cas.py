@@ -1133,3 +1133,19 @@ def test_access_log_never_shows_cas_tokens_or_xorb_signatures(tmp_hub) -> None:
         for part in token.split("."):
             if len(part) > 8:
                 assert part not in log, "no CAS token (nor its payload or MAC) in the log"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_shard_with_one_bad_file_links_none_of_its_files(hub, writer, version: int) -> None:
+    """A shard is all or nothing: its good file is not linked when another file's content check fails."""
+    good, bad = whole_file(new_xorb(3)), whole_file(new_xorb(2))
+    for x in (*good.xorbs, *bad.xorbs):
+        writer.upload(x)
+    body = encode_upload_shard([good.shard_file(), bad.shard_file(sha256="ab" * 32)],
+                               [x.cas_block() for x in (*good.xorbs, *bad.xorbs)])
+    r = writer.post_shard(body, version)
+    assert (r.status_code == 400) if version == 1 else (_ndjson_lines(r.text)[-1]["type"] == "error"), r.text
+    assert writer.reconstruction(good.name).status_code == 404
+    assert commit_lfs(hub.endpoint, writer.repo_id, hub.admin_token, "g.bin", good.sha256, good.size).status_code == 400
+    assert writer.post_shard(good.shard(), version).status_code == 200  # alone, it links
+    assert writer.reconstruction(good.name).status_code == 200
