@@ -31,8 +31,9 @@ def test_push_to_hub_then_load_dataset(api: HfApi) -> None:
     ds.push_to_hub(rid)  # shards are preuploaded as LFS (.parquet), then one commit
     files = api.list_repo_files(rid, repo_type="dataset")
     assert any(f.startswith("data/train-") and f.endswith(".parquet") for f in files), files
-    assert [f.lfs is not None for f in api.get_paths_info(rid, [f for f in files if f.endswith(".parquet")],
-                                                           repo_type="dataset")] == [True, True]
+    parquet = api.get_paths_info(rid, [f for f in files if f.endswith(".parquet")], repo_type="dataset")
+    assert [f.lfs is not None for f in parquet] == [True, True]
+    assert all(f.xet_hash for f in parquet), "push_to_hub sent the parquet shards through Xet (tree has xetHash)"
     back = datasets.load_dataset(rid)
     assert back["train"].num_rows == 300 and back["test"].num_rows == 40
     assert back["train"][7] == {"text": "review 7", "label": 1}

@@ -31,8 +31,10 @@ def tiny_bert(api: HfApi, tmp_path_factory) -> tuple[str, dict]:
     return rid, {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_from_pretrained_against_the_hub(tiny_bert, tmp_path: Path) -> None:
+def test_from_pretrained_against_the_hub(tiny_bert, api: HfApi, tmp_path: Path) -> None:
     rid, weights = tiny_bert
+    entry = api.get_paths_info(rid, ["model.safetensors"])[0]
+    assert entry.lfs is not None and entry.xet_hash, "upload_folder sent the weights through Xet (tree has xetHash)"
     model = transformers.AutoModel.from_pretrained(rid, cache_dir=tmp_path / "cache")
     assert type(model).__name__ == "BertModel"
     got = model.state_dict()

@@ -141,6 +141,75 @@ def test_abandoned_private_downloads_never_leak_into_other_connections(private_h
         hashlib.sha256(secret).digest()
 
 
+def _multipart_parts(raw: Raw) -> list[tuple[int, int, bytes]]:
+    """(start, end, bytes) of each part of a ``multipart/byteranges`` answer, checked for shape."""
+    boundary = raw.headers["content-type"].split("boundary=", 1)[1].encode()
+    out = []
+    for piece in raw.body.split(b"--" + boundary)[1:-1]:
+        head, _, data = piece.partition(b"\r\n\r\n")
+        rng = [ln for ln in head.decode("latin-1").split("\r\n") if ln.lower().startswith("content-range:")][0]
+        start, end = map(int, rng.split("bytes ", 1)[1].split("/")[0].split("-"))
+        assert data.endswith(b"\r\n"), "a part ends with CRLF before the next boundary"
+        out.append((start, end, data[:-2]))
+    return out
+
+
+@pytest.mark.parametrize("no_sendfile", ["", "1"], ids=["sendfile", "streamed"])
+def test_multi_range_answers_stay_exact_beside_abandoned_private_ones(private_hub, no_sendfile) -> None:
+    """Multipart answers send each big part zero-copy: several sends per response, so check that abandoned
+    multi-range downloads of a private file never leak into other connections' multipart bodies."""
+    hub, tokens = private_hub(HUBFS_NO_SENDFILE=no_sendfile)
+    alice = HfApi(endpoint=hub.endpoint, token=tokens["alice"])
+    alice.create_repo("alice/secret", private=True)
+    alice.create_repo("alice/open")
+    secret, public = os.urandom(24 * MiB), os.urandom(12 * MiB + 5)
+    alice.upload_file(path_or_fileobj=secret, path_in_repo="w.bin", repo_id="alice/secret")
+    alice.upload_file(path_or_fileobj=public, path_in_repo="w.bin", repo_id="alice/open")
+    stop = time.monotonic() + 6
+    bad: list[str] = []
+    counts = {"public": 0, "abandoned": 0}
+
+    def ranges_of(rng: random.Random, size: int) -> list[tuple[int, int]]:
+        starts = sorted(rng.sample(range(size - 3 * MiB), 3))
+        return [(a, a + rng.randrange(1, 3 * MiB)) for a in starts]
+
+    def leaker(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < stop:
+            spec = ",".join(f"{a}-{b}" for a, b in ranges_of(rng, len(secret)))
+            abandon_get(hub.endpoint, "/alice/secret/resolve/main/w.bin",
+                        {"Authorization": f"Bearer {tokens['alice']}", "Range": f"bytes={spec}"},
+                        rng.randrange(64 << 10, 4 * MiB))
+            counts["abandoned"] += 1
+
+    def reader(seed: int) -> None:
+        rng = random.Random(1000 + seed)
+        while time.monotonic() < stop:
+            wanted = ranges_of(rng, len(public))
+            spec = ",".join(f"{a}-{b}" for a, b in wanted)
+            try:
+                got = raw_get(hub.endpoint, "/alice/open/resolve/main/w.bin", {"Range": f"bytes={spec}"})
+                parts = _multipart_parts(got)
+            except (OSError, AssertionError, ValueError, IndexError, KeyError) as exc:
+                bad.append(f"{spec}: {exc!r}")
+                continue
+            counts["public"] += 1
+            expected = [(a, b, public[a:b + 1]) for a, b in wanted]
+            if got.status != 206 or parts != expected:
+                bad.append(f"{spec}: status {got.status}, parts {[(a, b, len(d)) for a, b, d in parts]}")
+
+    threads = [threading.Thread(target=leaker, args=(i,)) for i in range(3)]
+    threads += [threading.Thread(target=reader, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts["abandoned"] > 10 and counts["public"] > 20, counts
+    assert not bad, f"{len(bad)} of {counts['public']} multipart responses were wrong: {bad[:5]}"
+    log = hub.log_path.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+
+
 # -- 4. stalled readers hold no threads and are cut after the send timeout -----------------------------
 
 
