@@ -255,7 +255,7 @@ class CommitBuilder:
         oid = value.get("oid")
         if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not is_valid_oid(oid):
             raise BadRequestError(f"lfsFile {path}: 'oid' must be a sha256 hex digest.")
-        stored = self.hub.lfs.size(oid)
+        stored = self.hub.objects.size(oid)
         if stored is None or not self.hub.meta.lfs_linked(self.repo, oid):
             raise BadRequestError(f"lfsFile {path}: LFS object {oid} was never uploaded to this hub. "
                                   "Upload it through the LFS batch API before committing.")

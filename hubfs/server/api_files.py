@@ -198,11 +198,11 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
                 keep = ("X-Repo-Commit", "X-Linked-Size", "ETag", "X-Linked-Etag", "X-Xet-Hash", "Link")
                 return Response(status_code=302, headers={"Location": location,
                                                           **{k: headers[k] for k in keep if k in headers}})
-            stored = hub.lfs.size(entry.lfs.oid)
-            if stored != entry.lfs.size:
-                raise HubfsError(f"The content of {path} ({entry.lfs.oid}) is missing from this hub's LFS store.",
+            stored = hub.objects.get(entry.lfs.oid)
+            if stored is None or stored.size != entry.lfs.size:
+                raise HubfsError(f"The content of {path} ({entry.lfs.oid}) is missing from this hub's storage.",
                                  status=404)
-            return RangedBody(request, entry.size, headers, path=str(hub.lfs.path(entry.lfs.oid)))
+            return RangedBody(request, entry.size, headers, layout=stored.layout)
         headers["ETag"] = f'"{entry.oid}"'
         if request.method == "HEAD":
             return RangedBody(request, entry.size, headers, data=b"")

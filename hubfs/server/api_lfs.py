@@ -90,7 +90,7 @@ def _batch(hub: Hub, caller: Caller, endpoint: str, repo_type: str, repo_id: str
             out.append({"oid": str(oid), "size": size if isinstance(size, int) else 0,
                         "error": {"code": 422, "message": "Invalid object: oid must be sha256 hex, size an integer >= 0."}})
             continue
-        linked = hub.meta.lfs_linked(repo, oid) and hub.lfs.has(oid, size)
+        linked = hub.meta.lfs_linked(repo, oid) and hub.objects.has(oid, size)
         if linked and operation == "upload":
             hub.lfs.touch(oid)  # "already there": gc's grace now covers the commit that follows
         entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
@@ -254,7 +254,7 @@ def _verify(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, oid: 
     repo = _signed_repo(hub, q, prefix, ns, name_git, "verify", oid, size)
     if body.get("oid") not in (None, oid) or body.get("size") not in (None, int(size)):
         raise BadRequestError("Verify body does not match the object of this URL.")
-    if not (hub.lfs.has(oid, int(size)) and hub.meta.lfs_linked(repo, oid)):
+    if not (hub.objects.has(oid, int(size)) and hub.meta.lfs_linked(repo, oid)):
         raise IntegrityError(f"Object {oid} of size {size} is not stored.", status=404)
 
 
@@ -262,11 +262,11 @@ def download(request: Request, prefix: str, ns: str, name_git: str, oid: str) ->
     """GET .../objects/{oid}?sig: the object's bytes (Range honoured); a plain handler: the pool runs it."""
     hub = hub_of(request)
     _signed_repo(hub, request.query_params, prefix, ns, name_git, "download", oid)
-    stored = hub.lfs.size(oid)
+    stored = hub.objects.get(oid)
     if stored is None:
         raise NotFoundError(f"Object {oid} is not stored.")
-    return RangedBody(request, stored, {"Content-Type": "application/octet-stream", "ETag": f'"{oid}"'},
-                      path=str(hub.lfs.path(oid)))
+    return RangedBody(request, stored.size, {"Content-Type": "application/octet-stream", "ETag": f'"{oid}"'},
+                      layout=stored.layout)
 
 
 def register(router: Router) -> None:

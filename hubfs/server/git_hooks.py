@@ -24,6 +24,8 @@ from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
 from hubfs.paths import validate_ref_name
 from hubfs.server.lfs_store import LfsStore
 from hubfs.server.metadata import Metadata
+from hubfs.server.objects import Objects
+from hubfs.server.xet.store import XetStore
 
 ZERO = "0" * 40
 
@@ -131,10 +133,11 @@ def pre_receive(stdin: str, env: dict[str, str]) -> list[str]:
     hook = HookEnv.read(env)
     meta = Metadata(hook.data / "hub.sqlite")
     repo = meta.get_repo(hook.repo_type, hook.repo_id)
-    store = LfsStore(hook.data)
+    lfs = LfsStore(hook.data)
+    objects = Objects(lfs, XetStore(hook.data, lfs.tmp_dir))
 
     def lfs_ok(pointer: LfsPointer) -> bool:
-        return repo is not None and store.has(pointer.oid, pointer.size) and meta.lfs_linked(repo, pointer.oid)
+        return repo is not None and objects.has(pointer.oid, pointer.size) and meta.lfs_linked(repo, pointer.oid)
 
     tips = [new for _, new, _ in updates if new != ZERO]
     problems += check_blobs(new_objects(tips), hook.regular_max, lfs_ok)

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -256,25 +257,38 @@ def _unsatisfiable(size: int) -> RangeNotSatisfiableError:
     return exc
 
 
+@dataclass(frozen=True)
+class FileSlice:
+    """``length`` bytes of the file at ``path`` from ``offset``: one piece of a body laid out over files."""
+
+    path: str
+    offset: int
+    length: int
+
+
+Segment = bytes | FileSlice  # a body's layout: literal bytes and file slices, in order
+
+
 class RangedBody(Response):
-    """A body from a file path, bytes or a loader of bytes, honouring Range; files are sent with
-    ``sendfile`` or streamed in 4 MiB pieces read off-loop, loaders run off-loop, except for bodies of
-    at most ``INLINE_MAX`` bytes.
+    """A body from a file path, bytes, a loader of bytes or a layout of bytes and file slices, honouring
+    Range. File bytes go out with ``sendfile`` (pieces of 1 MiB or more) or in ~4 MiB batches read
+    off-loop while the previous one is sent; loaders run off-loop; bodies of at most ``INLINE_MAX``
+    bytes are read on the loop.
 
     Several ranges make a ``206 multipart/byteranges`` body (RFC 9110 §14.6) whose parts go out the same
-    way (big file parts zero-copy, the rest batched into ~4 MiB reads off-loop). ``allowed``: the inclusive
-    intervals the request may ask for, else 403 (see :func:`check_allowed`)."""
+    way. ``allowed``: the inclusive intervals the request may ask for, else 403 (see :func:`check_allowed`)."""
 
     def __init__(self, request: Request, size: int, headers: dict[str, str], *,
                  path: str | None = None, data: bytes | None = None,
-                 load: Callable[[], bytes] | None = None,
+                 load: Callable[[], bytes] | None = None, layout: Sequence[Segment] | None = None,
                  allowed: Sequence[tuple[int, int]] | None = None) -> None:
-        self.path, self.data, self.load, self.size = path, data, load, size
+        self.load, self.size = load, size
+        self.layout: Sequence[Segment] = (layout if layout is not None else [FileSlice(path, 0, size)] if path
+                                          else [data] if data is not None else [])
         ranges = parse_ranges(request.headers.get("range"), size)
         if allowed is not None:
             check_allowed(ranges, allowed, size)
         self.ranges = ranges or [(0, size - 1)]
-        self.start, self.end = self.ranges[0]
         self.heads: list[bytes] = []
         self.closing = b""
         hdrs = {"Accept-Ranges": "bytes"}
@@ -290,9 +304,10 @@ class RangedBody(Response):
             length = sum(map(len, self.heads)) + sum(b - a + 1 for a, b in ranges) + len(self.closing)
             hdrs["Content-Length"] = str(length)
         else:
-            hdrs["Content-Length"] = str(self.end - self.start + 1 if size else 0)
+            start, end = self.ranges[0]
+            hdrs["Content-Length"] = str(end - start + 1 if size else 0)
             if ranges:
-                hdrs["Content-Range"] = f"bytes {self.start}-{self.end}/{size}"
+                hdrs["Content-Range"] = f"bytes {start}-{end}/{size}"
         hdrs.update(headers)
         if multipart_type:
             hdrs["Content-Type"] = multipart_type
@@ -315,60 +330,19 @@ class RangedBody(Response):
             return
         if self.load is not None:
             small = self.size <= INLINE_MAX
-            self.data = self.load() if small else await anyio.to_thread.run_sync(self.load)
-        if self.heads:
-            await self._send_parts(sender, send)
-            return
-        if self.data is not None:
-            await sender.send(send, {"type": "http.response.body", "body": self.data[self.start:self.end + 1]})
-            return
-        assert self.path is not None
-        remaining = self.end - self.start + 1
-        with open(self.path, "rb", buffering=0) as f:
-            zero_copy = sender.sendfile(send, remaining)
-            if zero_copy is not None:
-                await zero_copy(f.fileno(), self.start, remaining)
-                return
-            position = self.start
-
-            def read() -> bytes:
-                return os.pread(f.fileno(), min(CHUNK, remaining), position)
-
-            chunk = read() if remaining <= INLINE_MAX else await anyio.to_thread.run_sync(read)
-            while chunk:
-                remaining -= len(chunk)
-                position += len(chunk)
-                # Read the next piece in a worker thread while this one is being sent.
-                pending = asyncio.ensure_future(anyio.to_thread.run_sync(read)) if remaining > 0 else None
-                try:
-                    await sender.send(send, {"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
-                except BaseException:
-                    if pending is not None:  # let the read finish before the file closes: never a reused fd
-                        await asyncio.wait([pending])
-                    raise
-                chunk = await pending if pending is not None else b""
-        if remaining > 0:
-            await send({"type": "http.response.body", "body": b""})
-
-    async def _send_parts(self, sender: FileSender, send: Send) -> None:
-        """The multipart body, in steps from :meth:`_steps`; the next batch is read while one is sent."""
-        if self.data is not None:
-            data = self.data
-            await self._run_steps(sender, send, lambda p: data[p[0]:p[0] + p[1]], lambda count: None, -1, False)
-            return
-        assert self.path is not None
-        def zero_copy(count: int) -> SendFile | None:
-            return sender.sendfile(send, count, finish=False)
-
-        with open(self.path, "rb", buffering=0) as f:
-            fd = f.fileno()
+            self.layout = [self.load() if small else await anyio.to_thread.run_sync(self.load)]
+        files = _OpenFiles()
+        try:
             off_loop = int(self.headers["content-length"]) > INLINE_MAX
-            await self._run_steps(sender, send, lambda p: _pread_exact(fd, *p), zero_copy, fd, off_loop)
+            await self._run_steps(sender, send, files, off_loop)
+        finally:
+            files.close()
 
-    async def _run_steps(self, sender: FileSender, send: Send, fetch: Callable[[tuple[int, int]], bytes],
-                         zero_copy: Callable[[int], SendFile | None], fd: int, off_loop: bool) -> None:
-        def read(batch: list[_Piece]) -> bytes:
-            return b"".join(p if isinstance(p, bytes) else fetch(p) for p in batch)
+    async def _run_steps(self, sender: FileSender, send: Send, files: _OpenFiles, off_loop: bool) -> None:
+        """Send the steps of :meth:`_steps` in order; the next batch is read while one is being sent."""
+        def read(batch: list[Segment]) -> bytes:
+            return b"".join(p if isinstance(p, bytes) else _pread_exact(files.fd(p.path), p.offset, p.length)
+                            for p in batch)
 
         def start(step: _Step | None) -> asyncio.Future[bytes] | None:
             if not isinstance(step, list):
@@ -379,7 +353,7 @@ class RangedBody(Response):
             done.set_result(read(step))
             return done
 
-        steps = self._steps(zero_copy)
+        steps = self._steps(lambda count: sender.sendfile(send, count, finish=False))
         step: _Step | None = next(steps)
         job = start(step)
         while step is not None:
@@ -387,47 +361,97 @@ class RangedBody(Response):
             if isinstance(step, list):
                 assert job is not None
                 body = await job
-                job = start(following)  # read the next batch in a worker thread while this one is sent
+                job = start(following)
                 try:
                     await sender.send(send, {"type": "http.response.body", "body": body,
                                              "more_body": following is not None})
                 except BaseException:
-                    if job is not None:  # let the read finish before the file closes: never a reused fd
+                    if job is not None:  # let the read finish before the files close: never a reused fd
                         await asyncio.wait([job])
                     raise
             else:
-                copy, offset, count = step
-                await copy(fd, offset, count)
+                copy, piece = step
+                await copy(files.fd(piece.path), piece.offset, piece.length)
                 job = start(following)
+                if following is None:
+                    await send({"type": "http.response.body", "body": b""})
             step = following
 
     def _steps(self, zero_copy: Callable[[int], SendFile | None]) -> Iterator[_Step]:
-        """The multipart body in order: batches of part heads and file pieces of about ``CHUNK`` bytes (the
-        last one ends with the closing delimiter), and ``(sendfile, offset, count)`` for parts sent zero-copy."""
-        batch: list[_Piece] = []
+        """The body in order: batches of literal bytes and file pieces of about ``CHUNK`` bytes, and
+        ``(sendfile, piece)`` for file pieces sent zero-copy. Multipart heads and the closing
+        delimiter are literal bytes."""
+        batch: list[Segment] = []
         filled = 0
-        for head, (start, end) in zip(self.heads, self.ranges):
-            count = end - start + 1
-            copy = zero_copy(count)
-            if copy is not None:
-                yield [*batch, head]
-                batch, filled = [], 0
-                yield copy, start, count
-                continue
-            batch.append(head)
-            filled += len(head)
-            while count:
-                n = min(count, CHUNK - filled)
-                batch.append((start, n))
-                start, count, filled = start + n, count - n, filled + n
-                if filled >= CHUNK:
-                    yield batch
-                    batch, filled = [], 0
-        yield [*batch, self.closing]
+        heads = self.heads or [b""]
+        for head, (start, end) in zip(heads, self.ranges):
+            if head:
+                batch.append(head)
+                filled += len(head)
+            for piece in _pieces(self.layout, start, end + 1):
+                if isinstance(piece, FileSlice):
+                    copy = zero_copy(piece.length)
+                    if copy is not None:
+                        if batch:
+                            yield batch
+                        batch, filled = [], 0
+                        yield copy, piece
+                        continue
+                    while piece.length:
+                        n = min(piece.length, CHUNK - filled)
+                        batch.append(FileSlice(piece.path, piece.offset, n))
+                        piece = FileSlice(piece.path, piece.offset + n, piece.length - n)
+                        filled += n
+                        if filled >= CHUNK:
+                            yield batch
+                            batch, filled = [], 0
+                else:
+                    batch.append(piece)
+                    filled += len(piece)
+                    if filled >= CHUNK:
+                        yield batch
+                        batch, filled = [], 0
+        if self.closing:
+            batch.append(self.closing)
+        if batch:
+            yield batch
 
 
-_Piece = bytes | tuple[int, int]  # literal bytes, or (offset, count) of the body
-_Step = list[_Piece] | tuple[SendFile, int, int]
+_Step = list[Segment] | tuple[SendFile, FileSlice]
+
+
+def _pieces(layout: Sequence[Segment], start: int, stop: int) -> Iterator[Segment]:
+    """The parts of ``layout`` that hold bytes ``[start, stop)`` of the body it lays out."""
+    pos = 0
+    for seg in layout:
+        n = len(seg) if isinstance(seg, bytes) else seg.length
+        if pos + n > start and pos < stop:
+            a, b = max(start - pos, 0), min(stop - pos, n)
+            yield seg[a:b] if isinstance(seg, bytes) else FileSlice(seg.path, seg.offset + a, b - a)
+        pos += n
+        if pos >= stop:
+            return
+
+
+class _OpenFiles:
+    """The files a body reads, each opened once and closed when the body is done."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def fd(self, path: str) -> int:
+        with self._lock:
+            fd = self._fds.get(path)
+            if fd is None:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            return fd
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
 
 def _pread_exact(fd: int, offset: int, count: int) -> bytes:

@@ -36,6 +36,7 @@ from hubfs.server.gc import ReclaimLock
 from hubfs.server.git_store import Change, GitRepo, GitStore
 from hubfs.server.lfs_store import LfsStore
 from hubfs.server.metadata import TOKEN_ID_LEN, Metadata, Repo, hash_token
+from hubfs.server.objects import Objects
 from hubfs.server.xet.store import XetStore
 
 log = logging.getLogger("hubfs.server")
@@ -69,6 +70,7 @@ class Hub:
         self.git = GitStore(self.data_dir)
         self.lfs = LfsStore(self.data_dir)
         self.xet = XetStore(self.data_dir, self.lfs.tmp_dir)
+        self.objects = Objects(self.lfs, self.xet)
         self.regular_max_size = regular_max_size
         self.multipart_chunk_size = multipart_chunk_size
         self.public_url = public_url.rstrip("/") if public_url else None

@@ -55,3 +55,19 @@ def test_from_pretrained_offline_from_a_hubfs_download(tiny_bert, tmp_path: Path
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = torch.load(out)
     assert all(torch.equal(got[k], weights[k]) for k in weights)
+
+
+def test_push_to_hub_then_from_pretrained(api: HfApi, tmp_path: Path) -> None:
+    """``model.push_to_hub`` with the client's defaults (weights through Xet), then ``from_pretrained`` back."""
+    cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=64)
+    torch.manual_seed(1)
+    model = transformers.BertModel(cfg)
+    rid = f"admin/pushed-bert-{uuid.uuid4().hex[:8]}"
+    model.push_to_hub(rid, commit_message="push from transformers")
+    entry = api.get_paths_info(rid, ["model.safetensors"])[0]
+    assert entry.lfs is not None and entry.xet_hash, "push_to_hub sent the weights through Xet"
+    assert api.list_repo_commits(rid)[0].title == "push from transformers"
+    back = transformers.AutoModel.from_pretrained(rid, cache_dir=tmp_path / "cache")
+    want, got = model.state_dict(), back.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

@@ -28,8 +28,9 @@ from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_re
 from hubfs.server.app import create_app
 from hubfs.server.git_store import GitStore
 from hubfs.server.hub import Caller, Hub
+from hubfs.server.xet import routes as xet_routes
 
-MODULES = (api_commit, api_discussions, api_files, api_lfs, api_repos, git_http)
+MODULES = (api_commit, api_discussions, api_files, api_lfs, api_repos, git_http, xet_routes)
 # Awaited calls on the hub that are async themselves (they never block the loop).
 AWAITED_HUB_CALLS = {"hub.reclaim.shared_async", "hub_of().cards.front_matter_async"}
 # Plain helpers an async handler may call on the loop on purpose: a few cached reads, cheaper than a hop.

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 
+from hubfs.fs import HubFileSystem
+
 MiB = 1024 * 1024
 HOUR = 3600
 
@@ -135,7 +137,8 @@ def test_multipart_batch_creates_nothing_until_parts_arrive(tmp_hub) -> None:
     assert not staging.exists() or not list(staging.iterdir()), "batch calls must not create staging folders"
     # a real multipart upload still works (the folder is created by its first part and removed at the end)
     data = os.urandom(3 * MiB + 123)
-    api.upload_file(path_or_fileobj=data, path_in_repo="multi.bin", repo_id="admin/parts")
+    with HubFileSystem(endpoint=hub.endpoint, token=hub.admin_token, skip_instance_cache=True) as fs:
+        fs.pipe("admin/parts/multi.bin", data)  # hubfs's client: LFS batch, multipart offered and taken
     path = hf_hub_download("admin/parts", "multi.bin", endpoint=hub.endpoint, token=hub.admin_token,
                            cache_dir=str(hub.data_dir.parent / "cache"))
     assert Path(path).read_bytes() == data
@@ -250,8 +253,9 @@ def test_gc_removes_unlinked_lfs_object_links(tmp_hub) -> None:
     assert not _lfs_path(hub, oid).exists()
     assert _links(db, oid) == 0
     assert "actions" in _batch(hub, "admin/relink", oid, len(data)), "the upload is asked for again"
-    api.upload_file(path_or_fileobj=data, path_in_repo="again.bin", repo_id="admin/relink")
-    assert _lfs_path(hub, oid).read_bytes() == data
+    api.upload_file(path_or_fileobj=data, path_in_repo="again.bin", repo_id="admin/relink")  # through Xet
+    assert _links(db, oid) == 1
+    assert httpx.get(f"{hub.endpoint}/admin/relink/resolve/main/again.bin").content == data
 
 
 def test_gc_waits_for_a_commit_in_flight(tmp_hub, tmp_path: Path) -> None:

@@ -4,10 +4,10 @@
   root equal to the URL's hash) before they are stored.
 - A shard is checked against the stored xorbs (``format.check_file``: ranges, lengths, verification
   hashes, file hash), then each file's content is read back from the xorbs and hashed: the sha256
-  the shard claims is a client's word until the bytes say so. A verified file becomes a plain LFS
-  object of the uploading repo (stored once, linked to the repo), so the commit's ``lfsFile`` line,
-  ``resolve``, git-lfs and every plain client keep working, and one user's shard can never stand for
-  another user's object.
+  the shard claims is a client's word until the bytes say so. A verified file is an LFS object linked
+  to the uploading repo (``server/objects.py`` serves its bytes from the xorbs), so the commit's
+  ``lfsFile`` line, ``resolve``, git-lfs and every plain client keep working, and one user's shard can
+  never stand for another user's object.
 - Reconstructions answer only for files linked to the token's repo, and their xorb URLs are signed
   for exactly the byte ranges they list (a range outside them is refused), so no one reads chunks of
   a xorb that belong to files they cannot see.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hubfs.errors import IntegrityError, NotFoundError, PayloadTooLargeError
+from hubfs.errors import NotFoundError, PayloadTooLargeError
 from hubfs.server.http import parse_range
 from hubfs.server.hub import Hub
 from hubfs.server.metadata import Repo
@@ -104,10 +104,9 @@ class Cas:
         return CheckedShard(body, shard, sizes)
 
     def commit_shard(self, repo: Repo, checked: CheckedShard, progress: Callable[[int, int], None] | None = None) -> None:
-        """Verify each file's content against its claimed sha256 and store it as an LFS object; then, only
-        once every file passed, record them as Xet files and link them to ``repo``. A mismatch answers
-        400 and links nothing (the LFS objects already written are content-addressed and verified; gc
-        removes them if nothing ever references them)."""
+        """Verify each file's content against its claimed sha256 (read back from the xorbs); then, only
+        once every file passed, record them as Xet files and link them to ``repo`` as LFS objects. A
+        mismatch answers 400 and links nothing. The content is never copied: xorbs hold it once."""
         files = [XetFile(f.file_hash, f.sha256 or "", size, f.terms) for f, size in zip(checked.shard.files, checked.sizes)]
         with self._verifying, self.hub.reclaim.shared():
             for i, f in enumerate(files):
@@ -117,6 +116,7 @@ class Cas:
             for f in files:
                 self.store.add_file(f)
                 self.hub.meta.link_lfs(repo, f.sha256, f.size)
+                self.hub.lfs.touch(f.sha256)  # when the LFS store holds it too: gc's grace covers the commit
             self.store.index_chunks([(self._first_chunk(f.terms), f.terms[0].xorb, f.terms[0].start)
                                      for f in files if f.terms])
             self.store.put_shard(checked.body)
@@ -127,23 +127,16 @@ class Cas:
         return x.hashes[terms[0].start]
 
     def _verify(self, f: XetFile) -> None:
-        """Make sure the LFS object ``f.sha256`` is stored and is exactly ``f``'s content (400 otherwise)."""
-        lfs = self.hub.lfs
+        """Check that ``f``'s content hashes to the sha256 the shard claims (400 otherwise). A file hash
+        recorded before with the same sha256 needs no new read: same chunk hashes, same content."""
         known = self.store.file(f.hash)
-        if known is not None and known.sha256 == f.sha256 and lfs.has(f.sha256, f.size):
-            lfs.touch(f.sha256)  # same file hash: the same content, verified when it was first recorded
-        elif lfs.has(f.sha256, f.size):
-            digest = hashlib.sha256()
-            for piece in self.store.chunk_data(f.terms):
-                digest.update(piece)
-            if digest.hexdigest() != f.sha256:
-                raise self._mismatch(f, digest.hexdigest())
-            lfs.touch(f.sha256)
-        else:
-            try:
-                lfs.put_chunks(f.sha256, f.size, self.store.chunk_data(f.terms))
-            except IntegrityError as exc:
-                raise XetFormatError(f"File {hash_to_str(f.hash)}: {exc.message}") from None
+        if known is not None and known.sha256 == f.sha256:
+            return
+        digest = hashlib.sha256()
+        for piece in self.store.chunk_data(f.terms):
+            digest.update(piece)
+        if digest.hexdigest() != f.sha256:
+            raise self._mismatch(f, digest.hexdigest())
 
     @staticmethod
     def _mismatch(f: XetFile, actual: str) -> XetFormatError:

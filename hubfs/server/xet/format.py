@@ -247,7 +247,8 @@ def decode_xorb(body: bytes | memoryview, expected: bytes | None = None) -> Xorb
     return content
 
 
-def _plain_header(size: int) -> bytes:
+def plain_header(size: int) -> bytes:
+    """The 8-byte header of a chunk of ``size`` bytes stored raw (scheme 0)."""
     return struct.pack("<II", size << 8, size << 8)  # version 0, scheme 0, compressed == uncompressed
 
 
@@ -256,7 +257,7 @@ def encode_plain_xorb(chunks: Sequence[bytes]) -> bytes:
     for i, c in enumerate(chunks):
         if not 0 < len(c) <= MAX_CHUNK_BYTES:
             raise XetFormatError(f"chunk {i}: {len(c)} bytes, must be 1..{MAX_CHUNK_BYTES}")
-    return b"".join(part for c in chunks for part in (_plain_header(len(c)), c))
+    return b"".join(part for c in chunks for part in (plain_header(len(c)), c))
 
 
 def plain_offsets(lengths: Sequence[int]) -> list[int]:

@@ -199,7 +199,7 @@ def get_xorb(request: Request, instance: str, xorb: str) -> Response:
     hub: Hub = hub_of(request)
     x, allowed = cas_of(request).signed_xorb(xorb, q.get("r"), q.get("expires"), q.get("sig"))
     headers = {"Content-Type": "application/octet-stream", "Cache-Control": "private, max-age=3600"}
-    return RangedBody(request, x.stream_size, headers, path=str(hub.xet.xorb_path(x.hash)), allowed=allowed)
+    return RangedBody(request, x.stream_size, headers, layout=hub.xet.xorb_layout(x), allowed=allowed)
 
 
 async def post_telemetry(request: Request, instance: str) -> Response:

@@ -1,7 +1,7 @@
 """Xet storage on local disk: validated xorbs, accepted shards and the index that ties them to files.
 
-Layout under ``DATA/xet``: ``xorbs/<h[:2]>/<hash>`` (the chunk stream, re-encoded uncompressed, then
-an index trailer), ``shards/<sha256 of the body>``, and ``index.sqlite`` with three tables:
+Layout under ``DATA/xet``: ``xorbs/<h[:2]>/<hash>`` (the chunks' content back to back, then an index
+trailer: chunk hashes and lengths), ``shards/<sha256 of the body>``, and ``index.sqlite`` with three tables:
 ``xorbs`` (stored xorbs), ``files`` (Xet file hash -> sha256, size and reconstruction terms) and
 ``chunks`` (the chunk hashes global dedup answers for -> xorb and chunk index).
 
@@ -11,9 +11,11 @@ Contract:
   mid-upload leaves nothing a later shard could reference (the temporary is reclaimed by the LFS
   store's rule for dead uploads).
 - Xorbs are never deleted: clients cache shards per endpoint and reuse xorbs without re-uploading.
-- Stored xorbs use compression scheme 0: chunk ``i`` is at physical offset ``sum(8 + len)`` of the
-  chunks before it, so byte ranges are computed, never searched, and serving is a plain file range.
-  The hash of a xorb covers its chunks' content, not their encoding, so it is unchanged.
+- A file's content is stored once: a term (a run of chunks of one xorb) is one contiguous slice of the
+  xorb's file, so a plain download is a few file slices sent zero-copy (:meth:`XetStore.file_layout`).
+  Xet clients get the xorb as a chunk stream with compression scheme 0: each chunk's 8-byte header is
+  generated around its slice (:meth:`XetStore.xorb_layout`); chunk ``i`` starts at ``sum(8 + len)`` of
+  the chunks before it. A xorb's hash covers its chunks' content, not their encoding.
 - The class is the one interface the server uses for Xet data; object storage can replace it.
 """
 
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hubfs.server.http import FileSlice, Segment
 from hubfs.server.lfs_store import locked_temp
 from hubfs.server.sqlite_db import SqliteDb
 from hubfs.server.xet.format import (
@@ -36,8 +39,8 @@ from hubfs.server.xet.format import (
     Term,
     XorbContent,
     dedup_eligible,
-    encode_plain_xorb,
     hash_to_str,
+    plain_header,
     plain_offsets,
 )
 
@@ -52,7 +55,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 """
 
-TRAILER_MAGIC = b"HUBFSXI1"
+TRAILER_MAGIC = b"HUBFSXD1"
 _TRAILER = struct.Struct("<I8s")  # chunk count, magic; preceded by count x (32-byte hash) then count x u32 length
 _TERM = struct.Struct("<32sIII")  # xorb hash, chunk start, chunk end, unpacked bytes
 READ_BATCH = 8 << 20  # bytes of chunk data read at a time when streaming a file's content
@@ -60,12 +63,15 @@ READ_BATCH = 8 << 20  # bytes of chunk data read at a time when streaming a file
 
 @dataclass(frozen=True)
 class StoredXorb:
-    """A stored xorb's index: chunk hashes and lengths, and where each chunk sits in the stream."""
+    """A stored xorb's index: chunk hashes and lengths, where each chunk's content sits in the file
+    (``data_offsets``) and where its header starts in the served chunk stream (``offsets``)."""
 
     hash: bytes
+    path: str
     hashes: list[bytes]
     lengths: list[int]
-    offsets: list[int]  # physical start of each chunk, plus the stream's end
+    offsets: list[int]  # start of each chunk in the served stream (scheme-0 headers), plus the stream's end
+    data_offsets: list[int]  # start of each chunk's content in the file, plus the content's end
 
     @property
     def stream_size(self) -> int:
@@ -132,7 +138,8 @@ class XetStore:
         fd, tmp = locked_temp(self.tmp_dir)
         try:
             with os.fdopen(fd, "wb", closefd=False) as f:
-                f.write(encode_plain_xorb(content.chunks))
+                for chunk in content.chunks:
+                    f.write(chunk)
                 f.write(b"".join(content.hashes))
                 f.write(struct.pack(f"<{len(content.chunks)}I", *content.lengths))
                 f.write(_TRAILER.pack(len(content.chunks), TRAILER_MAGIC))
@@ -170,41 +177,61 @@ class XetStore:
             return None
         hashes = [raw[i * HASH_LEN:(i + 1) * HASH_LEN] for i in range(count)]
         lengths = list(struct.unpack_from(f"<{count}I", raw, count * HASH_LEN))
-        stored = StoredXorb(h, hashes, lengths, plain_offsets(lengths))
+        data_offsets = [0]
+        for n in lengths:
+            data_offsets.append(data_offsets[-1] + n)
+        stored = StoredXorb(h, str(self.xorb_path(h)), hashes, lengths, plain_offsets(lengths), data_offsets)
         with self._lock:
             self._cache[h] = stored
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return stored
 
+    def _term_xorb(self, term: Term) -> StoredXorb:
+        x = self.xorb(term.xorb)
+        if x is None:
+            raise FileNotFoundError(f"xorb {hash_to_str(term.xorb)} is not stored")
+        return x
+
     def chunk_data(self, terms: Iterable[Term]) -> Iterator[bytes]:
         """The content of ``terms`` in order, in pieces of up to :data:`READ_BATCH` bytes."""
         for term in terms:
-            x = self.xorb(term.xorb)
-            if x is None:
-                raise FileNotFoundError(f"xorb {hash_to_str(term.xorb)} is not stored")
-            with open(self.xorb_path(term.xorb), "rb") as f:
-                i = term.start
-                while i < term.end:
-                    j, size = i, 0
-                    while j < term.end and (size == 0 or size + x.lengths[j] <= READ_BATCH):
-                        size += x.lengths[j]
-                        j += 1
-                    f.seek(x.offsets[i])
-                    raw = memoryview(f.read(x.offsets[j] - x.offsets[i]))
-                    pos = 0
-                    pieces = []
-                    for k in range(i, j):
-                        pieces.append(raw[pos + 8:pos + 8 + x.lengths[k]])
-                        pos += 8 + x.lengths[k]
-                    yield b"".join(pieces)
-                    i = j
+            x = self._term_xorb(term)
+            with open(x.path, "rb") as f:
+                pos, end = x.data_offsets[term.start], x.data_offsets[term.end]
+                while pos < end:
+                    piece = os.pread(f.fileno(), min(READ_BATCH, end - pos), pos)
+                    if not piece:
+                        raise OSError(f"xorb {hash_to_str(term.xorb)} is shorter than its index")
+                    pos += len(piece)
+                    yield piece
+
+    def file_layout(self, terms: Iterable[Term]) -> list[Segment]:
+        """A file's content as slices of xorb files, one per term (for a plain download)."""
+        out: list[Segment] = []
+        for term in terms:
+            x = self._term_xorb(term)
+            a, b = x.data_offsets[term.start], x.data_offsets[term.end]
+            out.append(FileSlice(x.path, a, b - a))
+        return out
+
+    def xorb_layout(self, x: StoredXorb) -> list[Segment]:
+        """The xorb as Xet clients read it: each chunk's scheme-0 header, then its content."""
+        out: list[Segment] = []
+        for i, n in enumerate(x.lengths):
+            out += [plain_header(n), FileSlice(x.path, x.data_offsets[i], n)]
+        return out
 
     # -- files ---------------------------------------------------------------------------------
 
     def add_file(self, f: XetFile) -> None:
         self.db.conn().execute("INSERT OR IGNORE INTO files VALUES (?,?,?,?,?)",
                                (f.hash, f.sha256, f.size, _pack_terms(f.terms), time.time()))
+
+    def file_by_sha256(self, oid: str) -> XetFile | None:
+        """A Xet file whose content was verified to hash to ``oid`` (None if there is none)."""
+        rows = self.db.query("SELECT hash FROM files WHERE sha256=? LIMIT 1", (oid,))
+        return self.file(bytes(rows[0]["hash"])) if rows else None
 
     def file(self, h: bytes) -> XetFile | None:
         rows = self.db.query("SELECT sha256, size, terms FROM files WHERE hash=?", (h,))
