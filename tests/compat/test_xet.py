@@ -547,3 +547,35 @@ def test_hf_reads_of_xet_uploaded_files(api: HfApi, hub: HubServer, repo_id: str
     with hffs.open(path, "rb") as f:
         f.seek(len(data) - 5)
         assert f.read() == data[-5:]
+
+
+def test_cross_repo_copy_of_a_xet_file(api, hub, users) -> None:
+    """``CommitOperationCopy(src_repo_id=...)`` duplicates the Xet file into the target (lfs-files/duplicate)
+    without re-uploading it; an outsider cannot copy out of a private repo."""
+    from huggingface_hub import CommitOperationCopy
+    from huggingface_hub.errors import HfHubHTTPError
+
+    tag = uuid.uuid4().hex[:8]
+    src, dst = f"admin/copy-src-{tag}", f"admin/copy-dst-{tag}"
+    api.create_repo(src, private=True)
+    api.create_repo(dst)
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    api.upload_file(path_or_fileobj=data, path_in_repo="w.safetensors", repo_id=src)
+    api.create_commit(dst, [CommitOperationCopy("w.safetensors", "copied.safetensors", src_repo_id=src,
+                                                src_repo_type="model")], commit_message="copy")
+    assert httpx.get(f"{hub.endpoint}/{dst}/resolve/main/copied.safetensors").content == data
+    [entry] = api.get_paths_info(dst, ["copied.safetensors"])
+    assert entry.xet_hash and entry.lfs is not None
+
+    bob = HfApi(endpoint=hub.endpoint, token=users["bob_token"])
+    bob_repo = f"{users['bob']}/copy-{tag}"
+    bob.create_repo(bob_repo)
+    with pytest.raises(HfHubHTTPError):
+        bob.create_commit(bob_repo, [CommitOperationCopy("w.safetensors", "stolen.safetensors", src_repo_id=src,
+                                                         src_repo_type="model")], commit_message="steal")
+    r = httpx.post(f"{hub.endpoint}/api/models/{src}/lfs-files/duplicate",
+                   json={"target": {"type": "model", "name": bob_repo},
+                         "files": [{"xetHash": entry.xet_hash, "sha256": entry.lfs.sha256, "filename": "w"}]},
+                   headers={"authorization": f"Bearer {users['bob_token']}"})
+    assert r.status_code == 404, r.text  # the private source is invisible to bob
+    assert bob.file_exists(bob_repo, "stolen.safetensors") is False

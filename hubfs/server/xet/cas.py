@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubfs.errors import NotFoundError, PayloadTooLargeError
+from hubfs.lfs import is_valid_oid
 from hubfs.server.http import parse_range
 from hubfs.server.hub import Hub
 from hubfs.server.metadata import Repo
@@ -142,6 +143,25 @@ class Cas:
     def _mismatch(f: XetFile, actual: str) -> XetFormatError:
         return XetFormatError(f"File {hash_to_str(f.hash)}: the shard says its sha256 is {f.sha256}, "
                               f"but its content hashes to {actual}.")
+
+    # -- cross-repo copies -----------------------------------------------------------------------
+
+    def duplicate(self, source: Repo, target: Repo, files: list[Any]) -> list[dict[str, str]]:
+        """Link the Xet files ``files`` (``{xetHash, sha256, filename}`` each) of ``source`` to ``target``
+        (access was checked); returns the failures, one ``{sha256, error}`` each."""
+        failed = []
+        for item in files:
+            sha = item.get("sha256") if isinstance(item, dict) else None
+            xet = item.get("xetHash") if isinstance(item, dict) else None
+            if not isinstance(sha, str) or not isinstance(xet, str):
+                failed.append({"sha256": str(sha), "error": "Each file needs 'sha256' and 'xetHash' strings."})
+                continue
+            f = self.store.file_by_sha256(sha) if is_valid_oid(sha) else None
+            if f is None or not self.hub.meta.lfs_linked(source, sha) or hash_to_str(f.hash) != xet:
+                failed.append({"sha256": sha, "error": f"No Xet file {xet} with sha256 {sha} in {source.repo_id}."})
+                continue
+            self.hub.meta.link_lfs(target, sha, f.size)
+        return failed
 
     # -- global dedup ------------------------------------------------------------------------------
 

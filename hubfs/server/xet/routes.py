@@ -18,12 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from hubfs.errors import HubfsError, NotFoundError
+from hubfs.errors import BadRequestError, HubfsError, NotFoundError
 from hubfs.paths import RepoType, is_pr_ref, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.http import RangedBody, Router, json_response
-from hubfs.server.hub import Hub
-from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, read_body
+from hubfs.server.hub import Caller, Hub
+from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, read_body, read_json
 from hubfs.server.xet import tokens
 from hubfs.server.xet.cas import Cas
 from hubfs.server.xet.format import MAX_XORB_BYTES, MAX_XORB_CHUNKS, str_to_hash
@@ -95,6 +95,35 @@ def xet_write_token(request: Request, t: str, ns: str, name: str, rest: str = ""
     ref = "" if create_pr or is_pr_ref(rev) else (rev if rev.startswith("refs/heads/") else f"refs/heads/{rev}")
     token, exp = tokens.mint(hub, caller, repo, ref, "write")
     return _token_response(request, token, exp)
+
+
+MAX_DUPLICATES = 1000  # files per lfs-files/duplicate request (huggingface_hub sends batches of 500)
+
+
+async def duplicate_lfs_files(request: Request, t: str, ns: str, name: str) -> Response:
+    """POST /api/{T}/{id}/lfs-files/duplicate {target:{type,name}, files:[{xetHash,sha256,filename}]}
+    -> {failed: [{sha256, error}]}: lets a cross-repo ``CommitOperationCopy`` commit the source's Xet
+    files in the target. The caller must read the source and may upload to the target (a write token
+    of its namespace, or any signed-in write token, as for pull request uploads)."""
+    body = await read_json(request)
+    target, files = body.get("target"), body.get("files")
+    if not isinstance(target, dict) or not isinstance(target.get("name"), str) or not isinstance(files, list):
+        raise BadRequestError("The body needs 'target' {type, name} and a 'files' list.")
+    if len(files) > MAX_DUPLICATES:
+        raise BadRequestError(f"At most {MAX_DUPLICATES} files per request (got {len(files)}).")
+    failed = await run_in_threadpool(_duplicate, cas_of(request), caller_of(request), repo_type_of(t),
+                                     f"{ns}/{name}", str(target.get("type") or "model"), target["name"], files)
+    return json_response({"failed": failed})
+
+
+def _duplicate(cas: Cas, caller: Caller, src_type: str, src_id: str, target_type: str, target_id: str,
+               files: list[Any]) -> list[dict[str, str]]:
+    hub = cas.hub
+    source = hub.visible_repo(caller, src_type, src_id)
+    hub.check_gate(caller, source)
+    target = hub.visible_repo(caller, RepoType.parse(target_type).value, target_id)
+    hub.require_lfs_upload(caller, target, "")
+    return cas.duplicate(source, target, files)
 
 
 # -- CAS routes ------------------------------------------------------------------------------------------
@@ -216,6 +245,7 @@ def register(router: Router) -> None:
     router.add(["GET"], R + "/xet-read-token", xet_read_token)
     router.add(["GET"], R + "/xet-write-token{rest:path}", xet_write_token)
     router.add(["GET"], R + "/xet-write-token", xet_write_token)
+    router.add(["POST"], R + "/lfs-files/duplicate", duplicate_lfs_files)
     C = CAS_PATH + "/{instance}"
     router.add(["GET"], C + "/v1/chunks/{cas_prefix}/{chunk}", get_chunk)
     router.add(["POST"], C + "/v1/xorbs/{cas_prefix}/{xorb}", post_xorb)
