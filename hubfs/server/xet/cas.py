@@ -33,7 +33,6 @@ from hubfs.server.xet.format import (
     CasBlock,
     CasChunk,
     Shard,
-    Term,
     XetFormatError,
     build_dedup_shard,
     check_cas_block,
@@ -48,6 +47,7 @@ from hubfs.server.xet.tokens import CasGrant
 
 XORB_URL_TTL = 3600  # seconds a reconstruction's xorb URLs stay valid (hf_xet asks again on 403)
 DEDUP_KEY_TTL = 7 * 24 * 3600
+DEDUP_MAX_XORBS = 256  # xorbs named in one dedup answer (~12 MiB of shard at most)
 DEFAULT_MAX_SHARD_FILE_BYTES = 1 << 40  # bytes of file content one shard may ask the server to verify
 
 
@@ -116,16 +116,10 @@ class Cas:
                     progress(i + 1, len(files))
             for f in files:
                 self.store.add_file(f)
+                self.store.index_for_dedup(f)
                 self.hub.meta.link_lfs(repo, f.sha256, f.size)
                 self.hub.lfs.touch(f.sha256)  # when the LFS store holds it too: gc's grace covers the commit
-            self.store.index_chunks([(self._first_chunk(f.terms), f.terms[0].xorb, f.terms[0].start)
-                                     for f in files if f.terms])
             self.store.put_shard(checked.body)
-
-    def _first_chunk(self, terms: tuple[Term, ...]) -> bytes:
-        x = self.store.xorb(terms[0].xorb)
-        assert x is not None  # checked
-        return x.hashes[terms[0].start]
 
     def _verify(self, f: XetFile) -> None:
         """Check that ``f``'s content hashes to the sha256 the shard claims (400 otherwise). A file hash
@@ -166,19 +160,32 @@ class Cas:
     # -- global dedup ------------------------------------------------------------------------------
 
     def dedup_shard(self, chunk: bytes) -> bytes | None:
-        """The dedup answer for a chunk hash: a shard listing the xorb that holds it, None if unknown."""
-        xh = self.store.xorb_with_chunk(chunk)
-        x = self.store.xorb(xh) if xh is not None else None
-        if x is None:
+        """The dedup answer for a chunk hash: a shard listing the xorbs of a file that holds it (up to
+        :data:`DEDUP_MAX_XORBS`, the nearest first), None if unknown. The client asks about only ~1
+        chunk in 1024, so naming the whole file's xorbs is what lets a fine-tune skip its unchanged
+        tensors, as xet-core's own server does by answering with the whole shard that held the chunk."""
+        found = self.store.file_with_chunk(chunk)
+        if found is None:
             return None
-        starts, pos = [], 0
-        for n in x.lengths:
-            starts.append(pos)
-            pos += n
-        block = CasBlock(xorb=x.hash, chunks=tuple(CasChunk(h, s, n) for h, s, n in zip(x.hashes, starts, x.lengths)),
-                         unpacked_total=pos, stored_bytes=x.stream_size)
+        f, holder = found
+        order = list(dict.fromkeys(t.xorb for t in f.terms))
+        position = {xh: i for i, xh in enumerate(order)}
+        hit = position.get(holder, 0)
+        order.sort(key=lambda xh: abs(position[xh] - hit))
+        blocks = []
+        for xh in order[:DEDUP_MAX_XORBS]:
+            x = self.store.xorb(xh)
+            if x is None:
+                continue
+            starts, pos = [], 0
+            for n in x.lengths:
+                starts.append(pos)
+                pos += n
+            blocks.append(CasBlock(xorb=x.hash, chunks=tuple(CasChunk(h, s, n) for h, s, n in
+                                                               zip(x.hashes, starts, x.lengths)),
+                                   unpacked_total=pos, stored_bytes=x.stream_size))
         now = int(time.time())
-        return build_dedup_shard([block], key=os.urandom(32), created=now, expiry=now + DEDUP_KEY_TTL)
+        return build_dedup_shard(blocks, key=os.urandom(32), created=now, expiry=now + DEDUP_KEY_TTL)
 
     # -- downloads ---------------------------------------------------------------------------------
 

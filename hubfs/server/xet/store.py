@@ -3,7 +3,7 @@
 Layout under ``DATA/xet``: ``xorbs/<h[:2]>/<hash>`` (the chunks' content back to back, then an index
 trailer: chunk hashes and lengths), ``shards/<sha256 of the body>``, and ``index.sqlite`` with three tables:
 ``xorbs`` (stored xorbs), ``files`` (Xet file hash -> sha256, size and reconstruction terms) and
-``chunks`` (the chunk hashes global dedup answers for -> xorb and chunk index).
+``chunks`` (the chunk hashes global dedup answers for -> the file that holds them).
 
 Contract:
 - A xorb is written to a locked temporary in ``DATA/tmp`` and renamed into place only once complete;
@@ -47,8 +47,8 @@ from hubfs.server.xet.format import (
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS xorbs (
     hash BLOB PRIMARY KEY, stream_size INTEGER NOT NULL, chunks INTEGER NOT NULL, created REAL NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS chunks (
-    hash BLOB PRIMARY KEY, xorb BLOB NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedup_chunks (
+    hash BLOB PRIMARY KEY, file BLOB NOT NULL, xorb BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
     hash BLOB PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL, terms BLOB NOT NULL,
     created REAL NOT NULL) WITHOUT ROWID;
@@ -129,10 +129,7 @@ class XetStore:
         return bool(self.db.query("SELECT 1 FROM xorbs WHERE hash=?", (h,))) and self.xorb_path(h).exists()
 
     def put_xorb(self, h: bytes, content: XorbContent) -> bool:
-        """Store a validated xorb whose hash is ``h``; False when it was stored already (kept as is).
-
-        Chunks whose hash global dedup asks about (``dedup_eligible``) are indexed for dedup answers.
-        """
+        """Store a validated xorb whose hash is ``h``; False when it was stored already (kept as is)."""
         if self.has_xorb(h):
             return False
         fd, tmp = locked_temp(self.tmp_dir)
@@ -150,10 +147,8 @@ class XetStore:
             tmp.unlink(missing_ok=True)
             os.close(fd)
         stream = plain_offsets(content.lengths)[-1]
-        eligible = [(c, h, i) for i, c in enumerate(content.hashes) if dedup_eligible(c)]
-        with self.db.tx() as db:
-            db.execute("INSERT OR IGNORE INTO xorbs VALUES (?,?,?,?)", (h, stream, len(content.chunks), time.time()))
-            db.executemany("INSERT OR IGNORE INTO chunks VALUES (?,?,?)", eligible)
+        self.db.conn().execute("INSERT OR IGNORE INTO xorbs VALUES (?,?,?,?)",
+                               (h, stream, len(content.chunks), time.time()))
         return True
 
     def xorb(self, h: bytes) -> StoredXorb | None:
@@ -249,14 +244,23 @@ class XetStore:
 
     # -- global dedup ----------------------------------------------------------------------------
 
-    def index_chunks(self, entries: Iterable[tuple[bytes, bytes, int]]) -> None:
-        """Index (chunk hash, xorb hash, chunk index) for dedup answers (the first chunk of each file)."""
+    def index_for_dedup(self, f: XetFile) -> None:
+        """Index the chunks of ``f`` that clients ask global dedup about: its first chunk and every
+        ``dedup_eligible`` one (about 1 in 1024). The answer for any of them lists all of ``f``'s xorbs."""
+        entries: list[tuple[bytes, bytes, bytes]] = []
+        for n, term in enumerate(f.terms):
+            x = self._term_xorb(term)
+            for i in range(term.start, term.end):
+                if (n == 0 and i == term.start) or dedup_eligible(x.hashes[i]):
+                    entries.append((x.hashes[i], f.hash, term.xorb))
         with self.db.tx() as db:
-            db.executemany("INSERT OR IGNORE INTO chunks VALUES (?,?,?)", list(entries))
+            db.executemany("INSERT OR IGNORE INTO dedup_chunks VALUES (?,?,?)", entries)
 
-    def xorb_with_chunk(self, chunk: bytes) -> bytes | None:
-        rows = self.db.query("SELECT xorb FROM chunks WHERE hash=?", (chunk,))
-        return bytes(rows[0]["xorb"]) if rows else None
+    def file_with_chunk(self, chunk: bytes) -> tuple[XetFile, bytes] | None:
+        """A stored file that holds ``chunk`` (one of the indexed ones) and the xorb the chunk is in."""
+        rows = self.db.query("SELECT file, xorb FROM dedup_chunks WHERE hash=?", (chunk,))
+        f = self.file(bytes(rows[0]["file"])) if rows else None
+        return (f, bytes(rows[0]["xorb"])) if f is not None else None
 
     # -- shards ----------------------------------------------------------------------------------
 
