@@ -1,9 +1,10 @@
 """Pieces the benchmark scripts share.
 
 Here: free ports, starting and stopping the processes a benchmark runs, a temporary workdir, the
-embedded hub, and the argparse and JSON boilerplate. Beside it: ``benchlib.proxy`` (a loopback
-proxy that adds latency and counts requests and bytes), ``benchlib.machine`` (the machine line
-every benchmark prints) and ``benchlib.table`` (Markdown tables).
+embedded hub, curl timings, CPU seconds and folder sizes, and the argparse and JSON boilerplate.
+Beside it: ``benchlib.proxy`` (a loopback proxy that adds latency and counts requests and bytes),
+``benchlib.machine`` (the machine line every benchmark prints) and ``benchlib.table`` (Markdown
+tables).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +85,48 @@ def wait_http(url: str, proc: subprocess.Popen | None, log: Path | None, timeout
 
 def start_hub(stack: contextlib.ExitStack, tmp: Path) -> tuple[str, str]:
     """``hubfs serve --port 0`` via the tests' HubServer; returns (endpoint, admin token)."""
+    server = start_hub_server(stack, tmp)
+    return server.endpoint, server.admin_token
+
+
+def start_hub_server(stack: contextlib.ExitStack, tmp: Path, *args: str) -> Any:
+    """Like :func:`start_hub` (data in ``tmp/hub-data``, stopped by PID when ``stack`` closes), with extra
+    ``hubfs serve`` arguments; returns the tests' ``HubServer`` (``.endpoint``, ``.admin_token``,
+    ``.proc.pid``, ``.log_path``)."""
     sys.path.insert(0, str(TESTS))
     from hub_server import HubServer
 
-    server = HubServer(tmp / "hub-data")
+    server = HubServer(tmp / "hub-data", *args)
     stack.callback(server.stop)
     server.start()
-    return server.endpoint, server.admin_token
+    return server
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def curl_seconds(url: str, size: int, headers: Sequence[str] = ()) -> float:
+    """One ``curl -s -o /dev/null`` of ``url`` (each of ``headers`` sent with ``-H``): curl's own
+    ``time_total``, after checking that it got HTTP 200 and exactly ``size`` bytes."""
+    argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}"]
+    for h in headers:
+        argv += ["-H", h]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    code, got, secs = out.split()
+    if code != "200" or int(got) != size:
+        raise RuntimeError(f"curl {url}: HTTP {code}, {got} bytes (expected {size})")
+    return float(secs)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far, all its threads (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_bytes(root: Path) -> int:
+    """The total size of the regular files under ``root`` (0 when it does not exist)."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
 
 # -- command line and results --------------------------------------------------------------------

@@ -22,3 +22,9 @@ def print_table(head: Sequence[str], rows: Iterable[Sequence[str]], right: Itera
 def ratio(a: float | None, b: float | None) -> str:
     """``a / b`` as ``1.23x``, or ``n/a`` when either is missing."""
     return "n/a" if a is None or not b else f"{a / b:.2f}x"
+
+
+def size_label(size: int) -> str:
+    """``1 GiB`` for whole GiB, else ``256 MiB`` (rounded)."""
+    gib = 1 << 30
+    return f"{size // gib} GiB" if size >= gib and size % gib == 0 else f"{size / (1 << 20):,.0f} MiB"
