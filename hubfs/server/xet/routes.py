@@ -23,6 +23,7 @@ from hubfs.paths import RepoType, is_pr_ref, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.http import RangedBody, Router, json_response
 from hubfs.server.hub import Caller, Hub
+from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, read_body, read_json
 from hubfs.server.xet import tokens
 from hubfs.server.xet.cas import Cas
@@ -105,6 +106,9 @@ async def duplicate_lfs_files(request: Request, t: str, ns: str, name: str) -> R
     -> {failed: [{sha256, error}]}: lets a cross-repo ``CommitOperationCopy`` commit the source's Xet
     files in the target. The caller must read the source and may upload to the target (a write token
     of its namespace, or any signed-in write token, as for pull request uploads)."""
+    hub = hub_of(request)
+    # Access first (a bad token is 401, a hidden source 404), then the body.
+    await run_in_threadpool(_readable, hub, caller_of(request), repo_type_of(t), f"{ns}/{name}")
     body = await read_json(request)
     target, files = body.get("target"), body.get("files")
     if not isinstance(target, dict) or not isinstance(target.get("name"), str) or not isinstance(files, list):
@@ -116,11 +120,16 @@ async def duplicate_lfs_files(request: Request, t: str, ns: str, name: str) -> R
     return json_response({"failed": failed})
 
 
+def _readable(hub: Hub, caller: Caller, repo_type: str, repo_id: str) -> Repo:
+    repo = hub.visible_repo(caller, repo_type, repo_id)
+    hub.check_gate(caller, repo)
+    return repo
+
+
 def _duplicate(cas: Cas, caller: Caller, src_type: str, src_id: str, target_type: str, target_id: str,
                files: list[Any]) -> list[dict[str, str]]:
     hub = cas.hub
-    source = hub.visible_repo(caller, src_type, src_id)
-    hub.check_gate(caller, source)
+    source = _readable(hub, caller, src_type, src_id)
     target = hub.visible_repo(caller, RepoType.parse(target_type).value, target_id)
     hub.require_lfs_upload(caller, target, "")
     return cas.duplicate(source, target, files)
