@@ -85,3 +85,32 @@ class HubServer:
             self.proc.stdout.close()
         if getattr(self, "_log", None):
             self._log.close()
+
+
+class RequestLog:
+    """The requests a hub appended to ``HUBFS_REQUEST_LOG`` (start it with that variable set): one
+    ``(method, raw path, range, auth|anon)`` per request."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def clear(self) -> None:
+        self.path.write_text("")
+
+    def lines(self) -> list[tuple[str, str, str, str]]:
+        out = []
+        for line in self.path.read_text().splitlines():
+            method, path, rest = line.split(" ", 2)
+            rng, auth = rest.rsplit(" ", 1)
+            out.append((method, path, rng, auth))
+        return out
+
+    def matching(self, method: str, pattern: str) -> list[tuple[str, str, str, str]]:
+        return [ln for ln in self.lines() if ln[0] == method and re.search(pattern, ln[1])]
+
+    def text(self) -> str:
+        return self.path.read_text()
+
+    def count(self, pattern: str) -> int:
+        """Requests whose ``METHOD PATH`` matches ``pattern``."""
+        return sum(1 for m, p, *_ in self.lines() if re.search(pattern, f"{m} {p}"))

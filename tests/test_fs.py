@@ -17,7 +17,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from hub_server import HubServer
+from hub_server import HubServer, RequestLog
 from huggingface_hub import CommitOperationAdd
 
 from hubfs.files import STRIDE_DEPTH
@@ -549,22 +549,6 @@ def test_pickle_round_trip(hub, model, content) -> None:
 
 
 # -- request budgets, counted by the server ---------------------------------------------------------------------------
-
-
-class RequestLog:
-    """The lines the hub appended for each request: (method, raw path, range, auth)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def clear(self) -> None:
-        self.path.write_text("")
-
-    def lines(self) -> list[tuple[str, str, str, str]]:
-        return [tuple(line.split(" ")) for line in self.path.read_text().splitlines()]  # type: ignore[misc]
-
-    def count(self, pattern: str) -> int:
-        return sum(1 for m, p, *_ in self.lines() if re.search(pattern, f"{m} {p}"))
 
 
 @pytest.fixture(scope="module")

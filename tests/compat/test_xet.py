@@ -27,7 +27,7 @@ import fsspec
 import hf_xet
 import httpx
 import pytest
-from hub_server import HubServer
+from hub_server import HubServer, RequestLog
 from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem, hf_hub_download, snapshot_download
 from huggingface_hub.hf_api import RepoFile
 
@@ -76,30 +76,6 @@ def random_file(path: Path, size: int, piece: int = 64 * MiB) -> Path:
             f.write(os.urandom(n))
             left -= n
     return path
-
-
-class RequestLog:
-    """The requests a hub appended to ``HUBFS_REQUEST_LOG``: ``METHOD PATH RANGE auth|anon`` per line."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def clear(self) -> None:
-        self.path.write_text("")
-
-    def lines(self) -> list[tuple[str, str, str, str]]:
-        out = []
-        for line in self.path.read_text().splitlines():
-            method, path, rest = line.split(" ", 2)
-            rng, auth = rest.rsplit(" ", 1)
-            out.append((method, path, rng, auth))
-        return out
-
-    def matching(self, method: str, pattern: str) -> list[tuple[str, str, str, str]]:
-        return [ln for ln in self.lines() if ln[0] == method and re.search(pattern, ln[1])]
-
-    def text(self) -> str:
-        return self.path.read_text()
 
 
 def run_client(script: str, env: dict[str, str], *args: str, timeout: float = 300) -> dict:
