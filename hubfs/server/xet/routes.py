@@ -26,7 +26,7 @@ from hubfs.server.hub import Caller, Hub
 from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, endpoint_of, flag, hub_of, read_body, read_json
 from hubfs.server.xet import tokens
-from hubfs.server.xet.cas import Cas
+from hubfs.server.xet.cas import Cas, CheckedShard
 from hubfs.server.xet.format import MAX_XORB_BYTES, MAX_XORB_CHUNKS, str_to_hash
 
 CAS_PATH = "/cas"
@@ -157,7 +157,7 @@ async def post_xorb(request: Request, instance: str, cas_prefix: str, xorb: str)
     _check_instance(request, instance)
     await _grant(request, need_write=True)
     h = str_to_hash(xorb)
-    async with request.scope["hubfs.xet_uploads"]:  # bounds the xorb bodies held in memory at once
+    async with request.scope["hubfs.xet_uploads"]:  # bounds the xorb and shard bodies held in memory at once
         body = await read_body(request, MAX_XORB_BODY, "A xorb")
         inserted = await run_in_threadpool(cas_of(request).accept_xorb, h, memoryview(body))
     return json_response({"was_inserted": inserted})
@@ -167,11 +167,17 @@ async def post_shard(request: Request, instance: str) -> Response:
     """POST /cas/v1/shards: check a shard and verify its files -> ``{"result": 1}``; 400 on any problem."""
     _check_instance(request, instance)
     grant = await _grant(request, need_write=True)
-    body = bytes(await read_body(request, MAX_SHARD_BODY, "A shard"))
     cas = cas_of(request)
-    checked = await run_in_threadpool(cas.check_shard, body)
+    checked = await _read_shard(request, cas)
     await run_in_threadpool(cas.commit_shard, grant.repo, checked)
     return json_response({"result": 1})
+
+
+async def _read_shard(request: Request, cas: Cas) -> CheckedShard:
+    """Read and check a shard body (held in memory like a xorb's, under the same bound)."""
+    async with request.scope["hubfs.xet_uploads"]:
+        body = bytes(await read_body(request, MAX_SHARD_BODY, "A shard"))
+        return await run_in_threadpool(cas.check_shard, body)
 
 
 async def post_shard_v2(request: Request, instance: str) -> Response:
@@ -180,9 +186,8 @@ async def post_shard_v2(request: Request, instance: str) -> Response:
     A shard that fails the structural checks is refused with 400 before the stream starts."""
     _check_instance(request, instance)
     grant = await _grant(request, need_write=True)
-    body = bytes(await read_body(request, MAX_SHARD_BODY, "A shard"))
     cas = cas_of(request)
-    checked = await run_in_threadpool(cas.check_shard, body)
+    checked = await _read_shard(request, cas)
     total = len(checked.shard.files)
     done = [0]
 
