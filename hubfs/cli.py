@@ -1,4 +1,5 @@
-"""The ``hubfs`` command: ``serve`` the embedded hub, manage its users and tokens, ``gc`` its disk.
+"""The ``hubfs`` command: ``serve`` the embedded hub, manage its users and tokens, ``gc`` its disk, ``mount`` and
+``umount`` repos (the client commands live in :mod:`hubfs.commands`).
 
 Exit codes: 0 success, 1 a hubfs error (message on stderr), 2 bad usage.
 """
@@ -120,6 +121,76 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mount(args: argparse.Namespace) -> int:
+    from hubfs.errors import BadRequestError, MountError
+    from hubfs.mount.daemon import MountSpec, one_line, serve, start
+    from hubfs.paths import RepoPath
+
+    if args.read_write:
+        print("hubfs: mount --read-write is not yet supported: mounts are read-only for now.", file=sys.stderr)
+        return 2
+    if len(args.targets) != (1 if args.all else 2):
+        print("hubfs: mount takes REPO[@REV] MOUNTPOINT, or --all MOUNTPOINT.", file=sys.stderr)
+        return 2
+    repo = RepoPath.parse(args.targets[0]) if not args.all else None
+    if repo is not None and repo.path:
+        raise BadRequestError(f"{args.targets[0]}: mount a whole repo (REPO[@REV]), not a path inside it.")
+    if args.refresh is not None and args.refresh <= 0:
+        raise BadRequestError("--refresh takes a number of seconds above 0.")
+    spec = MountSpec(os.path.abspath(args.targets[-1]), repo.repo_type.value if repo else None,
+                     repo.repo_id if repo else None, repo.revision if repo else None, args.endpoint,
+                     os.path.abspath(args.cache_dir) if args.cache_dir else None, args.refresh, args.timeout,
+                     log_file=os.path.abspath(args.log_file) if args.log_file else None)
+    if args.foreground:
+        if args.token:
+            os.environ["HF_TOKEN"] = args.token  # read by the client like any token, never put on a command line
+        try:
+            serve(spec, lambda line: print(f"hubfs: {line.split(' ', 1)[1]} mounted at {spec.mountpoint} "
+                                           f"(foreground: Ctrl-C or `hubfs umount` to stop)", file=sys.stderr))
+        except MountError:
+            raise
+        except HubfsError as exc:
+            raise MountError(one_line(exc, spec)) from exc
+        return 0
+    started = start(spec, args.token)
+    print(f"mounted {started.what} at {spec.mountpoint} (daemon pid {started.pid}, log {started.log_file})")
+    return 0
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    from hubfs.mount.daemon import umount
+
+    print(umount(args.mountpoint))
+    return 0
+
+
+def _add_mount_commands(sub: argparse._SubParsersAction) -> None:
+    mount = sub.add_parser(
+        "mount", help="mount a repo (REPO[@REV] MOUNTPOINT) or the whole hub (--all MOUNTPOINT), read-only",
+        description="Mount one commit of a repo as a read-only folder (FUSE, libfuse3), or with --all the "
+                    "whole hub: ns/name, datasets/ns/name and spaces/ns/name appear on first lookup. Runs as "
+                    "a daemon logging to a file it names; exits 1 with one line, and mounts nothing, when the "
+                    "endpoint, the token or the repo is wrong.")
+    mount.add_argument("targets", nargs="+", metavar="REPO[@REV] MOUNTPOINT",
+                       help="[datasets/|spaces/]ns/name[@rev] and the folder to mount it on (--all: the folder)")
+    mount.add_argument("--all", action="store_true", help="mount the whole hub, not one repo")
+    mount.add_argument("--read-write", action="store_true", help="(not yet supported)")
+    mount.add_argument("--cache-dir", help="cache folder (default: $HF_HUB_CACHE)")
+    mount.add_argument("--foreground", action="store_true", help="serve in this process (logs on stderr)")
+    mount.add_argument("--refresh", type=float, metavar="SECONDS",
+                       help="follow the branch: poll it this often and switch to its new commit")
+    mount.add_argument("--endpoint", help="hub URL (default: $HF_ENDPOINT or https://huggingface.co)")
+    mount.add_argument("--token", help="access token (default: $HF_TOKEN or the token file)")
+    mount.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
+                       help="a request stalled this long is retried, twice, then the read fails with EIO "
+                            "instead of hanging (default 15)")
+    mount.add_argument("--log-file", help="the daemon's log (default: $HF_HOME/hubfs/mounts/<mountpoint>.log)")
+    mount.set_defaults(func=cmd_mount)
+    umount = sub.add_parser("umount", help="unmount a hubfs mount (also one whose daemon died)")
+    umount.add_argument("mountpoint")
+    umount.set_defaults(func=cmd_umount)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hubfs", description="Hub repositories as files, git remotes and weights.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep anything younger than this (e.g. 3600, 12h, 1d; default 1d). An uploaded LFS "
                          "object not yet committed survives for this long; 0 removes all garbage at once")
     gc.set_defaults(func=cmd_gc)
+
+    _add_mount_commands(sub)
 
     from hubfs.commands import register
 

@@ -149,6 +149,12 @@ class CacheFullError(HubfsError, OSError):
         self.folder, self.needed, self.free = folder, needed, free
 
 
+class MountError(HubfsError):
+    """A mount could not be made or undone (bad mount point, no FUSE, the daemon failed to start)."""
+
+    code, status = "MountError", 0
+
+
 _BY_CODE: dict[str, type[HubfsError]] = {
     cls.code: cls
     for cls in (
@@ -187,3 +193,30 @@ def error_for(status: int, code: str | None, message: str) -> HubfsError:
     """Build the exception a Hub answer (status, X-Error-Code, message) stands for."""
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status) or HubfsError
     return cls(message, status=status)
+
+
+_LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EBADF,
+                           errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EPERM, errno.ENOTSUP})
+
+
+def errno_for(exc: BaseException) -> int:
+    """The ``errno`` a filesystem call should fail with for ``exc`` (the mount's one mapping): not found
+    ENOENT, no permission EACCES, a full cache ENOSPC, an invalid name EINVAL, a closed handle EBADF;
+    an unreachable hub, a truncated body, a timeout or any other failure EIO (never a hang or a crash)."""
+    if isinstance(exc, OfflineModeError) and not isinstance(exc, FileNotFoundError):
+        return errno.EIO
+    if isinstance(exc, FileNotFoundError):
+        return errno.ENOENT
+    if isinstance(exc, PermissionError):
+        return errno.EACCES
+    if isinstance(exc, CacheFullError):
+        return errno.ENOSPC
+    if isinstance(exc, InvalidNameError):
+        return errno.EINVAL
+    if isinstance(exc, HubfsError):
+        return errno.EIO
+    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+        return exc.errno
+    if isinstance(exc, ValueError) and "closed file" in str(exc):
+        return errno.EBADF
+    return errno.EIO

@@ -6,15 +6,36 @@ cd "$(dirname "$0")/.."
 
 quiet_pip() { grep -v -e "^WARNING: Location" -e "^$" || true; }
 
+# A Debian package is installed (dpkg's status "ii").
+have_deb() { dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^ii'; }
+
 if [ "$(id -u)" = 0 ]; then
   need=()
   command -v git-lfs >/dev/null 2>&1 || need+=(git-lfs)
-  command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
   command -v git >/dev/null 2>&1 || need+=(git)
+  # The FUSE mount: fusermount3, libfuse3.so.3 (mfusepy loads it) and fio (random-read tests).
+  command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
+  have_deb libfuse3-3 || need+=(libfuse3-3)
+  command -v fio >/dev/null 2>&1 || need+=(fio)
+  # Building pjdfstest from source (scripts/pjdfstest_mount.sh) and running it with prove.
+  command -v autoreconf >/dev/null 2>&1 || need+=(autoconf)
+  command -v automake >/dev/null 2>&1 || need+=(automake)
+  command -v gcc >/dev/null 2>&1 || need+=(gcc)
+  [ -e /usr/include/stdio.h ] || need+=(libc6-dev)
+  command -v make >/dev/null 2>&1 || need+=(make)
+  command -v prove >/dev/null 2>&1 || need+=(perl)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)  # pjdfstest's misc.sh names files with `openssl md5`
   if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    apt_log=$(mktemp)
+    # Quiet (debconf chatters on stderr), but a failure shows apt's output.
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } \
+        >"$apt_log" 2>&1; then
+      cat "$apt_log" >&2
+      rm -f "$apt_log"
+      exit 1
+    fi
+    rm -f "$apt_log"
   fi
 fi
 

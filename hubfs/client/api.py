@@ -36,9 +36,12 @@ class HubClient:
     """
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None, *,
-                 revision_ttl: float = 5.0, config: HubConfig | None = None, pins: PinTable | None = None) -> None:
+                 revision_ttl: float = 5.0, config: HubConfig | None = None, pins: PinTable | None = None,
+                 timeout: float = 60.0, max_retries: int = 5) -> None:
+        """``timeout``: seconds a connect, send or receive may stall; ``max_retries``: tries beyond the first
+        for dropped connections and 429/5xx answers (a mount lowers both so that no call hangs for long)."""
         self.config = config or HubConfig.load(endpoint, token)
-        self.transport = Transport(self.config)
+        self.transport = Transport(self.config, timeout=timeout, max_retries=max_retries)
         self.revision_ttl = revision_ttl
         self.pins = pins if pins is not None else PROCESS_PINS.table(self.config.endpoint, self.config.token)
         self._floor = 0  # pins with a sequence number up to this one are not trusted by this client

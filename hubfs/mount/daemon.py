@@ -1,0 +1,388 @@
+"""The life of a mount: check, validate, mount, serve, unmount.
+
+``hubfs mount`` (:func:`start`) checks the mount point, then starts the daemon (``python -m
+hubfs.mount.daemon``, its own session, cwd ``/``, stdout and stderr appended to a log file it names)
+and waits on a pipe for one line: ``ready ...`` once the kernel mount answers, or ``error ...`` (the
+endpoint, token, repo or revision is wrong, FUSE failed) -- then it exits 1 with that one line and no
+mount is left. ``--foreground`` runs :func:`serve` in the calling process instead.
+
+:func:`serve` validates before mounting: it resolves the revision and lists the commit (one-repo
+mount), or checks the token (``whoami``) or the endpoint (whole hub); then runs mfusepy's
+multi-threaded loop with ``ro``. Once the kernel answers it raises the bdi ``read_ahead_kb`` (root
+only), starts the ``--refresh`` poller, writes a pid file and says ``ready``. It returns when the
+mount goes away (``hubfs umount``, ``fusermount3 -u``, SIGTERM/SIGINT/SIGHUP: libfuse unmounts).
+
+:func:`umount` unmounts (lazily when busy or when the daemon is dead: a SIGKILLed daemon leaves a
+mount answering ENOTCONN, which :func:`umount` and the next :func:`start` both clear) and waits for
+the daemon to exit. Log files and pid files live in ``$HF_HOME/hubfs/mounts/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+
+from hubfs import config
+from hubfs.client.api import HubClient
+from hubfs.errors import (
+    AuthenticationError,
+    HubConnectionError,
+    HubfsError,
+    MountError,
+    PermissionDeniedError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+)
+from hubfs.mount import kernel
+from hubfs.paths import RepoRef, RepoType
+
+log = logging.getLogger("hubfs.mount")
+
+READ_AHEAD_KB = 4096  # the bdi read-ahead set after mounting: 1 MiB requests, up to 4 in flight (see inorder.py)
+START_TIMEOUT = 120.0  # seconds `hubfs mount` waits for the daemon to say ready
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """What to mount where. ``repo`` None: the whole hub (``--all``). Paths are absolute. The token is
+    never part of a spec (it would show in ``ps``): it travels in the daemon's environment."""
+
+    mountpoint: str
+    repo_type: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+    endpoint: str | None = None
+    cache_dir: str | None = None
+    refresh: float | None = None
+    timeout: float = 15.0
+    read_ahead_kb: int = READ_AHEAD_KB
+    log_file: str | None = None
+
+    @property
+    def repo(self) -> RepoRef | None:
+        return RepoRef(RepoType.parse(self.repo_type), self.repo_id) if self.repo_id else None
+
+    def describe(self) -> str:
+        """``datasets/ns/name@rev``, or ``the whole hub``."""
+        repo = self.repo
+        if repo is None:
+            return "the whole hub"
+        return f"{repo.url_prefix}" + (f"@{self.revision}" if self.revision else "")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> MountSpec:
+        return cls(**json.loads(text))
+
+
+# -- files of a mount ----------------------------------------------------------------------------------
+
+
+def state_dir() -> Path:
+    """Where mount logs and pid files go: ``$HF_HOME/hubfs/mounts``."""
+    return config.hf_home() / "hubfs" / "mounts"
+
+
+def _slug(mountpoint: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", mountpoint.strip("/"))[-80:] or "root"
+    return f"{name}-{hashlib.sha1(mountpoint.encode()).hexdigest()[:8]}"
+
+
+def log_file_for(mountpoint: str) -> Path:
+    return state_dir() / f"{_slug(os.path.abspath(mountpoint))}.log"
+
+
+def pid_file_for(mountpoint: str) -> Path:
+    return state_dir() / f"{_slug(os.path.abspath(mountpoint))}.pid"
+
+
+def daemon_pid(mountpoint: str) -> int | None:
+    """The pid of the daemon serving ``mountpoint``, when its pid file names a live hubfs daemon."""
+    try:
+        pid = int(pid_file_for(mountpoint).read_text().split()[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if b"hubfs.mount.daemon" in cmdline and state != "Z" else None
+
+
+# -- checks ----------------------------------------------------------------------------------------------
+
+
+def check_mountpoint(mountpoint: str) -> None:
+    """A folder that is not a live hubfs mount; a dead one (its daemon killed) is unmounted first."""
+    entry = kernel.mount_at(mountpoint)
+    if entry is not None and entry.fstype == kernel.FSTYPE:
+        if kernel.is_alive(mountpoint):
+            raise MountError(f"{mountpoint} is already a hubfs mount ({entry.source}); run `hubfs umount "
+                             f"{mountpoint}` first.")
+        log.warning("%s: clearing a mount whose daemon is gone", mountpoint)
+        kernel.unmount(mountpoint, lazy=True)
+    if not os.path.isdir(mountpoint):
+        raise MountError(f"mount point {mountpoint} is not a directory.")
+
+
+def one_line(exc: BaseException, spec: MountSpec) -> str:
+    """The message ``hubfs mount`` exits with: what was wrong, in one line."""
+    where = spec.endpoint or os.environ.get("HF_ENDPOINT") or config.DEFAULT_ENDPOINT
+    text = " ".join(str(exc).split())
+    if isinstance(exc, HubConnectionError):
+        return f"cannot reach the hub at {where}: {text}"
+    if isinstance(exc, AuthenticationError):
+        return f"the hub at {where} refused the token: {text}"
+    if isinstance(exc, RevisionNotFoundError):
+        return f"revision {spec.revision} of {spec.describe().split('@')[0]} not found at {where}: {text}"
+    if isinstance(exc, RepoNotFoundError | PermissionDeniedError):
+        return f"repo {spec.describe()} not found at {where} (or not visible with this token): {text}"
+    return text
+
+
+# -- serving (the daemon) ------------------------------------------------------------------------------
+
+
+def serve(spec: MountSpec, notify: Notify | None = None) -> None:
+    """Validate, mount at ``spec.mountpoint`` and serve until unmounted (see the module docstring).
+    Raises a :class:`~hubfs.errors.HubfsError` (nothing mounted) when validation or mounting fails."""
+    from hubfs.mount.hub_root import HubRoot
+    from hubfs.mount.libfuse import load
+    from hubfs.mount.ops import HubOperations, Timeouts
+    from hubfs.mount.readers import Readers
+    from hubfs.mount.refresh import Poller
+    from hubfs.mount.repo import RepoView
+
+    mfusepy = load()
+    check_mountpoint(spec.mountpoint)
+    client = HubClient(config=config.HubConfig.load(spec.endpoint, None, spec.cache_dir), timeout=spec.timeout,
+                       max_retries=2)
+    readers: Readers | None = None
+    try:
+        recheck = spec.refresh is not None
+        ns: RepoView | HubRoot
+        repo = spec.repo
+        if repo is not None:
+            ns = RepoView(client, repo, spec.revision, recheck=recheck)
+            ns.tree()  # the one recursive listing, before the mount appears
+            what = f"{spec.describe()} at commit {ns.sha}"
+            timeouts = Timeouts()
+        else:
+            _check_hub(client)
+            ns = HubRoot(client, recheck=recheck)
+            what = f"the whole hub {client.endpoint}"
+            timeouts = Timeouts(entry=10.0, attr=10.0)
+        readers = Readers(client, timeout=spec.timeout)
+        ops = HubOperations(ns, readers, timeouts=timeouts, stream_window=spec.read_ahead_kb << 10)
+        ns.on_change = ops.changed
+        poller = Poller(ns, spec.refresh) if spec.refresh else None
+        failed = threading.Event()
+        watcher = threading.Thread(target=_announce, args=(spec, ops, poller, failed, what, notify),
+                                   name="hubfs-announce", daemon=True)
+        watcher.start()
+        log.info("mounting %s at %s", what, spec.mountpoint)
+        try:
+            mfusepy.FUSE(ops, spec.mountpoint, foreground=True, raw_fi=True, ro=True, subtype="hubfs",
+                       fsname=f"hubfs:{spec.describe() if repo is not None else client.endpoint}",
+                       max_idle_threads=64)
+        except RuntimeError as exc:  # libfuse's status: a failed mount, or a loop ended by a signal
+            failed.set()
+            if not ops.initialized.is_set():
+                raise MountError(f"FUSE could not mount {spec.mountpoint} (see the log above: {exc}).") from exc
+            log.info("stopped by a signal (libfuse status %s)", exc)
+        finally:
+            failed.set()
+            if poller is not None:
+                poller.stop()
+        if not ops.initialized.is_set():
+            raise MountError(f"FUSE could not mount {spec.mountpoint} (libfuse gave up before init; see the log).")
+        log.info("unmounted %s", spec.mountpoint)
+    finally:
+        pid_file_for(spec.mountpoint).unlink(missing_ok=True)
+        if readers is not None:
+            readers.close()
+        client.close()
+
+
+def _check_hub(client: HubClient) -> None:
+    """A whole-hub mount: the token works (``whoami``), or, anonymous, the endpoint answers."""
+    if client.config.token:
+        client.whoami()
+    else:
+        list(islice(client.paginate("/api/models", {"limit": 1}), 1))
+
+
+def _announce(spec: MountSpec, ops: object, poller: object, failed: threading.Event, what: str,
+              notify: Notify | None) -> None:
+    """Once the kernel mount answers: raise the bdi read-ahead, start the poller, write the pid file,
+    say ``ready``. Runs beside the FUSE loop (a ``stat`` of the mount point waits for its ``init``)."""
+    from hubfs.mount.ops import HubOperations
+    from hubfs.mount.refresh import Poller
+
+    assert isinstance(ops, HubOperations) and (poller is None or isinstance(poller, Poller))
+    while not ops.initialized.wait(0.02):
+        if failed.is_set():
+            return
+    while not kernel.is_hubfs_mount(spec.mountpoint):
+        if failed.wait(0.01):
+            return
+    os.stat(spec.mountpoint)  # returns once init is answered: the bdi now takes a new read-ahead
+    if kernel.set_read_ahead(spec.mountpoint, spec.read_ahead_kb):
+        log.info("bdi read_ahead_kb = %d", spec.read_ahead_kb)
+    else:
+        log.warning("could not raise the bdi read-ahead (needs root): reads stay at 128 KiB per request")
+    if poller is not None:
+        poller.start()
+        log.info("following the branch: a poll every %s s", poller.interval)
+    path = pid_file_for(spec.mountpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+    if notify is not None:
+        notify(f"ready {what}")
+
+
+# -- the front door -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    """A daemon that said ready: its pid, its log file and what it mounted."""
+
+    pid: int
+    log_file: Path
+    what: str
+
+
+def start(spec: MountSpec, token: str | None = None, wait: float = START_TIMEOUT) -> Started:
+    """Start the daemon for ``spec`` and return once the mount answers; :class:`MountError` with the
+    daemon's one-line reason otherwise (and then nothing is mounted)."""
+    check_mountpoint(spec.mountpoint)
+    log_path = Path(spec.log_file) if spec.log_file else log_file_for(spec.mountpoint)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if token:
+        env["HF_TOKEN"] = token
+    read, write = os.pipe()
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "hubfs.mount.daemon", "--notify-fd", str(write), spec.to_json()],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(write,), env=env,
+                                cwd="/", start_new_session=True)
+    os.close(write)
+    try:
+        line = _read_line(read, wait)
+    finally:
+        os.close(read)
+    if line.startswith("ready "):
+        return Started(proc.pid, log_path, line[len("ready "):])
+    if line.startswith("error "):
+        proc.wait(30)
+        raise MountError(line[len("error "):])
+    if proc.poll() is None:  # no word in time: give up on it
+        proc.kill()
+        proc.wait(10)
+        if kernel.is_hubfs_mount(spec.mountpoint):
+            kernel.unmount(spec.mountpoint, lazy=True)
+        raise MountError(f"the mount daemon did not get ready within {wait:.0f} s; see {log_path}")
+    raise MountError(f"the mount daemon exited ({proc.returncode}) before mounting: {_last_line(log_path)} "
+                     f"(log: {log_path})")
+
+
+def _read_line(fd: int, wait: float) -> str:
+    """The first line written on pipe ``fd`` within ``wait`` seconds ('' on EOF or timeout)."""
+    deadline = time.monotonic() + wait
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return ""
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", "replace").split("\n", 1)[0]
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty log)"
+
+
+def umount(mountpoint: str, wait: float = 10.0) -> str:
+    """Unmount a hubfs mount (lazily if busy or dead) and wait up to ``wait`` s for its daemon to exit;
+    returns what was done, in words. :class:`MountError` when ``mountpoint`` is no hubfs mount."""
+    mountpoint = os.path.abspath(mountpoint)
+    entry = kernel.mount_at(mountpoint)
+    if entry is None or entry.fstype != kernel.FSTYPE:
+        raise MountError(f"{mountpoint} is not a hubfs mount.")
+    pid = daemon_pid(mountpoint)
+    alive = kernel.is_alive(mountpoint)
+    how = "unmounted"
+    try:
+        kernel.unmount(mountpoint)
+    except MountError:
+        kernel.unmount(mountpoint, lazy=True)
+        how = "lazily unmounted (busy)" if alive else "lazily unmounted (its daemon was gone)"
+    if not alive and how == "unmounted":
+        how = "unmounted (its daemon was gone)"
+    deadline = time.monotonic() + wait
+    while pid is not None and daemon_pid(mountpoint) == pid and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if pid is not None and daemon_pid(mountpoint) == pid:
+        return f"{how} {mountpoint}; its daemon (pid {pid}) is still finishing"
+    pid_file_for(mountpoint).unlink(missing_ok=True)
+    return f"{how} {mountpoint}"
+
+
+# -- the daemon process ---------------------------------------------------------------------------------
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hubfs.mount.daemon")
+    parser.add_argument("--notify-fd", type=int)
+    parser.add_argument("spec")
+    args = parser.parse_args(argv)
+    spec = MountSpec.from_json(args.spec)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    def notify(line: str) -> None:
+        if args.notify_fd is not None:
+            try:
+                os.write(args.notify_fd, (line + "\n").encode())
+                os.close(args.notify_fd)
+            except OSError:
+                pass
+            args.notify_fd = None
+
+    try:
+        serve(spec, notify)
+    except HubfsError as exc:
+        message = one_line(exc, spec)
+        log.error("%s", message)
+        notify(f"error {message}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
