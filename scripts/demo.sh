@@ -101,6 +101,23 @@ assert hashlib.sha256(Path(path).read_bytes()).digest() == hashlib.sha256(data).
 print("hf_hub_download through Xet gives the same bytes; plain GETs of /resolve/ and git-lfs still work too.")
 PY
 
+step "hubfs mount: the model repo as a folder (FUSE)"
+if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  mkdir -p "$work/mnt"
+  .venv/bin/hubfs mount demo/tiny-model "$work/mnt" --cache-dir "$work/mount-cache"
+  ls -l "$work/mnt"
+  sha256sum "$work/mnt/model.safetensors"
+  .venv/bin/python -c "
+import sys
+from safetensors import safe_open
+with safe_open(sys.argv[1], framework='np') as f:
+    print('safe_open on the mount:', {k: f.get_tensor(k).shape for k in f.keys()})
+" "$work/mnt/model.safetensors"
+  .venv/bin/hubfs umount "$work/mnt"
+else
+  echo "skipped: the mount needs root, /dev/fuse and fuse3 (scripts/test.sh installs fuse3 as root)"
+fi
+
 step "hf:// paths with pandas (hubfs's fsspec filesystem) and the hubfs CLI"
 .venv/bin/python - <<'PY'
 import fsspec
