@@ -17,14 +17,6 @@ if [ "$(id -u)" = 0 ]; then
   command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
   have_deb libfuse3-3 || need+=(libfuse3-3)
   command -v fio >/dev/null 2>&1 || need+=(fio)
-  # Building pjdfstest from source (scripts/pjdfstest_mount.sh) and running it with prove.
-  command -v autoreconf >/dev/null 2>&1 || need+=(autoconf)
-  command -v automake >/dev/null 2>&1 || need+=(automake)
-  command -v gcc >/dev/null 2>&1 || need+=(gcc)
-  [ -e /usr/include/stdio.h ] || need+=(libc6-dev)
-  command -v make >/dev/null 2>&1 || need+=(make)
-  command -v prove >/dev/null 2>&1 || need+=(perl)
-  command -v openssl >/dev/null 2>&1 || need+=(openssl)  # pjdfstest's misc.sh names files with `openssl md5`
   if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     apt_log=$(mktemp)

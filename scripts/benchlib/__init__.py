@@ -155,3 +155,89 @@ def write_json(path: Path, machine: dict[str, str], args: argparse.Namespace, **
     report = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, **fields}
     path.write_text(json.dumps(report, indent=2))
     print(f"wrote {path}")
+
+
+# -- hub request log and FUSE mounts (bench_mount) ---------------------------------------------------
+
+
+def start_logged_hub(stack: contextlib.ExitStack, tmp: Path, request_log: Path, *args: str) -> Any:
+    """Like :func:`start_hub_server`, with ``HUBFS_REQUEST_LOG=request_log``: the hub appends one line
+    per request it answers (``METHOD PATH RANGE auth|anon``); read it with :class:`RequestLog`."""
+    sys.path.insert(0, str(TESTS))
+    from hub_server import HubServer
+
+    request_log.touch()
+    server = HubServer(tmp / "hub-data", *args, env={"HUBFS_REQUEST_LOG": str(request_log)})
+    stack.callback(server.stop)
+    server.start()
+    return server
+
+
+class RequestLog:
+    """The lines a hub appended to its ``HUBFS_REQUEST_LOG`` since :meth:`mark`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def mark(self) -> None:
+        self.offset = self.path.stat().st_size
+
+    def since_mark(self) -> list[str]:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            return [ln for ln in f.read().decode("latin-1").splitlines() if ln.strip()]
+
+
+def is_mounted(path: Path) -> bool:
+    """Whether ``path`` is a mount point right now (``/proc/self/mountinfo``, never touching the mount)."""
+    target = os.path.abspath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4].replace("\\040", " ") == target for line in f)
+
+
+def wait_mounted(path: Path, proc: subprocess.Popen | None, log: Path | None, timeout: float = 60) -> None:
+    """Until ``path`` is a mount point; fail if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_mounted(path):
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before mounting; log:\n{tail}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{path} was not mounted within {timeout:.0f}s")
+
+
+def fuse_unmount(path: Path) -> None:
+    """``fusermount3 -u`` (lazily when busy) if ``path`` is still mounted; quiet when it is not."""
+    for argv in (["fusermount3", "-u", str(path)], ["fusermount3", "-u", "-z", str(path)]):
+        if not is_mounted(path):
+            return
+        subprocess.run(argv, capture_output=True, check=False)
+    if is_mounted(path):
+        print(f"note: could not unmount {path}", file=sys.stderr)
+
+
+def stop_pid(pid: int, name: str, timeout: float = 15) -> None:
+    """SIGTERM one process we started (by its PID, not our child), SIGKILL if it lingers."""
+    import signal
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (ProcessLookupError, FileNotFoundError):
+            return False
+        return state != "Z"  # a zombie has exited (its parent has not reaped it yet)
+
+    if not alive():
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return
+        time.sleep(0.05)
+    print(f"note: {name} (pid {pid}) ignored SIGTERM; killing it", file=sys.stderr)
+    os.kill(pid, signal.SIGKILL)
