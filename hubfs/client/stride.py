@@ -11,6 +11,7 @@ TWO_POINT_MIN = 1 << 20
 WINDOW = 8  # recent reads a stride is judged on
 HISTORY = 64  # recent reads never guessed again
 STRIDE_DEPTH = 8  # guesses in flight: a parquet column's remaining row groups, usually
+SPARSE_SLOTS = 3  # a stride needs at least one read in this many of the slots it spans
 
 
 class StridePrefetcher:
@@ -20,7 +21,8 @@ class StridePrefetcher:
     order (pyarrow asks row groups 0, 8, 2, 3, ...): when they have about the same length and every
     gap between neighbours is about a multiple of the smallest gap, that gap is the stride, and the
     slots missing between them plus ``depth`` past the furthest (and one before the first) are
-    requested at once, widened by the jitter seen. Two reads of 1 MiB or more are evidence enough.
+    requested at once, widened by the jitter seen. Two reads of 1 MiB or more are evidence enough; more
+    reads must fill at least one slot in :data:`SPARSE_SLOTS` of the span they cover.
     Ranges already read, requested or held (``held``) are not asked again. Any other pattern (truly
     random reads) prefetches nothing. ``fetch(start, length)`` returns the bytes; ``warm()`` is
     called once, at the first big random read (to open connections ahead). Not thread-safe: the
@@ -74,6 +76,8 @@ class StridePrefetcher:
         deviations = [abs(g - round(g / stride) * stride) / round(g / stride) for g in gaps]
         if max(deviations) > max(4096, stride // 100):
             return
+        if (reads[-1][0] - reads[0][0]) // stride + 1 > SPARSE_SLOTS * len(reads):
+            return  # mostly empty slots: page-aligned random reads fit any small "stride" and are no pattern
         # two points show no variance: allow 1.5% of the read (row groups differ by a few KiB)
         jitter = int(max(4096, 2 * max(deviations), max(lengths) // 64 if len(reads) == 2 else 0))
         want = max(lengths) + (max(lengths) - min(lengths)) + 2 * jitter

@@ -1,0 +1,53 @@
+"""fio random reads on a mounted file: every read completes with the file's bytes, and the hub answers
+each cold 4 KiB read with one bounded range request (no window prefetch for random access)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hub_server import HubServer, RequestLog
+from huggingface_hub import CommitOperationAdd, HfApi
+from mounting import MiB, mounter, ranges  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
+                                reason="needs /dev/fuse and root")
+READS = 200
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory) -> Iterator[tuple[HubServer, RequestLog, str, bytes]]:
+    root = tmp_path_factory.mktemp("fio")
+    server = HubServer(root / "hub", env={"HUBFS_REQUEST_LOG": str(root / "requests.log")}).start()
+    api = HfApi(endpoint=server.endpoint, token=server.admin_token)
+    rid = f"admin/fio-{uuid.uuid4().hex[:6]}"
+    api.create_repo(rid)
+    data = random.Random(5).randbytes(64 * MiB)
+    api.create_commit(rid, [CommitOperationAdd("w.bin", data)], commit_message="w")
+    yield server, RequestLog(root / "requests.log"), rid, data
+    server.stop()
+
+
+def test_fio_random_reads(logged, mounter, tmp_path: Path) -> None:
+    server, log, rid, data = logged
+    mount = mounter(rid, "--endpoint", server.endpoint, "--token", server.admin_token)
+    log.clear()
+    out = tmp_path / "fio.json"
+    subprocess.run(["fio", "--name=rand", f"--filename={mount / 'w.bin'}", "--readonly", "--rw=randread",
+                    "--bs=4k", f"--number_ios={READS // 2}", "--numjobs=2", "--ioengine=psync",
+                    "--randrepeat=0", "--norandommap", "--output-format=json", f"--output={out}"],
+                   check=True, capture_output=True, timeout=120)
+    jobs = json.loads(out.read_text())["jobs"]
+    assert all(j["error"] == 0 for j in jobs) and sum(j["read"]["total_ios"] for j in jobs) == READS
+    got = ranges(log, "w.bin")
+    assert 0 < len(got) <= READS, f"{len(got)} requests for {READS} random reads"
+    assert all(b - a <= 64 << 10 for a, b in got), [b - a for a, b in got if b - a > 64 << 10][:5]
+    with open(mount / "w.bin", "rb", buffering=0) as f:  # and the bytes are right wherever one lands
+        for offset in random.Random(9).sample(range(0, len(data) - 4096, 4096), 20):
+            assert os.pread(f.fileno(), 4096, offset) == data[offset:offset + 4096]
