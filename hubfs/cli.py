@@ -10,9 +10,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubfs import config
 from hubfs.errors import HubfsError
+
+if TYPE_CHECKING:
+    from hubfs.paths import RepoPath
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -126,21 +130,29 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from hubfs.mount.daemon import MountSpec, one_line, serve, start
     from hubfs.paths import RepoPath
 
-    if args.read_write:
-        print("hubfs: mount --read-write is not yet supported: mounts are read-only for now.", file=sys.stderr)
-        return 2
     if len(args.targets) != (1 if args.all else 2):
         print("hubfs: mount takes REPO[@REV] MOUNTPOINT, or --all MOUNTPOINT.", file=sys.stderr)
+        return 2
+    if args.read_write and args.all:
+        print("hubfs: --read-write mounts one repo's branch (REPO[@BRANCH] MOUNTPOINT), not --all.", file=sys.stderr)
         return 2
     repo = RepoPath.parse(args.targets[0]) if not args.all else None
     if repo is not None and repo.path:
         raise BadRequestError(f"{args.targets[0]}: mount a whole repo (REPO[@REV]), not a path inside it.")
     if args.refresh is not None and args.refresh <= 0:
         raise BadRequestError("--refresh takes a number of seconds above 0.")
+    if args.commit_delay < 0:
+        raise BadRequestError("--commit-delay takes a number of seconds, 0 or more.")
+    if args.read_write and repo is not None and repo.revision:
+        refused = _not_a_branch(repo, args)
+        if refused:
+            print(f"hubfs: {refused}", file=sys.stderr)
+            return 2
     spec = MountSpec(os.path.abspath(args.targets[-1]), repo.repo_type.value if repo else None,
                      repo.repo_id if repo else None, repo.revision if repo else None, args.endpoint,
                      os.path.abspath(args.cache_dir) if args.cache_dir else None, args.refresh, args.timeout,
-                     log_file=os.path.abspath(args.log_file) if args.log_file else None)
+                     log_file=os.path.abspath(args.log_file) if args.log_file else None, read_write=args.read_write,
+                     commit_delay=args.commit_delay)
     if args.foreground:
         if args.token:
             os.environ["HF_TOKEN"] = args.token  # read by the client like any token, never put on a command line
@@ -157,6 +169,25 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_a_branch(repo: RepoPath, args: argparse.Namespace) -> str | None:
+    """Why ``--read-write`` cannot mount ``repo``'s revision (a commit sha or a tag), or None. A failure to
+    ask is left to the daemon, which says what is wrong in one line."""
+    from hubfs.client.api import HubClient
+    from hubfs.config import HubConfig
+    from hubfs.errors import MountError
+    from hubfs.mount.writable import check_branch
+
+    try:
+        with HubClient(config=HubConfig.load(args.endpoint, args.token, args.cache_dir), timeout=args.timeout,
+                       max_retries=1) as client:
+            check_branch(client, repo.repo, repo.revision)
+    except MountError as exc:
+        return str(exc)
+    except HubfsError:
+        return None
+    return None
+
+
 def cmd_umount(args: argparse.Namespace) -> int:
     from hubfs.mount.daemon import umount
 
@@ -166,7 +197,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
 
 def _add_mount_commands(sub: argparse._SubParsersAction) -> None:
     mount = sub.add_parser(
-        "mount", help="mount a repo (REPO[@REV] MOUNTPOINT) or the whole hub (--all MOUNTPOINT), read-only",
+        "mount", help="mount a repo (REPO[@REV] MOUNTPOINT) or the whole hub (--all MOUNTPOINT); read-only unless --read-write",
         description="Mount one commit of a repo as a read-only folder (FUSE, libfuse3), or with --all the "
                     "whole hub: ns/name, datasets/ns/name and spaces/ns/name appear on first lookup. Runs as "
                     "a daemon logging to a file it names; exits 1 with one line, and mounts nothing, when the "
@@ -174,7 +205,11 @@ def _add_mount_commands(sub: argparse._SubParsersAction) -> None:
     mount.add_argument("targets", nargs="+", metavar="REPO[@REV] MOUNTPOINT",
                        help="[datasets/|spaces/]ns/name[@rev] and the folder to mount it on (--all: the folder)")
     mount.add_argument("--all", action="store_true", help="mount the whole hub, not one repo")
-    mount.add_argument("--read-write", action="store_true", help="(not yet supported)")
+    mount.add_argument("--read-write", action="store_true",
+                       help="stage changes on local disk and commit them to the branch in batches (one repo only)")
+    mount.add_argument("--commit-delay", type=float, default=2.0, metavar="SECONDS",
+                       help="--read-write: commit this long after the last change (default 2; fsync and unmount "
+                            "commit at once)")
     mount.add_argument("--cache-dir", help="cache folder (default: $HF_HUB_CACHE)")
     mount.add_argument("--foreground", action="store_true", help="serve in this process (logs on stderr)")
     mount.add_argument("--refresh", type=float, metavar="SECONDS",

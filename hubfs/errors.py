@@ -196,15 +196,21 @@ def error_for(status: int, code: str | None, message: str) -> HubfsError:
 
 
 _LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EBADF,
-                           errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EPERM, errno.ENOTSUP})
+                           errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EPERM, errno.ENOTSUP,
+                           # what a read-write mount's staging area raises (hubfs.mount.staging)
+                           errno.ENOTEMPTY, errno.EEXIST, errno.EINVAL, errno.EXDEV, errno.ENAMETOOLONG, errno.EFBIG,
+                           errno.EBUSY})
 
 
 def errno_for(exc: BaseException) -> int:
     """The ``errno`` a filesystem call should fail with for ``exc`` (the mount's one mapping): not found
-    ENOENT, no permission EACCES, a full cache ENOSPC, an invalid name EINVAL, a closed handle EBADF;
+    ENOENT, no permission EACCES, a full cache ENOSPC, an invalid name EINVAL, a closed handle EBADF, the
+    local errors of the staging area as they are (EEXIST, ENOTEMPTY, EINVAL, EXDEV, EISDIR, ENOTDIR, ...);
     an unreachable hub, a truncated body, a timeout or any other failure EIO (never a hang or a crash)."""
     if isinstance(exc, OfflineModeError) and not isinstance(exc, FileNotFoundError):
         return errno.EIO
+    if isinstance(exc, OSError) and not isinstance(exc, HubfsError) and exc.errno in _LOCAL_ERRNOS:
+        return exc.errno  # a local failure says what it is (an EPERM is no EACCES)
     if isinstance(exc, FileNotFoundError):
         return errno.ENOENT
     if isinstance(exc, PermissionError):
@@ -215,8 +221,6 @@ def errno_for(exc: BaseException) -> int:
         return errno.EINVAL
     if isinstance(exc, HubfsError):
         return errno.EIO
-    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
-        return exc.errno
     if isinstance(exc, ValueError) and "closed file" in str(exc):
         return errno.EBADF
     return errno.EIO

@@ -137,20 +137,33 @@ class RangeFetcher:
         got, total = self._with_retries(url, start, len(buf), body, headers)
         return got, total
 
-    def fetch_pieces(self, url: str, start: int, length: int, piece: int) -> list[bytes]:
+    def fetch_pieces(self, url: str, start: int, length: int, piece: int,
+                     alloc: Callable[[int], Any] | None = None) -> list[bytes]:
         """The ``length`` bytes at ``start`` as new ``bytes`` objects split at the file offsets that are
         multiples of ``piece``, each received straight into its own object: no copy on the way.
+        ``alloc(n)``, when given, makes each piece's buffer instead of ``bytes`` (writable, ``len`` n,
+        slicing to ``bytes``: a ctypes array, say, that a FUSE reply hands on without copying it).
 
         Fewer bytes than asked (past the end of the file) come back as fewer or shorter pieces.
         """
         if length <= 0:
             return []
 
+        def receive(resp: http.client.HTTPResponse, n: int) -> Any:
+            if alloc is None:
+                return resp.read(n)
+            data = alloc(n)
+            with memoryview(data).cast("B") as view:
+                got = 0
+                while got < n and (k := resp.readinto(view[got:])):
+                    got += k
+                return data if got == n else bytes(view[:got])
+
         def body(resp: http.client.HTTPResponse) -> list[bytes]:
             pieces = []
             pos, end = start, start + length
             while pos < end:
-                data = resp.read(min(end, (pos // piece + 1) * piece) - pos)
+                data = receive(resp, min(end, (pos // piece + 1) * piece) - pos)
                 if not data:
                     break
                 pieces.append(data)

@@ -11,7 +11,9 @@ once, by the kernel.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from typing import Any
 
 from hubfs.client.fetch import RangeFetcher
 from hubfs.config import PART_SIZE
@@ -25,12 +27,13 @@ MIN_PIECE = 64 << 10
 class ReadAhead:
     """The bytes of ``url`` from ``start`` to ``size``, in order, fetched ahead on ``pool``.
 
-    ``piece`` is the read size the caller is expected to use. Not thread-safe: one reader.
+    ``piece`` is the read size the caller is expected to use; ``alloc`` makes the pieces' buffers (see
+    :meth:`~hubfs.client.fetch.RangeFetcher.fetch_pieces`). Not thread-safe: one reader.
     """
 
     def __init__(self, fetcher: RangeFetcher, pool: Executor, url: str, start: int, size: int, piece: int,
-                 part: int = PART_SIZE, depth: int = DEPTH) -> None:
-        self.fetcher, self.pool, self.url, self.size = fetcher, pool, url, size
+                 part: int = PART_SIZE, depth: int = DEPTH, alloc: Callable[[int], Any] | None = None) -> None:
+        self.fetcher, self.pool, self.url, self.size, self.alloc = fetcher, pool, url, size, alloc
         self.pos = start
         self.piece = max(MIN_PIECE, min(piece, part))
         self._max_pieces = max(1, part // self.piece)
@@ -117,7 +120,11 @@ class ReadAhead:
     def _schedule(self) -> None:
         while self._may_schedule():
             length = min((self._next // self.piece + self._pieces_per_part) * self.piece, self.size) - self._next
-            future = self.pool.submit(self.fetcher.fetch_pieces, self.url, self._next, length, self.piece)
+            if self.alloc is None:
+                future = self.pool.submit(self.fetcher.fetch_pieces, self.url, self._next, length, self.piece)
+            else:
+                future = self.pool.submit(self.fetcher.fetch_pieces, self.url, self._next, length, self.piece,
+                                          self.alloc)
             self._inflight.append((self._next, length, future))
             self._next += length
 

@@ -110,7 +110,8 @@ class SingleFlight:
 class ReaderDeps:
     """What readers share: the range fetcher, ``pool`` (prefetches), ``part_pool`` (read-ahead ranges and
     the pieces of one big read; separate so a task in ``pool`` waiting for its pieces never starves
-    them), the sparse block cache, the local cache and the offline switch."""
+    them), the sparse block cache, the local cache and the offline switch. ``alloc``: the buffers
+    sequential reads receive into (None: ``bytes``; see :class:`~hubfs.client.readahead.ReadAhead`)."""
 
     fetcher: RangeFetcher
     pool: Executor | Callable[[], Executor]
@@ -119,6 +120,7 @@ class ReaderDeps:
     cache: HubCache | None = None
     offline: bool = False
     flights: SingleFlight = field(default_factory=SingleFlight)
+    alloc: Callable[[int], Any] | None = None
 
     def prefetch_pool(self) -> Executor:
         return self.pool if isinstance(self.pool, Executor) else self.pool()
@@ -184,6 +186,12 @@ class FileReader:
     def local(self) -> bool:
         """Whether every byte comes from a complete blob in the local cache (no request)."""
         return self._fd is not None
+
+    @property
+    def blob_fd(self) -> int | None:
+        """The open descriptor of the complete cached blob (see :attr:`local`), for callers that hand it to
+        the kernel (a mount replying with the file's pages); None when the bytes come from the hub."""
+        return self._fd
 
     def _open_blob(self) -> int | None:
         """An open descriptor of the complete cached blob, or None (missing, or of the wrong size)."""
@@ -283,7 +291,7 @@ class FileReader:
                 stream.close()
             assert self.size is not None
             stream = self._stream = ReadAhead(self.deps.fetcher, self.deps.parts(), self.target.url, start,
-                                              self.size, length)
+                                              self.size, length, alloc=self.deps.alloc)
         return stream.read(end - start)
 
     def _random(self, start: int, end: int, *, observe: bool) -> bytes:

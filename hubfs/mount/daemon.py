@@ -8,7 +8,9 @@ mount is left. ``--foreground`` runs :func:`serve` in the calling process instea
 
 :func:`serve` validates before mounting: it resolves the revision and lists the commit (one-repo
 mount), or checks the token (``whoami``) or the endpoint (whole hub); then runs mfusepy's
-multi-threaded loop with ``ro``. Once the kernel answers it raises the bdi ``read_ahead_kb`` (root
+multi-threaded loop, with ``ro`` unless ``--read-write`` (one repo's branch only: then the branch is
+checked, and the staging area of :mod:`hubfs.mount.writable` opened, which commits changes a crashed
+mount of that branch left staged). Once the kernel answers it raises the bdi ``read_ahead_kb`` (root
 only), starts the ``--refresh`` poller, writes a pid file and says ``ready``. It returns when the
 mount goes away (``hubfs umount``, ``fusermount3 -u``, SIGTERM/SIGINT/SIGHUP: libfuse unmounts).
 
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubfs import config
 from hubfs.client.api import HubClient
@@ -49,10 +52,14 @@ from hubfs.errors import (
 from hubfs.mount import kernel
 from hubfs.paths import RepoRef, RepoType
 
+if TYPE_CHECKING:
+    from hubfs.mount.writable import StagedWrites
+
 log = logging.getLogger("hubfs.mount")
 
 READ_AHEAD_KB = 4096  # the bdi read-ahead set after mounting: 1 MiB requests, up to 4 in flight (see inorder.py)
 START_TIMEOUT = 120.0  # seconds `hubfs mount` waits for the daemon to say ready
+COMMIT_DELAY = 2.0  # a read-write mount commits this long after the last change (closed file, rm, mv, ...)
 Notify = Callable[[str], None]
 
 
@@ -71,6 +78,8 @@ class MountSpec:
     timeout: float = 15.0
     read_ahead_kb: int = READ_AHEAD_KB
     log_file: str | None = None
+    read_write: bool = False
+    commit_delay: float = COMMIT_DELAY
 
     @property
     def repo(self) -> RepoRef | None:
@@ -174,22 +183,28 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
     client = HubClient(config=config.HubConfig.load(spec.endpoint, None, spec.cache_dir), timeout=spec.timeout,
                        max_retries=2)
     readers: Readers | None = None
+    writes: StagedWrites | None = None
     try:
         recheck = spec.refresh is not None
         ns: RepoView | HubRoot
         repo = spec.repo
+        if repo is None and spec.read_write:
+            raise MountError("--read-write mounts one repo's branch (REPO[@BRANCH]), not --all.")
+        readers = Readers(client, timeout=spec.timeout)
         if repo is not None:
             ns = RepoView(client, repo, spec.revision, recheck=recheck)
             ns.tree()  # the one recursive listing, before the mount appears
-            what = f"{spec.describe()} at commit {ns.sha}"
+            what = f"{spec.describe()} at commit {ns.sha}" + (" (read-write)" if spec.read_write else "")
             timeouts = Timeouts()
+            if spec.read_write:
+                writes = _staged(client, ns, readers, spec)
         else:
             _check_hub(client)
             ns = HubRoot(client, recheck=recheck)
             what = f"the whole hub {client.endpoint}"
             timeouts = Timeouts(entry=10.0, attr=10.0)
-        readers = Readers(client, timeout=spec.timeout)
-        ops = HubOperations(ns, readers, timeouts=timeouts, stream_window=spec.read_ahead_kb << 10)
+        ops = HubOperations(writes.ns if writes is not None else ns, readers, timeouts=timeouts, writes=writes,
+                            stream_window=spec.read_ahead_kb << 10)
         ns.on_change = ops.changed
         poller = Poller(ns, spec.refresh) if spec.refresh else None
         failed = threading.Event()
@@ -198,7 +213,7 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
         watcher.start()
         log.info("mounting %s at %s", what, spec.mountpoint)
         try:
-            mfusepy.FUSE(ops, spec.mountpoint, foreground=True, raw_fi=True, ro=True, subtype="hubfs",
+            mfusepy.FUSE(ops, spec.mountpoint, foreground=True, raw_fi=True, ro=not spec.read_write, subtype="hubfs",
                        fsname=f"hubfs:{spec.describe() if repo is not None else client.endpoint}",
                        max_idle_threads=64)
         except RuntimeError as exc:  # libfuse's status: a failed mount, or a loop ended by a signal
@@ -215,9 +230,33 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
         log.info("unmounted %s", spec.mountpoint)
     finally:
         pid_file_for(spec.mountpoint).unlink(missing_ok=True)
+        if writes is not None:
+            writes.close()  # idempotent: destroy closed it already unless the mount never came up
         if readers is not None:
             readers.close()
         client.close()
+
+
+def _staged(client: HubClient, view: object, readers: object, spec: MountSpec) -> StagedWrites:
+    """The write side of a read-write mount of ``view``'s branch: its staging area, opened (recovering
+    what a crashed mount left; refused when another mount of the branch holds it)."""
+    from hubfs.mount.readers import Readers
+    from hubfs.mount.repo import RepoView
+    from hubfs.mount.staging import StagingArea
+    from hubfs.mount.writable import Overlaid, StagedWrites, check_branch, staging_root
+
+    assert isinstance(view, RepoView) and isinstance(readers, Readers)
+    branch = check_branch(client, view.repo, spec.revision)
+    overlaid = Overlaid(view)
+
+    def committed(sha: str) -> None:
+        view.show(sha)  # the mount shows its own commit at once (and drops the kernel's cache of what changed)
+
+    overlaid.staging = StagingArea(client, view.repo, branch, staging_root(client.config.cache_dir, view.repo, branch),
+                                   debounce=spec.commit_delay, log=log, base=lambda: view.sha, on_commit=committed)
+    log.info("read-write: changes to %s@%s staged in %s, committed %s s after the last one", view.repo, branch,
+             overlaid.staging.root, spec.commit_delay)
+    return StagedWrites(overlaid, readers)
 
 
 def _check_hub(client: HubClient) -> None:

@@ -8,9 +8,11 @@ Reads go through a :class:`~hubfs.mount.repo.Namespace` (one repo, or the whole 
   attribute timeouts from :class:`Timeouts`, negative lookups kept ``NEGATIVE_TTL`` (1 s);
 - ``open`` builds one :class:`~hubfs.client.reader.FileReader` per handle (positional, thread-safe:
   the kernel's concurrent read-ahead requests share it, put back in file order by
-  :class:`~hubfs.mount.inorder.InOrder`) and sets ``keep_cache`` when the kernel's
-  cached pages of that path hold the same content (same etag), so warm re-reads and ``mmap`` come
-  from the page cache; never ``direct_io`` (mmap must work);
+  :class:`~hubfs.mount.inorder.InOrder` unless it reads a complete cached blob) and sets ``keep_cache``
+  when the kernel's cached pages of that path hold the same content (same etag), so warm re-reads and
+  ``mmap`` come from the page cache; never ``direct_io`` (mmap must work);
+- ``read_buf`` (what libfuse calls; ``read`` serves direct callers): the reply goes out without a copy
+  through Python ``bytes`` (:func:`hubfs.mount.readers.reply`);
 - a refresh that changes files calls :meth:`HubOperations.changed`: those paths' pages and attributes
   are dropped (``fuse_invalidate_path``) and their next open does not keep the cache;
 - errors: every exception becomes an errno through :func:`hubfs.errors.errno_for` (ENOENT, EACCES,
@@ -18,8 +20,10 @@ Reads go through a :class:`~hubfs.mount.repo.Namespace` (one repo, or the whole 
 
 Writes: every call that changes something is forwarded to ``self.writes``, a :class:`WriteOps`. A
 read-only mount uses :class:`ReadOnly` (EROFS for all, and the kernel mount is ``ro`` too); the
-read-write mount plugs its staging in there, and a handle it returns from ``create``/``open_write``
-lives in the same handle table as readers (it only needs ``read`` and ``close``).
+read-write mount plugs its staging in there (:class:`~hubfs.mount.writable.StagedWrites`), and a handle
+it returns from ``create``/``open_write``/``open_read`` (a staged file's local copy, asked first by
+``open``) lives in the same handle table as readers (it only needs ``read`` and ``close``). Files and
+folders show writable modes on a read-write mount; ``destroy`` closes the staging (which commits).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 from hubfs.errors import errno_for
 from hubfs.mount.inorder import InOrder
 from hubfs.mount.libfuse import Invalidator, load
-from hubfs.mount.readers import Readers
+from hubfs.mount.readers import Readers, reply
 from hubfs.mount.repo import NEGATIVE_TTL, Namespace, Node
 
 _fuse = load()
@@ -84,6 +88,12 @@ class WriteOps(Protocol):
     def rmdir(self, path: str) -> None: ...
     def rename(self, old: str, new: str) -> None: ...
     def refuse(self, what: str, path: str) -> None: ...
+    def open_read(self, path: str) -> Handle | None:
+        """A read handle of a file staged here (its local copy); None: read the hub."""
+        ...
+    def close(self) -> None:
+        """Unmount: commit what is staged."""
+        ...
 
 
 class ReadOnly:
@@ -98,6 +108,12 @@ class ReadOnly:
         return None
 
     def fsync(self, handle: Handle, datasync: bool) -> None:
+        return None
+
+    def open_read(self, path: str) -> Handle | None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -141,6 +157,7 @@ class HubOperations(Operations):
         self.stream_window = stream_window
         self.timeouts = timeouts or Timeouts()
         self.writes: WriteOps = writes or ReadOnly()
+        self._write_bits = 0 if isinstance(self.writes, ReadOnly) else 0o200  # rw-r--r-- on a read-write mount
         self.invalidator = Invalidator()
         self.initialized = threading.Event()
         self.uid, self.gid = os.getuid(), os.getgid()
@@ -170,6 +187,10 @@ class HubOperations(Operations):
             handles, self._handles = list(self._handles.values()), {}
         for handle, _, _ in handles:
             handle.close()
+        try:
+            self.writes.close()  # a read-write mount commits what is staged
+        except Exception:
+            log.exception("closing the staging area failed (the changes stay staged for the next mount)")
 
     def changed(self, prefix: str, paths: list[str]) -> None:
         """Files under ``prefix`` (a repo's mount path) changed: drop what the kernel holds of them."""
@@ -188,7 +209,7 @@ class HubOperations(Operations):
         return node
 
     def _stat(self, node: Node) -> dict[str, Any]:
-        mode = (stat.S_IFDIR | 0o555) if node.is_dir else (stat.S_IFREG | 0o444)
+        mode = ((stat.S_IFDIR | 0o555) if node.is_dir else (stat.S_IFREG | 0o444)) | self._write_bits
         return {"st_mode": mode, "st_nlink": 2 if node.is_dir else 1, "st_size": node.size,
                 "st_blocks": (node.size + 511) // 512, "st_blksize": BLKSIZE, "st_uid": self.uid,
                 "st_gid": self.gid, "st_mtime": node.mtime_ns, "st_ctime": node.mtime_ns, "st_atime": node.mtime_ns}
@@ -226,11 +247,16 @@ class HubOperations(Operations):
         rel = path.strip("/")
         if fi.flags & os.O_ACCMODE != os.O_RDONLY or fi.flags & os.O_TRUNC:
             return self._register(fi, self.writes.open_write(rel, fi.flags), rel, "", keep=False)
+        staged = self.writes.open_read(rel)  # a file a read-write mount staged: its local copy
+        if staged is not None:
+            return self._register(fi, staged, rel, "", keep=False)
         node = self._node(rel)
         if node.is_dir or node.view is None:
             raise _fuse.FuseOSError(errno.EISDIR)
-        # the kernel reads ahead up to two windows (the current one and the next, asynchronously)
-        reader = InOrder(self.readers.open(node.view.target(node)), 2 * self.stream_window + MAX_REQUEST)
+        opened = self.readers.open(node.view.target(node), for_kernel=True)
+        # a cached blob needs no order (read_buf passes its fd); else the kernel reads ahead up to two windows
+        # (the current one and the next, asynchronously)
+        reader: Handle = opened if opened.local else InOrder(opened, 2 * self.stream_window + MAX_REQUEST)
         with self._lock:
             others = self._paths.open.get(rel, {})
             keep = self._paths.cached.get(rel) == node.etag and all(e == node.etag for e in others)
@@ -250,7 +276,14 @@ class HubOperations(Operations):
 
     @_errno
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
-        return self._handle(fi).read(offset, size)
+        data = self._handle(fi).read(offset, size)  # libfuse calls read_buf; this serves direct callers
+        return data if isinstance(data, bytes) else bytes(data)
+
+    @_errno
+    def read_buf(self, path: str, bufpp: Any, size: int, offset: int, fi: Any) -> int:
+        """What libfuse calls instead of ``read``: the reply goes out without mfusepy's copy, and a cached
+        blob's pages without any Python (see :func:`hubfs.mount.readers.reply`)."""
+        return reply(bufpp, self._handle(fi), offset, size)
 
     @_errno
     def release(self, path: str, fi: Any) -> int:
@@ -327,6 +360,11 @@ class HubOperations(Operations):
     @_errno
     def chown(self, path: str, uid: int, gid: int) -> int:
         self.writes.refuse("chown", path.strip("/"))
+        return 0
+
+    @_errno
+    def utimens(self, path: str, times: Any = None) -> int:
+        self.writes.refuse("utimens", path.strip("/"))  # a read-write mount keeps no times: accepted, ignored
         return 0
 
     @_errno

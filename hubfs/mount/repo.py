@@ -157,13 +157,33 @@ class RepoView:
             newer = snapshot.refresh()
             if newer.sha == snapshot.sha:
                 return []
-            fresh = Tree.build(newer.sha, newer.walk(""), previous=tree)
-            changed = tree.changed(fresh) if tree is not None else []
-            self._state = (newer, fresh)
+            changed = self._swap(snapshot, tree, newer)
         log.info("%s@%s: %s -> %s, %d files changed", self.repo, self.revision, snapshot.sha, newer.sha, len(changed))
         if changed and self.on_change is not None:
             self.on_change(self.prefix, changed)
         return changed
+
+    def show(self, sha: str) -> list[str]:
+        """Switch to commit ``sha`` of the branch, known to be its head (a read-write mount's own commit:
+        no request to find it, one listing of it); as :meth:`refresh` otherwise."""
+        with self._lock:
+            self._checked = time.monotonic()
+            snapshot, tree = self._state
+            if sha == snapshot.sha:
+                return []
+            self.client.pin(self.repo.type.value, self.repo.id, self.revision, sha)
+            changed = self._swap(snapshot, tree, Snapshot(self.client, self.repo, self.revision, sha))
+        log.info("%s@%s: %s -> %s (committed here), %d files changed", self.repo, self.revision, snapshot.sha, sha,
+                 len(changed))
+        if changed and self.on_change is not None:
+            self.on_change(self.prefix, changed)
+        return changed
+
+    def _swap(self, snapshot: Snapshot, tree: Tree | None, newer: Snapshot) -> list[str]:
+        """List ``newer`` and show it (lock held); the files of ``tree`` whose content changed."""
+        fresh = Tree.build(newer.sha, newer.walk(""), previous=tree)
+        self._state = (newer, fresh)
+        return tree.changed(fresh) if tree is not None else []
 
     def _stale(self) -> bool:
         """Whether a miss should re-check the branch first (and claims that check when so)."""

@@ -154,6 +154,15 @@ class StagingArea:
             names, deleted = self._ov.children(folder)
             return {n: self._view(_join(folder, n), self._ov.entries[_join(folder, n)]) for n in names}, deleted
 
+    def implied(self, folder: str) -> set[str]:
+        """Names in ``folder`` that staged entries lie under: folders the mount shows whatever the commit has
+        (a commit that emptied them on the hub does not hide what is staged inside)."""
+        folder = folder.strip("/")
+        base = f"{folder}/" if folder else ""
+        with self._lock:
+            return {p[len(base):].split("/", 1)[0] for p in self._ov.entries
+                    if p.startswith(base) and "/" in p[len(base):]}
+
     @property
     def pending(self) -> int:
         """Staged files and deletions not committed yet (folders made here not counted)."""

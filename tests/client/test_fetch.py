@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import random
 import socket
@@ -104,6 +105,15 @@ def test_a_server_that_ignores_range_still_gives_the_right_bytes(plain_server) -
     buf = bytearray(5000)
     assert fetcher.fetch_into(url, 1000, memoryview(buf)) == (5000, len(data)) and bytes(buf) == data[1000:6000]
     assert b"".join(fetcher.fetch_pieces(url, 1000, 2 * MiB, MiB)) == data[1000:1000 + 2 * MiB]
+    made: list[int] = []
+
+    def alloc(n: int) -> ctypes.Array:  # the pieces' buffers, as a FUSE reply wants them
+        made.append(n)
+        return (ctypes.c_char * n)()
+
+    pieces = fetcher.fetch_pieces(url, 3 * MiB - 5, 100, MiB, alloc)  # past the end: a short last piece
+    assert made[:2] == [5, 95] and [bytes(p) for p in pieces] == [data[3 * MiB - 5:3 * MiB], data[3 * MiB:]]
+    assert isinstance(pieces[0], ctypes.Array) and type(pieces[1]) is bytes  # short: copied out
     assert fetcher.fetch_edge(url, 4096, tail=True) == (data[-4096:], len(data) - 4096, len(data))
     assert fetcher.fetch_edge(url, 4096, tail=False) == (data[:4096], 0, len(data))
 

@@ -189,8 +189,8 @@ def test_refused_before_mounting(hub, uploaded, tmp_path) -> None:
         assert done.returncode == 1, (args, done.stdout, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and expected in done.stderr, done.stderr
         assert not is_mounted(mnt)
-    done = hubfs("mount", rid, str(mnt), "--read-write")
-    assert done.returncode == 2 and "not yet supported" in done.stderr and not is_mounted(mnt)
+    done = hubfs("mount", "--all", str(mnt), "--read-write")  # read-write: one repo's branch only
+    assert done.returncode == 2 and "not --all" in done.stderr and not is_mounted(mnt)
     done = hubfs("mount", rid, str(tmp_path / "missing"))
     assert done.returncode == 1 and "not a directory" in done.stderr
     done = hubfs("umount", str(mnt))

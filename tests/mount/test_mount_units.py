@@ -9,6 +9,7 @@ from hubfs.client.snapshot import FileEntry
 from hubfs.errors import (
     AuthenticationError,
     CacheFullError,
+    ConflictError,
     EntryNotFoundError,
     GatedRepoError,
     HubConnectionError,
@@ -60,6 +61,9 @@ def test_errno_for() -> None:
     assert errno_for(CacheFullError("/c", 1, 0)) == errno.ENOSPC
     assert errno_for(ValueError("I/O operation on closed file.")) == errno.EBADF
     assert errno_for(RuntimeError("?")) == errno.EIO
+    for code in (errno.ENOTEMPTY, errno.EEXIST, errno.EINVAL, errno.EXDEV, errno.EPERM, errno.EISDIR):  # staging's
+        assert errno_for(OSError(code, "local")) == code
+    assert errno_for(ConflictError("x")) == errno.EIO  # a commit conflict is no EEXIST
 
 
 def test_spec_travels_without_token() -> None:

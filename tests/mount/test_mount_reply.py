@@ -1,0 +1,82 @@
+"""How the mount answers libfuse's ``read_buf`` (no kernel): a cached blob by its descriptor, a received
+piece handed over whole (libfuse frees it), anything else copied into a buffer libfuse owns."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+from hubfs.mount.readers import (
+    BUF_FD_RETRY,
+    BUF_FD_SEEK,
+    BUF_IS_FD,
+    _FuseBufvec,
+    _libc,
+    malloc_piece,
+    reply,
+)
+
+
+class _Bytes:
+    def __init__(self, data: Any) -> None:
+        self.data, self.asked = data, []
+
+    def read(self, offset: int, length: int) -> Any:
+        self.asked.append((offset, length))
+        return self.data
+
+    def close(self) -> None:
+        pass
+
+
+def _answer(handle: Any, offset: int, size: int) -> _FuseBufvec:
+    slot = ctypes.c_void_p()
+    assert reply(ctypes.pointer(slot), handle, offset, size) == 0 and slot.value
+    return _FuseBufvec.from_address(slot.value)
+
+
+def _free(vec: _FuseBufvec) -> None:
+    """What libfuse's fuse_free_buf does once the reply is sent."""
+    if not vec.buf[0].flags & BUF_IS_FD:
+        _libc().free(vec.buf[0].mem)
+    _libc().free(ctypes.addressof(vec))
+
+
+def test_bytes_are_copied_into_a_buffer_libfuse_frees() -> None:
+    vec = _answer(_Bytes(b"hello"), 10, 4096)
+    assert (vec.count, vec.idx, vec.off, vec.buf[0].size, vec.buf[0].flags) == (1, 0, 0, 5, 0)
+    assert ctypes.string_at(vec.buf[0].mem, 5) == b"hello"
+    _free(vec)
+    empty = _answer(_Bytes(b""), 0, 4096)
+    assert empty.buf[0].size == 0 and not empty.buf[0].mem
+    _free(empty)
+
+
+def test_a_whole_piece_is_handed_over_not_copied() -> None:
+    piece = malloc_piece(4)
+    ctypes.memmove(piece, b"abcd", 4)
+    vec = _answer(_Bytes(piece), 0, 4)
+    assert vec.buf[0].mem == ctypes.addressof(piece) and vec.buf[0].size == 4 and not piece.owned
+    del piece  # not freed here: libfuse owns it now
+    assert ctypes.string_at(vec.buf[0].mem, 4) == b"abcd"
+    _free(vec)
+
+
+def test_a_cached_blob_is_answered_by_its_descriptor(tmp_path: Path) -> None:
+    from hubfs.client.reader import FileReader
+
+    class Local(FileReader):  # a reader of a complete cached blob, without a hub
+        def __init__(self, fd: int, size: int) -> None:
+            self._fd, self.size = fd, size
+
+    fd = os.open(tmp_path / "blob", os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, b"x" * 3000)
+        vec = _answer(Local(fd, 3000), 1000, 4096)  # clipped at the end of the file
+        buf = vec.buf[0]
+        assert (buf.flags, buf.fd, buf.pos, buf.size) == (BUF_IS_FD | BUF_FD_SEEK | BUF_FD_RETRY, fd, 1000, 2000)
+        _free(vec)
+    finally:
+        os.close(fd)
