@@ -152,7 +152,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
                      repo.repo_id if repo else None, repo.revision if repo else None, args.endpoint,
                      os.path.abspath(args.cache_dir) if args.cache_dir else None, args.refresh, args.timeout,
                      log_file=os.path.abspath(args.log_file) if args.log_file else None, read_write=args.read_write,
-                     commit_delay=args.commit_delay)
+                     commit_delay=args.commit_delay, allow_other=not args.no_allow_other)
     if args.foreground:
         if args.token:
             os.environ["HF_TOKEN"] = args.token  # read by the client like any token, never put on a command line
@@ -210,6 +210,9 @@ def _add_mount_commands(sub: argparse._SubParsersAction) -> None:
     mount.add_argument("--commit-delay", type=float, default=2.0, metavar="SECONDS",
                        help="--read-write: commit this long after the last change (default 2; fsync and unmount "
                             "commit at once)")
+    mount.add_argument("--no-allow-other", action="store_true",
+                       help="only the mounting user may use the mount (default: other users too, with the modes "
+                            "it reports enforced, when root mounts or /etc/fuse.conf has user_allow_other)")
     mount.add_argument("--cache-dir", help="cache folder (default: $HF_HUB_CACHE)")
     mount.add_argument("--foreground", action="store_true", help="serve in this process (logs on stderr)")
     mount.add_argument("--refresh", type=float, metavar="SECONDS",

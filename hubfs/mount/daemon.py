@@ -80,6 +80,7 @@ class MountSpec:
     log_file: str | None = None
     read_write: bool = False
     commit_delay: float = COMMIT_DELAY
+    allow_other: bool = True  # wanted; see allow_other(): root always, others if /etc/fuse.conf allows it
 
     @property
     def repo(self) -> RepoRef | None:
@@ -98,6 +99,25 @@ class MountSpec:
     @classmethod
     def from_json(cls, text: str) -> MountSpec:
         return cls(**json.loads(text))
+
+
+FUSE_CONF = "/etc/fuse.conf"
+
+
+def allow_other(spec: MountSpec, fuse_conf: str = FUSE_CONF) -> bool:
+    """Whether to mount with ``allow_other,default_permissions``: other users may then use the mount, and
+    the kernel enforces the modes it reports (0444/0555 read-only, 0644/0755 read-write, owned by the
+    mounting user). Root: unless ``--no-allow-other``. Other users: only when ``fuse_conf`` has a
+    ``user_allow_other`` line (fusermount3 refuses the option otherwise), else silently off."""
+    if not spec.allow_other:
+        return False
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open(fuse_conf) as f:
+            return any(line.strip() == "user_allow_other" for line in f)
+    except OSError:
+        return False
 
 
 # -- files of a mount ----------------------------------------------------------------------------------
@@ -211,11 +231,13 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
         watcher = threading.Thread(target=_announce, args=(spec, ops, poller, failed, what, notify),
                                    name="hubfs-announce", daemon=True)
         watcher.start()
-        log.info("mounting %s at %s", what, spec.mountpoint)
+        others = allow_other(spec)
+        log.info("mounting %s at %s%s", what, spec.mountpoint, " (allow_other)" if others else "")
+        shared = {"allow_other": True, "default_permissions": True} if others else {}
         try:
             mfusepy.FUSE(ops, spec.mountpoint, foreground=True, raw_fi=True, ro=not spec.read_write, subtype="hubfs",
                        fsname=f"hubfs:{spec.describe() if repo is not None else client.endpoint}",
-                       max_idle_threads=64)
+                       max_idle_threads=64, **shared)
         except RuntimeError as exc:  # libfuse's status: a failed mount, or a loop ended by a signal
             failed.set()
             if not ops.initialized.is_set():
