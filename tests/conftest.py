@@ -9,6 +9,7 @@ endpoint and would reuse xorbs that another server never saw).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -39,9 +40,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the session's hub and remove its data, caches and logs (HUBFS_KEEP_TEST_DATA=1 keeps them)."""
     server = _SESSION.get("server")
     if isinstance(server, HubServer):
         server.stop()
+    root = _SESSION.get("root")
+    if isinstance(root, Path) and not os.environ.get("HUBFS_KEEP_TEST_DATA"):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
