@@ -54,14 +54,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchlib import add_numbers, add_output_args, arg_parser, start_hub, workdir, write_json
 from benchlib.machine import machine_info, machine_line, tool_version
 from benchlib.proxy import ProxyHandle
-from benchlib.table import print_table
+from benchlib.table import Row, print_table, verdict
 
 MIB = 1 << 20
 MB = 1_000_000
@@ -505,22 +505,6 @@ def bench_download(endpoint: str, token: str, digests: dict[str, str], source: P
 
 
 # -- report --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    scenario: str
-    hubfs: str
-    peer: str
-    ratio: str
-    goal: str
-    met: bool | None
-    value: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def verdict(met: bool | None) -> str:
-    return "n/a" if met is None else ("yes" if met else "**no**")
 
 
 def size_label(size: int) -> str:

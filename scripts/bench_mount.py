@@ -59,7 +59,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ from benchlib import (
 )
 from benchlib.machine import machine_info, machine_line, tool_version
 from benchlib.proxy import MAX_EXCHANGES, ProxyHandle
-from benchlib.table import print_table, size_label
+from benchlib.table import Row, print_table, size_label, verdict
 
 MIB = 1 << 20
 GB = 1_000_000_000
@@ -453,22 +453,6 @@ def bench_random(stack: contextlib.ExitStack, endpoint: str, token: str, source:
 
 
 # -- report --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    scenario: str
-    hubfs: str
-    peer: str
-    ratio: str
-    goal: str
-    met: bool | None
-    value: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def verdict(met: bool | None) -> str:
-    return "n/a" if met is None else ("yes" if met else "**no**")
 
 
 def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:

@@ -191,9 +191,9 @@ class RequestLog:
 
 def is_mounted(path: Path) -> bool:
     """Whether ``path`` is a mount point right now (``/proc/self/mountinfo``, never touching the mount)."""
-    target = os.path.abspath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4].replace("\\040", " ") == target for line in f)
+    from hubfs.mount.kernel import mount_at
+
+    return mount_at(path) is not None
 
 
 def wait_mounted(path: Path, proc: subprocess.Popen | None, log: Path | None, timeout: float = 60) -> None:

@@ -3,6 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Row:
+    """One row of a benchmark's result table: the scenario, hubfs's figure, the peer's, their ratio, the goal
+    and whether it was met (None: no goal); ``value`` and ``extra`` go to the JSON output."""
+
+    scenario: str
+    hubfs: str
+    peer: str
+    ratio: str
+    goal: str
+    met: bool | None
+    value: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def verdict(met: bool | None) -> str:
+    return "n/a" if met is None else ("yes" if met else "**no**")
 
 
 def markdown_table(head: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> list[str]:

@@ -31,9 +31,9 @@ def hubfs(*args: str, env: dict[str, str] | None = None, timeout: float = 60) ->
 
 
 def is_mounted(path: Path) -> bool:
-    target = os.path.abspath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == target for line in f)
+    from hubfs.mount.kernel import mount_at
+
+    return mount_at(path) is not None
 
 
 def alive(pid: int) -> bool:
