@@ -133,9 +133,6 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if len(args.targets) != (1 if args.all else 2):
         print("hubfs: mount takes REPO[@REV] MOUNTPOINT, or --all MOUNTPOINT.", file=sys.stderr)
         return 2
-    if args.read_write and args.all:
-        print("hubfs: --read-write mounts one repo's branch (REPO[@BRANCH] MOUNTPOINT), not --all.", file=sys.stderr)
-        return 2
     repo = RepoPath.parse(args.targets[0]) if not args.all else None
     if repo is not None and repo.path:
         raise BadRequestError(f"{args.targets[0]}: mount a whole repo (REPO[@REV]), not a path inside it.")
@@ -206,7 +203,8 @@ def _add_mount_commands(sub: argparse._SubParsersAction) -> None:
                        help="[datasets/|spaces/]ns/name[@rev] and the folder to mount it on (--all: the folder)")
     mount.add_argument("--all", action="store_true", help="mount the whole hub, not one repo")
     mount.add_argument("--read-write", action="store_true",
-                       help="stage changes on local disk and commit them to the branch in batches (one repo only)")
+                       help="stage changes on local disk and commit them to the branch in batches (with --all: every "
+                            "repo, to its main branch or the branch of name@BRANCH)")
     mount.add_argument("--commit-delay", type=float, default=2.0, metavar="SECONDS",
                        help="--read-write: commit this long after the last change (default 2; fsync and unmount "
                             "commit at once)")
@@ -298,8 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mount_commands(sub)
 
     from hubfs.commands import register
+    from hubfs.loader.cli import register as register_load
 
     register(sub)
+    register_load(sub)
     return parser
 
 

@@ -1,5 +1,6 @@
-"""The client commands of ``hubfs`` (following the ``hf`` CLI's habits): download, upload, ls, cat,
-repo create|delete|info, cache ls|rm, auth login|logout|whoami.
+"""The client commands of ``hubfs`` (the documented ``hf`` command reference, same options and meaning):
+download, upload, ls, cat, repo create|delete|info|settings, cache ls|rm, auth login|logout|whoami|token,
+and mirror (another hub's repo copied with the same commit shas, :mod:`hubfs.mirror`).
 
 Every command takes ``--endpoint`` (default ``HF_ENDPOINT``) and ``--token`` (default ``HF_TOKEN`` or
 the token file). Errors print one line on stderr and exit 1; tokens are never printed.
@@ -14,9 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hubfs.config import HubConfig, token_path
+from hubfs.config import HubConfig, find_token, token_path
 from hubfs.errors import BadRequestError, NotFoundError
-from hubfs.paths import RepoPath
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -29,7 +29,8 @@ def _common(p: argparse.ArgumentParser, repo_type: bool = True) -> None:
     p.add_argument("--endpoint", help="hub URL (default: $HF_ENDPOINT or https://huggingface.co)")
     p.add_argument("--token", help="access token (default: $HF_TOKEN or the token file)")
     if repo_type:
-        p.add_argument("--repo-type", choices=["model", "dataset", "space"], default="model")
+        p.add_argument("--repo-type", "--type", dest="repo_type", choices=["model", "dataset", "space"],
+                       default="model", help="model (default), dataset or space")
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -122,8 +123,33 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 
 def cmd_repo_create(args: argparse.Namespace) -> int:
-    print(_client(args).create_repo(args.repo_type, args.repo_id, private=args.private, exist_ok=args.exist_ok,
+    repo_id = args.repo_id
+    if args.organization:
+        if "/" in repo_id:
+            raise BadRequestError(f"{repo_id!r} already names a namespace: drop --organization or give a bare NAME.")
+        repo_id = f"{args.organization}/{repo_id}"
+    if args.space_sdk and args.repo_type != "space":
+        raise BadRequestError("--space-sdk is for spaces: add --type space.")
+    print(_client(args).create_repo(args.repo_type, repo_id, private=args.private, exist_ok=args.exist_ok,
                                     space_sdk=args.space_sdk))
+    return 0
+
+
+def cmd_repo_settings(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    body: dict[str, Any] = {}
+    if args.private is not None:
+        body["private"] = args.private
+    if args.gated is not None:
+        body["gated"] = False if args.gated == "false" else args.gated
+    if not body:
+        raise BadRequestError("Nothing to change: pass --private, --public or --gated auto|manual|false.")
+    client = _client(args)
+    client.transport.request("PUT", f"{client.api_path(args.repo_type, quote(args.repo_id, safe='/'))}/settings",
+                             json_body=body, retry=False)
+    changes = ", ".join(f"{k}={str(v).lower()}" for k, v in body.items())
+    print(f"updated {args.repo_type} {args.repo_id}: {changes}")
     return 0
 
 
@@ -147,47 +173,86 @@ def cmd_repo_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cache_ls(args: argparse.Namespace) -> int:
+def _cache(args: argparse.Namespace) -> Any:
     from hubfs.client.cache import HubCache
 
-    repos = HubCache(HubConfig.load(cache_dir=args.cache_dir).cache_dir).scan()
-    print(f"{'REPO ID':<40} {'TYPE':<8} {'SIZE':>12} {'FILES':>6}  REVISIONS")
-    for r in repos:
-        revs = ", ".join(f"{sha[:8]}" + (f" ({', '.join(refs)})" if refs else "") for sha, refs in r.revisions.items())
-        print(f"{r.repo_id:<40} {r.repo_type:<8} {_human(r.size):>12} {r.files:>6}  {revs}")
-    print(f"\n{len(repos)} repos, {_human(sum(r.size for r in repos))} on disk")
+    return HubCache(HubConfig.load(cache_dir=args.cache_dir).cache_dir)
+
+
+def cmd_cache_ls(args: argparse.Namespace) -> int:
+    from hubfs.cache_admin import ago, scan
+
+    entries = scan(_cache(args))
+    print(f"{'REPO ID':<40} {'TYPE':<8} {'SIZE':>12} {'FILES':>6} {'REVISIONS':>9}  {'LAST ACCESSED':<20} REFS")
+    for e in entries:
+        r = e.repo
+        refs = ", ".join(sorted(ref for names in r.revisions.values() for ref in names)) or "-"
+        print(f"{e.label:<40} {r.repo_type:<8} {_human(r.size):>12} {r.files:>6} {len(r.revisions):>9}  "
+              f"{ago(e.last_access):<20} {refs}")
+        if args.verbose:
+            for sha, names in r.revisions.items():
+                snap = r.path / "snapshots" / sha
+                files = sum(len(f) for _, _, f in os.walk(snap)) if snap.is_dir() else 0
+                print(f"    {sha}  {files:>6} files  refs: {', '.join(names) or '-'}")
+    if args.verbose:
+        print(f"\ncache folder: {_cache(args).root}")
+    print(f"\n{len(entries)} repos, {_human(sum(e.repo.size for e in entries))} on disk")
     return 0
 
 
 def cmd_cache_rm(args: argparse.Namespace) -> int:
-    from hubfs.client.cache import HubCache
+    from hubfs.cache_admin import scan, select
 
-    cache = HubCache(HubConfig.load(cache_dir=args.cache_dir).cache_dir)
-    freed = 0
-    for target in args.targets:
-        rp = RepoPath.parse(target) if "/" in target else None
-        if rp is None:
-            raise BadRequestError(f"{target!r}: expected a repo id like ns/name or datasets/ns/name.")
-        if not cache.repo_dir(rp.repo_type.value, rp.repo_id).exists():
-            raise NotFoundError(f"{target} is not in the cache.")
-        freed += cache.remove(rp.repo_type.value, rp.repo_id)
-    print(f"removed {len(args.targets)} repos, freed {_human(freed)}")
+    if args.all == bool(args.targets):
+        raise BadRequestError("Name the repos to remove (ids or patterns such as 'facebook/*'), or pass --all.")
+    cache = _cache(args)
+    entries = scan(cache)
+    chosen = entries if args.all else select(entries, args.targets)
+    if not chosen:
+        print("the cache is empty")
+        return 0
+    size = _human(sum(e.repo.size for e in chosen))
+    if not args.yes:
+        names = ", ".join(e.label for e in chosen[:5]) + (f" and {len(chosen) - 5} more" if len(chosen) > 5 else "")
+        print(f"Delete {len(chosen)} cached repos ({size}): {names}? [y/N] ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("Aborted: nothing deleted.", file=sys.stderr)
+            return 1
+    freed = sum(cache.remove(e.repo.repo_type, e.repo.repo_id) for e in chosen)
+    print(f"removed {len(chosen)} repos, freed {_human(freed)}")
     return 0
 
 
 def cmd_auth_login(args: argparse.Namespace) -> int:
+    """Ask for the token (hidden) unless --token; check it with whoami; only then save it."""
+    import getpass
+
     from hubfs.client import HubClient
 
-    token = args.token or (input("Token: ").strip() if sys.stdin.isatty() else sys.stdin.readline().strip())
+    token = args.token
     if not token:
-        raise BadRequestError("No token given: pass --token or type it on stdin.")
-    name = HubClient(args.endpoint, token).whoami()["name"]
+        token = getpass.getpass("Token (input hidden): ") if sys.stdin.isatty() else sys.stdin.readline()
+    token = (token or "").strip()
+    if not token:
+        raise BadRequestError("No token given: pass --token or type it when asked.")
+    with HubClient(args.endpoint, token) as client:
+        name = client.whoami()["name"]
+        endpoint = client.endpoint
     path = token_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     print(f"logged in as {name}; token saved to {path}")
+    if args.add_to_git_credential:
+        from hubfs import git_credential
+
+        if not git_credential.helpers():
+            print("hubfs: no git credential helper is configured, so git will not remember the token "
+                  "(e.g. `git config --global credential.helper store`, then log in again).", file=sys.stderr)
+        else:
+            git_credential.approve(endpoint, name, token)
+            print(f"token stored in git's credential helper for {endpoint}")
     return 0
 
 
@@ -198,6 +263,20 @@ def cmd_auth_logout(args: argparse.Namespace) -> int:
         print(f"logged out: removed {path}")
     else:
         print("not logged in")
+    from hubfs import git_credential
+
+    if git_credential.helpers():
+        git_credential.reject(HubConfig.load(args.endpoint, False).endpoint)
+    return 0
+
+
+def cmd_auth_token(args: argparse.Namespace) -> int:
+    """Print the token in use (the one command that prints a token)."""
+    token = args.token or find_token()
+    if not token:
+        print("hubfs: not logged in (no --token, HF_TOKEN or token file).", file=sys.stderr)
+        return 1
+    print(token)
     return 0
 
 
@@ -213,6 +292,29 @@ def cmd_auth_whoami(args: argparse.Namespace) -> int:
         print("orgs: " + ", ".join(orgs))
     print(f"endpoint: {client.endpoint}")
     return 0
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from hubfs.mirror import mirror
+
+    with _client(args) as dest:
+        result = mirror(args.source, dest, src_token=args.src_token, to=args.to, revisions=args.revision,
+                        work_dir=Path(args.work_dir) if args.work_dir else None, prune=not args.no_prune,
+                        staged_bytes=args.max_staged,
+                        log=None if args.quiet else lambda line: print(line, file=sys.stderr))
+    for line in result.lines():
+        print(line)
+    return 0
+
+
+def _size(text: str) -> int:
+    """Bytes from ``512``, ``64k``, ``10MiB``, ``2G``."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        return int(float(value[:-1]) * units[value[-1]]) if value[-1:] in units else int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 512, 64k, 10MiB or 2G") from None
 
 
 def _human(n: float) -> str:
@@ -235,6 +337,8 @@ def register(sub: Any) -> None:
     p.add_argument("--local-dir", help="copy the files into this folder")
     p.add_argument("--cache-dir", help="cache folder (default: $HF_HUB_CACHE)")
     p.add_argument("--max-workers", type=int, default=8)
+    p.add_argument("--resume", action="store_true",
+                   help="resume interrupted downloads (always done; accepted for compatibility)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_download)
 
@@ -265,13 +369,23 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_cat)
 
     repo = sub.add_parser("repo", help="create, delete or inspect repos").add_subparsers(dest="action", required=True)
-    p = repo.add_parser("create")
+    p = repo.add_parser("create", help="create a repo: NAME or ns/name")
     _common(p)
-    p.add_argument("repo_id")
+    p.add_argument("repo_id", metavar="NAME")
+    p.add_argument("--organization", metavar="ORG", help="create it in this org (NAME is then a bare name)")
     p.add_argument("--private", action="store_true")
     p.add_argument("--exist-ok", action="store_true")
     p.add_argument("--space-sdk", choices=["gradio", "streamlit", "docker", "static"])
     p.set_defaults(func=cmd_repo_create)
+    p = repo.add_parser("settings", help="change a repo's visibility or gating")
+    _common(p)
+    p.add_argument("repo_id")
+    vis = p.add_mutually_exclusive_group()
+    vis.add_argument("--private", action="store_const", const=True, default=None)
+    vis.add_argument("--public", dest="private", action="store_const", const=False)
+    p.add_argument("--gated", choices=["auto", "manual", "false"],
+                   help="ask users to request access: approved at once (auto), by you (manual), or not gated")
+    p.set_defaults(func=cmd_repo_settings)
     p = repo.add_parser("delete")
     _common(p)
     p.add_argument("repo_id")
@@ -285,21 +399,52 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_repo_info)
 
     cache = sub.add_parser("cache", help="inspect or clean the local cache").add_subparsers(dest="action", required=True)
-    p = cache.add_parser("ls")
+    p = cache.add_parser("ls", help="cached repos: size, files, revisions, last access")
+    _common(p, repo_type=False)
     p.add_argument("--cache-dir")
+    p.add_argument("-v", "--verbose", action="store_true", help="also each revision: commit, files, refs")
     p.set_defaults(func=cmd_cache_ls)
-    p = cache.add_parser("rm")
-    p.add_argument("targets", nargs="+", help="repo ids (datasets/ns/name for datasets)")
+    p = cache.add_parser("rm", help="remove cached repos (asks first unless -y)")
+    _common(p, repo_type=False)
+    p.add_argument("targets", nargs="*", metavar="REPO",
+                   help="repo ids or globs: gpt2, facebook/*, datasets/ns/name (a bare id is a model)")
+    p.add_argument("--all", action="store_true", help="remove every cached repo")
     p.add_argument("--cache-dir")
-    p.add_argument("-y", "--yes", action="store_true")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
     p.set_defaults(func=cmd_cache_rm)
 
-    auth = sub.add_parser("auth", help="log in and out").add_subparsers(dest="action", required=True)
-    p = auth.add_parser("login")
+    p = sub.add_parser("mirror", help="copy a repo from another Hub-compatible endpoint, with the same commit shas",
+                       description="Copy every branch and tag (or --revision ones) of SRC_ENDPOINT/REPO (e.g. "
+                                   "https://huggingface.co/gpt2, http://host:8080/datasets/ns/name) into the hub at "
+                                   "--endpoint, through git smart HTTP and the LFS batch API: same commit shas, LFS "
+                                   "content verified. Creates the repo (same type and visibility) when missing. "
+                                   "Re-run it to fetch only what changed; an interrupted run resumes.")
     _common(p, repo_type=False)
+    p.add_argument("source", metavar="SRC_ENDPOINT/REPO")
+    p.add_argument("--to", metavar="REPO", help="the destination repo id (default: the source's)")
+    p.add_argument("--revision", action="append", metavar="REV",
+                   help="mirror only this branch or tag (repeatable; default: all)")
+    p.add_argument("--src-token", help="token for the source endpoint (default: anonymous)")
+    p.add_argument("--no-prune", action="store_true",
+                   help="keep destination branches and tags the source no longer has (default: delete them)")
+    p.add_argument("--work-dir", help="staging folder (default: $HF_HOME/hubfs/mirrors/<host>/<repo>)")
+    p.add_argument("--max-staged", type=_size, default=2 << 30, metavar="SIZE",
+                   help="LFS content kept on local disk at a time: downloaded, uploaded, removed (default 2GiB)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_mirror)
+
+    auth = sub.add_parser("auth", help="log in and out").add_subparsers(dest="action", required=True)
+    p = auth.add_parser("login", help="save a token (asked for, hidden, unless --token) after checking it")
+    _common(p, repo_type=False)
+    p.add_argument("--add-to-git-credential", action="store_true",
+                   help="also store it with `git credential approve` for the endpoint's host")
     p.set_defaults(func=cmd_auth_login)
-    p = auth.add_parser("logout")
+    p = auth.add_parser("logout", help="remove the saved token (and git's stored credential for the endpoint)")
+    _common(p, repo_type=False)
     p.set_defaults(func=cmd_auth_logout)
+    p = auth.add_parser("token", help="print the token in use")
+    _common(p, repo_type=False)
+    p.set_defaults(func=cmd_auth_token)
     p = auth.add_parser("whoami")
     _common(p, repo_type=False)
     p.set_defaults(func=cmd_auth_whoami)

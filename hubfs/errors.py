@@ -155,6 +155,24 @@ class MountError(HubfsError):
     code, status = "MountError", 0
 
 
+class LfsTransferError(HubfsError):
+    """An LFS download or upload of git-remote-hf failed (batch refused, object missing, bytes wrong)."""
+
+    code, status = "LfsTransferError", 0
+
+
+class SafetensorsError(HubfsError, ValueError):
+    """A safetensors file or its index is malformed (the message names the file, the tensor and the problem)."""
+
+    code, status = "SafetensorsError", 0
+
+
+class ModelLoadError(HubfsError, ValueError):
+    """A checkpoint does not fit the model it is loaded into (shapes, missing or unexpected keys, config)."""
+
+    code, status = "ModelLoadError", 0
+
+
 _BY_CODE: dict[str, type[HubfsError]] = {
     cls.code: cls
     for cls in (

@@ -20,6 +20,7 @@ _NAME_RE = re.compile(r"^(?![.-])[\w\-.]{1,96}(?<![.-])$", re.ASCII)
 _PR_REF_RE = re.compile(r"^refs/pr/\d{1,18}$")
 _SPECIAL_REV_RE = re.compile(r"^(refs/pr/\d+|refs/convert/[\w\-.]+)")
 _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_SHORT_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,39}$")
 
 
 class RepoType(str, Enum):
@@ -61,11 +62,33 @@ def validate_name(part: str, what: str = "name") -> str:
 
 
 def validate_repo_id(repo_id: str) -> tuple[str, str]:
-    """Split ``ns/name`` and validate both parts; single-segment ids are refused."""
+    """Split ``ns/name`` and validate both parts.
+
+    A canonical repo (no namespace, like ``gpt2``) is spelled ``gpt2`` (or ``/gpt2``, the embedded hub's
+    internal spelling) and splits to ``("", "gpt2")``.
+    """
     parts = (repo_id or "").split("/")
+    if len(parts) == 1:
+        parts = ["", parts[0]]
     if len(parts) != 2:
-        raise InvalidNameError(f"Invalid repo id {repo_id!r}: expected 'namespace/name'.")
-    return validate_name(parts[0], "namespace"), validate_name(parts[1], "repo name")
+        raise InvalidNameError(f"Invalid repo id {repo_id!r}: expected 'namespace/name' or a canonical 'name'.")
+    ns = validate_name(parts[0], "namespace") if parts[0] else ""
+    return ns, validate_name(parts[1], "repo name")
+
+
+def is_canonical(repo_id: str) -> bool:
+    """True for a repo id without a namespace (``gpt2``, or the hub's internal ``/gpt2``)."""
+    return "/" not in repo_id.lstrip("/")
+
+
+def public_repo_id(repo_id: str) -> str:
+    """The id as the Hub shows it: ``ns/name``, or ``name`` for a canonical repo (never ``/name``)."""
+    return repo_id.lstrip("/")
+
+
+def short_sha_prefix(revision: str) -> str | None:
+    """The lowercase hex prefix a revision of 7 to 39 hex digits may abbreviate, else None."""
+    return revision.lower() if _SHORT_SHA_RE.match(revision) else None
 
 
 def validate_revision(revision: str) -> str:
@@ -260,11 +283,16 @@ class RepoPath:
             if rest.startswith(candidate.url_prefix):
                 repo_type, rest = candidate, rest[len(candidate.url_prefix):]
                 break
-        parts = rest.split("/", 2)
-        if len(parts) < 2:
+        if not rest:
             raise InvalidNameError(f"Invalid hf path {url!r}: expected [type/]namespace/name[@revision]/path.")
-        ns, name_rev = parts[0], parts[1]
-        tail = parts[2] if len(parts) > 2 else ""
+        first = rest.split("/", 1)
+        if "@" in first[0] or len(first) == 1:
+            # a canonical repo (no namespace): ``gpt2``, ``gpt2@rev`` or ``gpt2@rev/path``
+            ns, name_rev, tail = "", first[0], first[1] if len(first) > 1 else ""
+        else:
+            parts = rest.split("/", 2)
+            ns, name_rev = parts[0], parts[1]
+            tail = parts[2] if len(parts) > 2 else ""
         revision = None
         if "@" in name_rev:
             name, rev = name_rev.split("@", 1)
@@ -278,8 +306,17 @@ class RepoPath:
             validate_revision(revision)
         else:
             name = name_rev
-        validate_repo_id(f"{ns}/{name}")
-        return cls(repo_type, f"{ns}/{name}", revision, validate_path_in_repo(tail) if tail else "")
+        repo_id = f"{ns}/{name}" if ns else name
+        validate_repo_id(repo_id)
+        return cls(repo_type, repo_id, revision, validate_path_in_repo(tail) if tail else "")
+
+    def canonical_reading(self) -> RepoPath | None:
+        """The other reading of ``ns/name[/path]`` without a revision: canonical repo ``ns`` and path
+        ``name[/path]`` (``hf://gpt2/config.json``); None when there is no other reading."""
+        if self.revision is not None or is_canonical(self.repo_id):
+            return None
+        ns, name = self.repo_id.split("/")
+        return RepoPath(self.repo_type, ns, None, f"{name}/{self.path}" if self.path else name)
 
     def unparse(self, protocol: str = "hf") -> str:
         """The canonical ``hf://`` URL; a revision with '/' is url-encoded unless it is a special ref."""

@@ -130,6 +130,7 @@ class Source:
     lfs: list[str] = field(default_factory=list)
     lfs_size: int = 0
     samples: dict[str, str] = field(default_factory=dict)  # LFS path -> sha256
+    oids: list[str] = field(default_factory=list)  # sha256 of every LFS file, in path order
 
     @property
     def lfs_store(self) -> Path:
@@ -159,19 +160,20 @@ def write_small_files(root: Path, count: int) -> list[str]:
     return paths
 
 
-def write_lfs_files(root: Path, count: int, size: int) -> tuple[list[str], dict[str, str]]:
-    """``count`` files of ``size`` seeded random bytes; returns their paths and the sha256 of three."""
+def write_lfs_files(root: Path, count: int, size: int) -> tuple[list[str], dict[str, str], list[str]]:
+    """``count`` files of ``size`` seeded random bytes; returns their paths, the sha256 of three, and all oids."""
     (root / LFS_DIR).mkdir(exist_ok=True)
-    paths, samples = [], {}
+    paths, samples, oids = [], {}, []
     sample_idx = {0, count // 2, count - 1}
     for i in range(count):
         rel = f"{LFS_DIR}/w{i:03d}.bin"
         data = random.Random(1_000_000 + i).randbytes(size)
         (root / rel).write_bytes(data)
         paths.append(rel)
+        oids.append(hashlib.sha256(data).hexdigest())
         if i in sample_idx:
-            samples[rel] = hashlib.sha256(data).hexdigest()
-    return paths, samples
+            samples[rel] = oids[-1]
+    return paths, samples, oids
 
 
 def build_source(path: Path, hub_url: str, env: dict[str, str], args: argparse.Namespace) -> Source:
@@ -181,17 +183,17 @@ def build_source(path: Path, hub_url: str, env: dict[str, str], args: argparse.N
     if "*.bin" not in attrs or "filter=lfs" not in attrs:
         raise RuntimeError(f"the hub's .gitattributes does not route *.bin to LFS:\n{attrs}")
     run(["git", "lfs", "install", "--local"], env, path)
-    src = Source(path, lfs_size=args.lfs_mib * MIB)
+    src = Source(path, lfs_size=lfs_size(args))
     t0 = time.monotonic()
     src.small = write_small_files(path, args.files)
-    src.lfs, src.samples = write_lfs_files(path, args.lfs_objects, src.lfs_size)
+    src.lfs, src.samples, src.oids = write_lfs_files(path, args.lfs_objects, src.lfs_size)
     run(["git", "add", "-A"], env, path)
     run(["git", "commit", "-q", "-m", f"bench: {args.files} small files, {args.lfs_objects} LFS objects"], env, path)
     src.head = run(["git", "rev-parse", "HEAD"], env, path)
     stored = sum(1 for _ in src.lfs_store.glob("*/*/*"))
     if stored < len(src.lfs):
         raise RuntimeError(f"git-lfs stored {stored} objects, expected {len(src.lfs)}")
-    print(f"built {len(src.small)} small + {len(src.lfs)} LFS files ({len(src.lfs) * args.lfs_mib} MiB), "
+    print(f"built {len(src.small)} small + {len(src.lfs)} LFS files ({len(src.lfs) * src.lfs_size / MIB:.0f} MiB), "
           f"commit {src.head[:12]}, in {time.monotonic() - t0:.1f}s", flush=True)
     return src
 
@@ -546,6 +548,165 @@ def measure(targets: dict[str, str], src: Source, env: dict[str, str], tmp: Path
     return times
 
 
+# -- git-remote-hf (git clone hf://...) against stock git + git-lfs, same hub ------------------------
+
+
+HELPER_GOALS = {"stock": 0.5, "reference": 1.2, "wire": 1.01, "disk": 1.05, "latency_s": 2.5}
+HELPER_BIN = Path(sys.executable).parent / "git-remote-hf"
+
+
+def lfs_size(args: argparse.Namespace) -> int:
+    """Bytes of each LFS file: ``--lfs-kib`` when given, else ``--lfs-mib``."""
+    return args.lfs_kib * 1024 if args.lfs_kib else args.lfs_mib * MIB
+
+
+def helper_env(tmp: Path, endpoint: str, token: str) -> dict[str, str]:
+    """A fresh HOME with no git-lfs anywhere (PATH: git and git-remote-hf only), the hub's endpoint and token."""
+    home, bin_dir = tmp / "helper-home", tmp / "helper-bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    (bin_dir / "git-remote-hf").symlink_to(HELPER_BIN)
+    home.mkdir()
+    env = git_env(home)
+    env.update(PATH=str(bin_dir), HF_ENDPOINT=endpoint, HF_TOKEN=token, HF_HOME=str(tmp / "helper-hf-home"))
+    return env
+
+
+def raw_download(endpoint: str, token: str, src: Source, dest: Path, threads: int = 16) -> float:
+    """The reference transfer: LFS batch calls (100 objects each) and parallel GETs of every object into files,
+    sha256 checked; what any client has to do at least. Returns seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    dest.mkdir(parents=True)
+    headers = {"authorization": f"Bearer {token}", "accept": "application/vnd.git-lfs+json",
+               "content-type": "application/vnd.git-lfs+json"}
+    t0 = time.monotonic()
+    with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=threads)) as client:
+
+        def get(action: dict[str, Any], oid: str) -> None:
+            h = hashlib.sha256()
+            with client.stream("GET", action["href"], headers=action.get("header") or {}) as resp, \
+                    open(dest / oid, "wb") as f:
+                resp.raise_for_status()
+                for chunk in resp.iter_bytes(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+            if h.hexdigest() != oid:
+                raise RuntimeError(f"raw download of {oid}: sha256 mismatch")
+
+        with ThreadPoolExecutor(threads) as pool:
+            futures = []
+            for i in range(0, len(src.oids), 100):
+                body = {"operation": "download", "transfers": ["basic"], "hash_algo": "sha256",
+                        "objects": [{"oid": oid, "size": src.lfs_size} for oid in src.oids[i:i + 100]]}
+                answer = client.post(f"{endpoint}/{REPO_ID}.git/info/lfs/objects/batch", json=body, headers=headers)
+                answer.raise_for_status()
+                futures += [pool.submit(get, o["actions"]["download"], o["oid"]) for o in answer.json()["objects"]]
+            for fut in futures:
+                fut.result()
+    return time.monotonic() - t0
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes of the files under ``root``, each inode once (a hard link is no second copy)."""
+    seen: set[int] = set()
+    total = 0
+    for path in root.rglob("*"):
+        st = path.lstat()
+        if path.is_file() and not path.is_symlink() and st.st_ino not in seen:
+            seen.add(st.st_ino)
+            total += st.st_size
+    return total
+
+
+def worktree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and ".git" not in p.relative_to(root).parts)
+
+
+def measure_helper(endpoint: str, token: str, src: Source, env: dict[str, str], tmp: Path,
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """The helper's clone against stock git + git-lfs from the same hub, the reference, wire bytes, disk, latency."""
+    from benchlib.proxy import ProxyHandle
+
+    henv = helper_env(tmp, endpoint, token)
+    hf_url, stock_url = f"hf://{REPO_ID}", f"{endpoint}/{REPO_ID}"
+    dest = tmp / "helper-clones"
+    times: dict[str, list[float]] = {"helper": [], "stock": [], "skip_smudge": [], "raw": []}
+    for i in range(args.runs):
+        d = dest / str(i)
+        pairs = [("helper", ["git", "clone", "-q", hf_url, str(d / "h")], henv),
+                 ("stock", ["git", "clone", "-q", stock_url, str(d / "s")], env)]
+        for name, argv, e in (pairs if i % 2 == 0 else pairs[::-1]):
+            os.sync()
+            times[name].append(timed(argv, e))
+        check_clone(d / "h", src, henv, smudged=True)
+        check_clone(d / "s", src, env, smudged=True)
+        os.sync()
+        times["skip_smudge"].append(timed(["git", "clone", "-q", stock_url, str(d / "k")],
+                                          {**env, "GIT_LFS_SKIP_SMUDGE": "1"}))
+        times["raw"].append(raw_download(endpoint, token, src, d / "raw"))
+        print(f"  run {i + 1}/{args.runs}: hf:// {times['helper'][-1]:.2f}s, stock {times['stock'][-1]:.2f}s, "
+              f"skip-smudge {times['skip_smudge'][-1]:.2f}s + raw LFS {times['raw'][-1]:.2f}s", flush=True)
+        shutil.rmtree(d)
+    out: dict[str, Any] = {"times": times, "best": {k: min(v) for k, v in times.items()}}
+    # bytes on the wire (every response byte through a counting proxy) against pack + LFS bytes
+    proxy = ProxyHandle(endpoint, 0)
+    try:
+        run(["git", "clone", "-q", hf_url, str(dest / "wire")], {**henv, "HF_ENDPOINT": proxy.endpoint})
+        stats = proxy.stats()
+    finally:
+        proxy.stop()
+    run(["git", "clone", "-q", "--bare", stock_url, str(dest / "pack.git")], {**env, "GIT_LFS_SKIP_SMUDGE": "1"})
+    pack = sum(p.stat().st_size for p in (dest / "pack.git/objects/pack").glob("*.pack"))
+    lfs = len(src.oids) * src.lfs_size
+    out["wire"] = {"bytes": stats["down_head_bytes"] + stats["down_body_bytes"], "pack": pack, "lfs": lfs,
+                   "requests": stats["requests"]}
+    shutil.rmtree(dest / "wire")
+    # disk with no second copy of LFS content (hardlinks here: reflinks are invisible to a byte count)
+    run(["git", "clone", "-q", "--config", "hf.lfs.linkMode=hardlink", hf_url, str(dest / "disk")], henv)
+    out["disk"] = {"clone": disk_bytes(dest / "disk"), "worktree": worktree_bytes(dest / "disk")}
+    run(["git", "clone", "-q", stock_url, str(dest / "disk-stock")], env)
+    out["disk"]["stock"] = disk_bytes(dest / "disk-stock")
+    shutil.rmtree(dest)
+    # the same clones with injected latency on every round trip
+    proxy = ProxyHandle(endpoint, args.latency_ms / 1000)
+    try:
+        lat = {"helper": timed(["git", "clone", "-q", hf_url, str(dest / "lh")], {**henv, "HF_ENDPOINT": proxy.endpoint}),
+               "stock": timed(["git", "clone", "-q", f"{proxy.endpoint}/{REPO_ID}", str(dest / "ls")], env)}
+        check_clone(dest / "lh", src, henv, smudged=True)
+        check_clone(dest / "ls", src, env, smudged=True)
+    finally:
+        proxy.stop()
+        shutil.rmtree(dest, ignore_errors=True)
+    out["latency"] = lat
+    return out
+
+
+def print_helper(res: dict[str, Any], args: argparse.Namespace) -> bool:
+    """The helper's table and its verdict on each goal of the issue; True if all are met."""
+    best, wire, disk, lat = res["best"], res["wire"], res["disk"], res["latency"]
+    reference = best["skip_smudge"] + best["raw"]
+    rows = [
+        ("wall time: `git clone hf://` / stock `git clone` + git-lfs", best["helper"] / best["stock"],
+         HELPER_GOALS["stock"], f"{best['helper']:.2f}s / {best['stock']:.2f}s"),
+        ("wall time: `git clone hf://` / (skip-smudge clone + raw parallel LFS download)", best["helper"] / reference,
+         HELPER_GOALS["reference"], f"{best['helper']:.2f}s / ({best['skip_smudge']:.2f}s + {best['raw']:.2f}s)"),
+        ("bytes on the wire / (pack + LFS bytes)", wire["bytes"] / (wire["pack"] + wire["lfs"]), HELPER_GOALS["wire"],
+         f"{wire['bytes']:,} / ({wire['pack']:,} + {wire['lfs']:,}), {wire['requests']} requests"),
+        ("disk (hf.lfs.linkMode=hardlink) / worktree", disk["clone"] / disk["worktree"], HELPER_GOALS["disk"],
+         f"{disk['clone']:,} / {disk['worktree']:,} (stock clone: {disk['stock'] / disk['worktree']:.2f}x)"),
+        (f"`git clone hf://` at {args.latency_ms:g} ms per round trip (s; stock: {lat['stock']:.2f}s)", lat["helper"],
+         HELPER_GOALS["latency_s"], f"{lat['helper']:.2f}s vs stock {lat['stock']:.2f}s"),
+    ]
+    print()
+    print_table(["git-remote-hf (best of runs)", "value", "goal", "met", "measured"],
+                ([name, f"{value:.2f}", f"<= {goal}", "yes" if value <= goal else "NO", detail]
+                 for name, value, goal, detail in rows), right=range(1, 3))
+    return all(value <= goal for _, value, goal, _ in rows)
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -584,13 +745,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_numbers(p, ("--files", 2000, "number of small text files"),
                 ("--lfs-objects", 300, "number of LFS files"),
                 ("--lfs-mib", 1, "size of each LFS file in MiB"),
+                ("--lfs-kib", 0, "size of each LFS file in KiB, instead of --lfs-mib"),
+                ("--latency-ms", 50.0, "round-trip latency the proxy adds for the git-remote-hf latency row"),
                 ("--runs", 3, "repetitions; the best counts"))
     p.add_argument("--baseline-host", choices=("auto", "nginx", "python"), default="auto",
                    help="nginx+fcgiwrap (auto: when both exist) or the Python CGI bridge")
+    p.add_argument("--only", choices=("all", "server", "helper"), default="all",
+                   help="server: hubfs against git http-backend; helper: git clone hf:// against stock git + git-lfs")
     add_output_args(p)
     args = p.parse_args(argv)
-    if args.files < 1 or args.lfs_objects < 1 or args.lfs_mib < 1 or args.runs < 1:
-        p.error("--files, --lfs-objects, --lfs-mib and --runs must be >= 1")
+    if args.files < 1 or args.lfs_objects < 1 or args.lfs_mib < 1 or args.runs < 1 or args.lfs_kib < 0:
+        p.error("--files, --lfs-objects, --lfs-mib and --runs must be >= 1 (--lfs-kib >= 0)")
     return args
 
 
@@ -599,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info({"git": tool_version(["git", "--version"]), "git-lfs": tool_version(["git", "lfs", "version"]),
                          "nginx": tool_version([NGINX, "-v"])})
     print(machine_line(info, TOOLS), flush=True)
+    times: dict[str, dict[str, list[float]]] = {}
+    helper: dict[str, Any] = {}
+    baseline = ""
     with workdir(args.keep, "hubfs-bench-git-") as tmp, contextlib.ExitStack() as stack:
         os.environ.setdefault("HF_HOME", str(tmp / "hf-home"))
         env = setup_home(tmp / "home")
@@ -612,25 +780,34 @@ def main(argv: list[str] | None = None) -> int:
         hub_head = run(["git", "ls-remote", hub_url, "refs/heads/main"], env).split()[0]
         if hub_head != src.head:
             raise RuntimeError(f"hubfs main is {hub_head} after the push, expected {src.head}")
-        project_root = tmp / "cgi-root"
-        make_bare(src, project_root, env)
-        base_url, baseline = start_baseline(stack, tmp, project_root, src, env, args.baseline_host)
-        print(f"baseline at {base_url}: {baseline}", flush=True)
-        times = measure({"hubfs": hub_url, "baseline": base_url}, src, env, tmp, args.runs)
-    best = summarize(times)
+        if args.only in ("all", "server"):
+            project_root = tmp / "cgi-root"
+            make_bare(src, project_root, env)
+            base_url, baseline = start_baseline(stack, tmp, project_root, src, env, args.baseline_host)
+            print(f"baseline at {base_url}: {baseline}", flush=True)
+            times = measure({"hubfs": hub_url, "baseline": base_url}, src, env, tmp, args.runs)
+        if args.only in ("all", "helper"):
+            print("git clone hf:// (git-remote-hf, no git-lfs) against stock git clone + git-lfs, same hub:", flush=True)
+            helper = measure_helper(endpoint, token, src, env, tmp, args)
     print()
     print(machine_line(info, TOOLS))
-    print()
-    print_results(best, args.runs)
-    ratio = best["full"]["ratio"]
-    met = ratio <= GOAL
-    print(f"\ngoal (full clone wall time within {GOAL}x of git http-backend, best of {args.runs} each): "
-          f"{ratio:.2f}x -> {'met' if met else 'NOT met'} (median of per-run ratios: "
-          f"{best['full']['median_paired_ratio']:.2f}x)")
-    print_notes(baseline, args, push_s)
+    met = True
+    best: dict[str, dict[str, float]] = {}
+    if times:
+        best = summarize(times)
+        print()
+        print_results(best, args.runs)
+        ratio = best["full"]["ratio"]
+        met = ratio <= GOAL
+        print(f"\ngoal (full clone wall time within {GOAL}x of git http-backend, best of {args.runs} each): "
+              f"{ratio:.2f}x -> {'met' if met else 'NOT met'} (median of per-run ratios: "
+              f"{best['full']['median_paired_ratio']:.2f}x)")
+        print_notes(baseline, args, push_s)
+    helper_met = print_helper(helper, args) if helper else None
     if args.json:
         write_json(args.json, info, args, baseline=baseline, push_seconds=push_s, labels=SCENARIOS, runs=times,
-                   best=best, goal=GOAL, goal_met=met)
+                   best=best, goal=GOAL, goal_met=met if times else None, helper=helper, helper_goals=HELPER_GOALS,
+                   helper_goals_met=helper_met)
     return 0
 
 

@@ -42,13 +42,23 @@ if [ ! -d .venv/hf_xet-1.6.0/hf_xet ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target .venv/hf_xet-1.6.0 \
     "hf_xet==1.6.0" 2>&1 | quiet_pip
 fi
+# Older official clients, each in its own venv (tests/compat/test_client_versions.py): the last 0.x and 1.x.
+for hf_hub in 0.36.2 1.33.0; do
+  if [ ! -x ".venv/hf_hub-$hf_hub/bin/hf" ]; then
+    python3 -m venv ".venv/hf_hub-$hf_hub"
+    ".venv/hf_hub-$hf_hub/bin/python" -m pip install -q --disable-pip-version-check "huggingface_hub==$hf_hub" \
+      2>&1 | quiet_pip
+  fi
+done
 # torch is an optional extra; a bare `torch` would pull a multi-GB CUDA build, so pin the CPU wheel.
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | quiet_pip
 fi
 
 # Static checks first: a lint or type error fails the run like a failing test.
-echo "test.sh: ruff check hubfs && mypy hubfs"
-.venv/bin/ruff check -q hubfs
-.venv/bin/mypy hubfs
+# git-remote-hf/ is the package git_remote_hf (pyproject's package-dir): mypy finds it through a link.
+mkdir -p .venv/typecheck && ln -sfn ../../git-remote-hf .venv/typecheck/git_remote_hf
+echo "test.sh: ruff check hubfs git-remote-hf && mypy hubfs git_remote_hf"
+.venv/bin/ruff check -q hubfs git-remote-hf
+MYPYPATH=.venv/typecheck .venv/bin/mypy hubfs -p git_remote_hf
 exec .venv/bin/python -m pytest "$@"

@@ -207,8 +207,9 @@ class HubClient:
 
     def create_repo(self, repo_type: str, repo_id: str, *, private: bool = False, exist_ok: bool = False,
                     space_sdk: str | None = None) -> str:
-        ns, name = repo_id.split("/")
-        body: dict[str, Any] = {"name": name, "organization": ns, "visibility": "private" if private else "public"}
+        ns, _, name = repo_id.rpartition("/")  # a canonical id (``gpt2``) has no namespace
+        body: dict[str, Any] = {"name": name, "organization": ns or None,
+                                "visibility": "private" if private else "public"}
         if RepoType.parse(repo_type) is not RepoType.MODEL:
             body["type"] = RepoType.parse(repo_type).value
         if space_sdk:
@@ -221,8 +222,8 @@ class HubClient:
             raise
 
     def delete_repo(self, repo_type: str, repo_id: str) -> None:
-        ns, name = repo_id.split("/")
-        body: dict[str, Any] = {"name": name, "organization": ns}
+        ns, _, name = repo_id.rpartition("/")
+        body: dict[str, Any] = {"name": name, "organization": ns or None}
         if RepoType.parse(repo_type) is not RepoType.MODEL:
             body["type"] = RepoType.parse(repo_type).value
         self.transport.request("DELETE", "/api/repos/delete", json_body=body, retry=False)

@@ -1,4 +1,4 @@
-"""The FUSE mount: a repo, or a whole hub, as a folder (``hubfs mount``; one repo's branch read-write).
+"""The FUSE mount: a repo, or a whole hub, as a folder (``hubfs mount``; ``--read-write``: commits to branches).
 
 - :mod:`~hubfs.mount.tree`: one commit's entry table, from one recursive listing;
 - :mod:`~hubfs.mount.repo`: a repo at one commit, switched atomically on refresh; the Namespace protocol;
@@ -7,6 +7,7 @@
 - :mod:`~hubfs.mount.inorder`: the kernel's parallel read-ahead requests, put back in file order;
 - :mod:`~hubfs.mount.ops`: the mfusepy operations (write operations forwarded to one hook);
 - :mod:`~hubfs.mount.writable`: ``--read-write``: the staged overlay namespace and the write operations;
+- :mod:`~hubfs.mount.hub_writes`: ``--all --read-write``: each repo's writes, above them EPERM;
 - :mod:`~hubfs.mount.staging` (with :mod:`~hubfs.mount.overlay`, :mod:`~hubfs.mount.journal`): changes
   staged on local disk, journaled, committed in batches;
 - :mod:`~hubfs.mount.libfuse`: mfusepy over libfuse3, kernel cache invalidation;

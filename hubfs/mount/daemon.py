@@ -8,9 +8,10 @@ mount is left. ``--foreground`` runs :func:`serve` in the calling process instea
 
 :func:`serve` validates before mounting: it resolves the revision and lists the commit (one-repo
 mount), or checks the token (``whoami``) or the endpoint (whole hub); then runs mfusepy's
-multi-threaded loop, with ``ro`` unless ``--read-write`` (one repo's branch only: then the branch is
-checked, and the staging area of :mod:`hubfs.mount.writable` opened, which commits changes a crashed
-mount of that branch left staged). Once the kernel answers it raises the bdi ``read_ahead_kb`` (root
+multi-threaded loop, with ``ro`` unless ``--read-write`` (one repo: then the branch is checked, and the
+staging area of :mod:`hubfs.mount.writable` opened, which commits changes a crashed mount of that branch
+left staged; the whole hub: :mod:`hubfs.mount.hub_writes`, which opens every staging area left with
+changes now, and each repo's own at its first change). Once the kernel answers it raises the bdi ``read_ahead_kb`` (root
 only), starts the ``--refresh`` poller, writes a pid file and says ``ready``. It returns when the
 mount goes away (``hubfs umount``, ``fusermount3 -u``, SIGTERM/SIGINT/SIGHUP: libfuse unmounts).
 
@@ -53,6 +54,7 @@ from hubfs.mount import kernel
 from hubfs.paths import RepoRef, RepoType
 
 if TYPE_CHECKING:
+    from hubfs.mount.hub_writes import HubWrites
     from hubfs.mount.writable import StagedWrites
 
 log = logging.getLogger("hubfs.mount")
@@ -192,24 +194,24 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
     """Validate, mount at ``spec.mountpoint`` and serve until unmounted (see the module docstring).
     Raises a :class:`~hubfs.errors.HubfsError` (nothing mounted) when validation or mounting fails."""
     from hubfs.mount.hub_root import HubRoot
-    from hubfs.mount.libfuse import load
+    from hubfs.mount.hub_writes import HubWrites
+    from hubfs.mount.libfuse import fuse_class, load
     from hubfs.mount.ops import HubOperations, Timeouts
     from hubfs.mount.readers import Readers
     from hubfs.mount.refresh import Poller
     from hubfs.mount.repo import RepoView
+    from hubfs.mount.writable import StagedWrites
 
     mfusepy = load()
     check_mountpoint(spec.mountpoint)
     client = HubClient(config=config.HubConfig.load(spec.endpoint, None, spec.cache_dir), timeout=spec.timeout,
                        max_retries=2)
     readers: Readers | None = None
-    writes: StagedWrites | None = None
+    writes: StagedWrites | HubWrites | None = None
     try:
         recheck = spec.refresh is not None
         ns: RepoView | HubRoot
         repo = spec.repo
-        if repo is None and spec.read_write:
-            raise MountError("--read-write mounts one repo's branch (REPO[@BRANCH]), not --all.")
         readers = Readers(client, timeout=spec.timeout)
         if repo is not None:
             ns = RepoView(client, repo, spec.revision, recheck=recheck)
@@ -221,11 +223,15 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
         else:
             _check_hub(client)
             ns = HubRoot(client, recheck=recheck)
-            what = f"the whole hub {client.endpoint}"
+            what = f"the whole hub {client.endpoint}" + (" (read-write)" if spec.read_write else "")
             timeouts = Timeouts(entry=10.0, attr=10.0)
-        ops = HubOperations(writes.ns if writes is not None else ns, readers, timeouts=timeouts, writes=writes,
-                            stream_window=spec.read_ahead_kb << 10)
+            if spec.read_write:
+                writes = HubWrites(client, ns, readers, debounce=spec.commit_delay)
+        shown = writes.ns if isinstance(writes, StagedWrites) else ns
+        ops = HubOperations(shown, readers, timeouts=timeouts, writes=writes, stream_window=spec.read_ahead_kb << 10)
         ns.on_change = ops.changed
+        if isinstance(writes, HubWrites) and writes.recover():
+            log.info("read-write: staged changes of earlier mounts recovered; committing them")
         poller = Poller(ns, spec.refresh) if spec.refresh else None
         failed = threading.Event()
         watcher = threading.Thread(target=_announce, args=(spec, ops, poller, failed, what, notify),
@@ -235,7 +241,7 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
         log.info("mounting %s at %s%s", what, spec.mountpoint, " (allow_other)" if others else "")
         shared = {"allow_other": True, "default_permissions": True} if others else {}
         try:
-            mfusepy.FUSE(ops, spec.mountpoint, foreground=True, raw_fi=True, ro=not spec.read_write, subtype="hubfs",
+            fuse_class(mfusepy)(ops, spec.mountpoint, foreground=True, raw_fi=True, ro=not spec.read_write, subtype="hubfs",
                        fsname=f"hubfs:{spec.describe() if repo is not None else client.endpoint}",
                        max_idle_threads=64, **shared)
         except RuntimeError as exc:  # libfuse's status: a failed mount, or a loop ended by a signal
@@ -264,21 +270,11 @@ def _staged(client: HubClient, view: object, readers: object, spec: MountSpec) -
     what a crashed mount left; refused when another mount of the branch holds it)."""
     from hubfs.mount.readers import Readers
     from hubfs.mount.repo import RepoView
-    from hubfs.mount.staging import StagingArea
-    from hubfs.mount.writable import Overlaid, StagedWrites, check_branch, staging_root
+    from hubfs.mount.writable import check_branch, open_staged
 
     assert isinstance(view, RepoView) and isinstance(readers, Readers)
-    branch = check_branch(client, view.repo, spec.revision)
-    overlaid = Overlaid(view)
-
-    def committed(sha: str) -> None:
-        view.show(sha)  # the mount shows its own commit at once (and drops the kernel's cache of what changed)
-
-    overlaid.staging = StagingArea(client, view.repo, branch, staging_root(client.config.cache_dir, view.repo, branch),
-                                   debounce=spec.commit_delay, log=log, base=lambda: view.sha, on_commit=committed)
-    log.info("read-write: changes to %s@%s staged in %s, committed %s s after the last one", view.repo, branch,
-             overlaid.staging.root, spec.commit_delay)
-    return StagedWrites(overlaid, readers)
+    return open_staged(client, view, readers, check_branch(client, view.repo, spec.revision),
+                       debounce=spec.commit_delay)
 
 
 def _check_hub(client: HubClient) -> None:

@@ -10,21 +10,38 @@ revision of the same repo the same way. A private repo the token cannot see is s
 as the hub hides it. Misses are remembered ``NEGATIVE_TTL`` seconds.
 
 The root lists ``datasets``, ``spaces`` and the model namespaces found so far; ``datasets`` and
-``spaces`` list the namespaces of their type found so far.
+``spaces`` list the namespaces of their type found so far. Folder link counts are 2 + subfolders where
+that costs no request (a repo's folder before anything inside it was looked at shows 1, "not counted").
+
+A read-write whole-hub mount (:mod:`hubfs.mount.hub_writes`) puts a layer over a repo (:meth:`HubRoot.layer`:
+its staged changes on top of the view); :meth:`HubRoot.place` tells where a mount path lies.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from hubfs.client.api import HubClient
 from hubfs.errors import InvalidNameError, NotFoundError
-from hubfs.mount.repo import NEGATIVE_TTL, ChangeListener, Node, RepoView
+from hubfs.mount.repo import NEGATIVE_TTL, ChangeListener, Namespace, Node, RepoView
 from hubfs.paths import RepoRef, RepoType, validate_name, validate_revision
 
 TYPE_FOLDERS = {"datasets": RepoType.DATASET, "spaces": RepoType.SPACE}
 NamespaceKey = tuple[RepoType, str]
+RepoKey = tuple[RepoType, str]  # (type, "ns/name[@rev]")
+ROOT, NAMESPACE, REPO, INSIDE = 0, 1, 2, 3  # Place.depth
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a mount path lies: ``depth`` ROOT (the root or a type folder), NAMESPACE, REPO (a repo's folder)
+    or INSIDE a repo; ``key`` of the repo (REPO, INSIDE) and ``rest``, the path inside it (INSIDE)."""
+
+    depth: int
+    key: RepoKey | None = None
+    rest: str = ""
 
 
 class HubRoot:
@@ -38,26 +55,55 @@ class HubRoot:
         self._names: dict[NamespaceKey, tuple[float, frozenset[str]]] = {}  # (expiry, repo names)
         self._views: dict[tuple[RepoType, str], RepoView] = {}  # (type, "ns/name[@rev]")
         self._misses: dict[tuple[RepoType, str], float] = {}  # (type, "ns" or "ns/name[@rev]") -> expiry
+        self._layers: dict[RepoKey, Namespace] = {}  # what a repo shows instead of its view (read-write mounts)
 
     # -- the namespace --------------------------------------------------------------------------------
 
     def lookup(self, path: str) -> Node | None:
         parts = path.split("/") if path else []
         repo_type, parts = self._typed(parts)
-        if not parts:
-            return self._folder()  # the root or a type folder
+        if not parts:  # the root or a type folder
+            return self._folder(2 + len(self.listdir(path) or ()))
         names = self._repo_names(repo_type, parts[0])
         if not names:
             return None
         if len(parts) == 1:
-            return self._folder()  # a namespace
+            return self._folder(2 + len(names))  # a namespace
         view = self._known_view(repo_type, parts[0], parts[1])
         if view is None and len(parts) == 2 and parts[1] in names:
             return self._folder()  # a listed repo: no request until something inside it is looked at
         view = view or self._view(repo_type, parts[0], parts[1])
         if view is None:
             return None
-        return self._folder() if len(parts) == 2 else view.lookup("/".join(parts[2:]))
+        shown = self._shown((repo_type, f"{parts[0]}/{parts[1]}"), view)
+        if len(parts) == 2:
+            top = shown.lookup("") if view.listed else None
+            return self._folder(top.nlink if top is not None else 1)
+        return shown.lookup("/".join(parts[2:]))
+
+    def place(self, path: str) -> Place:
+        """Where mount path ``path`` lies (nothing is asked of the hub)."""
+        parts = path.split("/") if path else []
+        repo_type, parts = self._typed(parts)
+        if len(parts) < 2:
+            return Place(ROOT if not parts else NAMESPACE)
+        key = (repo_type, f"{parts[0]}/{parts[1]}")
+        return Place(REPO, key) if len(parts) == 2 else Place(INSIDE, key, "/".join(parts[2:]))
+
+    def repo(self, key: RepoKey) -> RepoView | None:
+        """The view of the repo ``key`` names (created on first use); None when the caller cannot see it."""
+        ns, _, name_rev = key[1].partition("/")
+        return self._view(key[0], ns, name_rev)
+
+    def layer(self, key: RepoKey, shown: Namespace) -> None:
+        """Show ``shown`` (a namespace of the repo's paths, e.g. its view with staged changes on top) for
+        repo ``key`` from now on."""
+        with self._lock:
+            self._layers[key] = shown
+
+    def _shown(self, key: RepoKey, view: RepoView) -> Namespace:
+        with self._lock:
+            return self._layers.get(key, view)
 
     def listdir(self, path: str) -> list[tuple[str, bool]] | None:
         parts = path.split("/") if path else []
@@ -70,7 +116,9 @@ class HubRoot:
             names = self._repo_names(repo_type, parts[0])
             return [(name, True) for name in sorted(names)] if names else None
         view = self._view(repo_type, parts[0], parts[1])
-        return view.listdir("/".join(parts[2:])) if view is not None else None
+        if view is None:
+            return None
+        return self._shown((repo_type, f"{parts[0]}/{parts[1]}"), view).listdir("/".join(parts[2:]))
 
     def views(self) -> list[RepoView]:
         with self._lock:
@@ -84,8 +132,8 @@ class HubRoot:
             return TYPE_FOLDERS[parts[0]], parts[1:]
         return RepoType.MODEL, parts
 
-    def _folder(self) -> Node:
-        return Node(True, 0, self.born)
+    def _folder(self, nlink: int = 1) -> Node:
+        return Node(True, 0, self.born, nlink=nlink)
 
     def _known_namespaces(self, repo_type: RepoType) -> set[str]:
         with self._lock:
@@ -147,4 +195,4 @@ class HubRoot:
         return f"{repo_type.url_prefix}{rid}"
 
 
-__all__ = ["TYPE_FOLDERS", "HubRoot"]
+__all__ = ["INSIDE", "NAMESPACE", "REPO", "ROOT", "TYPE_FOLDERS", "HubRoot", "Place", "RepoKey"]

@@ -8,6 +8,7 @@ the kernel cache notifications used after a refresh.
 :class:`Invalidator` drops the kernel's cached pages and attributes of a path with
 ``fuse_invalidate_path`` (libfuse >= 3.1): the ``struct fuse`` is taken from the FUSE context during
 ``init``, and notifications are sent from a thread of their own, never from inside a request.
+:func:`fuse_class` is mfusepy's ``FUSE`` with renameat2's flags passed on.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ def load() -> ModuleType:
         raise MountError(f"hubfs needs libfuse 3, but mfusepy loaded libfuse {mfusepy.fuse_version_major}."
                          f"{mfusepy.fuse_version_minor} (FUSE_LIBRARY_PATH={os.environ.get('FUSE_LIBRARY_PATH')}).")
     return mfusepy
+
+
+def fuse_class(mfusepy: ModuleType) -> type:
+    """mfusepy's ``FUSE``, passing renameat2's flags on as ``operations.rename(old, new, flags)`` (mfusepy
+    drops them, which would turn RENAME_NOREPLACE into a plain rename)."""
+
+    class HubFUSE(mfusepy.FUSE):  # type: ignore[misc,name-defined]
+        def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+            result: int = self.operations.rename(old.decode(self.encoding, self.errors),
+                                                 new.decode(self.encoding, self.errors), flags)
+            return result
+
+    return HubFUSE
 
 
 class Invalidator:
@@ -80,4 +94,4 @@ class Invalidator:
         self._pool.shutdown(wait=True)
 
 
-__all__ = ["Invalidator", "load"]
+__all__ = ["Invalidator", "fuse_class", "load"]

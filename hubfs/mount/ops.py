@@ -20,10 +20,13 @@ Reads go through a :class:`~hubfs.mount.repo.Namespace` (one repo, or the whole 
 
 Writes: every call that changes something is forwarded to ``self.writes``, a :class:`WriteOps`. A
 read-only mount uses :class:`ReadOnly` (EROFS for all, and the kernel mount is ``ro`` too); the
-read-write mount plugs its staging in there (:class:`~hubfs.mount.writable.StagedWrites`), and a handle
+read-write mount plugs its staging in there (:class:`~hubfs.mount.writable.StagedWrites`, or
+:class:`~hubfs.mount.hub_writes.HubWrites` for a whole hub), and a handle
 it returns from ``create``/``open_write``/``open_read`` (a staged file's local copy, asked first by
 ``open``) lives in the same handle table as readers (it only needs ``read`` and ``close``). Files and
-folders show writable modes on a read-write mount; ``destroy`` closes the staging (which commits).
+folders show writable modes on a read-write mount (or the mode, owner and times it kept for them, see
+:class:`~hubfs.mount.repo.Node`); ``destroy`` closes the staging (which commits). ``statfs``: see its
+docstring; folder link counts: 2 + subfolders.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ MAX_REQUEST = 1 << 20  # bytes per FUSE read or write request (the kernel's limi
 MAX_READAHEAD = 16 << 20  # offered in init; the bdi read_ahead_kb written after init is what counts
 MAX_BACKGROUND = 64  # async requests (read-ahead) in flight; the kernel default is 12
 BLKSIZE = 1 << 20  # st_blksize: cp, cat and friends read this much at a time
+FRSIZE = 4096  # statfs: the block size df counts in
+NAME_MAX = 255
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -77,17 +82,31 @@ class WriteOps(Protocol):
     """Every change a mount may be asked for (paths have no leading slash). The read-write mount's
     staging implements this; :class:`ReadOnly` refuses everything with EROFS."""
 
-    def create(self, path: str, mode: int) -> Handle: ...
+    def create(self, path: str, mode: int, owner: tuple[int, int] | None = None) -> Handle:
+        """A new file, with ``mode`` and ``owner`` (uid, gid: the caller's)."""
+        ...
     def open_write(self, path: str, flags: int) -> Handle: ...
     def write(self, handle: Handle, data: bytes, offset: int) -> int: ...
     def truncate(self, path: str, length: int, handle: Handle | None) -> None: ...
     def flush(self, handle: Handle) -> None: ...
-    def fsync(self, handle: Handle, datasync: bool) -> None: ...
+    def fsync(self, handle: Handle, datasync: bool, path: str = "") -> None: ...
     def unlink(self, path: str) -> None: ...
-    def mkdir(self, path: str, mode: int) -> None: ...
+    def mkdir(self, path: str, mode: int, owner: tuple[int, int] | None = None) -> None: ...
     def rmdir(self, path: str) -> None: ...
-    def rename(self, old: str, new: str) -> None: ...
-    def refuse(self, what: str, path: str) -> None: ...
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        """rename(2); ``flags``: renameat2's (RENAME_NOREPLACE, RENAME_EXCHANGE, ...)."""
+        ...
+    def chmod(self, path: str, mode: int) -> None: ...
+    def chown(self, path: str, uid: int, gid: int) -> None: ...
+    def utimens(self, path: str, times: tuple[int, int] | None) -> None:
+        """``times``: (atime, mtime) in ns, UTIME_NOW/UTIME_OMIT as libfuse passes them; None: now."""
+        ...
+    def refuse(self, what: str, path: str) -> None:
+        """Links, symlinks, fifos, device nodes."""
+        ...
+    def space(self) -> os.statvfs_result | None:
+        """The disk changes are staged on (its free space is the mount's); None: a read-only mount."""
+        ...
     def open_read(self, path: str) -> Handle | None:
         """A read handle of a file staged here (its local copy); None: read the hub."""
         ...
@@ -103,11 +122,15 @@ class ReadOnly:
         raise _fuse.FuseOSError(errno.EROFS)
 
     create = open_write = write = truncate = unlink = mkdir = rmdir = rename = refuse = _erofs
+    chmod = chown = utimens = _erofs
 
     def flush(self, handle: Handle) -> None:
         return None
 
-    def fsync(self, handle: Handle, datasync: bool) -> None:
+    def fsync(self, handle: Handle, datasync: bool, path: str = "") -> None:
+        return None
+
+    def space(self) -> os.statvfs_result | None:
         return None
 
     def open_read(self, path: str) -> Handle | None:
@@ -115,6 +138,12 @@ class ReadOnly:
 
     def close(self) -> None:
         return None
+
+
+def _caller() -> tuple[int, int]:
+    """(uid, gid) of the process whose request is being served (the owner of what it creates)."""
+    uid, gid, _ = _fuse.fuse_get_context()
+    return uid, gid
 
 
 def _errno(fn: F) -> F:
@@ -209,10 +238,14 @@ class HubOperations(Operations):
         return node
 
     def _stat(self, node: Node) -> dict[str, Any]:
-        mode = ((stat.S_IFDIR | 0o555) if node.is_dir else (stat.S_IFREG | 0o444)) | self._write_bits
-        return {"st_mode": mode, "st_nlink": 2 if node.is_dir else 1, "st_size": node.size,
-                "st_blocks": (node.size + 511) // 512, "st_blksize": BLKSIZE, "st_uid": self.uid,
-                "st_gid": self.gid, "st_mtime": node.mtime_ns, "st_ctime": node.mtime_ns, "st_atime": node.mtime_ns}
+        bits = node.mode if node.mode is not None else ((0o555 if node.is_dir else 0o444) | self._write_bits)
+        mtime = node.mtime_ns
+        return {"st_mode": (stat.S_IFDIR if node.is_dir else stat.S_IFREG) | bits,
+                "st_nlink": node.nlink if node.is_dir else 1, "st_size": node.size,
+                "st_blocks": (node.size + 511) // 512, "st_blksize": BLKSIZE,
+                "st_uid": self.uid if node.uid is None else node.uid, "st_gid": self.gid if node.gid is None else node.gid,
+                "st_mtime": mtime, "st_ctime": max(mtime, node.ctime_ns or 0),
+                "st_atime": mtime if node.atime_ns is None else node.atime_ns}
 
     @_errno
     def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
@@ -234,11 +267,18 @@ class HubOperations(Operations):
 
     @_errno
     def statfs(self, path: str) -> dict[str, int]:
-        views = self.ns.views()
-        used = sum(v.tree().total_size for v in views if v.listed) if views else 0
-        files = sum(len(v.tree().entries) for v in views if v.listed) if views else 0
-        return {"f_bsize": BLKSIZE, "f_frsize": 4096, "f_blocks": (used + 4095) // 4096, "f_bfree": 0,
-                "f_bavail": 0, "f_files": files, "f_ffree": 0, "f_namemax": 255}
+        """``df``: used = the files of the commits shown (the repos listed so far); free = the staging disk's
+        free space on a read-write mount, 0 on a read-only one. Blocks of ``FRSIZE`` bytes."""
+        views = [v for v in self.ns.views() if v.listed]
+        used = sum(v.tree().total_size for v in views)
+        files = sum(len(v.tree().entries) for v in views)
+        free = free_files = 0
+        disk = self.writes.space()
+        if disk is not None:
+            free, free_files = disk.f_bavail * disk.f_frsize // FRSIZE, disk.f_favail
+        return {"f_bsize": FRSIZE, "f_frsize": FRSIZE, "f_blocks": (used + FRSIZE - 1) // FRSIZE + free,
+                "f_bfree": free, "f_bavail": free, "f_files": files + free_files, "f_ffree": free_files,
+                "f_favail": free_files, "f_namemax": NAME_MAX}
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -313,7 +353,7 @@ class HubOperations(Operations):
 
     @_errno
     def fsync(self, path: str, datasync: int, fi: Any) -> int:
-        self.writes.fsync(self._handle(fi), bool(datasync))
+        self.writes.fsync(self._handle(fi), bool(datasync), (path or "").strip("/"))
         return 0
 
     # -- changes: all forwarded to self.writes (the read-write mount's staging plugs in here) -------------
@@ -321,7 +361,7 @@ class HubOperations(Operations):
     @_errno
     def create(self, path: str, mode: int, fi: Any) -> int:
         rel = path.strip("/")
-        return self._register(fi, self.writes.create(rel, mode), rel, "", keep=False)
+        return self._register(fi, self.writes.create(rel, mode, _caller()), rel, "", keep=False)
 
     @_errno
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
@@ -339,7 +379,7 @@ class HubOperations(Operations):
 
     @_errno
     def mkdir(self, path: str, mode: int) -> int:
-        self.writes.mkdir(path.strip("/"), mode)
+        self.writes.mkdir(path.strip("/"), mode, _caller())
         return 0
 
     @_errno
@@ -348,23 +388,23 @@ class HubOperations(Operations):
         return 0
 
     @_errno
-    def rename(self, old: str, new: str) -> int:
-        self.writes.rename(old.strip("/"), new.strip("/"))
+    def rename(self, old: str, new: str, flags: int = 0) -> int:
+        self.writes.rename(old.strip("/"), new.strip("/"), flags)  # flags: see libfuse.HubFUSE
         return 0
 
     @_errno
     def chmod(self, path: str, mode: int) -> int:
-        self.writes.refuse("chmod", path.strip("/"))
+        self.writes.chmod(path.strip("/"), mode)
         return 0
 
     @_errno
     def chown(self, path: str, uid: int, gid: int) -> int:
-        self.writes.refuse("chown", path.strip("/"))
+        self.writes.chown(path.strip("/"), uid, gid)
         return 0
 
     @_errno
     def utimens(self, path: str, times: Any = None) -> int:
-        self.writes.refuse("utimens", path.strip("/"))  # a read-write mount keeps no times: accepted, ignored
+        self.writes.utimens(path.strip("/"), tuple(times) if times is not None else None)
         return 0
 
     @_errno

@@ -29,10 +29,30 @@ class Origin:
 
 
 @dataclass(frozen=True)
+class Attrs:
+    """Permission bits and owner of an entry made or staged here (None: the mount's defaults). Kept until
+    the entry is committed (the Hub stores none of them)."""
+
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+    def record(self) -> dict[str, int]:
+        return {k: v for k, v in (("mode", self.mode), ("uid", self.uid), ("gid", self.gid)) if v is not None}
+
+    @classmethod
+    def parse(cls, raw: Any) -> Attrs | None:
+        if not raw:
+            return None
+        return cls(*(int(raw[k]) if raw.get(k) is not None else None for k in ("mode", "uid", "gid")))
+
+
+@dataclass(frozen=True)
 class Staged:
     """What the mount shows at a path instead of the remote commit. ``file``: content in ``local`` (or, when
     None, ``origin``); ``dir``: a folder, ``opaque`` when the remote folder there is hidden (list only the
-    staged children); ``deleted``: the remote path (and all under it) is gone."""
+    staged children); ``deleted``: the remote path (and all under it) is gone. ``attrs``: mode and owner kept
+    for it; ``*_ns``: a local copy's own times."""
 
     kind: Literal["file", "dir", "deleted"]
     local: Path | None = None
@@ -40,6 +60,10 @@ class Staged:
     mtime: float = 0.0
     origin: Origin | None = None
     opaque: bool = False
+    attrs: Attrs | None = None
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+    ctime_ns: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,9 +75,12 @@ class Entry:
     origin: Origin | None = None
     base: str | None = None
     mtime: float = 0.0
+    attrs: Attrs | None = None
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "mtime": self.mtime}
+        if self.attrs is not None:
+            out["attrs"] = self.attrs.record()
         if self.kind == "file":
             out["base"] = self.base
             if self.blob is not None:
@@ -65,13 +92,14 @@ class Entry:
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Entry:
+        attrs = Attrs.parse(raw.get("attrs"))
         if raw["kind"] == "dir":
-            return cls("dir", mtime=float(raw.get("mtime", 0)))
+            return cls("dir", mtime=float(raw.get("mtime", 0)), attrs=attrs)
         o = raw.get("origin")
         origin = Origin(str(o["commit"]), str(o["path"]), int(o["size"]), o.get("lfs")) if o else None
         if raw.get("blob") is None and origin is None:
             raise ValueError("a staged file needs a blob or an origin")
-        return cls("file", raw.get("blob"), origin, raw.get("base"), float(raw.get("mtime", 0)))
+        return cls("file", raw.get("blob"), origin, raw.get("base"), float(raw.get("mtime", 0)), attrs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,4 +207,4 @@ def _unindex(index: dict[str, set[str]], parent: str, name: str) -> None:
             del index[parent]
 
 
-__all__ = ["Deleted", "Entry", "Origin", "Overlay", "Staged"]
+__all__ = ["Attrs", "Deleted", "Entry", "Origin", "Overlay", "Staged"]

@@ -35,7 +35,12 @@ ChangeListener = Callable[[str, list[str]], None]  # (mount path of the repo's r
 
 @dataclass(frozen=True)
 class Node:
-    """What a mount path names: a folder, or a file of ``view`` at commit ``sha`` (``path`` in the repo)."""
+    """What a mount path names: a folder, or a file of ``view`` at commit ``sha`` (``path`` in the repo).
+
+    ``nlink``: a folder's link count, 2 + its subfolders (1 when not known without a request: the "not
+    counted" convention ``find`` understands); files 1. ``mode`` (permission bits), ``uid``/``gid``,
+    ``atime_ns`` and ``ctime_ns``: set where the mount keeps them (staged entries, touched files); None: the
+    defaults (the mount's modes and owner, all times ``mtime_ns``)."""
 
     is_dir: bool
     size: int
@@ -44,6 +49,12 @@ class Node:
     path: str = ""
     entry: FileEntry | None = None
     sha: str = ""
+    nlink: int = 1
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    atime_ns: int | None = None
+    ctime_ns: int | None = None
 
     @property
     def etag(self) -> str:
@@ -126,7 +137,8 @@ class RepoView:
             entry = tree.entry(path)
         if entry is None:
             return None
-        return Node(entry.is_dir, entry.size, tree.times[path], self, path, entry, tree.sha)
+        return Node(entry.is_dir, entry.size, tree.times[path], self, path, entry, tree.sha,
+                    nlink=2 + tree.subdirs.get(path, 0) if entry.is_dir else 1)
 
     def listdir(self, path: str) -> list[tuple[str, bool]] | None:
         tree = self.tree()

@@ -21,7 +21,8 @@ What is staged lives in an :class:`~hubfs.mount.overlay.Overlay` in memory and o
 Journal records: ``{"hubfs_staging": 1, "repo": "model/ns/name", "branch": "main"}`` first, then
 ``{"path": P, "entry": E}`` (E: ``{"kind": "file", "blob": id, "base": sha, "mtime": t}``, or a
 renamed remote file ``{"kind": "file", "origin": {"commit", "path", "size", "lfs"}, "base", "mtime"}``,
-or ``{"kind": "dir", "mtime": t}``, or null for none) and ``{"path": P, "deleted": {"base": sha} | null}``.
+or ``{"kind": "dir", "mtime": t}``, or null for none; entries made or chmod'ed here add
+``"attrs": {"mode", "uid", "gid"}``) and ``{"path": P, "deleted": {"base": sha} | null}``.
 ``base`` is the commit the mount showed when the path was staged (how conflicts are found). Each
 mutation appends its records with one write and an fsync; content files appear (temp + rename) before
 the record naming them and disappear after the record dropping them; after each commit the journal is
@@ -65,7 +66,7 @@ from hubfs.errors import (
     RevisionNotFoundError,
 )
 from hubfs.mount.journal import Journal
-from hubfs.mount.overlay import Deleted, Entry, Origin, Overlay, Staged, parents
+from hubfs.mount.overlay import Attrs, Deleted, Entry, Origin, Overlay, Staged, parents
 from hubfs.paths import RepoRef, validate_path_in_repo
 
 if TYPE_CHECKING:
@@ -171,15 +172,18 @@ class StagingArea:
 
     # -- mutations -------------------------------------------------------------------------------------
 
-    def create(self, path: str) -> Path:
-        """A new empty local file for ``path`` (replacing a staged, deleted or remote one), open for writing."""
-        return self.open_for_write(path, None, truncate=True)
+    def create(self, path: str, attrs: Attrs | None = None) -> Path:
+        """A new empty local file for ``path`` (replacing a staged, deleted or remote one), open for writing;
+        ``attrs``: its mode and owner (kept until committed)."""
+        return self.open_for_write(path, None, truncate=True, attrs=attrs)
 
-    def open_for_write(self, path: str, remote: Callable[[], Readable] | None, truncate: bool) -> Path:
+    def open_for_write(self, path: str, remote: Callable[[], Readable] | None, truncate: bool,
+                       attrs: Attrs | None = None) -> Path:
         """The local file holding ``path``'s content, to write into in place; counts as one open write
         handle until :meth:`written`. Unless ``truncate``, a path not staged yet is first copied up from
         ``remote()`` (the content the mount shows: for a staged file with an ``origin``, that origin's
-        bytes); ``remote`` None means there is none (an empty file)."""
+        bytes); ``remote`` None means there is none (an empty file). ``attrs``: those of a path not staged
+        yet (a staged file keeps its own)."""
         path = _valid(path)
         base = self._base_sha()
         while True:
@@ -210,7 +214,7 @@ class StagingArea:
                     os.replace(tmp, self._blob_path(name))
                     records: list[dict[str, Any]] = []
                     self._ov.put(path, Entry("file", name, base=(seen.base if seen else None) or base,
-                                           mtime=time.time()), records)
+                                           mtime=time.time(), attrs=seen.attrs if seen else attrs), records)
                     self._open[name] = 1
                     self._append(records)
                     self._gc([seen.blob] if seen is not None and seen.blob else [])
@@ -248,15 +252,52 @@ class StagingArea:
             self._gc([e.blob] if e is not None and e.blob else [])
             self._schedule()
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, attrs: Attrs | None = None) -> None:
         """Make a folder; it stays local until a file lands in it (the Hub has no empty folders)."""
         path = _valid(path)
         with self._lock:
             if path in self._ov.entries:
                 raise FileExistsError(errno.EEXIST, "File exists", path)
             records: list[dict[str, Any]] = []
-            self._ov.put(path, Entry("dir", mtime=time.time()), records)
+            self._ov.put(path, Entry("dir", mtime=time.time(), attrs=attrs), records)
             self._append(records)
+
+    def set_attrs(self, path: str, mode: int | None = None, uid: int | None = None, gid: int | None = None) -> bool:
+        """chmod/chown of a folder made here or a file with a local copy: kept (journaled) until committed.
+        False (nothing done) for anything else: a remote file or folder, a renamed remote file."""
+        path = _valid(path)
+        with self._lock:
+            e = self._ov.entries.get(path)
+            if e is None or (e.kind == "file" and e.blob is None):
+                return False
+            old = e.attrs or Attrs()
+            attrs = Attrs(old.mode if mode is None else mode, old.uid if uid is None else uid,
+                          old.gid if gid is None else gid)
+            records: list[dict[str, Any]] = []
+            self._ov.put(path, replace(e, attrs=attrs), records)
+            self._append(records)
+            if e.blob is not None:
+                local = self._blob_path(e.blob)
+                st = os.stat(local)
+                os.utime(local, ns=(st.st_atime_ns, st.st_mtime_ns))  # its ctime: now
+                self._schedule()  # the entry changed identity: a commit running now leaves it staged
+            return True
+
+    def set_times(self, path: str, atime_ns: int, mtime_ns: int) -> bool:
+        """utimensat of a folder made here or a file with a local copy: kept until committed (the local copy's
+        own times). False (nothing done) for anything else."""
+        path = _valid(path)
+        with self._lock:
+            e = self._ov.entries.get(path)
+            if e is None or (e.kind == "file" and e.blob is None):
+                return False
+            if e.blob is not None:
+                os.utime(self._blob_path(e.blob), ns=(atime_ns, mtime_ns))
+                return True
+            records: list[dict[str, Any]] = []
+            self._ov.put(path, replace(e, mtime=mtime_ns / 1e9), records)
+            self._append(records)
+            return True
 
     def rmdir(self, path: str) -> None:
         """Remove a folder the mount shows empty (the caller checks the remote side)."""
@@ -316,6 +357,46 @@ class StagingArea:
             self._ov.hide(old, (e.base if e is not None else None) or base, records)
             self._append(records)
             self._gc(freed)
+            self._schedule()
+
+    def exchange(self, a: str, b: str) -> None:
+        """Swap what is at ``a`` and ``b`` (renameat2's RENAME_EXCHANGE), both existing, neither under the other:
+        staged entries trade places, remote ones move as in :meth:`rename`. One journal append: a crash
+        leaves both swapped or neither."""
+        a, b = _valid(a), _valid(b)
+        if a == b:
+            return
+        if _under(a, b) or _under(b, a):
+            raise OSError(errno.EINVAL, "Cannot exchange a folder with something inside it", b)
+        base = self._base_sha()
+        with self._lock:
+            remote_side = {p: not self._ov.hidden(p) and (self._ov.entries.get(p) is None or
+                                                         self._ov.entries[p].kind == "dir") for p in (a, b)}
+        remote = {p: self._remote_tree(p, base) if remote_side[p] else [] for p in (a, b)}
+        now = time.time()
+        with self._lock:
+            staged = {p: {q: x for q, x in self._ov.entries.items() if _under(q, p)} for p in (a, b)}
+            if not staged[a] and not remote[a] or not staged[b] and not remote[b]:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", a if not staged[a] else b)
+            records: list[dict[str, Any]] = []
+            for p in (a, b):
+                for q in staged[p]:
+                    self._ov.put(q, None, records)
+            for src, dst in ((a, b), (b, a)):
+                for q, x in staged[src].items():
+                    self._ov.put(dst + q[len(src):], replace(x), records)
+            assert base is not None or not (remote[a] or remote[b])
+            for src, dst in ((a, b), (b, a)):
+                for r in remote[src]:
+                    dest = dst + r.path[len(src):]
+                    if r.path in staged[src] or dest in self._ov.entries or self._ov.hidden(r.path):
+                        continue
+                    origin = None if r.is_dir else Origin(base or "", r.path, r.size, r.lfs_oid)
+                    self._ov.put(dest, Entry("dir", mtime=now) if r.is_dir else
+                                 Entry("file", origin=origin, base=base, mtime=now), records)
+            for p in (a, b):
+                self._ov.hide(p, base, records)
+            self._append(records)
             self._schedule()
 
     # -- commits ---------------------------------------------------------------------------------------
@@ -447,6 +528,12 @@ class StagingArea:
                 continue  # gone already, or created on the hub after we looked: not ours to delete
             if cur != old:
                 conflicts.append(p)
+            elif cur[0] == "directory" and any(_under(f, p) for f in batch.files):
+                # files land in the folder again: delete the others one by one (a folder delete would also take
+                # away the files put back unchanged, which the commit drops as already on the branch)
+                kept = set(batch.files)
+                ops.extend(Delete(e.path) for e in Snapshot(self.client, self.repo, self.branch, head).walk(p)
+                           if not e.is_dir and e.path not in kept)
             elif not (cur[0] == "file" and p in batch.files):  # a put replaces a file anyway
                 ops.append(Delete(p, folder=cur[0] == "directory"))
         for p, e in sorted(batch.files.items()):
@@ -572,7 +659,7 @@ class StagingArea:
 
     def _view(self, path: str, e: Entry) -> Staged:
         if e.kind == "dir":
-            return Staged("dir", mtime=e.mtime, opaque=self._ov.hidden(path))
+            return Staged("dir", mtime=e.mtime, opaque=self._ov.hidden(path), attrs=e.attrs)
         if e.blob is None:
             assert e.origin is not None
             return Staged("file", size=e.origin.size, mtime=e.mtime, origin=e.origin)
@@ -581,7 +668,8 @@ class StagingArea:
             st = os.stat(local)
         except FileNotFoundError:
             return Staged("file", local=local, mtime=e.mtime)
-        return Staged("file", local=local, size=st.st_size, mtime=st.st_mtime)
+        return Staged("file", local=local, size=st.st_size, mtime=st.st_mtime, attrs=e.attrs, atime_ns=st.st_atime_ns,
+                      mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns)
 
     def _gc(self, blobs: Iterable[str]) -> None:
         """Delete content files no entry names (after the journal stopped naming them)."""

@@ -12,7 +12,7 @@ Times: listings carry no dates, so a path's time is when this mount first saw it
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hubfs.client.snapshot import FileEntry
 
@@ -22,12 +22,13 @@ ROOT = FileEntry.folder("")
 @dataclass(frozen=True)
 class Tree:
     """One commit: ``entries`` by path (``""`` is the root folder), ``children`` names per folder (sorted),
-    ``times`` in ns since the epoch per path."""
+    ``times`` in ns since the epoch per path, ``subdirs``: the number of folders in each folder (link counts)."""
 
     sha: str
     entries: dict[str, FileEntry]
     children: dict[str, tuple[str, ...]]
     times: dict[str, int]
+    subdirs: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build(cls, sha: str, listing: list[FileEntry], previous: Tree | None = None,
@@ -45,12 +46,16 @@ class Tree:
                 entries[parent] = FileEntry.folder(parent)
                 path, parent = parent, _parent(parent)
         names: dict[str, list[str]] = {p: [] for p, e in entries.items() if e.is_dir}
-        for path in entries:
+        subdirs: dict[str, int] = {}
+        for path, e in entries.items():
             if path:
-                names[_parent(path)].append(path.rsplit("/", 1)[-1])
+                parent = _parent(path)
+                names[parent].append(path.rsplit("/", 1)[-1])
+                if e.is_dir:
+                    subdirs[parent] = subdirs.get(parent, 0) + 1
         times = {p: previous.times[p] if previous is not None and previous.same(p, e) else now
                  for p, e in entries.items()}
-        return cls(sha, entries, {p: tuple(sorted(n)) for p, n in names.items()}, times)
+        return cls(sha, entries, {p: tuple(sorted(n)) for p, n in names.items()}, times, subdirs)
 
     def entry(self, path: str) -> FileEntry | None:
         """The file or folder at ``path`` (no leading slash), None when this commit has none."""

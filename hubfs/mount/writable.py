@@ -12,7 +12,10 @@
   without writes downloads nothing); ``O_TRUNC`` and new files never copy. Reads of a staged file come
   from its local copy (never ``keep_cache``). ``fsync`` commits everything staged at once (EIO when the
   commit fails; the changes stay staged). Hard links, symlinks, fifos and device nodes are refused with
-  EPERM, and so are chmod/chown of remote files (on files and folders made here they do nothing).
+  EPERM, and so are chmod/chown of remote files. Files and folders made or staged here keep their mode,
+  owner (the creator's uid/gid) and times (``utimensat``) until committed; ``touch`` of a remote file is
+  remembered for the life of the mount (the Hub stores no modes, owners or times). ``rename`` honours
+  RENAME_NOREPLACE (EEXIST); RENAME_EXCHANGE is EINVAL. Folder link counts are 2 + subfolders shown.
 - The staging area commits (one commit per batch) on close plus a debounce, on ``fsync`` and at unmount
   (:meth:`StagedWrites.close`); after each commit the view switches to the new commit
   (:meth:`~hubfs.mount.repo.RepoView.show`), which drops the kernel's cache of the files it changed.
@@ -30,7 +33,9 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,7 +44,7 @@ from hubfs.client.api import HubClient
 from hubfs.client.cache import repo_folder
 from hubfs.client.snapshot import FileEntry, Snapshot
 from hubfs.errors import HubfsError, MountError
-from hubfs.mount.overlay import Origin, Staged
+from hubfs.mount.overlay import Attrs, Origin, Staged
 from hubfs.mount.readers import Readers
 from hubfs.mount.repo import Node, RepoView
 from hubfs.mount.staging import Readable, StagingArea
@@ -71,6 +76,26 @@ def check_branch(client: HubClient, repo: RepoRef, revision: str | None) -> str:
     raise MountError(f"{repo}@{rev} is {what}: --read-write needs a branch (commits go to a branch).")
 
 
+def open_staged(client: HubClient, view: RepoView, readers: Readers, branch: str, *, debounce: float,
+                on_commit: Callable[[str], None] | None = None) -> StagedWrites:
+    """The write side of a read-write ``view`` of ``branch``: its staging area (:func:`staging_root`) opened,
+    which recovers and schedules the commit of what a crashed mount of that branch left staged. After each
+    commit the view shows it, then ``on_commit(sha)`` runs. :class:`~hubfs.errors.ConflictError` when another
+    mount holds the branch read-write."""
+    overlaid = Overlaid(view)
+
+    def committed(sha: str) -> None:
+        view.show(sha)  # the mount shows its own commit at once (and drops the kernel's cache of what changed)
+        if on_commit is not None:
+            on_commit(sha)
+
+    overlaid.staging = StagingArea(client, view.repo, branch, staging_root(client.config.cache_dir, view.repo, branch),
+                                   debounce=debounce, log=log, base=lambda: view.sha, on_commit=committed)
+    log.info("read-write: changes to %s@%s staged in %s, committed %s s after the last one", view.repo, branch,
+             overlaid.staging.root, debounce)
+    return StagedWrites(overlaid, readers)
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
@@ -81,6 +106,7 @@ class Overlaid:
 
     def __init__(self, view: RepoView, staging: StagingArea | None = None) -> None:
         self.view, self._staging = view, staging
+        self.touched: dict[str, tuple[int, int]] = {}  # remote path -> (atime, mtime) ns set by utimensat
 
     @property
     def staging(self) -> StagingArea:
@@ -94,11 +120,17 @@ class Overlaid:
     def lookup(self, path: str) -> Node | None:
         staged = self.staging.lookup(path) if path else None
         if staged is not None:
-            return self._node(path, staged)
-        node = self.view.lookup(path)
-        if node is None and path and path.rpartition("/")[2] in self.staging.implied(path.rpartition("/")[0]):
-            return Node(True, 0, self.view.tree().times.get("", 0))  # holds staged entries; gone on the hub
-        return node
+            node = self._node(path, staged)
+        else:
+            node = self.view.lookup(path)
+            if node is None and path and path.rpartition("/")[2] in self.staging.implied(path.rpartition("/")[0]):
+                node = Node(True, 0, self.view.tree().times.get("", 0))  # holds staged entries; gone on the hub
+        if node is None:
+            return None
+        if node.is_dir:  # staging may add or hide subfolders: count what the mount shows
+            node = replace(node, nlink=2 + sum(1 for _, is_dir in self.listdir(path) or () if is_dir))
+        touched = self.touched.get(path) if staged is None or staged.local is None else None
+        return replace(node, atime_ns=touched[0], mtime_ns=touched[1]) if touched else node
 
     def listdir(self, path: str) -> list[tuple[str, bool]] | None:
         staged = self.staging.lookup(path) if path else None
@@ -127,10 +159,13 @@ class Overlaid:
     def _node(self, path: str, staged: Staged) -> Node | None:
         if staged.kind == "deleted":
             return None
+        a = staged.attrs
+        mode, uid, gid = (a.mode, a.uid, a.gid) if a is not None else (None, None, None)
         if staged.kind == "dir":
-            return Node(True, 0, _ns(staged.mtime))
-        if staged.local is not None or staged.origin is None:
-            return Node(False, staged.size, _ns(staged.mtime), path=path)  # a local copy: no view
+            return Node(True, 0, _ns(staged.mtime), mode=mode, uid=uid, gid=gid)
+        if staged.local is not None or staged.origin is None:  # a local copy: no view
+            return Node(False, staged.size, staged.mtime_ns or _ns(staged.mtime), path=path, mode=mode, uid=uid,
+                        gid=gid, atime_ns=staged.atime_ns, ctime_ns=staged.ctime_ns)
         origin = staged.origin
         return Node(False, origin.size, _ns(staged.mtime), self.view, origin.path, self._origin_entry(origin),
                     origin.commit)
@@ -275,6 +310,27 @@ def _fail(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2 flags (linux/fs.h)
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2  # what libfuse passes for utimensat's special values
+
+
+def _attrs(mode: int, owner: tuple[int, int] | None) -> Attrs:
+    return Attrs(mode & 0o7777, *(owner or (None, None)))
+
+
+def _times(times: tuple[int, int] | None, current: tuple[int, int]) -> tuple[int, int]:
+    """(atime, mtime) in ns from utimens' ``times`` (None: both now; UTIME_NOW, UTIME_OMIT as utimensat says)."""
+    now = time.time_ns()
+    if times is None:
+        return now, now
+    a, m = (cur if t == UTIME_OMIT else now if t == UTIME_NOW else int(t) for t, cur in zip(times, current))
+    return a, m
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top + "/")
+
+
 class StagedWrites:
     """The :class:`~hubfs.mount.ops.WriteOps` of a read-write mount (see the module docstring)."""
 
@@ -285,6 +341,11 @@ class StagedWrites:
 
     def moved(self, old: str, new: str | None) -> None:
         """``old`` (and all under it) was renamed to ``new`` (None: deleted); what is at ``new`` was replaced."""
+        touched = self.ns.touched
+        for p in [p for p in list(touched) if (new is not None and _under(p, new)) or _under(p, old)]:
+            times = touched.pop(p)
+            if new is not None and _under(p, old):
+                touched[new + p[len(old):]] = times
         with self.lazy_lock:
             for h in self.lazy:
                 if new is not None and (h.path == new or h.path.startswith(new + "/")):
@@ -294,6 +355,19 @@ class StagedWrites:
                         h.orphan = True
                     else:
                         h.path = new + h.path[len(old):]
+
+    def swapped(self, a: str, b: str) -> None:
+        """What was at ``a`` (and under it) is at ``b`` now, and the other way round."""
+
+        def other(p: str) -> str | None:
+            return b + p[len(a):] if _under(p, a) else a + p[len(b):] if _under(p, b) else None
+
+        touched = self.ns.touched
+        moving = {p: touched.pop(p) for p in list(touched) if other(p) is not None}
+        touched.update({other(p) or p: times for p, times in moving.items()})
+        with self.lazy_lock:
+            for h in self.lazy:
+                h.path = other(h.path) or h.path
 
     @property
     def staging(self) -> StagingArea:
@@ -334,9 +408,11 @@ class StagedWrites:
 
     # -- files --------------------------------------------------------------------------------------------
 
-    def create(self, path: str, mode: int) -> WriteHandle:
+    def create(self, path: str, mode: int, owner: tuple[int, int] | None = None) -> WriteHandle:
         self._parent_folder(path)
-        return WriteHandle(self, path, self.staging.create(path))
+        handle = WriteHandle(self, path, self.staging.create(path, _attrs(mode, owner)))
+        self._dir_changed(path)
+        return handle
 
     def open_write(self, path: str, flags: int) -> WriteHandle:
         node = self._existing(path)
@@ -369,7 +445,7 @@ class StagedWrites:
     def flush(self, handle: Any) -> None:
         return None  # commits follow the release of write handles (plus a debounce), and fsync
 
-    def fsync(self, handle: Any, datasync: bool) -> None:
+    def fsync(self, handle: Any, datasync: bool, path: str = "") -> None:
         try:
             self.staging.flush()
         except Exception as exc:  # logged by the staging area; the changes stay staged
@@ -384,12 +460,14 @@ class StagedWrites:
             self.staging.unlink(path)
         self.moved(path, None)
         self._keep_parent(path)
+        self._dir_changed(path)
 
-    def mkdir(self, path: str, mode: int) -> None:
+    def mkdir(self, path: str, mode: int, owner: tuple[int, int] | None = None) -> None:
         self._parent_folder(path)
         if self.ns.lookup(path) is not None:
             raise _fail(errno.EEXIST)
-        self.staging.mkdir(path)
+        self.staging.mkdir(path, _attrs(mode, owner))
+        self._dir_changed(path)
 
     def rmdir(self, path: str) -> None:
         if not path:
@@ -399,16 +477,35 @@ class StagedWrites:
         if self.ns.listdir(path):
             raise _fail(errno.ENOTEMPTY)
         self.staging.rmdir(path)
+        self.moved(path, None)
         self._keep_parent(path)
+        self._dir_changed(path)
 
-    def rename(self, old: str, new: str) -> None:
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        """rename(2), and renameat2's RENAME_NOREPLACE (EEXIST when ``new`` exists) and RENAME_EXCHANGE (both
+        must exist; swapped in one journal record batch); other flags (RENAME_WHITEOUT): EINVAL."""
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+            log.info("rename %s -> %s: flags %#x refused (EINVAL)", old, new, flags)
+            raise _fail(errno.EINVAL)
+        if flags & RENAME_EXCHANGE:
+            self._existing(old)
+            self._existing(new)
+            if old != new:
+                with self.lazy_lock:
+                    self.staging.exchange(old, new)
+                self.swapped(old, new)
+                self._dir_changed(old)
+                self._dir_changed(new)
+            return
         src = self._existing(old)
-        if old == new:
+        if old == new and not flags:
             return
         if new.startswith(old + "/"):
             raise _fail(errno.EINVAL)
         self._parent_folder(new)
         dst = self.ns.lookup(new)
+        if dst is not None and flags & RENAME_NOREPLACE:
+            raise _fail(errno.EEXIST)
         if dst is not None:
             if src.is_dir and not dst.is_dir:
                 raise _fail(errno.ENOTDIR)
@@ -420,24 +517,53 @@ class StagedWrites:
             self.staging.rename(old, new)
         self.moved(old, new)
         self._keep_parent(old)
+        self._dir_changed(old)
+        self._dir_changed(new)
 
     def refuse(self, what: str, path: str) -> None:
-        """utimens (touch), chmod/chown of a file or folder made here: nothing to do (the Hub keeps no times,
-        modes or owners); anything else (links, symlinks, fifos, modes of remote files): EPERM."""
-        if what == "utimens":
-            return  # touch: the Hub keeps no times
-        if what in ("chmod", "chown") and path:
-            staged = self.staging.lookup(path)
-            if staged is not None and (staged.kind == "dir" or staged.local is not None):
-                return
+        """Links, symlinks, fifos, device nodes: EPERM (the Hub has none)."""
         log.info("%s %s: refused (EPERM): a read-write mount does not support it", what, path)
         raise _fail(errno.EPERM)
+
+    # -- modes, owners and times --------------------------------------------------------------------------------
+
+    def chmod(self, path: str, mode: int) -> None:
+        """A folder made here or a file staged here (not committed yet): its mode is kept until its commit;
+        a remote file or folder: EPERM (the Hub keeps no modes)."""
+        self._existing(path)
+        if not path or not self.staging.set_attrs(path, mode=mode & 0o7777):
+            self.refuse("chmod", path)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        """As :meth:`chmod`, for the owner (-1: unchanged)."""
+        self._existing(path)
+        if not path or not self.staging.set_attrs(path, uid=None if uid < 0 else uid, gid=None if gid < 0 else gid):
+            self.refuse("chown", path)
+
+    def utimens(self, path: str, times: tuple[int, int] | None) -> None:
+        """utimensat (``touch``): a folder made here or a staged file keeps the times until its commit; a remote
+        file or folder keeps them in memory for the life of the mount (the Hub stores no times)."""
+        node = self._existing(path)
+        atime, mtime = _times(times, (node.atime_ns or node.mtime_ns, node.mtime_ns))
+        if path and self.staging.set_times(path, atime, mtime):
+            self.ns.touched.pop(path, None)
+        else:
+            self.ns.touched[path] = (atime, mtime)
+
+    def space(self) -> os.statvfs_result:
+        """The staging disk's (``df`` shows its free space as the mount's)."""
+        return os.statvfs(self.staging.root)
 
     def close(self) -> None:
         """Unmount: commit what is staged (a failure is logged and keeps it staged for the next mount)."""
         self.staging.close()
 
     # -- checks against the combined view ---------------------------------------------------------------------
+
+    def _dir_changed(self, path: str) -> None:
+        """An entry was added to or removed from ``path``'s folder: its mtime and ctime are now (in memory)."""
+        now = time.time_ns()
+        self.ns.touched[path.rpartition("/")[0]] = (now, now)
 
     def _keep_parent(self, path: str) -> None:
         """The folder ``path`` left may now be empty: the Hub would drop it at the next commit (it has no empty
@@ -468,4 +594,4 @@ class StagedWrites:
                 raise _fail(errno.ENOTDIR)
 
 
-__all__ = ["LocalFile", "Overlaid", "StagedWrites", "WriteHandle", "check_branch", "staging_root"]
+__all__ = ["LocalFile", "Overlaid", "StagedWrites", "WriteHandle", "check_branch", "open_staged", "staging_root"]

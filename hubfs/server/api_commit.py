@@ -22,17 +22,35 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubfs.errors import BadRequestError, ConflictError, PayloadTooLargeError, RevisionNotFoundError
+from hubfs.errors import (
+    BadRequestError,
+    ConflictError,
+    InvalidNameError,
+    PayloadTooLargeError,
+    RevisionNotFoundError,
+)
 from hubfs.lfs import LfsPointer, is_valid_oid
 from hubfs.paths import validate_path_in_repo, validate_ref_name, validate_revision
+from hubfs.server import events
 from hubfs.server.api_repos import repo_type_of
+from hubfs.server.card_rules import check_card
+from hubfs.server.cards import readme_text
 from hubfs.server.git_store import Change, GitRepo
 from hubfs.server.http import Router, json_response
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.metadata import Repo
+from hubfs.server.revisions import resolve as resolve_revision
 from hubfs.server.wire import SUMMARY_MAX, TEXT_MAX, caller_of, flag, hub_of, read_json, repo_url, str_field, text_field
 
 _PARENT_RE = re.compile(r"^[0-9a-fA-F]{5,40}$")
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def path_in_repo(raw: str) -> str:
+    """A commit's or preupload's path, checked; ``.`` or ``..`` segments answer 422 as on the Hub."""
+    if any(seg in (".", "..") for seg in raw.split("/")):
+        raise InvalidNameError(f"Invalid path_in_repo {raw!r}: '.' and '..' segments are not allowed.", status=422)
+    return validate_path_in_repo(raw)
 
 
 class LfsRules:
@@ -78,14 +96,14 @@ def _preupload(hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str,
     if not isinstance(files, list):
         raise BadRequestError("preupload body needs a 'files' list.")
     with hub.git.open(repo.type, repo.repo_id) as g:
-        sha = g.resolve(rev)
+        sha = resolve_revision(g, rev)
         ignore = _ignore_filter(g, sha, body.get("gitIgnore"))
         rules = LfsRules(_gitattributes(g, sha))
         out = []
         for f in files:
             if not isinstance(f, dict) or not isinstance(f.get("path"), str) or not isinstance(f.get("size"), int):
                 raise BadRequestError("Each preupload file needs a 'path' (string) and a 'size' (integer).")
-            path = validate_path_in_repo(f["path"])
+            path = path_in_repo(f["path"])
             mode = "lfs" if f["size"] >= hub.regular_max_size or (f["size"] and rules.tracks(path)) else "regular"
             current = g.lookup(sha, path)
             oid = None
@@ -220,7 +238,7 @@ class CommitBuilder:
         return CommitResult(sha, pr, summary, self.repo)
 
     def add_file(self, g: GitRepo, value: dict[str, Any]) -> None:
-        path = validate_path_in_repo(str(value.get("path", "")))
+        path = path_in_repo(str(value.get("path", "")))
         encoding = value.get("encoding", "base64")
         content = value.get("content")
         if not isinstance(content, str):
@@ -240,9 +258,12 @@ class CommitBuilder:
                 "be uploaded with Git LFS (the preupload answer says 'lfs' for them).")
         if path == ".gitattributes":
             self.rules = LfsRules(data)
+        if path == "README.md":
+            self.check_card(data)
         # A regular file whose text happens to be an LFS pointer is stored as an LFS object holding that
-        # text: a tree pointer is only ever dereferenced to bytes this repo uploaded.
-        if self.rules.tracks(path) or LfsPointer.parse(data) is not None:
+        # text: a tree pointer is only ever dereferenced to bytes this repo uploaded. An empty file is
+        # always a regular empty blob, as on the Hub (git-lfs never makes a pointer for one either).
+        if data and (self.rules.tracks(path) or LfsPointer.parse(data) is not None):
             oid = self.hub.lfs.put_bytes(data)
             self.hub.meta.link_lfs(self.repo, oid, len(data))
             blob = g.add_blob(LfsPointer(oid, len(data)).to_bytes())
@@ -251,10 +272,13 @@ class CommitBuilder:
         self.changes.append(Change("put", path, blob))
 
     def add_lfs_file(self, g: GitRepo, value: dict[str, Any]) -> None:
-        path = validate_path_in_repo(str(value.get("path", "")))
+        path = path_in_repo(str(value.get("path", "")))
         oid = value.get("oid")
         if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not is_valid_oid(oid):
             raise BadRequestError(f"lfsFile {path}: 'oid' must be a sha256 hex digest.")
+        if oid.lower() == EMPTY_SHA256 and value.get("size", 0) == 0:
+            self.changes.append(Change("put", path, g.add_blob(b"")))  # stored as a regular empty file
+            return
         stored = self.hub.objects.size(oid)
         if stored is None or not self.hub.meta.lfs_linked(self.repo, oid):
             raise BadRequestError(f"lfsFile {path}: LFS object {oid} was never uploaded to this hub. "
@@ -264,9 +288,27 @@ class CommitBuilder:
             raise BadRequestError(f"lfsFile {path}: declared size {size} but the stored object has {stored} bytes.")
         self.changes.append(Change("put", path, g.add_blob(LfsPointer(oid, stored).to_bytes())))
 
-    def delete(self, kind: str, value: dict[str, Any]) -> None:
-        path = validate_path_in_repo(str(value.get("path", "")))
+    def delete(self, g: GitRepo, kind: str, value: dict[str, Any]) -> None:
+        """A deleted file or folder; a folder named without its trailing slash (``deletedFile``) is
+        deleted as a folder, as on the Hub."""
+        path = path_in_repo(str(value.get("path", "")))
+        if kind == "delete_file" and not any(c.path == path for c in self.changes):
+            head = g.branch_head(self.ref)
+            entry = g.lookup(head, path) if head else None
+            if entry is not None and entry.type == "directory":
+                kind = "delete_folder"
         self.changes.append(Change(kind, path))
+
+    def check_card(self, data: bytes) -> None:
+        """400 with the Hub's messages when README.md's metadata breaks the card rules. Metadata that
+        cannot be parsed within the bounds of ``cards`` is committed and simply not indexed."""
+        try:
+            card = self.hub.cards.front_matter(readme_text(data))
+        except (BadRequestError, PayloadTooLargeError):
+            return
+        errors = check_card(self.repo.type, card)
+        if errors:
+            raise BadRequestError("Invalid metadata in README.md.\n" + "\n".join(f"- {e}" for e in errors))
 
     def apply(self, g: GitRepo, key: str, value: dict[str, Any]) -> None:
         if not isinstance(value.get("path"), str):
@@ -276,9 +318,9 @@ class CommitBuilder:
         elif key == "lfsFile":
             self.add_lfs_file(g, value)
         elif key == "deletedFile":
-            self.delete("delete_file", value)
+            self.delete(g, "delete_file", value)
         elif key == "deletedFolder":
-            self.delete("delete_folder", value)
+            self.delete(g, "delete_folder", value)
         else:
             raise BadRequestError(f"Unknown commit operation {key!r}: expected file, lfsFile, deletedFile or "
                                   "deletedFolder.")
@@ -306,7 +348,9 @@ async def commit(request: Request, t: str, ns: str, name: str, rev: str) -> Resp
             pending = batch
         result = await run_in_threadpool(builder.feed, pending or [], last=True)
     assert result is not None
-    url = repo_url(request, result.repo.type, result.repo.repo_id)
+    await events.publish(request, result.repo.type, result.repo.repo_id, "repo.content",
+                         refs=[(f"refs/pr/{result.pr}" if result.pr is not None else builder.ref, None, result.sha)])
+    url = repo_url(request, result.repo.type, result.repo.public_id)
     body: dict[str, Any] = {"success": True, "commitOid": result.sha, "commitUrl": f"{url}/commit/{result.sha}",
                             "commitMessage": result.summary, "hookOutput": ""}
     if result.pr is not None:
@@ -319,20 +363,23 @@ async def create_branch(request: Request, t: str, ns: str, name: str, branch: st
     hub, caller = hub_of(request), caller_of(request)
     body = await read_json(request)
     await run_in_threadpool(_create_branch, hub, caller, repo_type_of(t), f"{ns}/{name}", branch, body)
+    await events.publish(request, repo_type_of(t), f"{ns}/{name}", "repo.content", refs=[(f"refs/heads/{branch}", None, None)])
     return json_response({})
 
 
 def _create_branch(hub: Hub, caller: Caller, repo_type: str, repo_id: str, branch: str, body: dict[str, Any]) -> None:
     repo = hub.writable_repo(caller, repo_type, repo_id)
+    if branch.startswith("refs/"):
+        raise BadRequestError(f"Invalid reference for a branch: {branch}")
     validate_ref_name(branch, "branch")
     with hub.git.open(repo.type, repo.repo_id) as g:
-        start = g.resolve(str_field(body, "startingPoint", None) or "main")
+        start = resolve_revision(g, str_field(body, "startingPoint", None) or "main")
         if g.branch_head(f"refs/heads/{branch}") is not None:
-            raise ConflictError(f"Branch {branch} already exists.")
+            raise ConflictError(f"Reference already exists: refs/heads/{branch}")
         try:
             g.set_ref(f"refs/heads/{branch}", start, None)
         except Exception as exc:
-            raise ConflictError(f"Branch {branch} already exists or conflicts with another ref.") from exc
+            raise ConflictError(f"Reference already exists: refs/heads/{branch}") from exc
     hub.meta.touch(repo)
 
 
@@ -340,6 +387,7 @@ async def delete_branch(request: Request, t: str, ns: str, name: str, branch: st
     """DELETE /api/{T}/{id}/branch/{branch}: the default branch cannot be deleted."""
     hub, caller = hub_of(request), caller_of(request)
     await run_in_threadpool(_delete_branch, hub, caller, repo_type_of(t), f"{ns}/{name}", branch)
+    await events.publish(request, repo_type_of(t), f"{ns}/{name}", "repo.content", refs=[(f"refs/heads/{branch}", None, None)])
     return json_response({})
 
 
@@ -347,11 +395,11 @@ def _delete_branch(hub: Hub, caller: Caller, repo_type: str, repo_id: str, branc
     repo = hub.writable_repo(caller, repo_type, repo_id)
     validate_revision(branch)
     if branch == "main":
-        raise BadRequestError("The default branch 'main' cannot be deleted.")
+        raise BadRequestError("You cannot delete the default branch (main).")
     with hub.git.open(repo.type, repo.repo_id) as g:
         head = g.branch_head(f"refs/heads/{branch}")
         if head is None:
-            raise RevisionNotFoundError(f"Branch {branch} does not exist.")
+            raise RevisionNotFoundError(f"Invalid rev id: {branch}")
         g.set_ref(f"refs/heads/{branch}", None, head)
 
 
@@ -360,6 +408,8 @@ async def create_tag(request: Request, t: str, ns: str, name: str, rev: str) -> 
     hub, caller = hub_of(request), caller_of(request)
     body = await read_json(request)
     await run_in_threadpool(_create_tag, hub, caller, repo_type_of(t), f"{ns}/{name}", rev, body)
+    await events.publish(request, repo_type_of(t), f"{ns}/{name}", "repo.content",
+                         refs=[(f"refs/tags/{body.get('tag')}", None, None)])
     return json_response({})
 
 
@@ -371,14 +421,18 @@ def _create_tag(hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str
     validate_ref_name(tag, "tag")
     message = text_field(body, "message", TEXT_MAX, "The tag message")
     with hub.git.open(repo.type, repo.repo_id) as g:
-        target = g.resolve(rev)
-        g.make_tag(tag, target, message or None, hub.signature(caller.user or "admin"))
+        target = resolve_revision(g, rev)
+        try:
+            g.make_tag(tag, target, message or None, hub.signature(caller.user or "admin"))
+        except ConflictError:
+            raise ConflictError(f"Reference already exists: refs/tags/{tag}") from None
 
 
 async def delete_tag(request: Request, t: str, ns: str, name: str, tag: str) -> Response:
     """DELETE /api/{T}/{id}/tag/{tag}."""
     hub, caller = hub_of(request), caller_of(request)
     await run_in_threadpool(_delete_tag, hub, caller, repo_type_of(t), f"{ns}/{name}", tag)
+    await events.publish(request, repo_type_of(t), f"{ns}/{name}", "repo.content", refs=[(f"refs/tags/{tag}", None, None)])
     return json_response({})
 
 
@@ -388,7 +442,7 @@ def _delete_tag(hub: Hub, caller: Caller, repo_type: str, repo_id: str, tag: str
     with hub.git.open(repo.type, repo.repo_id) as g:
         raw = g.branch_head(f"refs/tags/{tag}")  # the ref's own value: an annotated tag's object, not its commit
         if raw is None:
-            raise RevisionNotFoundError(f"Tag {tag} does not exist.")
+            raise RevisionNotFoundError(f"Invalid rev id: {tag}")
         g.set_ref(f"refs/tags/{tag}", None, raw)
 
 

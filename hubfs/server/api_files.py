@@ -15,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hubfs.errors import BadRequestError, EntryNotFoundError, HubfsError, RepoNotFoundError
-from hubfs.paths import RepoType, validate_path_in_repo, validate_revision
+from hubfs.paths import RepoType, public_repo_id, validate_path_in_repo, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Entry, GitRepo, last_commits
 from hubfs.server.http import RangedBody, Router, error_response, inline, json_response
 from hubfs.server.hub import Caller, Hub
+from hubfs.server.revisions import resolve as resolve_revision
 from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
 from hubfs.server.xet.routes import xet_auth_link
 
@@ -74,7 +75,7 @@ def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Respons
     rev, path = split_revision(rest_raw)
     expand = flag(request, "expand")
     with hub.git.open(repo.type, repo.repo_id) as g:
-        sha = g.resolve(rev)
+        sha = resolve_revision(g, rev)
         entries = g.list_tree(sha, path, recursive=flag(request, "recursive"))
         chunk, headers = page(request, entries, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
         items = [entry_json(e) for e in chunk]
@@ -128,7 +129,7 @@ def _paths_info(hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str
     few paths without ``expand``)."""
     repo = hub.visible_repo(caller, repo_type, repo_id)
     with hub.git.open(repo.type, repo.repo_id) as g:
-        sha = g.resolve(rev)
+        sha = resolve_revision(g, rev)
         items = []
         for p in paths:
             clean = validate_path_in_repo(str(p)) if str(p).strip("/") else ""
@@ -161,16 +162,15 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
             hub.visible_repo(caller, repo_type, moved)
         except RepoNotFoundError:
             raise not_found from None  # a moved private repo stays invisible, and so does its new name
-        target = f"/{RepoType.parse(repo_type).url_prefix}{moved}/resolve/{rest_raw}"
+        target = f"/{RepoType.parse(repo_type).url_prefix}{public_repo_id(moved)}/resolve/{rest_raw}"
         return Response(status_code=307, headers={"Location": target})
     rev, path = split_revision(rest_raw)
     hub.check_gate(caller, repo)
     with hub.git.open(repo.type, repo.repo_id) as g:
-        sha = g.resolve(rev)
+        sha = resolve_revision(g, rev)
         entry = g.lookup(sha, path) if path else None
         if entry is None or entry.type != "file":
-            return error_response(EntryNotFoundError(f"{path or '/'} does not exist at revision {rev}."),
-                                  headers={"X-Repo-Commit": sha})
+            return error_response(EntryNotFoundError("Entry not found"), headers={"X-Repo-Commit": sha})
         headers = {
             "X-Repo-Commit": sha,
             "X-Linked-Size": str(entry.size),
@@ -242,7 +242,7 @@ def commits(request: Request, t: str, ns: str, name: str, rev: str) -> Response:
     validate_revision(rev)
     formatted = "formatted" in request.query_params.getlist("expand[]") + request.query_params.getlist("expand")
     with hub.git.open(repo.type, repo.repo_id) as g:
-        history = list(g.walk(g.resolve(rev)))
+        history = list(g.walk(resolve_revision(g, rev)))
     chunk, headers = page(request, history, COMMITS_PAGE)
     items = []
     for c in chunk:

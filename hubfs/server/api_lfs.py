@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from hubfs.errors import BadRequestError, IntegrityError, NotFoundError, PayloadTooLargeError
 from hubfs.lfs import is_valid_oid
-from hubfs.paths import RepoType
+from hubfs.paths import RepoType, public_repo_id
 from hubfs.server.http import RangedBody, Router, json_response
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.lfs_store import ObjectWriter
@@ -44,7 +44,7 @@ def _lfs_json(data: Any, status: int = 200) -> Response:
 
 
 def _base(endpoint: str, repo: Repo) -> str:
-    return f"{endpoint}/{RepoType.parse(repo.type).url_prefix}{repo.repo_id}.git/info/lfs/objects"
+    return f"{endpoint}/{RepoType.parse(repo.type).url_prefix}{public_repo_id(repo.repo_id)}.git/info/lfs/objects"
 
 
 async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Response:

@@ -19,13 +19,17 @@ from hubfs.errors import (
     HubNotImplementedError,
     NotFoundError,
     PayloadTooLargeError,
+    RepoNotFoundError,
 )
-from hubfs.paths import RepoType, validate_repo_id
+from hubfs.paths import RepoType, public_repo_id, validate_repo_id
+from hubfs.server import api_settings, events
+from hubfs.server.card_rules import check_card
 from hubfs.server.cards import readme_text
 from hubfs.server.git_store import GitRepo
 from hubfs.server.http import Router, error_response, json_response
-from hubfs.server.hub import Hub
+from hubfs.server.hub import ADMIN, Hub
 from hubfs.server.metadata import Repo
+from hubfs.server.revisions import resolve as resolve_revision
 from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json, repo_url, str_field
 
 
@@ -42,9 +46,12 @@ def whoami(request: Request) -> Response:
     row = hub.meta.account(caller.user)
     if row is None:  # the token outlived its account
         raise AuthenticationError("Invalid credentials in Authorization header")
+    orgs = [{"type": "org", "id": m["org"], "name": m["org"], "fullname": m["fullname"] or m["org"],
+             "email": m["email"], "avatarUrl": "", "roleInOrg": m["role"], "isEnterprise": False, "canPay": False}
+            for m in hub.meta.memberships(caller.user)]
     return json_response({
         "type": "user", "id": caller.user, "name": caller.user, "fullname": row["fullname"], "email": row["email"],
-        "orgs": [{"type": "org", "name": o} for o in hub.meta.orgs_of(caller.user)],
+        "isPro": False, "canPay": False, "avatarUrl": "", "orgs": orgs,
         "auth": {"type": "access_token", "accessToken": {"displayName": caller.user, "role": caller.role}},
     })
 
@@ -64,26 +71,38 @@ async def create_repo(request: Request) -> Response:
 def _create_repo(request: Request, body: dict[str, Any]) -> Response:
     hub, caller = hub_of(request), caller_of(request)
     repo_type = repo_type_of(str_field(body, "type") or "model")
-    ns = str_field(body, "organization", None) or caller.user
     name = str_field(body, "name") or ""
     sdk = str_field(body, "sdk", None)
-    if ns is None:
+    if caller.user is None:
         raise AuthenticationError("You must be authenticated to create a repo.")
+    ns = _namespace_for(caller.user, str_field(body, "organization", None))
     if "/" in name:
         ns, name = name.split("/", 1)
     repo_id = f"{ns}/{name}"
     validate_repo_id(repo_id)
     visibility = body.get("visibility")
-    private = visibility in ("private", "protected") if visibility else bool(body.get("private"))
+    private: bool | None = None
+    if visibility:
+        private = visibility in ("private", "protected")
+    elif body.get("private") is not None:
+        private = bool(body.get("private"))
     if repo_type == "space" and not sdk:
         raise BadRequestError("Spaces need an sdk (gradio, streamlit, docker or static).")
-    url = repo_url(request, repo_type, repo_id)
+    url = repo_url(request, repo_type, public_repo_id(repo_id))
     try:
         hub.create_repo(caller, repo_type, repo_id, private=private, sdk=sdk)
     except ConflictError as exc:
         exc.body = {"url": url}  # type: ignore[attr-defined]
         raise
-    return json_response({"url": url, "name": repo_id, "id": repo_id})
+    return json_response({"url": url, "name": public_repo_id(repo_id), "id": public_repo_id(repo_id)})
+
+
+def _namespace_for(user: str, organization: str | None) -> str:
+    """The namespace of a create or delete: the organization given, else the caller's own; the hub's
+    admin naming no organization means a canonical repo (no namespace, like ``gpt2``)."""
+    if organization:
+        return organization
+    return "" if user == ADMIN else user
 
 
 async def delete_repo(request: Request) -> Response:
@@ -94,7 +113,9 @@ async def delete_repo(request: Request) -> Response:
 
 def _delete_repo(request: Request, body: dict[str, Any]) -> Response:
     caller = caller_of(request)
-    ns = str_field(body, "organization", None) or caller.user or ""
+    if caller.user is None:
+        raise AuthenticationError("You must be authenticated with a write token to do this.")
+    ns = _namespace_for(caller.user, str_field(body, "organization", None))
     name = str_field(body, "name") or ""
     if "/" in name:
         ns, name = name.split("/", 1)
@@ -131,6 +152,7 @@ def _update_settings(request: Request, t: str, ns: str, name: str, body: dict[st
         raise BadRequestError("gated must be false, 'auto' or 'manual'.")
     hub.meta.update_settings(repo, private=None if private is None else bool(private),
                              gated=None if gated is None else (gated or "false"))
+    events.publish_from(request, repo.type, repo.repo_id, "repo.config")
     return json_response({})
 
 
@@ -157,13 +179,13 @@ def info_body(repo: Repo, *, sha: str | None, card: dict[str, Any] | None, commi
     ``indexed_facets``: the card was not loaded; take pipeline_tag and library_name from the index.
     """
     body: dict[str, Any] = {
-        "_id": repo.uid, "id": repo.repo_id, "author": repo.namespace, "sha": sha, "private": repo.private,
+        "_id": repo.uid, "id": repo.public_id, "author": repo.namespace or None, "sha": sha, "private": repo.private,
         "gated": repo.gated, "disabled": False, "lastModified": iso(commit_ts or repo.last_modified),
         "createdAt": iso(repo.created_at), "tags": list(repo.tags), "downloads": repo.downloads,
         "likes": repo.likes,
     }
     if repo.type == "model":
-        body["modelId"] = repo.repo_id
+        body["modelId"] = repo.public_id
         if indexed_facets and card is None:
             card = {"pipeline_tag": repo.pipeline_tag, "library_name": repo.library_name}
             with_card = False
@@ -173,7 +195,7 @@ def info_body(repo: Repo, *, sha: str | None, card: dict[str, Any] | None, commi
             body["library_name"] = card["library_name"]
     if repo.type == "space":
         body["sdk"] = (card or {}).get("sdk") or repo.sdk
-        body["subdomain"] = f"{repo.namespace}-{repo.name}".lower()
+        body["subdomain"] = repo.public_id.replace("/", "-").lower()
     if with_card and card is not None:
         body["cardData"] = card
     if siblings is not None:
@@ -190,10 +212,16 @@ def repo_info(request: Request, t: str, ns: str, name: str, rev: str | None = No
     cheap way to pin a revision: no file listing is made).
     """
     hub, caller = hub_of(request), caller_of(request)
-    repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    try:
+        repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
+    except RepoNotFoundError:
+        sub = _CANONICAL_SUBRESOURCES.get(name) if ns and not rev else None
+        if sub is None or hub.meta.get_repo(repo_type_of(t), ns) is None:
+            raise
+        return sub(request, t, "", ns)  # /api/models/gpt2/refs: canonical gpt2's refs, not repo gpt2/refs
     expand = set(request.query_params.getlist("expand"))
     with hub.git.open(repo.type, repo.repo_id) as g:
-        sha = g.resolve(rev or "main")
+        sha = resolve_revision(g, rev or "main")
         siblings, used = _siblings(g, sha, flag(request, "blobs")) if not expand or expand & {"siblings", "usedStorage"} \
             else (None, None)
         card = None
@@ -253,7 +281,7 @@ def list_repos(request: Request, t: str) -> Response:
         siblings = None
         if want_siblings:
             with hub.git.open(repo.type, repo.repo_id) as g:
-                siblings, _ = _siblings(g, g.resolve("main"), False)
+                siblings, _ = _siblings(g, resolve_revision(g, "main"), False)
         items.append(info_body(repo, sha=repo.indexed_sha, card=cards.get(repo.id), commit_ts=None,
                                siblings=siblings, used=None, with_card=want_card, indexed_facets=not cards))
     return json_response(items, headers=headers)
@@ -267,13 +295,17 @@ async def validate_yaml(request: Request) -> Response:
     content = body.get("content")
     if content is not None and not isinstance(content, str):
         raise BadRequestError("content must be a string.")
+    repo_type = str_field(body, "repoType", None) or "model"
     try:
         # Parsed in the thread pool, bounded in size and expansion; past MAX_YAML_BYTES: 413.
-        await hub_of(request).cards.front_matter_async(content or "")
+        card = await hub_of(request).cards.front_matter_async(content or "")
+        errors = check_card(repo_type_of(repo_type), card)
     except BadRequestError as exc:
         if exc.status != 400:
             raise
-        return json_response({"errors": [{"message": exc.message}], "warnings": []}, status=400,
+        errors = [exc.message]
+    if errors:
+        return json_response({"errors": [{"message": e} for e in errors], "warnings": []}, status=400,
                              headers={"X-Error-Code": "BadRequest", "X-Error-Message": "Invalid metadata in README.md"})
     return json_response({"errors": [], "warnings": []})
 
@@ -286,6 +318,17 @@ def auth_check(request: Request, t: str, ns: str, name: str, write: str | None =
     else:
         hub.check_gate(caller, hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}"))
     return json_response({})
+
+
+def _canonical_refs(request: Request, t: str, ns: str, name: str) -> Response:
+    from hubfs.server.api_files import refs  # api_files imports this module
+
+    return refs(request, t, ns, name)
+
+
+# GET /api/{T}/{name}/{sub} of a canonical repo reads like the info of repo {name}/{sub}: these are
+# answered as the canonical repo's sub-resource when no such namespaced repo exists.
+_CANONICAL_SUBRESOURCES = {"refs": _canonical_refs, "auth-check": auth_check}
 
 
 async def grant_access(request: Request, t: str, ns: str, name: str) -> Response:
@@ -359,6 +402,7 @@ async def not_implemented(request: Request, rest: str = "") -> Response:
 
 
 def register(router: Router) -> None:
+    api_settings.register(router)
     T = "{t:type}"
     R = f"/api/{T}/{{ns}}/{{name}}"
     router.add(["GET"], "/api/whoami-v2", whoami)

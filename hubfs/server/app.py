@@ -10,7 +10,24 @@ from pathlib import Path
 
 import uvicorn
 
-from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_repos, gc, git_http, redact
+from hubfs.server import (
+    api_access_requests,
+    api_collections,
+    api_commit,
+    api_discussions,
+    api_files,
+    api_lfs,
+    api_likes,
+    api_repos,
+    api_storage,
+    api_webhooks,
+    canonical,
+    gc,
+    git_http,
+    redact,
+    webhooks,
+)
+from hubfs.server.community import Community
 from hubfs.server.http import App, Router
 from hubfs.server.hub import Hub
 from hubfs.server.xet import routes as xet_routes
@@ -27,16 +44,20 @@ def create_app(hub: Hub, file_sender: FileSender | None = None) -> App:
     come from the environment (``HUBFS_NO_SENDFILE``)."""
     router = Router()
     git_http.install_hooks(hub)
+    webhooks.install_hook(hub.data_dir)
     git_http.register(router)
     api_lfs.register(router)
     api_discussions.register(router)
+    for family in (api_access_requests, api_likes, api_collections, api_storage, api_webhooks):
+        family.register(router)
     api_commit.register(router)
     api_files.register(router)
     xet_routes.register(router)
     api_repos.register(router)
+    canonical.add_canonical_routes(router)  # after every namespaced route: /gpt2/..., /api/models/gpt2
     router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", api_repos.not_implemented)
     state = {"hubfs.hub": hub, "hubfs.file_sender": file_sender or FileSender(), "hubfs.cas": Cas(hub),
-             "hubfs.xet_uploads": asyncio.Semaphore(XET_UPLOADS)}
+             "hubfs.xet_uploads": asyncio.Semaphore(XET_UPLOADS), "hubfs.community": Community.open(hub.data_dir)}
     return App(router, state)
 
 
@@ -76,6 +97,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
                             timeout_keep_alive=75, http=_http_impl(), loop=_loop_impl())
     redact.install("uvicorn.access")  # after uvicorn.Config, which (re)configures its loggers
     gc.start_periodic(hub, gc_interval, gc_grace)
+    webhooks.start_delivery(hub.data_dir, endpoint)
     uvicorn.Server(config).run(sockets=[sock])
 
 

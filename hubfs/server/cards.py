@@ -285,3 +285,10 @@ def card_tags(repo_type: str, card: dict[str, Any] | None) -> list[str]:
     if repo_type == "space":
         add(*_as_list(card.get("sdk")))
     return tags
+
+
+def space_readme(name: str, sdk: str) -> str:
+    """The README a new Space starts with on the Hub: its configuration front matter."""
+    title = " ".join(part.capitalize() for part in name.replace("_", "-").split("-") if part) or name
+    return (f"---\ntitle: \"{title}\"\nemoji: 🚀\ncolorFrom: blue\ncolorTo: purple\nsdk: {sdk}\npinned: false\n---\n\n"
+            "Check out the configuration reference at https://huggingface.co/docs/hub/spaces-config-reference\n")

@@ -7,6 +7,8 @@ reach it:
   ``git prune --expire``, and ``objects/incoming-*`` quarantines a killed ``receive-pack`` left. Packs
   are never touched: the server's dulwich handles keep their pack lists open;
 - LFS objects no LFS pointer reachable from any ref of any repo names, and their ``lfs_links`` rows;
+  a pointer in the history of a repo that permanently deleted that object (``lfs_tombstones``) does
+  not keep it;
 - temporaries of dead uploads (see :meth:`LfsStore.clean_temporaries`).
 
 The race with writers is closed by :class:`ReclaimLock` (``DATA/gc.lock``, a cross-process flock):
@@ -31,9 +33,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from hubfs.errors import NotFoundError
-from hubfs.lfs import POINTER_MAX_SIZE, is_valid_oid
+from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer, is_valid_oid
 from hubfs.server.git_hooks import object_sizes, read_pointers
 from hubfs.server.lfs_store import MULTIPART_TTL, LfsStore
+from hubfs.server.lfs_tombstones import LfsDeletions
 from hubfs.server.metadata import Metadata
 
 if TYPE_CHECKING:
@@ -258,18 +261,35 @@ def _refs(git_dir: Path) -> str:
     return _git(git_dir, "for-each-ref", "--format=%(objectname) %(refname)").stdout
 
 
+def pointer_blobs(git_dir: Path) -> list[tuple[str, str, LfsPointer]]:
+    """(blob sha, a path it was seen at, pointer) of every LFS pointer blob reachable from any ref."""
+    listing = _git(git_dir, "rev-list", "--objects", "--all").stdout
+    paths: dict[str, str] = {}
+    for line in listing.splitlines():
+        sha, _, path = line.partition(" ")
+        if sha:
+            paths.setdefault(sha, path)
+    small = [sha for sha, kind, size in object_sizes(list(paths), git_dir) if kind == "blob" and size <= POINTER_MAX_SIZE]
+    return [(sha, paths[sha], pointer) for sha, pointer in read_pointers(small, git_dir)]
+
+
 def referenced_oids(git_dir: Path) -> set[str]:
     """The LFS oids named by pointer blobs reachable from any ref of a repository."""
-    listing = _git(git_dir, "rev-list", "--objects", "--all").stdout
-    shas = [line.split(" ", 1)[0] for line in listing.splitlines() if line]
-    small = [sha for sha, kind, size in object_sizes(shas, git_dir) if kind == "blob" and size <= POINTER_MAX_SIZE]
-    return {pointer.oid for _, pointer in read_pointers(small, git_dir)}
+    return {pointer.oid for _, _, pointer in pointer_blobs(git_dir)}
+
+
+def _live_oids(target: _Target, git_dir: Path, deleted: dict[str, set[str]]) -> set[str]:
+    """The LFS oids a repository keeps alive: those its refs reach, less those it permanently deleted."""
+    oids = referenced_oids(git_dir)
+    repo = target.meta.get_repo(git_dir.parent.parent.name, f"{git_dir.parent.name}/{git_dir.name[:-4]}")
+    return oids - deleted.get(repo.uid, set()) if repo is not None else oids
 
 
 def _collect_lfs(target: _Target, grace: float, report: GcReport) -> None:
     """Scan without the lock, then re-check the candidates under it and delete them."""
+    deleted = LfsDeletions(target.data_dir / "hub.sqlite").by_repo()
     try:
-        scanned = {git_dir: (_refs(git_dir), referenced_oids(git_dir)) for git_dir in _repos(target.data_dir)}
+        scanned = {git_dir: (_refs(git_dir), _live_oids(target, git_dir, deleted)) for git_dir in _repos(target.data_dir)}
     except subprocess.CalledProcessError as exc:
         report.errors.append(f"LFS objects: a repository could not be read ({exc.stderr.strip()[:300]})")
         return
@@ -283,7 +303,7 @@ def _collect_lfs(target: _Target, grace: float, report: GcReport) -> None:
         try:
             for git_dir in _repos(target.data_dir):  # repos whose refs moved (or that are new) since the scan
                 if scanned.get(git_dir, ("", set()))[0] != _refs(git_dir):
-                    referenced |= referenced_oids(git_dir)
+                    referenced |= _live_oids(target, git_dir, deleted)
         except subprocess.CalledProcessError as exc:
             report.errors.append(f"LFS objects: a repository could not be read ({exc.stderr.strip()[:300]})")
             return

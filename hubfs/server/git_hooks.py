@@ -7,6 +7,8 @@ quarantine until every hook agrees, so a refused push changes nothing:
 - a file of ``HUBFS_REGULAR_MAX`` bytes (10 MiB) or more must be stored with Git LFS;
 - every LFS pointer must name an object this repo uploaded to the hub's LFS store.
 
+post-receive (the push is in) queues the push's webhook deliveries (:mod:`hubfs.server.events`).
+
 Messages go to stderr, which git shows to the pusher as ``remote:`` lines.
 """
 
@@ -145,6 +147,14 @@ def pre_receive(stdin: str, env: dict[str, str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:] == ["post-receive"]:  # the push is in: queue its webhook deliveries (never fails the push)
+        from hubfs.server.events import post_receive  # only here: pre-receive stays light
+
+        try:
+            post_receive(sys.stdin.read(), dict(os.environ))
+        except Exception as exc:  # noqa: BLE001 - a webhook problem must not look like a failed push
+            print(f"hubfs: webhook events of this push were not queued: {exc}", file=sys.stderr)
+        return 0
     if argv[1:] != ["pre-receive"]:
         print(f"hubfs git hook: unknown hook {argv[1:]}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from hubfs.config import HookEnv
 from hubfs.errors import AuthenticationError, HubfsError, RepoNotFoundError
-from hubfs.paths import RepoType
+from hubfs.paths import RepoType, public_repo_id
 from hubfs.server.http import Router, json_response
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.metadata import Repo
@@ -85,7 +85,7 @@ def _authorize(request: Request, prefix: str, ns: str, name: str, service: str) 
     except RepoNotFoundError as exc:
         if caller.user is None:
             raise AuthenticationError("Repository not found, or you must authenticate (the token is the password).") from exc
-        raise RepoNotFoundError(f"Repository {repo_id} not found.") from exc
+        raise RepoNotFoundError(f"Repository {public_repo_id(repo_id)} not found.") from exc
     if service == "git-receive-pack":
         if caller.user is None:
             raise AuthenticationError("Authentication required to push: use a write token as the password.")

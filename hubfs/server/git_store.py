@@ -469,6 +469,21 @@ class GitRepo:
                 return sha, head
             raise ConflictError(f"{ref} keeps moving under concurrent pushes; retry.")
 
+    def squash(self, ref: str, message: str, author: str) -> tuple[str, str]:
+        """Replace the history of ``ref`` (a branch or ``refs/pr/N``) by one root commit holding its
+        head's tree, and move it atomically. Returns (new sha, old sha).
+
+        Other refs keep their commits; what only ``ref`` reached becomes garbage for gc. A missing
+        ref is RevisionNotFound; a ref moved meanwhile (a push) is 412, with nothing changed.
+        """
+        with self.caches.repo_lock(self.path):
+            head = self.branch_head(ref)
+            if head is None:
+                raise RevisionNotFoundError(f"Invalid rev id: {ref.removeprefix('refs/heads/')}")
+            sha = self.write_commit(self.tree_of(head), [], message, author)
+            self.set_ref(ref, sha, head)
+            return sha, head
+
     def walk(self, head: str, limit: int | None = None) -> Iterator[CommitInfo]:
         """Commits reachable from ``head``, newest first (by commit date, like ``git log``)."""
         walker = self.repo.get_walker(include=[ObjectID(head.encode())], max_entries=limit)

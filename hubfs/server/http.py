@@ -92,6 +92,20 @@ class Router:
         return None, {}, path_matched
 
 
+_TRACE_ID = re.compile(r"[\w=;:.\-]{1,128}", re.ASCII)
+
+
+def request_id(scope: Scope) -> str:
+    """The id every answer carries in ``X-Request-Id`` (the client shows it in errors): the caller's
+    ``X-Amzn-Trace-Id`` or ``X-Request-Id`` when well-formed, else a new one in the Hub's shape."""
+    for name, value in scope["headers"]:
+        if name in (b"x-amzn-trace-id", b"x-request-id"):
+            text = value.decode("latin-1")
+            if _TRACE_ID.fullmatch(text):
+                return text
+    return f"Root=1-{secrets.token_hex(4)}-{secrets.token_hex(12)}"
+
+
 def decode_segment(raw: str) -> str:
     return unquote(raw, errors="strict")
 
@@ -144,6 +158,7 @@ class App:
             self._log_request(scope)
         request = Request(scope, receive)
         response = await self.dispatch(scope, request)
+        response.headers["X-Request-Id"] = request_id(scope)
         await response(scope, receive, send)
 
     async def dispatch(self, scope: Scope, request: Request) -> Response:

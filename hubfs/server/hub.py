@@ -29,8 +29,8 @@ from hubfs.errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
 )
-from hubfs.paths import is_pr_ref, validate_name, validate_repo_id, validate_revision
-from hubfs.server.cards import DEFAULT_GITATTRIBUTES, CardParser, card_tags, readme_text
+from hubfs.paths import is_pr_ref, public_repo_id, validate_name, validate_repo_id, validate_revision
+from hubfs.server.cards import DEFAULT_GITATTRIBUTES, CardParser, card_tags, readme_text, space_readme
 from hubfs.server.faults import fault_point
 from hubfs.server.gc import ReclaimLock
 from hubfs.server.git_store import Change, GitRepo, GitStore
@@ -43,6 +43,7 @@ log = logging.getLogger("hubfs.server")
 DEFAULT_REGULAR_MAX = 10 * 1024 * 1024
 DEFAULT_MULTIPART_CHUNK = 64 * 1024 * 1024
 ADMIN = "admin"
+RESERVED_NAMES = ("datasets", "spaces", "models", "api", "kernels", "buckets")  # URL words, never a namespace
 
 
 @dataclass(frozen=True)
@@ -142,10 +143,7 @@ class Hub:
         validate_repo_id(repo_id)
         repo = self.meta.get_repo(repo_type, repo_id)
         if repo is None or (repo.private and not (caller.user and self.meta.is_member(caller.user, repo.namespace))):
-            message = (f"Repository Not Found for url: {repo_type}s/{repo_id}. Please make sure you specified the "
-                       "correct `repo_id` and `repo_type`. If you are trying to access a private or gated repo, "
-                       "make sure you are authenticated.")
-            raise RepoNotFoundError(message, status=401 if caller.user is None else 404)
+            raise repo_not_found(repo_type, repo_id, caller)
         return repo
 
     def writable_repo(self, caller: Caller, repo_type: str, repo_id: str) -> Repo:
@@ -206,23 +204,32 @@ class Hub:
 
     # -- repositories --------------------------------------------------------------------------
 
-    def create_repo(self, caller: Caller, repo_type: str, repo_id: str, *, private: bool,
+    def create_repo(self, caller: Caller, repo_type: str, repo_id: str, *, private: bool | None,
                     sdk: str | None = None) -> Repo:
-        """Create a repo with the Hub's initial commit (a default ``.gitattributes``)."""
-        ns, _ = validate_repo_id(repo_id)
-        if ns in ("datasets", "spaces", "models", "api"):
-            raise BadRequestError(f"{ns} is a reserved namespace.")
+        """Create a repo with the Hub's initial commit (a default ``.gitattributes``, and for a Space
+        its default README). ``repo_id`` without a namespace is a canonical repo (the site admin's).
+        ``private`` None: the org's default visibility (public unless the org defaults to private)."""
+        ns, name = validate_repo_id(repo_id)
+        repo_id = f"{ns}/{name}"
+        if ns in RESERVED_NAMES or (not ns and name in RESERVED_NAMES):
+            raise BadRequestError(f"{ns or name} is a reserved name.")
+        if not ns and caller.user != ADMIN:
+            raise PermissionDeniedError("Only the hub's admin can create a repo without a namespace.")
         self.require_write(caller, ns)
         existing = self.meta.get_repo(repo_type, repo_id)
         if existing is not None:
             if existing.private and not self.meta.is_member(caller.user or "", ns):
                 raise PermissionDeniedError("You don't have the rights to create this repo.")
             raise ConflictError(f"You already created this {repo_type} repo")
+        if private is None:
+            private = bool(ns) and self.meta.org_default_private(ns)
         repo = self.meta.create_repo(repo_type, repo_id, private=private, sdk=sdk)
         try:
             with self.git.init(repo_type, repo_id) as g:
-                blob = g.add_blob(DEFAULT_GITATTRIBUTES.encode())
-                tree = g.build_tree(None, [Change("put", ".gitattributes", blob)])
+                changes = [Change("put", ".gitattributes", g.add_blob(DEFAULT_GITATTRIBUTES.encode()))]
+                if repo_type == "space":
+                    changes.append(Change("put", "README.md", g.add_blob(space_readme(name, sdk or "gradio").encode())))
+                tree = g.build_tree(None, changes)
                 sha = g.write_commit(tree, [], "initial commit", self.signature(caller.user or ADMIN))
                 g.set_ref("refs/heads/main", sha, None)
                 self.index_card(repo, g, sha)
@@ -238,13 +245,23 @@ class Hub:
         self.git.delete(repo_type, repo_id)
 
     def move_repo(self, caller: Caller, repo_type: str, from_id: str, to_id: str) -> None:
+        """Rename ``from_id`` to ``to_id``; 409 when the target exists (other than by case)."""
         repo = self.writable_repo(caller, repo_type, from_id)
-        ns, _ = validate_repo_id(to_id)
+        ns, name = validate_repo_id(to_id)
+        if ns.lower() == repo.namespace.lower():
+            ns = repo.namespace  # namespaces are found without regard to case too
+        to_id = f"{ns}/{name}"
+        if ns in RESERVED_NAMES or (not ns and name in RESERVED_NAMES):
+            raise BadRequestError(f"{ns or name} is a reserved name.")
         self.require_write(caller, ns)
-        if self.meta.get_repo(repo_type, to_id) is not None:
-            raise ConflictError(f"Repository {to_id} already exists.")
+        target = self.meta.get_repo(repo_type, to_id)
+        if target is not None and target.id != repo.id:
+            raise ConflictError(f"Cannot move {repo_type} {repo.public_id} to {public_repo_id(to_id)}: "
+                                f"you already have a {repo_type} repo with that name.")
+        old_id = repo.repo_id
         self.meta.move_repo(repo, to_id)
-        self.git.move(repo_type, from_id, to_id)
+        if old_id != to_id:
+            self.git.move(repo_type, old_id, to_id)
 
     # -- commits -------------------------------------------------------------------------------
 
@@ -262,7 +279,7 @@ class Hub:
             return revision
         ref = revision if revision.startswith("refs/heads/") else f"refs/heads/{revision}"
         if g.branch_head(ref) is None:
-            raise RevisionNotFoundError(f"Invalid rev id: {revision}. Commits go to an existing branch or refs/pr/N.")
+            raise RevisionNotFoundError(f"Invalid rev id: {revision}")
         return ref
 
     def commit(self, caller: Caller, repo: Repo, g: GitRepo, ref: str, changes: list[Change], *, summary: str,
@@ -278,7 +295,7 @@ class Hub:
         if create_pr:
             base = g.branch_head(ref)
             if parent and not (base or "").startswith(parent.lower()):
-                raise PreconditionFailedError(f"Parent commit {parent} is not the head of {ref}.")
+                raise PreconditionFailedError("A commit has happened since. Please refresh and try again.")
             tree = g.build_tree(base, changes)
             sha = g.write_commit(tree, [base] if base else [], message, author)
             user = caller.user or ADMIN
@@ -287,7 +304,12 @@ class Hub:
                                               is_pr=True, base_ref=ref, events=events)
             g.set_ref(f"refs/pr/{num}", sha, None)
             return sha, num
-        sha, _ = g.commit(ref, changes, message, author, expected_parent=parent)
+        try:
+            sha, _ = g.commit(ref, changes, message, author, expected_parent=parent)
+        except PreconditionFailedError as exc:
+            if type(exc) is not PreconditionFailedError:
+                raise  # a ref that kept moving (RefMovedError): not a stale parent
+            raise PreconditionFailedError("A commit has happened since. Please refresh and try again.") from None
         fault_point("after-ref-update")
         self.after_ref_update(repo, g, ref, sha)
         return sha, None
@@ -353,6 +375,15 @@ class Hub:
             validate_name(org, "organization name")
             self.meta.ensure_org(org)
             self.meta.add_member(org, name)
+
+
+def repo_not_found(repo_type: str, repo_id: str, caller: Caller) -> RepoNotFoundError:
+    """The Hub's answer for a repo that does not exist or that the caller may not see: 404, or 401 for
+    an anonymous caller (the client then suggests logging in)."""
+    message = (f"Repository Not Found for url: {repo_type}s/{public_repo_id(repo_id)}. Please make sure you specified "
+               "the correct `repo_id` and `repo_type`. If you are trying to access a private or gated repo, make "
+               "sure you are authenticated.")
+    return RepoNotFoundError(message, status=401 if caller.user is None else 404)
 
 
 def discussion_event(kind: str, author: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,11 @@ CREATE TABLE IF NOT EXISTS repo_cards (
     repo INTEGER PRIMARY KEY, card TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS redirects (
     type TEXT NOT NULL, old_id TEXT NOT NULL, new_id TEXT NOT NULL, PRIMARY KEY (type, old_id));
+CREATE TABLE IF NOT EXISTS org_settings (
+    org TEXT PRIMARY KEY, default_private INTEGER NOT NULL DEFAULT 0);
 """
+SITE_ADMIN = "admin"
+"""The hub's first user: the only one who writes canonical repos (no namespace, like ``gpt2``)."""
 
 
 def hash_token(token: str) -> str:
@@ -83,7 +87,13 @@ class Repo:
 
     @property
     def repo_id(self) -> str:
+        """``ns/name``; ``/name`` for a canonical repo (the internal spelling: storage paths split it)."""
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def public_id(self) -> str:
+        """The id as the Hub shows it: ``ns/name``, or ``name`` for a canonical repo."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
 @dataclass(frozen=True)
@@ -167,14 +177,35 @@ class Metadata:
     def orgs_of(self, user: str) -> list[str]:
         return [r["org"] for r in self._query("SELECT org FROM members WHERE user=? ORDER BY org", (user,))]
 
+    def memberships(self, user: str) -> list[sqlite3.Row]:
+        """The user's orgs with their role and the org's full name and email (``org, role, fullname, email``)."""
+        return self._query("SELECT m.org AS org, m.role AS role, a.fullname AS fullname, a.email AS email "
+                           "FROM members m LEFT JOIN accounts a ON a.name = m.org WHERE m.user=? ORDER BY m.org",
+                           (user,))
+
+    def org_default_private(self, org: str) -> bool:
+        """True when new repos of ``org`` are private unless the creator says otherwise."""
+        rows = self._query("SELECT default_private FROM org_settings WHERE org=?", (org,))
+        return bool(rows and rows[0]["default_private"])
+
+    def set_org_default_private(self, org: str, private: bool) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO org_settings VALUES (?,?)", (org, int(private)))
+
+    def is_org_admin(self, user: str, org: str) -> bool:
+        return bool(self._query("SELECT 1 FROM members WHERE org=? AND user=? AND role='admin'", (org, user)))
+
     def can_write_namespace(self, user: str, namespace: str) -> bool:
-        """A user writes in their own namespace and in orgs where they are a write member."""
-        if user == namespace:
+        """A user writes in their own namespace and in orgs where they are a write member; canonical
+        repos (namespace '') are the site admin's."""
+        if user == namespace or (namespace == "" and user == SITE_ADMIN):
             return True
         return bool(self._query("SELECT 1 FROM members WHERE org=? AND user=? AND role IN ('write','admin')",
                                 (namespace, user)))
 
     def is_member(self, user: str, namespace: str) -> bool:
+        if namespace == "":
+            return user == SITE_ADMIN
         return user == namespace or bool(self._query("SELECT 1 FROM members WHERE org=? AND user=?",
                                                      (namespace, user)))
 
@@ -240,23 +271,43 @@ class Metadata:
                     row["library_name"], row["downloads"], row["likes"], tags)
 
     def get_repo(self, repo_type: str, repo_id: str) -> Repo | None:
-        ns, name = repo_id.split("/")
+        """The repo ``ns/name`` (or canonical ``name`` / ``/name``), found without regard to case as on
+        the Hub (the row keeps the stored case)."""
+        ns, _, name = repo_id.rpartition("/")
         rows = self._query("SELECT * FROM repos WHERE type=? AND namespace=? AND name=?", (repo_type, ns, name))
+        if not rows:
+            rows = self._query("SELECT * FROM repos WHERE type=? AND lower(namespace)=lower(?) AND lower(name)=lower(?)",
+                               (repo_type, ns, name))
         return self._repo(rows[0]) if rows else None
+
+    def repos_of(self, namespace: str) -> list[Repo]:
+        """Every repo of a user or org (all types), most recently modified first."""
+        return [self._repo(r) for r in self._query("SELECT * FROM repos WHERE namespace=? ORDER BY last_modified DESC",
+                                                   (namespace,))]
+
+    def lfs_bytes(self, repo: Repo) -> int:
+        """Bytes of the LFS objects ``repo`` references (its share of the LFS store)."""
+        return int(self._query("SELECT COALESCE(SUM(size), 0) AS n FROM lfs_links WHERE repo=?", (repo.id,))[0]["n"])
 
     def repo_by_id(self, repo_id: int) -> Repo | None:
         """The repo with this numeric id (ids are never reused), None once deleted."""
         rows = self._query("SELECT * FROM repos WHERE id=?", (repo_id,))
         return self._repo(rows[0]) if rows else None
 
+    def repo_by_uid(self, uid: str) -> Repo | None:
+        """The repo whose ``uid`` (its ``_id``, kept across renames) this is, None once deleted."""
+        rows = self._query("SELECT * FROM repos WHERE uid=?", (uid,))
+        return self._repo(rows[0]) if rows else None
+
     def all_repos(self) -> list[Repo]:
         return [self._repo(r) for r in self._query("SELECT * FROM repos")]
 
     def create_repo(self, repo_type: str, repo_id: str, *, private: bool, sdk: str | None = None) -> Repo:
-        ns, name = repo_id.split("/")
+        ns, _, name = repo_id.rpartition("/")
+        repo_id = f"{ns}/{name}"
         now = time.time()
         with self._tx() as db:
-            if db.execute("SELECT 1 FROM repos WHERE type=? AND namespace=? AND lower(name)=lower(?)",
+            if db.execute("SELECT 1 FROM repos WHERE type=? AND lower(namespace)=lower(?) AND lower(name)=lower(?)",
                           (repo_type, ns, name)).fetchone():
                 raise ConflictError(f"You already created this {repo_type} repo")
             db.execute("DELETE FROM redirects WHERE type=? AND old_id=?", (repo_type, repo_id))
@@ -274,9 +325,11 @@ class Metadata:
             db.execute("DELETE FROM redirects WHERE type=? AND new_id=?", (repo.type, repo.repo_id))
 
     def move_repo(self, repo: Repo, new_id: str) -> None:
-        ns, name = new_id.split("/")
+        ns, _, name = new_id.rpartition("/")
+        new_id = f"{ns}/{name}"
         with self._tx() as db:
-            if db.execute("SELECT 1 FROM repos WHERE type=? AND namespace=? AND name=?", (repo.type, ns, name)).fetchone():
+            if db.execute("SELECT 1 FROM repos WHERE type=? AND lower(namespace)=lower(?) AND lower(name)=lower(?) "
+                          "AND id<>?", (repo.type, ns, name, repo.id)).fetchone():
                 raise ConflictError(f"Repository {new_id} already exists.")
             db.execute("UPDATE repos SET namespace=?, name=? WHERE id=?", (ns, name, repo.id))
             db.execute("UPDATE redirects SET new_id=? WHERE type=? AND new_id=?", (new_id, repo.type, repo.repo_id))
@@ -398,6 +451,20 @@ class Metadata:
             row = db.execute("SELECT events FROM discussions WHERE repo=? AND num=?", (repo.id, num)).fetchone()
             events = json.loads(row["events"]) + [event]
             db.execute("UPDATE discussions SET events=? WHERE repo=? AND num=?", (json.dumps(events), repo.id, num))
+
+    def update_event(self, repo: Repo, num: int, event_id: str,
+                     change: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
+        """Apply ``change`` to event ``event_id`` of discussion ``num`` in one transaction (it may raise
+        to refuse); returns the updated event, None when there is no such event."""
+        with self._tx() as db:
+            row = db.execute("SELECT events FROM discussions WHERE repo=? AND num=?", (repo.id, num)).fetchone()
+            events = json.loads(row["events"]) if row else []
+            found = next((e for e in events if e.get("id") == event_id), None)
+            if found is None:
+                return None
+            change(found)
+            db.execute("UPDATE discussions SET events=? WHERE repo=? AND num=?", (json.dumps(events), repo.id, num))
+        return found
 
     # -- LFS objects a repo may reference -------------------------------------------------------------
 

@@ -13,10 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hub_server import RequestLog
@@ -26,7 +27,7 @@ MiB = 1 << 20
 
 def hubfs(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``hubfs ARGS`` (the real command line) and return its result."""
-    return subprocess.run([sys.executable, "-m", "hubfs.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hubfs.cli", *args], capture_output=True, text=True, check=False,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
@@ -126,10 +127,40 @@ def read_in_child(path: Path, *, offset: int = 0, length: int = -1, timeout: flo
             "    got = os.pread(fd, min(1 << 20, size - off), off)\n"
             "    if not got: break\n"
             "    off += len(got)\n")
-    done = subprocess.run([sys.executable, "-c", code, str(path), str(offset), str(length)], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(offset), str(length)], capture_output=True, check=False,
                           text=True, timeout=timeout)
     return done.returncode, done.stderr
 
 
-__all__ = ["MiB", "Mount", "Mounter", "alive", "hubfs", "is_mounted", "mounter", "mounting", "ranges",
-           "read_in_child"]
+def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Wait until ``check()`` holds (polling; never a fixed sleep), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.05)
+
+
+def errno_of(fn: Callable[[], Any]) -> int:
+    """The errno ``fn()`` fails with (0: it did not fail)."""
+    try:
+        fn()
+    except OSError as exc:
+        return exc.errno or -1
+    return 0
+
+
+def committed(hub: Any, rid: str, repo_type: str = "model") -> dict[str, bytes]:
+    """Every file of the branch head (but .gitattributes) and its bytes, read from the hub."""
+    from hubfs.client.api import HubClient
+
+    with HubClient(hub.endpoint, hub.admin_token) as client:
+        sha = client.resolve(repo_type, rid, "main", refresh=True)
+        out = {}
+        for e in client.list_tree(repo_type, rid, sha, recursive=True):
+            if e.get("type") == "file" and e["path"] != ".gitattributes":
+                out[e["path"]] = client.read_range(client.file_url(repo_type, rid, sha, e["path"]), 0, 1 << 40)[0]
+        return out
+
+
+__all__ = ["MiB", "Mount", "Mounter", "alive", "committed", "errno_of", "hubfs", "is_mounted", "mounter", "mounting",
+           "ranges", "read_in_child", "wait_for"]

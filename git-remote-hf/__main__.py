@@ -1,0 +1,25 @@
+"""The ``git-remote-hf`` executable: ``git-remote-hf <remote> <url>`` (run by git) or ``git-remote-hf filter-process``."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch: the LFS filter process, or the remote-helper protocol on stdin/stdout."""
+    # git starts this program for every fetch, push and LFS checkout: skip httpx's command-line client
+    # (its import pulls in click, rich and pygments when they are installed; httpx has a fallback for it).
+    if "httpx" not in sys.modules:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["filter-process"]:
+        from git_remote_hf import filter_process
+
+        return filter_process.main()
+    from git_remote_hf.helper import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The ``fetch`` batch: the pack from the hub into ``$GIT_DIR`` through dulwich (stored as sent, same
+SHAs), ``depth`` as a shallow fetch, then the LFS objects of the tree git is about to check out.
+
+During a clone (``option cloning true``) the new repository is first configured so that its checkout
+smudges LFS pointers through ``git-remote-hf filter-process`` (no git-lfs needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from dulwich.objects import ObjectID
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+
+from git_remote_hf.packs import IndexPack
+from git_remote_hf.progress import SidebandRelay
+from git_remote_hf.scan import git
+from hubfs.errors import HubfsError
+
+if TYPE_CHECKING:
+    from git_remote_hf.helper import Session
+
+__all__ = ["checkout_tips", "fetch_batch"]
+
+
+def fetch_batch(session: Session, lines: list[str]) -> None:
+    """Handle ``fetch <sha> <name>`` lines: fetch the objects, answer ``connectivity-ok`` if asked, then a blank line."""
+    wanted: dict[str, str] = {}
+    for line in lines:
+        _, sha, name = line.split(" ", 2)
+        wanted[name] = sha
+    if session.options.cloning:
+        from git_remote_hf.lfs_store import configure_repo
+
+        configure_repo(session.git_dir)
+    relay = SidebandRelay(session.progress)
+    repo = Repo(str(session.git_dir))
+    try:
+        shas = sorted({ObjectID(sha.encode()) for sha in wanted.values()})
+        opts = session.options
+        depth = _depth(session, repo, shas)
+        deepen = depth is not None or opts.deepen_since is not None or bool(opts.deepen_not)
+
+        def determine_wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+            return [s for s in shas if deepen or s not in repo.object_store]
+
+        sink = IndexPack(session.git_dir, check_connected=opts.check_connectivity and not deepen,
+                         origin=session.remote.endpoint)
+        try:
+            result = session.git.fetch_pack("", determine_wants, repo.get_graph_walker(), sink.write, progress=relay,
+                                            depth=depth, shallow_since=_timestamp(session, opts.deepen_since),
+                                            shallow_exclude=opts.deepen_not or None)
+            lock, connected = sink.finish()
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+        relay.flush()
+        repo.update_shallow(result.new_shallow, result.new_unshallow)
+        tips = checkout_tips(session, repo, wanted)
+    finally:
+        repo.close()
+    if tips:
+        _prefetch_lfs(session, tips)
+    if lock is not None:
+        session.reply(f"lock {lock}")
+    if connected:
+        session.reply("connectivity-ok")
+    session.reply("")
+
+
+def _depth(session: Session, repo: Repo, shas: list[ObjectID]) -> int | None:
+    """The depth to ask for: ``--depth N``, or for ``--deepen N`` the local history's length plus N."""
+    depth = session.options.depth
+    if depth is None or not session.options.deepen_relative:
+        return depth
+    local = [s.decode() for s in shas if s in repo.object_store] or ["HEAD"]
+    longest = 0
+    for sha in local:
+        count = git(session.git_dir, "rev-list", "--count", sha, check=False).stdout.strip()
+        longest = max(longest, int(count) if count.isdigit() else 0)
+    return longest + depth
+
+
+def _timestamp(session: Session, since: str | None) -> str | None:
+    """``--shallow-since`` as the server wants it (seconds since the epoch), parsed by git's own date parser."""
+    if since is None:
+        return None
+    out = git(session.git_dir, "rev-parse", f"--since={since}").stdout.decode().strip()
+    return out.removeprefix("--max-age=")
+
+
+def checkout_tips(session: Session, repo: Repo, wanted: dict[str, str]) -> list[str]:
+    """The commits whose LFS objects to fetch now: what a clone checks out (the remote HEAD's branch, the
+    URL's revision), or for a fetch the remote branch the current branch tracks (what ``git pull`` merges)."""
+    if session.options.cloning:
+        head = session.symrefs.get(b"HEAD")
+        for name in ([head.decode()] if head else []) + ["HEAD"]:
+            if name in wanted:
+                return [wanted[name]]
+        branches = [sha for name, sha in wanted.items() if name.startswith("refs/heads/")]
+        return branches[:1]
+    try:
+        current = repo.refs.get_symrefs().get(Ref(b"HEAD"))
+        if current is None or not current.startswith(b"refs/heads/"):
+            return []
+        branch = current[len(b"refs/heads/"):]
+        config = repo.get_config()
+        remote = config.get((b"branch", branch), b"remote")
+        merge = config.get((b"branch", branch), b"merge")
+    except KeyError:
+        return []
+    if remote.decode() != session.remote_name or merge.decode() not in wanted:
+        return []
+    return [wanted[merge.decode()]]
+
+
+def _prefetch_lfs(session: Session, tips: list[str]) -> None:
+    """Download the tips' missing LFS objects; a failure is a warning (the checkout's filter retries,
+    and what was downloaded stays for the next run)."""
+    from git_remote_hf.lfs_transfer import prefetch
+
+    try:
+        prefetch(session.git_dir, session.client, session.remote.lfs_url, tips,
+                 progress=session.options.progress and session.options.verbosity > 0)
+    except (HubfsError, OSError) as exc:
+        session.err(f"git-remote-hf: warning: LFS download incomplete ({exc}); the checkout fetches what is missing, "
+                    "and a rerun resumes.")

@@ -1,0 +1,309 @@
+"""``git-remote-hf filter-process``: git's long-running filter protocol (version 2; clean, smudge, delay) for
+``filter=lfs`` paths, with content in the repo's ``.git/lfs`` (:class:`~git_remote_hf.lfs_store.LfsStore`).
+
+* smudge: a pointer becomes its object's bytes, read from the store and checked against the oid as they
+  are sent (a mismatch ends the answer with ``status=error``, so git does not check the file out). A
+  missing object is answered ``status=delayed`` when git allows it; all delayed objects are then fetched
+  in one pipelined run (:func:`~git_remote_hf.lfs_transfer.fetch_objects`) when git asks for them. Input
+  that is not a pointer passes through; so do pointers under ``GIT_LFS_SKIP_SMUDGE=1`` and pointers of
+  paths ``lfs.fetchinclude``/``lfs.fetchexclude`` leave out whose object is not here.
+* clean: the content is hashed into the store and the answer is the pointer, byte-identical to
+  git-lfs's; input that already is a pointer, and empty input, pass through (as with git-lfs).
+* no second copy (``hf.lfs.linkMode``, default ``reflink``): when git is done, each object smudged in
+  this run is replaced by a reflink (FICLONE) of the worktree file, sharing its blocks; with
+  ``hardlink`` the store object becomes a hard link to the worktree file where reflinks are not
+  available. Caveat of ``hardlink``: a program that edits the worktree file in place also changes the
+  store's object (``git lfs fsck`` then reports it); git itself replaces files, so checkouts are safe.
+  ``copy`` keeps two copies, as git-lfs does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, BinaryIO
+
+from git_remote_hf.lfs_select import PathFilter, skip_smudge
+from git_remote_hf.lfs_store import LfsStore
+from git_remote_hf.pktline import PktLine
+from hubfs.errors import HubfsError
+from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer, sha256_file
+
+if TYPE_CHECKING:
+    from hubfs.client.api import HubClient
+
+__all__ = ["FilterServer", "main"]
+
+FICLONE = 0x40049409  # _IOW(0x94, 9, int)
+PIECE = 1 << 20
+
+
+def _git(*args: str) -> str:
+    proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def reflink(src: Path, dst: Path) -> bool:
+    """Create ``dst`` as a copy-on-write clone of ``src`` (FICLONE); False where the filesystem cannot."""
+    try:
+        with open(src, "rb") as s, open(dst, "wb") as d:
+            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+        return True
+    except OSError:
+        dst.unlink(missing_ok=True)
+        return False
+
+
+class FilterServer:
+    """One filter process: answers git's requests on ``pkt`` for the repo at ``git_dir``."""
+
+    def __init__(self, pkt: PktLine, git_dir: Path, worktree: Path, log: IO[str] | None = None) -> None:
+        self.pkt, self.git_dir, self.worktree = pkt, git_dir, worktree
+        self.store = LfsStore(git_dir)
+        self.log = log if log is not None else sys.stderr
+        self.skip = skip_smudge()
+        self.paths = PathFilter.from_git(git_dir)
+        self.delayed: dict[str, LfsPointer] = {}
+        self.failed: dict[str, str] = {}
+        self.smudged: dict[str, LfsPointer] = {}
+        self._remote: tuple[HubClient, str] | None = None  # made on the first fetch, kept for the next ones
+        self.started = time.time()
+
+    # -- protocol ---------------------------------------------------------------------------------
+
+    def handshake(self) -> None:
+        hello = self.pkt.read_list()
+        if "git-filter-client" not in hello or "version=2" not in hello:
+            raise HubfsError(f"git-remote-hf filter-process: unexpected handshake {hello!r}")
+        self.pkt.text("git-filter-server", "version=2")
+        offered = self.pkt.read_list()
+        caps = [c for c in ("capability=clean", "capability=smudge", "capability=delay") if c in offered]
+        self.pkt.text(*caps)
+
+    def serve(self) -> None:
+        """Answer requests until git closes the pipe."""
+        while True:
+            try:
+                headers = dict(line.partition("=")[::2] for line in self.pkt.read_list())
+            except EOFError:
+                return
+            command = headers.get("command", "")
+            if command == "list_available_blobs":
+                self._list_available()
+                continue
+            content = self.pkt.read_content()
+            path = headers.get("pathname", "")
+            if command == "clean":
+                self._clean(content)
+            elif command == "smudge":
+                self._smudge(path, content, headers.get("can-delay") == "1")
+            else:
+                for _ in content:
+                    pass
+                self.pkt.text("status=error")
+
+    def _answer(self, chunks: Iterator[bytes]) -> None:
+        """``status=success``, the content, and a final status: ``error`` if ``chunks`` raised on the way."""
+        self.pkt.text("status=success")
+        try:
+            self.pkt.content(chunks)
+        except (HubfsError, OSError) as err:
+            self.log.write(f"git-remote-hf: {err}\n")
+            self.pkt.flush()
+            self.pkt.text("status=error")
+            return
+        self.pkt.flush()
+        self.pkt.flush()  # an empty status list: success stands
+
+    # -- clean ------------------------------------------------------------------------------------
+
+    def _clean(self, content: Iterator[bytes]) -> None:
+        head = b""
+        for chunk in content:
+            head += chunk
+            if len(head) > POINTER_MAX_SIZE:
+                break
+        if not head or (len(head) <= POINTER_MAX_SIZE and LfsPointer.parse(head) is not None):
+            # an empty file stays empty (git-lfs's rule: no pointer, no object); a pointer stays itself
+            self._answer(iter([head]))
+            return
+        try:
+            pointer = self.store.add_stream(chain([head], content))
+        except (HubfsError, OSError) as err:
+            for _ in content:
+                pass
+            self.log.write(f"git-remote-hf: clean failed: {err}\n")
+            self.pkt.text("status=error")
+            return
+        self._answer(iter([pointer.to_bytes()]))
+
+    # -- smudge -----------------------------------------------------------------------------------
+
+    def _smudge(self, path: str, content: Iterator[bytes], can_delay: bool) -> None:
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+            size = 0
+            for chunk in content:
+                spool.write(chunk)
+                size += len(chunk)
+            spool.seek(0)
+            if path in self.delayed and size == 0:  # git asks again for a blob it was told is available
+                self._smudge_pointer(path, self.delayed.pop(path), can_delay=False)
+                return
+            pointer = LfsPointer.parse(spool.read()) if size <= POINTER_MAX_SIZE else None
+            spool.seek(0)
+            if pointer is None or self.skip:
+                self._answer(iter(lambda: spool.read(PIECE), b""))
+                return
+            self._smudge_pointer(path, pointer, can_delay)
+
+    def _smudge_pointer(self, path: str, pointer: LfsPointer, can_delay: bool) -> None:
+        if path in self.failed:
+            self.log.write(f"git-remote-hf: {path}: {self.failed.pop(path)}\n")
+            self.pkt.text("status=error")
+            return
+        if not self.store.has(pointer.oid, pointer.size):
+            if not self.paths.allows(path):  # left out by lfs.fetchinclude/fetchexclude: the pointer stays
+                self._answer(iter([pointer.to_bytes()]))
+                return
+            if can_delay:
+                self.delayed[path] = pointer
+                self.pkt.text("status=delayed")
+                return
+            self._fetch({path: pointer})
+            if path in self.failed:
+                self._smudge_pointer(path, pointer, can_delay=False)
+                return
+        self.smudged[path] = pointer
+        self._answer(self._verified(pointer))
+
+    def _verified(self, pointer: LfsPointer) -> Iterator[bytes]:
+        """The object's bytes; raises (after the last byte) if they do not hash to its oid."""
+        digest, size = hashlib.sha256(), 0
+        with open(self.store.path(pointer.oid), "rb") as f:
+            while chunk := f.read(PIECE):
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+        if size != pointer.size or digest.hexdigest() != pointer.oid:
+            raise HubfsError(f"LFS object {pointer.oid} in {self.store.objects} is corrupt (sha256 "
+                             f"{digest.hexdigest()}, {size} bytes); refused. Remove it and fetch again.")
+
+    def _list_available(self) -> None:
+        pending = {p: ptr for p, ptr in self.delayed.items() if p not in self.failed}
+        if pending:
+            self._fetch(pending)
+        self.pkt.text(*(f"pathname={p}" for p in self.delayed))
+        self.pkt.text("status=success")
+
+    def _fetch(self, wanted: dict[str, LfsPointer]) -> None:
+        """Fetch the objects of ``wanted`` (path -> pointer) in one run; failures recorded per path."""
+        from git_remote_hf.lfs_transfer import fetch_objects
+
+        try:
+            if self._remote is None:
+                self._remote = self._client()
+            client, lfs_url = self._remote
+            fetch_objects(self.git_dir, client, lfs_url, list(wanted.values()),
+                          names={p.oid: path for path, p in wanted.items()})
+        except (HubfsError, OSError) as err:
+            why = str(err)
+            for path, pointer in wanted.items():
+                if not self.store.has(pointer.oid, pointer.size):
+                    self.failed[path] = why
+
+    def close(self) -> None:
+        """Release the hub client, if one was made."""
+        if self._remote is not None:
+            self._remote[0].close()
+            self._remote = None
+
+    def _client(self) -> tuple[HubClient, str]:
+        """The hub client and LFS URL of the repo's hf remote (``remote.origin.url`` first)."""
+        from git_remote_hf.auth import client_for
+        from git_remote_hf.url import parse_remote_url
+
+        gd = str(self.git_dir)
+        remotes = ["origin"] + [r for r in _git("--git-dir", gd, "remote").split() if r != "origin"]
+        for name in remotes:
+            url = _git("--git-dir", gd, "config", "--get", f"remote.{name}.url")
+            if not url:
+                continue
+            url = url.removeprefix("hf::")
+            try:
+                remote = parse_remote_url(url, os.environ)
+            except HubfsError:
+                continue
+            lfs_url = (_git("--git-dir", gd, "config", "--get", "lfs.url")
+                       or _git("--git-dir", gd, "config", "--get", f"remote.{name}.lfsurl") or remote.lfs_url)
+            return client_for(remote, self.git_dir), lfs_url
+        raise HubfsError("no hf:// remote in this repository to fetch LFS objects from")
+
+    # -- no second copy ---------------------------------------------------------------------------
+
+    def link_smudged(self) -> None:
+        """Share each smudged object's blocks with its worktree file (``hf.lfs.linkMode``, see the module doc).
+
+        Only files git wrote during this run, with the object's size, are considered, and the link is
+        hashed before it replaces the object: a worktree file that differs never enters the store.
+        """
+        mode = (_git("--git-dir", str(self.git_dir), "config", "--get", "hf.lfs.linkMode") or "reflink").lower()
+        if mode not in ("reflink", "hardlink"):
+            return
+        self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        can_reflink = True
+        for path, pointer in self.smudged.items():
+            work = self.worktree / path
+            tmp = self.store.tmp_dir / f"link-{os.getpid()}-{pointer.oid}"
+            try:
+                st = work.lstat()
+                obj = self.store.path(pointer.oid)
+                if (not work.is_file() or work.is_symlink() or st.st_size != pointer.size
+                        or st.st_mtime < self.started - 2 or os.path.samestat(st, obj.stat())):
+                    continue
+                tmp.unlink(missing_ok=True)
+                linked = can_reflink and reflink(work, tmp)
+                can_reflink = linked
+                if not linked:
+                    if mode != "hardlink":
+                        return
+                    os.link(work, tmp)
+                with open(tmp, "rb") as f:
+                    if sha256_file(f) != (pointer.oid, pointer.size):
+                        continue
+                os.replace(tmp, obj)
+            except FileNotFoundError:
+                continue  # not in the worktree (``git cat-file --filters``, a sparse checkout, ...)
+            except OSError as err:
+                self.log.write(f"git-remote-hf: could not link {path} to the LFS store: {err}\n")
+            finally:
+                tmp.unlink(missing_ok=True)
+
+
+def main() -> int:
+    """Run the filter on stdin/stdout until git closes the pipe; 0 on a clean end."""
+    where = _git("rev-parse", "--absolute-git-dir", "--show-toplevel").splitlines()
+    git_dir = Path(where[0] if where else ".git")
+    worktree = Path(where[1] if len(where) > 1 else ".")
+    stdout: BinaryIO = sys.stdout.buffer
+    server = FilterServer(PktLine(sys.stdin.buffer, stdout), git_dir, worktree)
+    try:
+        server.handshake()
+        server.serve()
+    except EOFError:
+        pass
+    except HubfsError as err:
+        sys.stderr.write(f"{err}\n")
+        return 1
+    finally:
+        server.close()
+        if server.smudged:
+            server.link_smudged()
+    return 0

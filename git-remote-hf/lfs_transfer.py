@@ -1,0 +1,353 @@
+"""LFS content over the Git LFS batch API, fast: pipelined batch calls, adaptive concurrency, resumable, verified.
+
+Download (:func:`prefetch`, :func:`fetch_objects`): up to 100 objects per batch call; the next batch call
+is in flight while the objects of the previous ones download; GETs run 8 at a time at first, one more
+after each object that arrived (up to 64), half as many after a failure. Each object streams into
+``.git/lfs/incomplete/<oid>`` through :func:`hubfs.client.download.fetch_file` (big ranges, the partial
+file resumed with a Range request on a rerun), its sha256 and size are checked, and only then is it
+renamed into ``objects/``. Upload (:func:`upload`): the batch ``upload`` operation through
+:func:`hubfs.client.commit.upload_lfs_objects` (basic PUT or the Hub's multipart), then ``verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import httpx
+
+from git_remote_hf.lfs_select import PathFilter, skip_smudge, tree_pointers
+from git_remote_hf.lfs_store import LfsStore, lfs_enabled
+from hubfs.client.api import HubClient
+from hubfs.client.commit import Add, upload_lfs_objects
+from hubfs.client.download import RemoteFile, fetch_file
+from hubfs.client.fetch import RangeFetcher
+from hubfs.errors import HubfsError, IntegrityError, LfsTransferError
+from hubfs.lfs import LfsPointer
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["LfsTransferError", "batch_url", "fetch_objects", "prefetch", "upload"]
+
+BATCH_SIZE = 100
+SMALL = 1 << 20  # objects up to this size are fetched whole into memory (no partial file to resume)
+BATCHES_AHEAD = 2
+MIN_STREAMS, START_STREAMS, MAX_STREAMS = 2, 8, 64
+LFS_JSON = "application/vnd.git-lfs+json"
+
+
+def batch_url(lfs_url: str) -> str:
+    """The batch endpoint of an LFS URL (``.../info/lfs`` -> ``.../info/lfs/objects/batch``)."""
+    url = lfs_url.rstrip("/")
+    return url if url.endswith("/objects/batch") else url + "/objects/batch"
+
+
+def prefetch(git_dir: Path, client: HubClient, lfs_url: str, tips: list[str], *, ref: str | None = None,
+             progress: bool | None = None) -> None:
+    """Download the LFS objects the trees of ``tips`` point to and the store lacks (see the module doc).
+
+    Does nothing with ``GIT_LFS_SKIP_SMUDGE=1`` or when the user opted out of the helper's LFS handling
+    (:func:`~git_remote_hf.lfs_store.lfs_enabled`); honours ``lfs.fetchinclude``/``lfs.fetchexclude``.
+    Raises :class:`LfsTransferError` naming what failed; what did arrive stays (complete objects in
+    ``objects/``, partial ones in ``incomplete/`` for the next run).
+    """
+    git_dir = Path(git_dir)
+    if skip_smudge() or not tips or not lfs_enabled(git_dir):
+        return
+    wanted = tree_pointers(git_dir, tips, PathFilter.from_git(git_dir))
+    fetch_objects(git_dir, client, lfs_url, [p for _, p in wanted], ref=ref, progress=progress,
+                  names={p.oid: path for path, p in wanted})
+
+
+def fetch_objects(git_dir: Path, client: HubClient, lfs_url: str, pointers: Iterable[LfsPointer], *,
+                  ref: str | None = None, progress: bool | None = None, names: dict[str, str] | None = None) -> None:
+    """Download the objects of ``pointers`` that the store lacks; ``names`` (oid -> path) for messages."""
+    store = LfsStore(git_dir)
+    todo = store.missing(pointers)
+    if not todo:
+        return
+    with _Downloads(client, store, batch_url(lfs_url), ref, _Progress.maybe("Downloading", todo, progress),
+                    names or {}) as run:
+        run.all(todo)
+
+
+class _Limiter:
+    """Adaptive concurrency: ``limit`` streams at once, +1 per success up to MAX_STREAMS, halved on failure."""
+
+    def __init__(self) -> None:
+        self.limit, self.active = START_STREAMS, 0
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+
+    def done(self, ok: bool) -> None:
+        with self._cond:
+            self.active -= 1
+            self.limit = min(MAX_STREAMS, self.limit + 1) if ok else max(MIN_STREAMS, self.limit // 2)
+            self._cond.notify_all()
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.done(exc_type is None)
+
+
+class _Downloads:
+    """One download run: a batch pool (the pipeline), a stream pool (adaptive), a range pool for big objects."""
+
+    def __init__(self, client: HubClient, store: LfsStore, url: str, ref: str | None, progress: _Progress | None,
+                 names: dict[str, str]) -> None:
+        self.client, self.store, self.url, self.ref = client, store, url, ref
+        self.progress, self.names = progress, names
+        self.fetcher = RangeFetcher(client.transport, max_idle=MAX_STREAMS)
+        self.limiter = _Limiter()
+        self.batches = ThreadPoolExecutor(BATCHES_AHEAD, thread_name_prefix="lfs-batch")
+        self.streams = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="lfs-get")
+        self.ranges = ThreadPoolExecutor(8, thread_name_prefix="lfs-range")
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pool in (self.batches, self.streams, self.ranges):
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.fetcher.close()
+        if self.progress is not None:
+            self.progress.finish()
+
+    def _fail(self, pointer: LfsPointer, why: str) -> None:
+        name = self.names.get(pointer.oid)
+        with self._lock:
+            self.errors.append(f"{name + ' ' if name else ''}(oid {pointer.oid}, {pointer.size} bytes): {why}")
+
+    def all(self, todo: list[LfsPointer]) -> None:
+        """Fetch every pointer of ``todo``; raise :class:`LfsTransferError` listing the failures."""
+        chunks = [todo[i:i + BATCH_SIZE] for i in range(0, len(todo), BATCH_SIZE)]
+        calls = [self.batches.submit(self._batch, chunk) for chunk in chunks]  # at most BATCHES_AHEAD run at once
+        gets: list[Future[None]] = []
+        for chunk, call in zip(chunks, calls):
+            try:
+                answer = call.result()
+            except HubfsError as err:
+                for call_left in calls:
+                    call_left.cancel()
+                raise LfsTransferError(f"LFS batch request to {self.client.endpoint} failed: {err}") from err
+            by_oid = {o.get("oid"): o for o in answer.get("objects", []) if isinstance(o, dict)}
+            for pointer in chunk:
+                gets.append(self.streams.submit(self._one, pointer, by_oid.get(pointer.oid)))
+        for get in gets:
+            get.result()
+        if self.errors:
+            shown = "\n  ".join(self.errors[:10])
+            more = f"\n  ... and {len(self.errors) - 10} more" if len(self.errors) > 10 else ""
+            raise LfsTransferError(f"{len(self.errors)} of {len(todo)} LFS objects could not be downloaded "
+                                   f"(rerun to resume):\n  {shown}{more}")
+
+    def _batch(self, chunk: list[LfsPointer]) -> dict[str, Any]:
+        body: dict[str, Any] = {"operation": "download", "transfers": ["basic"], "hash_algo": "sha256",
+                                "objects": [{"oid": p.oid, "size": p.size} for p in chunk]}
+        if self.ref:
+            body["ref"] = {"name": self.ref}
+        answer = self.client.transport.request("POST", self.url, json_body=body,
+                                               headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON}).json()
+        return answer if isinstance(answer, dict) else {}
+
+    def _one(self, pointer: LfsPointer, entry: dict[str, Any] | None) -> None:
+        if entry is None:
+            return self._fail(pointer, "the server's batch answer left it out")
+        if entry.get("error"):
+            err = entry["error"]
+            return self._fail(pointer, f"the server refused it ({err.get('code')}: {err.get('message')})")
+        action = (entry.get("actions") or {}).get("download")
+        if not action or not action.get("href"):
+            return self._fail(pointer, "the server sent no download action")
+        try:
+            with self.limiter:
+                self._download(pointer, action["href"], action.get("header") or {})
+        except IntegrityError as err:
+            self._fail(pointer, f"refused: {err} (not stored)")
+        except (HubfsError, OSError, httpx.HTTPError) as err:
+            self._fail(pointer, str(err) or type(err).__name__)
+        return None
+
+    def _download(self, pointer: LfsPointer, href: str, header: dict[str, str]) -> None:
+        if not header and pointer.size <= SMALL:  # one request into memory, checked, one write
+            self._download_small(pointer, href)
+        else:
+            tmp = self.store.incomplete(pointer.oid)
+            if header:  # an action that needs its own headers: streamed through the transport
+                _download_with_headers(self.client, href, header, pointer, tmp, self.progress)
+            else:
+                remote = RemoteFile(self.names.get(pointer.oid, pointer.oid), pointer.size, pointer.oid, True)
+                fetch_file(self.fetcher, self.ranges, href, remote, tmp, self.progress)
+            self.store.install(tmp, pointer)
+        if self.progress is not None:
+            self.progress.object_done()
+
+    def _download_small(self, pointer: LfsPointer, href: str) -> None:
+        buf = bytearray(pointer.size)
+        view, got = memoryview(buf), 0
+        while got < pointer.size:
+            n, _ = self.fetcher.fetch_into(href, got, view[got:])
+            if n == 0:
+                break
+            got += n
+        digest = hashlib.sha256(view[:got]).hexdigest()
+        if got != pointer.size or digest != pointer.oid:
+            raise IntegrityError(f"got {got} bytes with sha256 {digest}")
+        self.store.put_verified(buf, pointer)
+        if self.progress is not None:
+            self.progress.update(got)
+
+
+def _download_with_headers(client: HubClient, href: str, header: dict[str, str], pointer: LfsPointer, tmp: Path,
+                           progress: _Progress | None) -> None:
+    """GET ``href`` with the action's headers into ``tmp``, resuming what is there with a Range request."""
+    done = tmp.stat().st_size if tmp.exists() else 0
+    if done > pointer.size:
+        tmp.unlink()
+        done = 0
+    digest = hashlib.sha256()
+    if done:
+        with open(tmp, "rb") as f:
+            while chunk := f.read(8 << 20):
+                digest.update(chunk)
+    headers = {**header, "Accept-Encoding": "identity", **({"Range": f"bytes={done}-"} if done else {})}
+    resp = client.transport.request("GET", href, headers=headers, stream=True)
+    try:
+        if resp.status_code != 206 and done:  # the Range was ignored: start over
+            done, digest = 0, hashlib.sha256()
+            tmp.unlink()
+        with open(tmp, "ab") as out:
+            for chunk in resp.iter_bytes(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress.update(len(chunk))
+    finally:
+        resp.close()
+    if done != pointer.size or digest.hexdigest() != pointer.oid:
+        tmp.unlink(missing_ok=True)
+        raise IntegrityError(f"got {done} bytes with sha256 {digest.hexdigest()}")
+
+
+def upload(git_dir: Path, client: HubClient, lfs_url: str, pointers: list[LfsPointer], ref: str | None, *,
+           progress: bool | None = None) -> None:
+    """Upload the objects of ``pointers`` that the server lacks (basic or multipart), each verified.
+
+    Raises :class:`LfsTransferError`: for an object the server wants that is not in the local store
+    (naming its oid), and for any refused or failed transfer. Returns only when all are stored.
+    """
+    store = LfsStore(git_dir)
+    unique = list({p.oid: p for p in pointers}.values())
+    if not unique:
+        return
+    url = batch_url(lfs_url)
+    absent = [p for p in unique if not store.has(p.oid, p.size)]
+    if absent:  # the server may have them already; if not, say which one is missing here
+        wanted = _server_wants(client, url, absent, ref)
+        if wanted:
+            p = wanted[0]
+            raise LfsTransferError(
+                f"LFS object {p.oid} ({p.size} bytes) is not in {store.objects} and the server does not have "
+                f"it{f' (and {len(wanted) - 1} more)' if len(wanted) > 1 else ''}: fetch it first "
+                "(`git lfs fetch --all` or a checkout of the commit that added it), then push again.")
+    adds = []
+    for p in unique:
+        if store.has(p.oid, p.size):
+            add = Add(f"lfs/{p.oid}", store.path(p.oid))
+            add.sha256 = p.oid
+            adds.append(add)
+    shown = _Progress.maybe("Uploading", [LfsPointer(a.sha256, a.size) for a in adds], progress)
+    try:
+        upload_lfs_objects(client, url, adds, ref, progress=shown, workers=8)
+    except HubfsError as err:
+        raise LfsTransferError(f"LFS upload to {client.endpoint} failed: {err}") from err
+    except (OSError, httpx.HTTPError) as err:
+        raise LfsTransferError(f"LFS upload to {client.endpoint} failed: {err or type(err).__name__}") from err
+    finally:
+        if shown is not None:
+            shown.finish()
+
+
+def _server_wants(client: HubClient, url: str, pointers: list[LfsPointer], ref: str | None) -> list[LfsPointer]:
+    """The pointers a batch ``upload`` call answers with an upload action (the server lacks them)."""
+    wanted = []
+    for i in range(0, len(pointers), BATCH_SIZE):
+        chunk = pointers[i:i + BATCH_SIZE]
+        body: dict[str, Any] = {"operation": "upload", "transfers": ["basic", "multipart"], "hash_algo": "sha256",
+                                "objects": [{"oid": p.oid, "size": p.size} for p in chunk]}
+        if ref:
+            body["ref"] = {"name": ref}
+        try:
+            answer = client.transport.request("POST", url, json_body=body,
+                                              headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON}).json()
+        except HubfsError as err:
+            raise LfsTransferError(f"LFS batch request to {client.endpoint} failed: {err}") from err
+        by_oid = {o.get("oid"): o for o in answer.get("objects", [])}
+        wanted += [p for p in chunk if (by_oid.get(p.oid) or {}).get("actions", {}).get("upload")
+                   or (by_oid.get(p.oid) or {}).get("error")]
+    return wanted
+
+
+class _Progress:
+    """git-lfs's progress line on stderr: ``Downloading LFS objects: 42% (126/300), 120 MB | 95 MB/s``."""
+
+    def __init__(self, verb: str, objects: int, total: int, stream: IO[str]) -> None:
+        self.verb, self.objects, self.total, self.stream = verb, objects, total, stream
+        self.count, self.bytes = 0, 0
+        self.start = self.last = time.monotonic()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def maybe(cls, verb: str, pointers: list[LfsPointer], asked: bool | None) -> _Progress | None:
+        """A progress line when asked, or (``asked`` None) when stderr is a terminal."""
+        show = asked if asked is not None else sys.stderr.isatty()
+        return cls(verb, len(pointers), sum(p.size for p in pointers), sys.stderr) if show and pointers else None
+
+    def update(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+            self._show(False)
+
+    def object_done(self) -> None:
+        with self._lock:
+            self.count += 1
+            self._show(False)
+
+    def finish(self) -> None:
+        with self._lock:
+            if self.verb == "Uploading":
+                self.count = self.objects if self.bytes >= self.total else self.count
+            self._show(True)
+
+    def _show(self, final: bool) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < 0.2:
+            return
+        self.last = now
+        pct = 100 * self.bytes // self.total if self.total else 100
+        rate = self.bytes / max(now - self.start, 1e-3)
+        line = (f"\r{self.verb} LFS objects: {pct:3d}% ({self.count}/{self.objects}), "
+                f"{_human(self.bytes)} | {_human(rate)}/s")
+        self.stream.write(line + (", done.\n" if final and self.bytes >= self.total else "\n" if final else ""))
+        self.stream.flush()
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"

@@ -1,0 +1,74 @@
+"""git's pkt-line framing, as the long-running filter protocol uses it: 4 hex digits of length, then data;
+``0000`` is a flush packet. A packet carries at most 65,516 bytes of data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+__all__ = ["MAX_DATA", "PktLine"]
+
+MAX_DATA = 65516
+
+
+class PktLine:
+    """Reads packets from ``rd`` and writes them to ``wr`` (binary streams); EOF raises ``EOFError``."""
+
+    def __init__(self, rd: BinaryIO, wr: BinaryIO) -> None:
+        self.rd, self.wr = rd, wr
+
+    def _exact(self, n: int) -> bytes:
+        data = self.rd.read(n)
+        while data is not None and 0 < len(data) < n:
+            more = self.rd.read(n - len(data))
+            if not more:
+                break
+            data += more
+        if not data or len(data) < n:
+            raise EOFError("git closed the filter's input")
+        return data
+
+    def read(self) -> bytes | None:
+        """One packet's data, or None for a flush packet."""
+        head = self._exact(4)
+        try:
+            size = int(head, 16)
+        except ValueError:
+            raise EOFError(f"bad pkt-line header {head!r}") from None
+        if size == 0:
+            return None
+        if size < 4:
+            raise EOFError(f"bad pkt-line length {size}")
+        return self._exact(size - 4)
+
+    def read_list(self) -> list[str]:
+        """Text packets (trailing LF stripped) up to the next flush."""
+        out = []
+        while (pkt := self.read()) is not None:
+            out.append(pkt.decode("utf-8", "surrogateescape").rstrip("\n"))
+        return out
+
+    def read_content(self) -> Iterator[bytes]:
+        """The data packets of a content section, up to its flush."""
+        while (pkt := self.read()) is not None:
+            yield pkt
+
+    def write(self, data: bytes) -> None:
+        self.wr.write(b"%04x" % (len(data) + 4) + data)
+
+    def text(self, *lines: str) -> None:
+        """Text packets (each LF-terminated), then a flush."""
+        for line in lines:
+            self.write(line.encode("utf-8", "surrogateescape") + b"\n")
+        self.flush()
+
+    def flush(self) -> None:
+        self.wr.write(b"0000")
+        self.wr.flush()
+
+    def content(self, chunks: Iterable[bytes]) -> None:
+        """``chunks`` split into packets (no flush)."""
+        for chunk in chunks:
+            view = memoryview(chunk)
+            for i in range(0, len(view), MAX_DATA):
+                self.write(bytes(view[i:i + MAX_DATA]))

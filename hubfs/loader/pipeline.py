@@ -1,0 +1,402 @@
+"""The device pipeline: tensors from a :class:`~hubfs.loader.sources.Checkpoint` onto devices, in file order.
+
+Per tensor, one of three paths:
+
+- **zero-copy**: a local, mappable file to the CPU without dtype change or quantizing: a view of a
+  private (copy-on-write) mapping of the file, as safetensors does; nothing is read up front;
+- **direct**: to the CPU otherwise: ``threads`` workers ``pread`` pieces of ``chunk`` bytes straight
+  into the tensor's raw bytes, then it is cast or quantized in place of the raw buffer;
+- **staged**: to an accelerator: workers read pieces into a ring of reused staging buffers (pinned
+  host memory), each piece is copied raw to the device on a side stream while the next pieces are read
+  (an event per buffer says when it may be refilled), then the tensor is cast or quantized on the device,
+  on that stream; the caller's stream waits on a per-tensor event (no host synchronisation).
+
+Reads are submitted in file-offset order, at most ``window`` pieces ahead, and tensors come out in that
+order as soon as their last piece landed. Host memory stays bounded whatever the model size: the ring
+(``slots x chunk``) on the staged path; on the direct path, raw buffers allocated ahead are capped at
+``max(largest tensor, threads x chunk)`` beyond the tensor being finished.
+Yielded tensors own their memory (or their mapping): nothing is reused under the caller.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import functools
+import math
+import mmap
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields, is_dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from hubfs.errors import SafetensorsError
+from hubfs.loader.header import TensorInfo, torch_dtype, torch_shape
+from hubfs.loader.sources import Checkpoint, FileSource
+
+if TYPE_CHECKING:
+    import torch
+
+MiB = 1 << 20
+DIRECT_CHUNK = 8 * MiB  # pieces read straight into CPU tensors
+STAGE_CHUNK = 16 * MiB  # pinned staging buffers (fastsafetensors' bounce size; 8-16 MiB ranges for HTTP)
+
+
+class Quantizer(Protocol):
+    """What the pipeline asks of a quantizer (:func:`hubfs.loader.quant.quantizer` makes them)."""
+
+    def wants(self, name: str, shape: Sequence[int], dtype: str) -> bool:
+        """Whether to quantize tensor ``name`` (``dtype``: the safetensors name of its dtype once cast)."""
+
+    def quantize(self, tensor: torch.Tensor) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Item:
+    """One tensor to load: where to (``device``), as what (``dtype``: None keeps it), quantized or not."""
+
+    info: TensorInfo
+    device: torch.device
+    dtype: torch.dtype | None = None
+    quantize: bool = False
+
+
+@dataclass
+class _Piece:
+    job: _Job
+    offset: int  # into the tensor's bytes
+    length: int
+    future: Future[None]
+    slot: int = -1  # staging slot, -1 on the direct path
+
+
+class _Job:
+    """A tensor in flight: its raw destination bytes and how many pieces are still to land."""
+
+    def __init__(self, item: Item, raw: torch.Tensor | None, pieces: int) -> None:
+        self.item, self.raw, self.left = item, raw, pieces
+        self.result: Any = None
+
+
+class StagingRing:
+    """``slots`` reused host buffers of ``chunk`` bytes (pinned when ``pin``); each remembers the event of
+    the device copy last made from it, which a reader waits on before refilling it."""
+
+    def __init__(self, slots: int, chunk: int, pin: bool) -> None:
+        import torch
+
+        self.chunk = chunk
+        self.buffers = [torch.empty(chunk, dtype=torch.uint8, pin_memory=pin) for _ in range(slots)]
+        self.views = [byte_view(b) for b in self.buffers]
+        self.events: list[Any] = [None] * slots
+        self.free: collections.deque[int] = collections.deque(range(slots))
+
+    def acquire(self) -> int | None:
+        return self.free.popleft() if self.free else None
+
+    def release(self, slot: int, event: Any) -> None:
+        self.events[slot] = event
+        self.free.append(slot)
+
+
+def default_threads(ckpt: Checkpoint) -> int:
+    """Readers per load: 16 connections for the hub, else 2-8 by CPU count."""
+    import os
+
+    remote = any(getattr(f, "url", None) and not getattr(f, "cached", False) for f in ckpt.files.values())
+    return 16 if remote else max(2, min(8, os.cpu_count() or 2))
+
+
+class Loader:
+    """One load of ``items`` (in order) from ``ckpt``; iterate for (name, tensor) pairs in that order."""
+
+    def __init__(self, ckpt: Checkpoint, items: list[Item], *, threads: int, quantizer: Quantizer | None = None,
+                 chunk: int | None = None, mmap: bool = True, populate: bool = True, stage: bool = False,
+                 storages: dict[str, torch.UntypedStorage] | None = None) -> None:
+        """``stage``: send CPU tensors through the staging ring too (the accelerator path, run on the CPU)."""
+        import torch
+
+        self.ckpt, self.items, self.threads = ckpt, items, max(1, threads)
+        self.quantizer = quantizer
+        self.mmap, self.populate = mmap, populate
+        self.storages = storages if storages is not None else {}
+        self.stage_all = stage
+        self.staged = stage or any(_accelerated(i.device) for i in items)
+        self.chunk = chunk or (STAGE_CHUNK if self.staged else DIRECT_CHUNK)
+        largest = max((i.info.nbytes for i in items), default=0)
+        self.budget = max(largest, self.threads * self.chunk)
+        self.window = self.threads * 2
+        self._torch = torch
+        self._streams: dict[torch.device, Any] = {}
+
+    # -- planning ------------------------------------------------------------------------------------
+
+    def _zero_copy(self, item: Item) -> bool:
+        info = item.info
+        src = self.ckpt.source(info)
+        return (self.mmap and not self.stage_all and item.device.type == "cpu" and src.mmap_path is not None and not item.quantize
+                and (item.dtype is None or item.dtype == torch_dtype(info)) and info.nbytes > 0
+                and info.start % max(1, info.itemsize) == 0)
+
+    def _mapped(self, item: Item) -> torch.Tensor:
+        torch = self._torch
+        info = item.info
+        src = self.ckpt.source(info)
+        storage = self.storages.get(info.file)
+        if storage is None:
+            assert src.mmap_path is not None
+            storage = self.storages[info.file] = torch.UntypedStorage.from_file(src.mmap_path, False, src.size)
+        dtype = torch_dtype(info)
+        shape = torch_shape(info)
+        size = max(1, dtype.itemsize)
+        out = torch.empty(0, dtype=dtype).set_(storage, info.start // size, shape, _contiguous_strides(shape))
+        return out
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        torch = self._torch
+        ring = None
+        if self.staged:
+            ring = StagingRing(self.threads + 2, self.chunk, torch.cuda.is_available())
+            self.window = len(ring.buffers)
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hubfs-load")
+        inflight: collections.deque[_Piece] = collections.deque()
+        jobs: collections.deque[_Job] = collections.deque()
+        pending_bytes, idx = 0, 0
+        current: tuple[_Job, int] | None = None  # the job being submitted, and its next offset
+        try:
+            while True:
+                # 1. submit pieces in order while the window, the ring and the byte budget allow
+                while len(inflight) < self.window:
+                    if current is None:
+                        if idx == len(self.items):
+                            break
+                        item = self.items[idx]
+                        nbytes = item.info.nbytes
+                        if not self._cheap(item) and pending_bytes and pending_bytes + nbytes > self.budget:
+                            break
+                        idx += 1
+                        job = self._start(item)
+                        jobs.append(job)
+                        if job.left == 0:
+                            continue
+                        pending_bytes += nbytes if job.raw is not None else 0
+                        current = (job, 0)
+                    job, off = current
+                    length = min(self.chunk, job.item.info.nbytes - off)
+                    piece = self._submit(pool, ring, job, off, length)
+                    if piece is None:
+                        break  # no free staging slot: land a piece first
+                    inflight.append(piece)
+                    current = (job, off + length) if off + length < job.item.info.nbytes else None
+                # 2. hand out every finished tensor at the head, in order
+                while jobs and jobs[0].left == 0:
+                    job = jobs.popleft()
+                    if job.raw is not None:
+                        pending_bytes -= job.item.info.nbytes
+                    yield job.item.info.name, self._finish(job)
+                # 3. land the oldest piece (its copy to the device is issued here), or stop when all is out
+                if inflight:
+                    self._land(inflight.popleft(), ring)
+                elif current is None and idx == len(self.items) and not jobs:
+                    return
+        finally:
+            for piece in inflight:
+                piece.future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _stages(self, item: Item) -> bool:
+        return self.stage_all or _accelerated(item.device)
+
+    def _cheap(self, item: Item) -> bool:
+        return item.info.nbytes == 0 or item.device.type == "meta" or self._zero_copy(item)
+
+    def _start(self, item: Item) -> _Job:
+        """A job for ``item``: done already (empty, meta, zero-copy), or with its raw bytes allocated."""
+        torch = self._torch
+        info = item.info
+        if info.nbytes == 0 or item.device.type == "meta":
+            job = _Job(item, None, 0)
+            job.result = torch.empty(torch_shape(info), dtype=torch_dtype(info), device=item.device)
+            return job
+        if self._zero_copy(item):
+            job = _Job(item, None, math.ceil(info.nbytes / self.chunk) if self.populate else 0)
+            job.result = self._mapped(item)
+            return job
+        if _accelerated(item.device):
+            with self._stream_ctx(item.device):
+                raw = torch.empty(info.nbytes, dtype=torch.uint8, device=item.device)
+        else:
+            raw = host_buffer(info.nbytes)
+        return _Job(item, raw, math.ceil(info.nbytes / self.chunk))
+
+    def _submit(self, pool: ThreadPoolExecutor, ring: StagingRing | None, job: _Job, off: int,
+                length: int) -> _Piece | None:
+        src = self.ckpt.source(job.item.info)
+        start = job.item.info.start + off
+        if job.raw is None:  # a mapped tensor: fault its pages in (kernel side, no copy)
+            storage = self.storages[job.item.info.file]
+            return _Piece(job, off, length, pool.submit(_populate, storage.data_ptr() + start, length))
+        if not self._stages(job.item):
+            view = byte_view(job.raw)[off:off + length]
+            return _Piece(job, off, length, pool.submit(_read, src, start, view, None))
+        assert ring is not None
+        slot = ring.acquire()
+        if slot is None:
+            return None
+        event, ring.events[slot] = ring.events[slot], None
+        return _Piece(job, off, length, pool.submit(_read, src, start, ring.views[slot][:length], event), slot)
+
+    def _land(self, piece: _Piece, ring: StagingRing | None) -> None:
+        piece.future.result()
+        job = piece.job
+        if piece.slot >= 0:
+            assert ring is not None and job.raw is not None
+            torch = self._torch
+            with self._stream_ctx(job.item.device) as stream:
+                job.raw[piece.offset:piece.offset + piece.length].copy_(ring.buffers[piece.slot][:piece.length],
+                                                                       non_blocking=True)
+                event = None
+                if stream is not None:
+                    event = torch.cuda.Event()
+                    event.record(stream)
+            ring.release(piece.slot, event)
+        job.left -= 1
+
+    def _finish(self, job: _Job) -> Any:
+        """The tensor of a job whose bytes all landed: viewed as its dtype and shape, cast, quantized."""
+        if job.raw is None:
+            return job.result
+        item, info = job.item, job.item.info
+        with self._stream_ctx(item.device) as stream:
+            out: Any = job.raw.view(torch_dtype(info)).view(torch_shape(info))
+            if item.dtype is not None and out.dtype != item.dtype:
+                out = out.to(item.dtype)
+            if item.quantize and self.quantizer is not None:
+                out = self.quantizer.quantize(out)
+            job.raw = None
+            if stream is not None:
+                torch = self._torch
+                ready = torch.cuda.Event()
+                ready.record(stream)
+                current = torch.cuda.current_stream(item.device)
+                current.wait_event(ready)
+                for t in _tensors_of(out):
+                    if t.device.type == "cuda":
+                        t.record_stream(current)
+        return out
+
+    def _stream_ctx(self, device: torch.device) -> Any:
+        """A context running on ``device``'s side stream (yields it), or a no-op one off CUDA."""
+        torch = self._torch
+        if device.type != "cuda":
+            return _NoStream()
+        stream = self._streams.get(device)
+        if stream is None:
+            stream = self._streams[device] = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+        return _OnStream(stream)
+
+
+class _NoStream:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _OnStream:
+    def __init__(self, stream: Any) -> None:
+        import torch
+
+        self.stream = stream
+        self._ctx = torch.cuda.stream(stream)
+
+    def __enter__(self) -> Any:
+        self._ctx.__enter__()
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+
+
+def _read(src: FileSource, offset: int, view: memoryview, wait: Any) -> None:
+    """Worker: wait until the staging buffer's last device copy finished, then fill it whole."""
+    if wait is not None:
+        wait.synchronize()
+    got = src.readinto(offset, view)
+    if got != len(view):
+        raise SafetensorsError(f"{src.name}: truncated: {len(view)} bytes wanted at offset {offset}, got {got} "
+                               f"(the file is {src.size} bytes)")
+
+
+OWN_MAPPING_MIN = 1 << 20  # CPU buffers this big get their own anonymous mapping
+
+
+def host_buffer(nbytes: int) -> torch.Tensor:
+    """``nbytes`` of CPU memory as a uint8 tensor. Big ones get their own anonymous mapping, unmapped when
+    the last tensor using it goes: glibc's heap keeps freed buffers of that size (its adaptive mmap
+    threshold), so the peak memory of a streamed load would grow with the model. (No MADV_HUGEPAGE:
+    with THP defrag on "madvise", the kernel compacts memory synchronously, stalling for seconds.)"""
+    import torch
+
+    if nbytes < OWN_MAPPING_MIN:
+        return torch.empty(nbytes, dtype=torch.uint8)
+    region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return torch.frombuffer(region, dtype=torch.uint8)
+
+
+def byte_view(t: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous uint8 CPU tensor's memory."""
+    return memoryview(cast(Any, t.numpy())).cast("B")
+
+
+MADV_POPULATE_READ = 22  # Linux 5.14+: fault a range in, read-only, without touching it from user space
+
+
+@functools.cache
+def _madvise() -> Callable[..., int] | None:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return cast(Callable[..., int], fn)
+
+
+def _populate(addr: int, length: int) -> None:
+    """Worker: make ``length`` mapped bytes at ``addr`` resident (a no-op where the kernel cannot)."""
+    madvise = _madvise()
+    page = mmap.PAGESIZE
+    lo = addr - addr % page
+    if madvise is not None and length > 0:
+        madvise(lo, addr + length - lo, MADV_POPULATE_READ)  # EINVAL on old kernels: left lazy
+
+
+def _accelerated(device: torch.device) -> bool:
+    return device.type not in ("cpu", "meta")
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(strides))
+
+
+def _tensors_of(obj: Any) -> list[torch.Tensor]:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return [v for f in fields(obj) if isinstance(v := getattr(obj, f.name), torch.Tensor)]
+    return []
+
+
+ReadyCallback = Callable[[str, Any], None]
+
+__all__ = ["DIRECT_CHUNK", "STAGE_CHUNK", "Item", "Loader", "Quantizer", "StagingRing", "byte_view", "default_threads", "host_buffer"]
