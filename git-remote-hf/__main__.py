@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     if "httpx" not in sys.modules:
         sys.modules["httpx._main"] = None  # type: ignore[assignment]
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["filter-process"]:
+    if args == ["filter-process"]:  # a remote named "filter-process" comes with its URL: the helper
         from git_remote_hf import filter_process
 
         return filter_process.main()

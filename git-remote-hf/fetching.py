@@ -96,6 +96,8 @@ def checkout_tips(session: Session, repo: Repo, wanted: dict[str, str]) -> list[
     """The commits whose LFS objects to fetch now: what a clone checks out (the remote HEAD's branch, the
     URL's revision), or for a fetch the remote branch the current branch tracks (what ``git pull`` merges)."""
     if session.options.cloning:
+        if repo.get_config().get_boolean((b"core",), b"bare", False):
+            return []  # a bare clone or mirror checks nothing out
         head = session.symrefs.get(b"HEAD")
         for name in ([head.decode()] if head else []) + ["HEAD"]:
             if name in wanted:

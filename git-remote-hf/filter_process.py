@@ -3,8 +3,9 @@
 
 * smudge: a pointer becomes its object's bytes, read from the store and checked against the oid as they
   are sent (a mismatch ends the answer with ``status=error``, so git does not check the file out). A
-  missing object is answered ``status=delayed`` when git allows it; all delayed objects are then fetched
-  in one pipelined run (:func:`~git_remote_hf.lfs_transfer.fetch_objects`) when git asks for them. Input
+  missing object is answered ``status=delayed`` when git allows it and fetched in the background
+  (:class:`~git_remote_hf.lfs_transfer.BackgroundFetch`: batch calls of 100 as the requests come,
+  pipelined), and git checks out each delayed file as soon as it has arrived. Input
   that is not a pointer passes through; so do pointers under ``GIT_LFS_SKIP_SMUDGE=1`` and pointers of
   paths ``lfs.fetchinclude``/``lfs.fetchexclude`` leave out whose object is not here.
 * clean: the content is hashed into the store and the answer is the pointer, byte-identical to
@@ -38,12 +39,14 @@ from hubfs.errors import HubfsError
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer, sha256_file
 
 if TYPE_CHECKING:
+    from git_remote_hf.lfs_transfer import BackgroundFetch
     from hubfs.client.api import HubClient
 
 __all__ = ["FilterServer", "main"]
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int)
 PIECE = 1 << 20
+BATCH_SIZE = 100  # delayed objects handed to the background fetch at once (one batch call)
 
 
 def _git(*args: str) -> str:
@@ -75,6 +78,9 @@ class FilterServer:
         self.failed: dict[str, str] = {}
         self.smudged: dict[str, LfsPointer] = {}
         self._remote: tuple[HubClient, str] | None = None  # made on the first fetch, kept for the next ones
+        self.queue: dict[str, LfsPointer] = {}  # delayed, not yet handed to the background fetch
+        self.names: dict[str, str] = {}  # oid -> a path, for messages
+        self.background: BackgroundFetch | None = None
         self.started = time.time()
 
     # -- protocol ---------------------------------------------------------------------------------
@@ -173,8 +179,11 @@ class FilterServer:
             if not self.paths.allows(path):  # left out by lfs.fetchinclude/fetchexclude: the pointer stays
                 self._answer(iter([pointer.to_bytes()]))
                 return
-            if can_delay:
+            if can_delay:  # fetched in the background while git goes on; listed once it is here
                 self.delayed[path] = pointer
+                self.queue[path] = pointer
+                if len(self.queue) >= BATCH_SIZE:
+                    self._start_fetch()
                 self.pkt.text("status=delayed")
                 return
             self._fetch({path: pointer})
@@ -196,11 +205,45 @@ class FilterServer:
             raise HubfsError(f"LFS object {pointer.oid} in {self.store.objects} is corrupt (sha256 "
                              f"{digest.hexdigest()}, {size} bytes); refused. Remove it and fetch again.")
 
+    def _start_fetch(self) -> None:
+        """Hand the queued delayed objects to the background fetch (made on first use)."""
+        queued, self.queue = self.queue, {}
+        if not queued:
+            return
+        if self.background is None:
+            from git_remote_hf.lfs_transfer import BackgroundFetch
+
+            try:
+                if self._remote is None:
+                    self._remote = self._client()
+                client, lfs_url = self._remote
+                self.background = BackgroundFetch(self.git_dir, client, lfs_url, self.names)
+            except (HubfsError, OSError) as err:
+                self.failed.update((path, str(err)) for path in queued)
+                return
+        self.names.update((p.oid, path) for path, p in queued.items())
+        self.background.submit(queued.values())
+
     def _list_available(self) -> None:
-        pending = {p: ptr for p, ptr in self.delayed.items() if p not in self.failed}
-        if pending:
-            self._fetch(pending)
-        self.pkt.text(*(f"pathname={p}" for p in self.delayed))
+        """git asks which delayed paths are ready: block until at least one is (stored, or failed), as the
+        protocol wants, and list those; an empty list once none is left."""
+        self._start_fetch()
+        ready: list[str] = []
+        while self.delayed and not ready:
+            waiting = {p: ptr for p, ptr in self.delayed.items() if p not in self.failed}
+            if self.background is not None and waiting:
+                self.background.wait({ptr.oid for ptr in waiting.values()})
+            for path, ptr in self.delayed.items():
+                why = self.background.failed.get(ptr.oid) if self.background is not None else None
+                if why is not None and not self.store.has(ptr.oid, ptr.size):
+                    self.failed.setdefault(path, why)
+                if path in self.failed or self.store.has(ptr.oid, ptr.size):
+                    ready.append(path)
+            if not ready and (self.background is None or not waiting):
+                ready = list(self.delayed)  # nothing in flight for them: let git ask again, and fail them
+                for path in ready:
+                    self.failed.setdefault(path, "it could not be fetched")
+        self.pkt.text(*(f"pathname={p}" for p in ready))
         self.pkt.text("status=success")
 
     def _fetch(self, wanted: dict[str, LfsPointer]) -> None:
@@ -220,13 +263,16 @@ class FilterServer:
                     self.failed[path] = why
 
     def close(self) -> None:
-        """Release the hub client, if one was made."""
+        """Stop the background fetch (waiting for what is in flight) and release the hub client."""
+        if self.background is not None:
+            self.background.close()
+            self.background = None
         if self._remote is not None:
             self._remote[0].close()
             self._remote = None
 
     def _client(self) -> tuple[HubClient, str]:
-        """The hub client and LFS URL of the repo's hf remote (``remote.origin.url`` first)."""
+        """The hub client and LFS URL of the repo's hf remote (``remote.origin.url`` first; ``lfs.url`` if set)."""
         from git_remote_hf.auth import client_for
         from git_remote_hf.url import parse_remote_url
 
@@ -241,8 +287,9 @@ class FilterServer:
                 remote = parse_remote_url(url, os.environ)
             except HubfsError:
                 continue
-            lfs_url = (_git("--git-dir", gd, "config", "--get", "lfs.url")
-                       or _git("--git-dir", gd, "config", "--get", f"remote.{name}.lfsurl") or remote.lfs_url)
+            # remote.<name>.lfsurl is what configure_repo wrote for stock git-lfs; the helper itself follows
+            # HF_ENDPOINT, as the git side does, unless lfs.url says otherwise
+            lfs_url = _git("--git-dir", gd, "config", "--get", "lfs.url") or remote.lfs_url
             return client_for(remote, self.git_dir), lfs_url
         raise HubfsError("no hf:// remote in this repository to fetch LFS objects from")
 
@@ -287,12 +334,23 @@ class FilterServer:
                 tmp.unlink(missing_ok=True)
 
 
+def _grow_pipes(*fds: int) -> None:
+    """Give the pipes to and from git 1 MiB of buffer (Linux; 64 KiB by default), so that an object's
+    bytes cross in a few large writes instead of a ping-pong of 64 KiB ones."""
+    for fd in fds:
+        try:
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        except OSError:
+            pass  # not a pipe, or over /proc/sys/fs/pipe-max-size: the default stays
+
+
 def main() -> int:
     """Run the filter on stdin/stdout until git closes the pipe; 0 on a clean end."""
     where = _git("rev-parse", "--absolute-git-dir", "--show-toplevel").splitlines()
     git_dir = Path(where[0] if where else ".git")
     worktree = Path(where[1] if len(where) > 1 else ".")
     stdout: BinaryIO = sys.stdout.buffer
+    _grow_pipes(sys.stdin.fileno(), sys.stdout.fileno())
     server = FilterServer(PktLine(sys.stdin.buffer, stdout), git_dir, worktree)
     try:
         server.handshake()

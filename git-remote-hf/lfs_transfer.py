@@ -15,7 +15,7 @@ import hashlib
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from git_remote_hf.lfs_select import PathFilter, skip_smudge, tree_pointers
 from git_remote_hf.lfs_store import LfsStore, lfs_enabled
 from hubfs.client.api import HubClient
 from hubfs.client.commit import Add, upload_lfs_objects
-from hubfs.client.download import RemoteFile, fetch_file
+from hubfs.client.download import PARALLEL_MIN, RemoteFile, fetch_file
 from hubfs.client.fetch import RangeFetcher
 from hubfs.errors import HubfsError, IntegrityError, LfsTransferError
 from hubfs.lfs import LfsPointer
@@ -34,10 +34,11 @@ from hubfs.lfs import LfsPointer
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["LfsTransferError", "batch_url", "fetch_objects", "prefetch", "upload"]
+__all__ = ["BackgroundFetch", "LfsTransferError", "batch_url", "fetch_objects", "prefetch", "upload"]
 
 BATCH_SIZE = 100
 SMALL = 1 << 20  # objects up to this size are fetched whole into memory (no partial file to resume)
+MEDIUM_STREAMS, LARGE_STREAMS = 8, 2  # objects over SMALL, and of PARALLEL_MIN and more, at once
 BATCHES_AHEAD = 2
 MIN_STREAMS, START_STREAMS, MAX_STREAMS = 2, 8, 64
 LFS_JSON = "application/vnd.git-lfs+json"
@@ -112,7 +113,9 @@ class _Downloads:
         self.batches = ThreadPoolExecutor(BATCHES_AHEAD, thread_name_prefix="lfs-batch")
         self.streams = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="lfs-get")
         self.ranges = ThreadPoolExecutor(8, thread_name_prefix="lfs-range")
+        self.medium, self.large = threading.BoundedSemaphore(MEDIUM_STREAMS), threading.BoundedSemaphore(LARGE_STREAMS)
         self.errors: list[str] = []
+        self.on_done: Callable[[LfsPointer, str | None], None] | None = None  # told of each object settled
         self._lock = threading.Lock()
 
     def __enter__(self) -> Self:
@@ -163,34 +166,49 @@ class _Downloads:
         return answer if isinstance(answer, dict) else {}
 
     def _one(self, pointer: LfsPointer, entry: dict[str, Any] | None) -> None:
+        """Download one object; a failure is recorded, and ``on_done`` is told either way."""
+        why: str | None = "interrupted"
+        try:
+            why = self._get(pointer, entry)
+        except Exception as err:  # noqa: BLE001 (an unforeseen error still settles the object, with its name)
+            why = f"{type(err).__name__}: {err}"
+        finally:
+            if why is not None:
+                self._fail(pointer, why)
+            if self.on_done is not None:
+                self.on_done(pointer, why)
+
+    def _get(self, pointer: LfsPointer, entry: dict[str, Any] | None) -> str | None:
+        """None once the object is stored, else why not."""
         if entry is None:
-            return self._fail(pointer, "the server's batch answer left it out")
+            return "the server's batch answer left it out"
         if entry.get("error"):
             err = entry["error"]
-            return self._fail(pointer, f"the server refused it ({err.get('code')}: {err.get('message')})")
+            return f"the server refused it ({err.get('code')}: {err.get('message')})"
         action = (entry.get("actions") or {}).get("download")
         if not action or not action.get("href"):
-            return self._fail(pointer, "the server sent no download action")
+            return "the server sent no download action"
         try:
             with self.limiter:
                 self._download(pointer, action["href"], action.get("header") or {})
         except IntegrityError as err:
-            self._fail(pointer, f"refused: {err} (not stored)")
+            return f"refused: {err} (not stored)"
         except (HubfsError, OSError, httpx.HTTPError) as err:
-            self._fail(pointer, str(err) or type(err).__name__)
+            return str(err) or type(err).__name__
         return None
 
     def _download(self, pointer: LfsPointer, href: str, header: dict[str, str]) -> None:
         if not header and pointer.size <= SMALL:  # one request into memory, checked, one write
             self._download_small(pointer, href)
-        else:
-            tmp = self.store.incomplete(pointer.oid)
-            if header:  # an action that needs its own headers: streamed through the transport
-                _download_with_headers(self.client, href, header, pointer, tmp, self.progress)
-            else:
-                remote = RemoteFile(self.names.get(pointer.oid, pointer.oid), pointer.size, pointer.oid, True)
-                fetch_file(self.fetcher, self.ranges, href, remote, tmp, self.progress)
-            self.store.install(tmp, pointer)
+        else:  # bounded memory: a medium object holds an 8 MiB buffer, a large one up to 6 x 16 MiB ranges
+            with self.large if pointer.size >= PARALLEL_MIN else self.medium:
+                tmp = self.store.incomplete(pointer.oid)
+                if header:  # an action that needs its own headers: streamed through the transport
+                    _download_with_headers(self.client, href, header, pointer, tmp, self.progress)
+                else:
+                    remote = RemoteFile(self.names.get(pointer.oid, pointer.oid), pointer.size, pointer.oid, True)
+                    fetch_file(self.fetcher, self.ranges, href, remote, tmp, self.progress)
+                self.store.install(tmp, pointer)
         if self.progress is not None:
             self.progress.object_done()
 
@@ -210,11 +228,87 @@ class _Downloads:
             self.progress.update(got)
 
 
+class BackgroundFetch:
+    """Downloads fed over time (the filter's delayed smudges, as git sends them): :meth:`submit` starts the
+    batch calls at once (up to 100 objects each, pipelined) and each object's GET as its batch answers;
+    :meth:`wait` blocks until one of the given objects is settled (stored, or failed with a reason in
+    ``failed``), so git can check out what arrived while the rest downloads. :meth:`close` waits for
+    what is in flight."""
+
+    def __init__(self, git_dir: Path, client: HubClient, lfs_url: str, names: dict[str, str]) -> None:
+        self.run = _Downloads(client, LfsStore(git_dir), batch_url(lfs_url), None, None, names)
+        self.run.on_done = self._settle
+        self.failed: dict[str, str] = {}
+        self._submitted: set[str] = set()
+        self._settled: set[str] = set()
+        self._cond = threading.Condition()
+
+    def submit(self, pointers: Iterable[LfsPointer]) -> None:
+        """Start fetching the objects of ``pointers`` that are neither stored nor already asked for."""
+        with self._cond:
+            new = [p for p in self.run.store.missing(pointers) if p.oid not in self._submitted]
+            self._submitted.update(p.oid for p in new)
+        for i in range(0, len(new), BATCH_SIZE):
+            self.run.batches.submit(self._chunk, new[i:i + BATCH_SIZE])
+
+    def _chunk(self, chunk: list[LfsPointer]) -> None:
+        try:
+            answer = self.run._batch(chunk)
+        except Exception as err:  # noqa: BLE001 (every object of the chunk must settle)
+            for pointer in chunk:
+                self._settle(pointer, f"LFS batch request to {self.run.client.endpoint} failed: {err}")
+            return
+        by_oid = {o.get("oid"): o for o in answer.get("objects", []) if isinstance(o, dict)}
+        for pointer in chunk:
+            self.run.streams.submit(self.run._one, pointer, by_oid.get(pointer.oid))
+
+    def _settle(self, pointer: LfsPointer, why: str | None) -> None:
+        with self._cond:
+            self._settled.add(pointer.oid)
+            if why is not None:
+                self.failed[pointer.oid] = why
+            self._cond.notify_all()
+
+    def wait(self, oids: set[str], gather: float = 0.05) -> None:
+        """Block until one of ``oids`` is settled or not being fetched (at once for none); then up to
+        ``gather`` seconds more while others settle, so that git gets them in fewer, larger rounds."""
+        def count() -> int:
+            return sum(1 for o in oids if o in self._settled or o not in self._submitted)
+
+        want = min(len(oids), 32)
+        with self._cond:
+            self._cond.wait_for(lambda: not oids or count() > 0)
+            deadline = time.monotonic() + gather
+            while oids and count() < want and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        self.run.__exit__(None, None, None)
+
+
 def _download_with_headers(client: HubClient, href: str, header: dict[str, str], pointer: LfsPointer, tmp: Path,
                            progress: _Progress | None) -> None:
-    """GET ``href`` with the action's headers into ``tmp``, resuming what is there with a Range request."""
+    """GET ``href`` with the action's headers into ``tmp``: what is there is resumed with a Range request,
+    and a body cut short is resumed the same way, up to the transport's retry count; then verified."""
+    tries = client.transport.max_retries + 1
+    for attempt in range(tries):
+        try:
+            done, hexdigest = _stream_into(client, href, header, pointer.size, tmp, progress)
+            break
+        except httpx.TransportError:
+            if attempt + 1 >= tries:
+                raise
+            time.sleep(client.transport.retry.delay_for(attempt))
+    if done != pointer.size or hexdigest != pointer.oid:
+        tmp.unlink(missing_ok=True)
+        raise IntegrityError(f"got {done} bytes with sha256 {hexdigest}")
+
+
+def _stream_into(client: HubClient, href: str, header: dict[str, str], size: int, tmp: Path,
+                 progress: _Progress | None) -> tuple[int, str]:
+    """One GET from where ``tmp`` ends, appended as it arrives; (bytes in ``tmp``, their sha256)."""
     done = tmp.stat().st_size if tmp.exists() else 0
-    if done > pointer.size:
+    if done > size:
         tmp.unlink()
         done = 0
     digest = hashlib.sha256()
@@ -222,6 +316,8 @@ def _download_with_headers(client: HubClient, href: str, header: dict[str, str],
         with open(tmp, "rb") as f:
             while chunk := f.read(8 << 20):
                 digest.update(chunk)
+    if done == size and size:
+        return done, digest.hexdigest()
     headers = {**header, "Accept-Encoding": "identity", **({"Range": f"bytes={done}-"} if done else {})}
     resp = client.transport.request("GET", href, headers=headers, stream=True)
     try:
@@ -229,7 +325,7 @@ def _download_with_headers(client: HubClient, href: str, header: dict[str, str],
             done, digest = 0, hashlib.sha256()
             tmp.unlink()
         with open(tmp, "ab") as out:
-            for chunk in resp.iter_bytes(1 << 20):
+            for chunk in resp.iter_raw():
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
@@ -237,9 +333,7 @@ def _download_with_headers(client: HubClient, href: str, header: dict[str, str],
                     progress.update(len(chunk))
     finally:
         resp.close()
-    if done != pointer.size or digest.hexdigest() != pointer.oid:
-        tmp.unlink(missing_ok=True)
-        raise IntegrityError(f"got {done} bytes with sha256 {digest.hexdigest()}")
+    return done, digest.hexdigest()
 
 
 def upload(git_dir: Path, client: HubClient, lfs_url: str, pointers: list[LfsPointer], ref: str | None, *,

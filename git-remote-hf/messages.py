@@ -12,6 +12,7 @@ from hubfs.errors import (
     HubfsError,
     NotFoundError,
     PermissionDeniedError,
+    RepoNotFoundError,
     RevisionNotFoundError,
 )
 
@@ -40,8 +41,10 @@ def describe(exc: BaseException, remote: Remote | None, *, with_token: bool | No
         return f"{where} is gated: request access on its page first ({exc})."
     if isinstance(exc, PermissionDeniedError):
         return f"{where}: permission denied ({exc}); pushing needs a write token of the owner or a member."
+    if isinstance(exc, RepoNotFoundError):
+        return f"{where}: repository not found (check its name, and that your token may see it)."
     if isinstance(exc, NotFoundError):
-        return f"{where}: repository not found ({exc})."
+        return f"{where}: not found ({exc})."
     if isinstance(exc, HubConnectionError):
         return f"{exc} The local repository is unchanged; run the command again to retry."
     if isinstance(exc, HangupException):

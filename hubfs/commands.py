@@ -247,7 +247,7 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     if args.add_to_git_credential:
         from hubfs import git_credential
 
-        if not git_credential.helpers():
+        if not git_credential.helpers(endpoint):
             print("hubfs: no git credential helper is configured, so git will not remember the token "
                   "(e.g. `git config --global credential.helper store`, then log in again).", file=sys.stderr)
         else:
@@ -265,8 +265,9 @@ def cmd_auth_logout(args: argparse.Namespace) -> int:
         print("not logged in")
     from hubfs import git_credential
 
-    if git_credential.helpers():
-        git_credential.reject(HubConfig.load(args.endpoint, False).endpoint)
+    endpoint = HubConfig.load(args.endpoint, False).endpoint
+    if git_credential.helpers(endpoint):
+        git_credential.reject(endpoint)
     return 0
 
 
@@ -297,8 +298,11 @@ def cmd_auth_whoami(args: argparse.Namespace) -> int:
 def cmd_mirror(args: argparse.Namespace) -> int:
     from hubfs.mirror import mirror
 
+    src_token = args.src_token
+    if args.src_token_file:
+        src_token = Path(args.src_token_file).read_text().strip() or None
     with _client(args) as dest:
-        result = mirror(args.source, dest, src_token=args.src_token, to=args.to, revisions=args.revision,
+        result = mirror(args.source, dest, src_token=src_token, to=args.to, revisions=args.revision,
                         work_dir=Path(args.work_dir) if args.work_dir else None, prune=not args.no_prune,
                         staged_bytes=args.max_staged,
                         log=None if args.quiet else lambda line: print(line, file=sys.stderr))
@@ -425,6 +429,7 @@ def register(sub: Any) -> None:
     p.add_argument("--revision", action="append", metavar="REV",
                    help="mirror only this branch or tag (repeatable; default: all)")
     p.add_argument("--src-token", help="token for the source endpoint (default: anonymous)")
+    p.add_argument("--src-token-file", metavar="FILE", help="read the source's token from FILE (keeps it off argv)")
     p.add_argument("--no-prune", action="store_true",
                    help="keep destination branches and tags the source no longer has (default: delete them)")
     p.add_argument("--work-dir", help="staging folder (default: $HF_HOME/hubfs/mirrors/<host>/<repo>)")

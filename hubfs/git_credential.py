@@ -19,11 +19,11 @@ def _fields(endpoint: str) -> str:
     return f"protocol={parts.scheme}\nhost={parts.netloc}\n"
 
 
-def helpers() -> list[str]:
-    """The credential helpers git is configured with (empty: ``approve`` would store nothing)."""
+def helpers(endpoint: str) -> list[str]:
+    """The credential helpers git uses for ``endpoint`` (empty: ``approve`` would store nothing)."""
     try:
-        out = subprocess.run(["git", "config", "--get-all", "credential.helper"], capture_output=True, text=True,
-                             check=False, timeout=30)
+        out = subprocess.run(["git", "config", "--get-urlmatch", "credential.helper", endpoint], capture_output=True,
+                             text=True, check=False, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise HubfsError(f"Could not run git: {exc}") from exc
     return [line for line in out.stdout.splitlines() if line.strip()]

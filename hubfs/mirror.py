@@ -133,29 +133,64 @@ def mirror(source: str, dest: HubClient, *, src_token: str | None = None, to: st
     dest_repo = RepoRef(src_repo.type, _repo_id(to) if to else src_repo.id)
     result = MirrorResult(f"{safe_url(src_endpoint)}/{src_repo}", dest_repo)
     folder = work_dir or default_work_dir(src_endpoint, src_repo)
-    folder.mkdir(parents=True, exist_ok=True)
-    with HubClient(src_endpoint, src_token or False) as src, FileLock(str(folder / "mirror.lock")):
-        info = src.repo_info(src_repo.type.value, src_repo.id)
-        git_dir = folder / "git"
-        local = Repo(str(git_dir)) if (git_dir / "objects").is_dir() else Repo.init_bare(str(git_dir), mkdir=True)
-        try:
-            selected = _fetch(src, src_repo, local, list(revisions or []), result, say)
+    with HubClient(src_endpoint, src_token or False) as src:
+        info = src.repo_info(src_repo.type.value, src_repo.id)  # a missing or unreadable source fails here
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder / "mirror.lock")):
+            return _mirror(src, src_repo, info, dest, dest_repo, folder, list(revisions or []), prune, staged_bytes,
+                           result, say)
+
+
+def _mirror(src: HubClient, src_repo: RepoRef, info: dict[str, Any], dest: HubClient, dest_repo: RepoRef,
+            folder: Path, revisions: list[str], prune: bool, staged_bytes: int, result: MirrorResult,
+            say: Callable[[str], None]) -> MirrorResult:
+    """The mirror itself, holding the staging folder's lock."""
+    git_dir = folder / "git"
+    local = Repo(str(git_dir)) if (git_dir / "objects").is_dir() else Repo.init_bare(str(git_dir), mkdir=True)
+    try:
+        wire = GitWire(dest.transport)
+        dest_refs = _dest_refs(wire, dest, dest_repo)
+        if dest_refs and not any(r.startswith(MIRRORED) for r in local.refs.allkeys()):
+            _seed(wire, dest_repo, local, dest_refs, say)  # a new staging folder: start from the destination
+        selected = _fetch(src, src_repo, local, revisions, result, say)
+        if dest_refs is None:
             sdk = info.get("sdk") if src_repo.type is RepoType.SPACE else None
-            dest.create_repo(dest_repo.type.value, dest_repo.id, private=bool(info.get("private")), exist_ok=True,
-                             space_sdk=sdk)
-            wire = GitWire(dest.transport)
-            with git_errors(f"Listing the refs of {dest_repo} at {safe_url(dest.endpoint)}"):
-                listed = wire.get_refs(git_path(dest_repo.type.value, dest_repo.id), ref_prefix=list(MIRRORED))
-            dest_refs = {bytes(k): bytes(v) for k, v in listed.refs.items() if v is not None}
-            store: Any = local.object_store
-            haves = {sha for sha in dest_refs.values() if sha in store}
-            pointers = _new_pointers(local, haves, set(selected.values()))
-            _copy_lfs(src, src_repo, dest, dest_repo, pointers, folder / "lfs", staged_bytes, result, say)
-            say(f"pushing to {dest_repo} at {safe_url(dest.endpoint)}")
-            _push(wire, dest_repo, local, selected, prune and not revisions, result)
-        finally:
-            local.close()
+            dest.create_repo(dest_repo.type.value, dest_repo.id, private=bool(info.get("private")),
+                             exist_ok=True, space_sdk=sdk)
+        store: Any = local.object_store
+        haves = {sha for sha in (dest_refs or {}).values() if sha in store}
+        pointers = _new_pointers(local, haves, set(selected.values()))
+        _copy_lfs(src, src_repo, dest, dest_repo, pointers, folder / "lfs", staged_bytes, result, say)
+        say(f"pushing to {dest_repo} at {safe_url(dest.endpoint)}")
+        _push(wire, dest_repo, local, selected, prune and not revisions, result)
+    finally:
+        local.close()
     return result
+
+
+def _dest_refs(wire: GitWire, dest: HubClient, repo: RepoRef) -> dict[bytes, bytes] | None:
+    """The destination's branches and tags (ref -> sha), or None when the repo does not exist there."""
+    try:
+        with git_errors(f"Listing the refs of {repo} at {safe_url(dest.endpoint)}"):
+            listed = wire.get_refs(git_path(repo.type.value, repo.id), ref_prefix=list(MIRRORED))  # type: ignore[arg-type]
+    except FileNotFoundError:
+        return None
+    return {bytes(k): bytes(v) for k, v in listed.refs.items()
+            if v is not None and k.startswith(MIRRORED) and not k.endswith(b"^{}")}
+
+
+def _seed(wire: GitWire, repo: RepoRef, local: Repo, refs: dict[bytes, bytes], say: Callable[[str], None]) -> None:
+    """Fetch what the destination already has into an empty staging repo, so that the source is asked only
+    for what the destination lacks (a mirror re-run from another machine or a fresh --work-dir)."""
+    store: Any = local.object_store
+    refs_of: Any = local.refs
+    wants: Any = lambda advertised, depth=None: [sha for sha in set(refs.values()) if sha not in store]
+    say(f"reading what {repo} already has at the destination")
+    with git_errors(f"Fetching {repo} from the destination"):
+        wire.fetch(git_path(repo.type.value, repo.id), local, determine_wants=wants,
+                   ref_prefix=list(MIRRORED))  # type: ignore[arg-type]
+    for ref, sha in refs.items():
+        refs_of[ref] = sha
 
 
 def _fetch(src: HubClient, repo: RepoRef, local: Repo, revisions: list[str], result: MirrorResult,
@@ -231,16 +266,21 @@ def _copy_lfs(src: HubClient, src_repo: RepoRef, dest: HubClient, dest_repo: Rep
     lacking = {o["oid"]: pointers[o["oid"]] for o in _batch(dest, dest_repo, "upload", pointers)
                if o.get("oid") in pointers and (o.get("actions") or {}).get("upload")}
     result.lfs_present = len(pointers) - len(lacking)
+    for oid in pointers.keys() - lacking.keys():  # staged by a run that stopped after uploading it
+        (store / oid).unlink(missing_ok=True)
+        (store / f"{oid}.incomplete").unlink(missing_ok=True)
     if not lacking:
         return
     say(f"copying {len(lacking)} LFS objects ({sum(lacking.values())} bytes)")
     store.mkdir(parents=True, exist_ok=True)
     chunk: dict[str, int] = {}
+    staged = 0
     for oid, size in sorted(lacking.items()):
         chunk[oid] = size
-        if sum(chunk.values()) >= staged_bytes:
+        staged += size
+        if staged >= staged_bytes:
             _copy_chunk(src, src_repo, dest, dest_repo, chunk, store, result)
-            chunk = {}
+            chunk, staged = {}, 0
     if chunk:
         _copy_chunk(src, src_repo, dest, dest_repo, chunk, store, result)
 
@@ -259,12 +299,10 @@ def _copy_chunk(src: HubClient, src_repo: RepoRef, dest: HubClient, dest_repo: R
     with ThreadPoolExecutor(max(1, min(4, len(jobs)))) as pool:
         result.lfs_bytes += sum(pool.map(lambda job: _download(src, store, *job), jobs))
     adds = []
-    for oid, size in objects.items():
-        add = Add(oid, store / oid)
-        add.sha256 = oid
-        add.mode = "lfs"
+    for oid in objects:
+        add = Add(oid, store / oid)  # size and sha256 checked by _download
+        add.sha256, add.mode = oid, "lfs"
         adds.append(add)
-        assert add.size == size
     upload_lfs_objects(dest, dest.lfs_batch_url(dest_repo.type.value, dest_repo.id), adds, None)
     result.lfs_copied += len(adds)
     for oid in objects:
@@ -336,11 +374,13 @@ def _push(wire: GitWire, repo: RepoRef, local: Repo, selected: dict[bytes, bytes
         return new
 
     def pack_data(have: Any, want: Any, ofs_delta: bool = False, progress: Any = None) -> Any:
-        return local.generate_pack_data({h for h in have if h in local.object_store}, want, ofs_delta=ofs_delta,
-                                        progress=progress)
+        return local.generate_pack_data({h for h in have if h in local.object_store}, want, ofs_delta=ofs_delta)
 
+    remote: list[bytes] = []  # what the hub said on the side band (its pre-receive hook's reasons)
     with git_errors(f"Pushing to {repo}"):
-        sent = wire.send_pack(git_path(repo.type.value, repo.id), update_refs, pack_data)
+        sent = wire.send_pack(git_path(repo.type.value, repo.id), update_refs, pack_data, progress=remote.append)
     refused = {ref.decode(): why for ref, why in (sent.ref_status or {}).items() if why}
     if refused:
-        raise HubfsError(f"The destination refused {', '.join(f'{r} ({w})' for r, w in sorted(refused.items()))}.")
+        said = " ".join(b"".join(remote).decode(errors="replace").split())
+        raise HubfsError(f"The destination refused {', '.join(f'{r} ({w})' for r, w in sorted(refused.items()))}"
+                         + (f": {said[:2000]}" if said else "."))

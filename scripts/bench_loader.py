@@ -326,6 +326,7 @@ def bench_url(tmp: Path, endpoint: str, token: str, folder: Path, seeds: dict[st
 
 RSS_CHILD = """
 import sys
+import torch  # before the baseline: its own memory is no part of the load's
 import hubfs.loader as loader
 from hubfs.loader.pipeline import DIRECT_CHUNK
 def status(field):
@@ -542,7 +543,7 @@ def rows(size: int, local: dict[str, Any], mount: dict[str, Any], url: dict[str,
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = arg_parser(__doc__)
     add_numbers(p, ("--size-gib", 2.0, "checkpoint size"), ("--runs", 3, "repetitions; the best counts"),
-                ("--quant-mib", 256, "bytes of tensors the quantize-on-load rows load"))
+                ("--quant-mib", 64, "bytes of tensors the quantize-on-load rows load"))
     p.add_argument("--only", default="local,mount,url,rss,quant,gpu",
                    help="comma-separated scenarios (default local,mount,url,rss,quant,gpu)")
     add_output_args(p)
@@ -588,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
             quant = bench_quant(folder, seeds, args)
         if "gpu" in only:
             gpu = bench_gpu(folder, seeds, size, args)
-    table = rows(size, local or {"hubfs_gbs": 0.0, "hubfs_read_gbs": 0.0, "safetensors_gbs": 1.0}, mount or {"skipped": "not asked"},
+    table = rows(size, local or {"hubfs_gbs": 0.0, "hubfs_read_gbs": 0.0, "safetensors_gbs": 1.0},
+                 mount or {"skipped": "not asked"},
                  url or {"hubfs_gbs": 0.0}, rss or {"growth": 0, "bound": 1},
                  quant or {"int8_s": 0.0, "plain_s": 1.0, "overhead": 0.0, "bytes": 0}, gpu or {"skipped": NO_GPU},
                  args)

@@ -60,5 +60,5 @@ fi
 mkdir -p .venv/typecheck && ln -sfn ../../git-remote-hf .venv/typecheck/git_remote_hf
 echo "test.sh: ruff check hubfs git-remote-hf && mypy hubfs git_remote_hf"
 .venv/bin/ruff check -q hubfs git-remote-hf
-MYPYPATH=.venv/typecheck .venv/bin/mypy hubfs -p git_remote_hf
+MYPYPATH=.venv/typecheck .venv/bin/mypy -p hubfs -p git_remote_hf
 exec .venv/bin/python -m pytest "$@"

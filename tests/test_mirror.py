@@ -19,6 +19,7 @@ import pytest
 from hub_server import HubServer, RequestLog
 from proxy import Proxy
 
+from hubfs.cli import main
 from hubfs.client.api import HubClient
 from hubfs.client.commit import Add
 from hubfs.errors import HubfsError
@@ -121,19 +122,23 @@ def test_mirror_same_shas_then_only_what_changed(src: HubServer, source: HubClie
     assert Path(api.hf_hub_download(rid, "n.bin")).read_bytes() == newer
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hubfs.cli", *args], check=False, capture_output=True, text=True,
-                          timeout=120)
+def test_mirror_command_dataset_revision_to(src: HubServer, source: HubClient, api, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    def _cli(*args: str) -> subprocess.CompletedProcess[str]:  # `hubfs ARGS` in this process
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
 
-
-def test_mirror_command_dataset_revision_to(src: HubServer, source: HubClient, api, tmp_path: Path) -> None:
     rid = f"admin/ds-{uuid.uuid4().hex[:8]}"
     source.create_repo("dataset", rid)
     source.commit("dataset", rid, [Add("data.csv", b"a,b\n1,2\n"), Add("big.parquet", os.urandom(2048))], "data")
     source.transport.request("POST", f"/api/datasets/{rid}/branch/other", json_body={})
     to = f"admin/copy-{uuid.uuid4().hex[:8]}"
+    token_file = tmp_path / "src.token"
+    token_file.write_text(src.admin_token + "\n")
     out = _cli("mirror", f"{src.endpoint}/datasets/{rid}", "--to", to, "--revision", "main",
-               "--src-token", src.admin_token, "--work-dir", str(tmp_path / "w"))
+               "--src-token-file", str(token_file), "--work-dir", str(tmp_path / "w"))
     assert out.returncode == 0, out.stderr
     assert "1 refs updated" in out.stdout and src.admin_token not in out.stdout + out.stderr
     assert _refs(api.endpoint, api.token, to, "dataset") == {
@@ -162,6 +167,11 @@ def test_pack_cut_off_is_fetched_again(src: HubServer, source: HubClient, dest: 
     result = mirror(f"{src.endpoint}/{rid}", dest, src_token=src.admin_token, work_dir=work)
     assert result.git_bytes > 270_000 and "refs/heads/main" in result.updated
     assert _refs(dest.endpoint, dest.config.token or "", rid) == _refs(src.endpoint, src.admin_token, rid)
+
+    # a fresh staging folder (another machine): what the destination has is read from it, not the source
+    head = source.commit("model", rid, [Add("later.txt", b"later")], "later")
+    again = mirror(f"{src.endpoint}/{rid}", dest, src_token=src.admin_token, work_dir=tmp_path / "fresh")
+    assert again.updated["refs/heads/main"][1] == head and again.git_bytes < 20_000
 
 
 def test_killed_mirror_resumes_without_resending_lfs(src: HubServer, source: HubClient, dest: HubClient,
@@ -228,3 +238,15 @@ def test_canonical_repo_keeps_the_shas_transformers_pins(src: HubServer, source:
     old = AutoConfig.from_pretrained(name, revision=pinned[:7], cache_dir=str(tmp_path / "cache"))  # a short sha
     assert old.n_layer == 1
     assert AutoConfig.from_pretrained(name, cache_dir=str(tmp_path / "cache")).n_layer == 2
+
+
+def test_refused_push_says_why_and_changes_nothing(src: HubServer, hub: HubServer, dest: HubClient,
+                                                   tmp_path: Path) -> None:
+    """Mirroring into a hub with stricter rules: its pre-receive hook's reason comes back in one error."""
+    rid = f"admin/strict-{uuid.uuid4().hex[:8]}"
+    dest.create_repo("model", rid)  # the session hub: files under 10 MiB may be regular files
+    dest.commit("model", rid, [Add("notes.txt", os.urandom(5000))], "a 5 kB regular file")
+    with HubClient(src.endpoint, src.admin_token) as strict:  # the source hub of this module: 1 KiB and up is LFS
+        with pytest.raises(HubfsError, match=r"refused refs/heads/main .*notes\.txt.* Git LFS"):
+            mirror(f"{hub.endpoint}/{rid}", strict, src_token=hub.admin_token, work_dir=tmp_path / "w")
+        assert _refs(src.endpoint, src.admin_token, rid)["refs/heads/main"] != dest.resolve("model", rid)

@@ -49,7 +49,7 @@ def _load(args: argparse.Namespace) -> int:
     from hubfs.loader.api import to_device, to_dtype
 
     with open_checkpoint(args.src, revision=args.revision, endpoint=args.endpoint, token=args.token) as handle:
-        dtype, device = to_dtype(args.dtype), to_device(args.device)  # imports torch; bad values fail here
+        dtype, device = to_dtype(args.dtype), to_device(_best(args.device))  # imports torch; bad values fail here
         base_rss = _rss_kib()
         infos = handle.infos()
         total = sum(i.nbytes for i in infos.values())
@@ -72,6 +72,15 @@ def _load(args: argparse.Namespace) -> int:
     print(f"peak RSS {_human(peak * 1024)} (+{_human(max(0, peak - base_rss) * 1024)} above the RSS before loading)"
           + _gpu_peak(devices))
     return 0
+
+
+def _best(device: str) -> str:
+    """``auto``: the first CUDA device when there is one, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _device_of(tensor: Any) -> str:
@@ -101,7 +110,7 @@ def register(sub: Any) -> None:
     """Add ``hubfs load`` to the ``hubfs`` parser."""
     p = sub.add_parser("load", help="load a safetensors checkpoint onto a device; print tensors, GB/s, peak memory")
     p.add_argument("src", help="a .safetensors file, a folder, a path in a hubfs mount, hf://... or a repo id")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (CUDA when there is one; default cpu)")
     p.add_argument("--dtype", help="cast floating-point tensors on the device (bfloat16, float16, float32)")
     p.add_argument("--quantize", choices=["int8", "nf4", "nf4-dq", "fp8"], help="quantize Linear weights on load")
     p.add_argument("--revision", help="branch, tag or commit (hf:// URLs and repo ids)")

@@ -13,8 +13,9 @@ Per tensor, one of three paths:
 
 Reads are submitted in file-offset order, at most ``window`` pieces ahead, and tensors come out in that
 order as soon as their last piece landed. Host memory stays bounded whatever the model size: the ring
-(``slots x chunk``) on the staged path; on the direct path, raw buffers allocated ahead are capped at
-``max(largest tensor, threads x chunk)`` beyond the tensor being finished.
+(``slots x chunk``) on the staged path; the raw buffers of tensors in flight (on the device, or on the
+CPU on the direct path) are capped at ``max(2 x largest tensor, threads x chunk)``; CPU buffers of 1 MiB
+or more are anonymous mappings of their own, returned to the system when freed (see :func:`host_buffer`).
 Yielded tensors own their memory (or their mapping): nothing is reused under the caller.
 """
 
@@ -124,7 +125,7 @@ class Loader:
         self.staged = stage or any(_accelerated(i.device) for i in items)
         self.chunk = chunk or (STAGE_CHUNK if self.staged else DIRECT_CHUNK)
         largest = max((i.info.nbytes for i in items), default=0)
-        self.budget = max(largest, self.threads * self.chunk)
+        self.budget = max(2 * largest, self.threads * self.chunk)
         self.window = self.threads * 2
         self._torch = torch
         self._streams: dict[torch.device, Any] = {}
@@ -134,9 +135,9 @@ class Loader:
     def _zero_copy(self, item: Item) -> bool:
         info = item.info
         src = self.ckpt.source(info)
-        return (self.mmap and not self.stage_all and item.device.type == "cpu" and src.mmap_path is not None and not item.quantize
-                and (item.dtype is None or item.dtype == torch_dtype(info)) and info.nbytes > 0
-                and info.start % max(1, info.itemsize) == 0)
+        return (self.mmap and not self.stage_all and item.device.type == "cpu" and src.mmap_path is not None
+                and not item.quantize and (item.dtype is None or item.dtype == torch_dtype(info))
+                and info.nbytes > 0 and info.start % max(1, info.itemsize) == 0)
 
     def _mapped(self, item: Item) -> torch.Tensor:
         torch = self._torch
@@ -255,8 +256,9 @@ class Loader:
             assert ring is not None and job.raw is not None
             torch = self._torch
             with self._stream_ctx(job.item.device) as stream:
+                # async only where an event tells when the buffer may be refilled (CUDA)
                 job.raw[piece.offset:piece.offset + piece.length].copy_(ring.buffers[piece.slot][:piece.length],
-                                                                       non_blocking=True)
+                                                                       non_blocking=stream is not None)
                 event = None
                 if stream is not None:
                     event = torch.cuda.Event()
@@ -397,6 +399,6 @@ def _tensors_of(obj: Any) -> list[torch.Tensor]:
     return []
 
 
-ReadyCallback = Callable[[str, Any], None]
 
-__all__ = ["DIRECT_CHUNK", "STAGE_CHUNK", "Item", "Loader", "Quantizer", "StagingRing", "byte_view", "default_threads", "host_buffer"]
+__all__ = ["DIRECT_CHUNK", "STAGE_CHUNK", "Item", "Loader", "Quantizer", "StagingRing", "byte_view", "default_threads",
+           "host_buffer"]

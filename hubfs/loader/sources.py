@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hubfs.errors import EntryNotFoundError, HubfsError, InvalidNameError, SafetensorsError
+from hubfs.errors import EntryNotFoundError, HubfsError, InvalidNameError, OfflineModeError, SafetensorsError
 from hubfs.loader.header import Header, TensorInfo, read_header
 from hubfs.paths import RepoPath
 
@@ -114,6 +114,9 @@ class HubFile(FileSource):
         if self._blob is not None:
             return self._blob.readinto(offset, buf)
         want = max(0, min(len(buf), self.size - offset))
+        if want and self._hub.client.config.offline:
+            raise OfflineModeError(f"HF_HUB_OFFLINE is set and {self.name} is not in the cache "
+                                   f"{self._hub.cache.root}: not downloading it.")
         got = 0
         while got < want:
             n, _ = self._hub.fetcher.fetch_into(self.url, offset + got, buf[got:want])
@@ -256,6 +259,9 @@ def resolve(src: str | os.PathLike[str], *, revision: str | None = None, endpoin
 
 def _local_checkpoint(path: str) -> Checkpoint:
     allow = local_fs_allows_mmap(path)
+    index = None
+    if path.endswith(INDEX_SUFFIX) and os.path.isfile(path):  # an index names its folder's shards
+        path, index = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     if os.path.isdir(path):
         names = sorted(os.listdir(path))
 
@@ -269,7 +275,7 @@ def _local_checkpoint(path: str) -> Checkpoint:
             finally:
                 f.close()
 
-        return _layout(path, names, open_file, read_small)
+        return _layout(path, names, open_file, read_small, index=index)
     f = LocalFile(path, mmap=allow)
     return _single(path, f)
 
@@ -284,14 +290,16 @@ def _single(name: str, f: FileSource, hub: HubContext | None = None) -> Checkpoi
 
 
 def _layout(folder: str, names: list[str], open_file: Callable[[str], FileSource],
-            read_small: Callable[[str], bytes], hub: HubContext | None = None) -> Checkpoint:
-    """A folder's checkpoint: its one ``*.safetensors.index.json`` with its shards, or its one file."""
-    indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
+            read_small: Callable[[str], bytes], hub: HubContext | None = None, index: str | None = None
+            ) -> Checkpoint:
+    """A folder's checkpoint: its one ``*.safetensors.index.json`` (or ``index``) with its shards, or its
+    one file."""
+    indexes = [index] if index else [n for n in names if n.endswith(INDEX_SUFFIX)]
     files = [n for n in names if n.endswith(".safetensors")]
     if len(indexes) > 1 and "model" + INDEX_SUFFIX in indexes:
         indexes = ["model" + INDEX_SUFFIX]
     if len(indexes) > 1:
-        raise SafetensorsError(f"{folder}: several indexes ({', '.join(indexes)}): name one file")
+        raise SafetensorsError(f"{folder}: several indexes ({', '.join(indexes)}): name the index to load")
     if indexes:
         return _sharded(folder, indexes[0], set(files), open_file, read_small, hub)
     if len(files) == 1:
@@ -371,7 +379,10 @@ def _hub_layout(text: str, hub: HubContext, snap: Snapshot, path: str) -> Checkp
             raise EntryNotFoundError(f"{text}: {p!r} not found in {snap.repo} at commit {snap.sha}")
         return HubFile(hub, snap, p, e.size, hub.blob(snap, p, e.etag, e.size))
 
-    if not entry.is_dir:
+    index = None
+    if not entry.is_dir and path.endswith(INDEX_SUFFIX):  # an index names its folder's shards
+        path, index = (path.rsplit("/", 1) if "/" in path else ("", path))
+    elif not entry.is_dir:
         return _single(text, open_file(path), hub)
     listed = snap.listdir(path) or []
     names = sorted(e.path.rsplit("/", 1)[-1] for e in listed if not e.is_dir)
@@ -385,7 +396,7 @@ def _hub_layout(text: str, hub: HubContext, snap: Snapshot, path: str) -> Checkp
             f.close()
 
     where = RepoPath(snap.repo.type, snap.repo.id, snap.sha, path).unparse()
-    return _layout(where, names, lambda n: open_file(prefix + n), read_small, hub)
+    return _layout(where, names, lambda n: open_file(prefix + n), read_small, hub, index)
 
 
 def _in_hubfs_mount(path: str) -> tuple[RepoPath, str | None, str | None] | None:

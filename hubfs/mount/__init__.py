@@ -8,8 +8,8 @@
 - :mod:`~hubfs.mount.ops`: the mfusepy operations (write operations forwarded to one hook);
 - :mod:`~hubfs.mount.writable`: ``--read-write``: the staged overlay namespace and the write operations;
 - :mod:`~hubfs.mount.hub_writes`: ``--all --read-write``: each repo's writes, above them EPERM;
-- :mod:`~hubfs.mount.staging` (with :mod:`~hubfs.mount.overlay`, :mod:`~hubfs.mount.journal`): changes
-  staged on local disk, journaled, committed in batches;
+- :mod:`~hubfs.mount.staging` (with :mod:`~hubfs.mount.overlay`, :mod:`~hubfs.mount.journal`,
+  :mod:`~hubfs.mount.batch`): changes staged on local disk, journaled, committed in batches;
 - :mod:`~hubfs.mount.libfuse`: mfusepy over libfuse3, kernel cache invalidation;
 - :mod:`~hubfs.mount.kernel`: mountinfo, the bdi read-ahead, fusermount3;
 - :mod:`~hubfs.mount.refresh`: ``--refresh`` polling;

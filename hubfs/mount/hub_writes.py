@@ -71,8 +71,7 @@ class HubWrites:
         place = self.root.place(path)
         if place.depth != INSIDE or place.key is None:
             return None
-        with self._lock:
-            found = self._repos.get(place.key)
+        found = self._repos.get(place.key)  # no lock: a dict lookup, and opening a repo's writes may take a request
         return (found, place.rest) if isinstance(found, StagedWrites) else None
 
     def _writes(self, key: RepoKey) -> StagedWrites:

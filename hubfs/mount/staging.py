@@ -32,7 +32,7 @@ and schedules their commit (``__init__`` does it all; no separate recover step).
 process had written into a content file are committed as they are on disk (content files are not
 fsynced: a power cut keeps what the kernel had written back; an fsync commits, which is stronger).
 
-A commit is checked against the branch head first: a path whose remote state changed since its
+A commit (its operations: :mod:`hubfs.mount.batch`) is checked against the branch head first: a path whose remote state changed since its
 ``base`` is a conflict, and then nothing is committed (the batch stays staged, the log says which paths);
 otherwise the batch is committed with the head as parent (a moved branch is re-checked and retried).
 Any failure (conflict, permission, server down) leaves everything staged, is logged, and is retried
@@ -49,13 +49,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hubfs.client.api import HubClient
-from hubfs.client.commit import Add, Delete, LfsRef, Operation
+from hubfs.client.commit import Add
 from hubfs.client.snapshot import FileEntry, Snapshot
 from hubfs.errors import (
     BadRequestError,
@@ -63,8 +62,8 @@ from hubfs.errors import (
     HubConnectionError,
     HubfsError,
     PreconditionFailedError,
-    RevisionNotFoundError,
 )
+from hubfs.mount.batch import Batch, Planner, message
 from hubfs.mount.journal import Journal
 from hubfs.mount.overlay import Attrs, Deleted, Entry, Origin, Overlay, Staged, parents
 from hubfs.paths import RepoRef, validate_path_in_repo
@@ -76,7 +75,6 @@ VERSION = 1
 COMMIT_TRIES = 3  # a branch that moves between the check and the commit is re-checked this often
 MAX_BACKOFF = 300.0  # seconds between automatic retries of a failing commit, at most
 COPY_PIECE = 8 << 20
-FETCH_WORKERS = 8  # renamed regular files downloaded at once for a commit
 COMPACT_AFTER = 4096  # journal records appended before the journal is rewritten whole (when also > 4x the state)
 
 
@@ -85,15 +83,6 @@ class Readable(Protocol):
 
     def read(self, size: int = -1, /) -> bytes: ...
     def close(self) -> None: ...
-
-
-@dataclass
-class _Batch:
-    files: dict[str, Entry]
-    deleted: dict[str, Deleted]
-    frozen: dict[str, Path] = field(default_factory=dict)  # copies of files open for writing
-    fetched: dict[str, Path] = field(default_factory=dict)  # renamed regular remote files, downloaded
-    ops: int = 0
 
 
 class StagingArea:
@@ -130,6 +119,7 @@ class StagingArea:
         (self.root / "tmp").mkdir(exist_ok=True)
         header = {"hubfs_staging": VERSION, "repo": f"{repo.type.value}/{repo.id}", "branch": branch}
         self._journal = Journal(self.root, header, self.log)
+        self._planner = Planner(client, repo, branch, self.root, self.log)
         try:
             self._recover()
         except BaseException:
@@ -457,14 +447,14 @@ class StagingArea:
             self._finish(batch, sha)
             return sha
 
-    def _snapshot(self, include_open: bool) -> _Batch | None:
+    def _snapshot(self, include_open: bool) -> Batch | None:
         """The pending changes, with their content files frozen for the commit (the writers go on)."""
         with self._lock:
             files = {p: e for p, e in self._ov.entries.items() if e.kind == "file"}
             busy = {p for p, e in files.items() if e.blob and self._open.get(e.blob)}
             if not include_open:
                 files = {p: e for p, e in files.items() if p not in busy}
-            batch = _Batch(files, dict(self._ov.deleted))
+            batch = Batch(files, dict(self._ov.deleted))
             if not files and not batch.deleted:
                 return None
             copies = {p: files[p].blob for p in busy if p in files}
@@ -479,15 +469,15 @@ class StagingArea:
             batch.frozen[p] = tmp
         return batch
 
-    def _commit(self, batch: _Batch) -> str | None:
+    def _commit(self, batch: Batch) -> str | None:
         t, rid = self.repo.type.value, self.repo.id
         for _ in range(COMMIT_TRIES):
             head = self.client.resolve(t, rid, self.branch, refresh=True)
-            ops = self._ops(batch, head)
+            ops = self._planner.ops(batch, head)
             batch.ops = len(ops)
             if not ops:
                 return None
-            summary, description = _message(ops)
+            summary, description = message(ops)
             try:
                 sha = self.client.commit(t, rid, ops, summary, description=description, revision=self.branch,
                                          parent_commit=head)
@@ -499,88 +489,7 @@ class StagingArea:
             return sha
         raise ConflictError(f"{self.repo}@{self.branch} kept moving during {COMMIT_TRIES} commit attempts.")
 
-    def _ops(self, batch: _Batch, head: str) -> list[Operation]:
-        """The commit's operations against ``head``; raises ConflictError when a staged path changed on
-        the hub since its base."""
-        now = self._states(head, sorted(set(batch.files) | set(batch.deleted)))
-        wanted: dict[str, set[str]] = {}
-        bases = [(p, e.base) for p, e in batch.files.items()] + [(p, d.base) for p, d in batch.deleted.items()]
-        for p, b in bases:
-            if b is not None and b != head:
-                wanted.setdefault(b, set()).add(p)
-        then: dict[str, dict[str, tuple[str, str]]] = {}
-        for b, ps in wanted.items():
-            try:
-                then[b] = self._states(b, sorted(ps))
-            except RevisionNotFoundError:  # history rewritten on the hub: the base is gone, nothing to compare
-                self.log.warning("%s: base commit %s is gone; %s committed without a conflict check",
-                                 self.repo, b, ", ".join(sorted(ps)))
-                then[b] = {p: s for p, s in now.items() if p in ps}
-
-        def was(base: str | None, p: str) -> tuple[str, str] | None:
-            return now.get(p) if base is None or base == head else then[base].get(p)
-
-        conflicts: list[str] = []
-        ops: list[Operation] = []
-        for p, d in sorted(batch.deleted.items()):
-            cur, old = now.get(p), was(d.base, p)
-            if cur is None or old is None:
-                continue  # gone already, or created on the hub after we looked: not ours to delete
-            if cur != old:
-                conflicts.append(p)
-            elif cur[0] == "directory" and any(_under(f, p) for f in batch.files):
-                # files land in the folder again: delete the others one by one (a folder delete would also take
-                # away the files put back unchanged, which the commit drops as already on the branch)
-                kept = set(batch.files)
-                ops.extend(Delete(e.path) for e in Snapshot(self.client, self.repo, self.branch, head).walk(p)
-                           if not e.is_dir and e.path not in kept)
-            elif not (cur[0] == "file" and p in batch.files):  # a put replaces a file anyway
-                ops.append(Delete(p, folder=cur[0] == "directory"))
-        for p, e in sorted(batch.files.items()):
-            if was(e.base, p) != now.get(p):
-                conflicts.append(p)
-            elif e.origin is None:
-                ops.append(Add(p, batch.frozen.get(p) or self._blob_path(e.blob or "")))
-            elif e.origin.path == p and e.base == e.origin.commit:
-                continue  # moved back where it was, unchanged
-            elif e.origin.lfs_oid:
-                ops.append(LfsRef(p, e.origin.lfs_oid, e.origin.size))
-            else:
-                ops.append(Add(p, batch.fetched.setdefault(p, self.root / "tmp" / f"fetch-{uuid.uuid4().hex}")))
-        if conflicts:
-            raise ConflictError(f"{self.repo}@{self.branch}: {', '.join(sorted(conflicts))} changed on the hub "
-                                f"since staged; nothing committed, the staged versions are kept in {self.root}.")
-        self._fetch_all(batch)
-        return ops
-
-    def _states(self, sha: str, paths: list[str]) -> dict[str, tuple[str, str]]:
-        """(type, oid) of each path that exists at ``sha``."""
-        if not paths:
-            return {}
-        found = self.client.paths_info(self.repo.type.value, self.repo.id, sha, paths)
-        return {r["path"]: (r["type"], r.get("oid") or "") for r in found}
-
-    def _fetch_all(self, batch: _Batch) -> None:
-        """Download the renamed regular (non-LFS, so small) remote files a commit needs the bytes of, to
-        their temp files in ``batch.fetched``, a few at a time (once per batch, whatever the retries)."""
-        todo = [(p, tmp) for p, tmp in batch.fetched.items() if not tmp.exists()]
-        if todo:
-            with ThreadPoolExecutor(min(FETCH_WORKERS, len(todo))) as pool:
-                list(pool.map(lambda item: self._fetch(batch.files[item[0]].origin, item[1]), todo))
-
-    def _fetch(self, origin: Origin | None, dest: Path) -> None:
-        assert origin is not None
-        data = b""
-        if origin.size:
-            url = self.client.file_url(self.repo.type.value, self.repo.id, origin.commit, origin.path)
-            data, _ = self.client.read_range(url, 0, origin.size)
-        if len(data) != origin.size:
-            raise HubfsError(f"{origin.path}@{origin.commit}: expected {origin.size} bytes, got {len(data)}.")
-        tmp = dest.with_name(dest.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
-
-    def _finish(self, batch: _Batch, sha: str | None) -> None:
+    def _finish(self, batch: Batch, sha: str | None) -> None:
         """After a commit (or when nothing needed one): unstage what was committed and has not changed since."""
         records: list[dict[str, Any]] = []
         with self._lock:
@@ -613,7 +522,7 @@ class StagingArea:
                     and not self._ov.deleted:
                 self._due = self._first = None
 
-    def _abandon(self, batch: _Batch) -> None:
+    def _abandon(self, batch: Batch) -> None:
         with self._lock:
             self._inflight.clear()
             doomed, self._doomed = self._doomed, set()
@@ -771,14 +680,6 @@ def _join(folder: str, name: str) -> str:
 
 def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top + "/")
-
-
-def _message(ops: list[Operation]) -> tuple[str, str]:
-    """Commit summary and description: the paths changed."""
-    lines = [f"{'-' if isinstance(op, Delete) else '+'} {op.path}{'/' if isinstance(op, Delete) and op.folder else ''}"
-             for op in ops]
-    summary = f"Update {ops[0].path}" if len(ops) == 1 else f"Update {len(ops)} files"
-    return summary + " through a hubfs mount", "\n".join(lines[:200]) + ("\n..." if len(lines) > 200 else "")
 
 
 __all__ = ["Origin", "Readable", "Staged", "StagingArea"]

@@ -119,12 +119,13 @@ class Overlaid:
 
     def lookup(self, path: str) -> Node | None:
         staged = self.staging.lookup(path) if path else None
-        if staged is not None:
+        if staged is not None and staged.kind != "deleted":
             node = self._node(path, staged)
         else:
-            node = self.view.lookup(path)
+            node = self.view.lookup(path) if staged is None else None
             if node is None and path and path.rpartition("/")[2] in self.staging.implied(path.rpartition("/")[0]):
-                node = Node(True, 0, self.view.tree().times.get("", 0))  # holds staged entries; gone on the hub
+                # holds staged entries: a folder, whatever the hub has there (nothing, or a deleted one)
+                node = Node(True, 0, self.view.tree().times.get("", 0))
         if node is None:
             return None
         if node.is_dir:  # staging may add or hide subfolders: count what the mount shows
@@ -134,13 +135,13 @@ class Overlaid:
 
     def listdir(self, path: str) -> list[tuple[str, bool]] | None:
         staged = self.staging.lookup(path) if path else None
-        if staged is not None and staged.kind != "dir":
+        if staged is not None and staged.kind == "file":
             return None
-        remote = None if staged is not None and staged.opaque else self.view.listdir(path)
+        remote = None if staged is not None and (staged.opaque or staged.kind == "deleted") else self.view.listdir(path)
         implied = self.staging.implied(path)
-        if staged is None and remote is None and not implied:
-            return None
         children, deleted = self.staging.listdir(path)
+        if (staged is None or staged.kind == "deleted") and remote is None and not implied and not children:
+            return None
         names = {name: is_dir for name, is_dir in remote or () if name not in deleted}
         names.update((name, True) for name in implied)
         for name, child in children.items():
@@ -258,6 +259,7 @@ class WriteHandle:
                             reader.close()
                 else:
                     self._adopt(self.owner.staging.open_for_write(path, self.owner.opener(path), truncate=truncate))
+                    self.owner.ns.touched.pop(path, None)  # its local copy has times of its own
                 if self._reader is not None:
                     self._reader.close()
                     self._reader = None
@@ -411,6 +413,7 @@ class StagedWrites:
     def create(self, path: str, mode: int, owner: tuple[int, int] | None = None) -> WriteHandle:
         self._parent_folder(path)
         handle = WriteHandle(self, path, self.staging.create(path, _attrs(mode, owner)))
+        self.ns.touched.pop(path, None)
         self._dir_changed(path)
         return handle
 
@@ -419,6 +422,7 @@ class StagedWrites:
         if node.is_dir:
             raise _fail(errno.EISDIR)
         if flags & os.O_TRUNC:
+            self.ns.touched.pop(path, None)  # its local copy has times of its own
             return WriteHandle(self, path, self.staging.open_for_write(path, None, truncate=True))
         staged = self.staging.lookup(path)
         if staged is not None and staged.local is not None:  # staged already: no copy
@@ -437,6 +441,7 @@ class StagedWrites:
         if self._existing(path).is_dir:
             raise _fail(errno.EISDIR)
         local = self.staging.open_for_write(path, self.opener(path) if length else None, truncate=length == 0)
+        self.ns.touched.pop(path, None)
         try:
             os.truncate(local, length)
         finally:
@@ -572,7 +577,7 @@ class StagedWrites:
         if not parent or self.ns.listdir(parent):
             return
         staged = self.staging.lookup(parent)
-        if staged is None:
+        if staged is None or staged.kind == "deleted":  # a remote folder, or one shown for what is staged in it
             try:
                 self.staging.mkdir(parent)
             except FileExistsError:  # staged meanwhile

@@ -350,6 +350,8 @@ async def commit(request: Request, t: str, ns: str, name: str, rev: str) -> Resp
     assert result is not None
     await events.publish(request, result.repo.type, result.repo.repo_id, "repo.content",
                          refs=[(f"refs/pr/{result.pr}" if result.pr is not None else builder.ref, None, result.sha)])
+    if result.pr is not None:
+        await events.publish(request, result.repo.type, result.repo.repo_id, "discussion", "create", discussion=result.pr)
     url = repo_url(request, result.repo.type, result.repo.public_id)
     body: dict[str, Any] = {"success": True, "commitOid": result.sha, "commitUrl": f"{url}/commit/{result.sha}",
                             "commitMessage": result.summary, "hookOutput": ""}

@@ -17,7 +17,6 @@ from hubfs.errors import (
     BadRequestError,
     ConflictError,
     HubNotImplementedError,
-    NotFoundError,
     PayloadTooLargeError,
     RepoNotFoundError,
 )
@@ -295,17 +294,18 @@ async def validate_yaml(request: Request) -> Response:
     content = body.get("content")
     if content is not None and not isinstance(content, str):
         raise BadRequestError("content must be a string.")
-    repo_type = str_field(body, "repoType", None) or "model"
+    repo_type = repo_type_of(str_field(body, "repoType", None) or "model")
     try:
         # Parsed in the thread pool, bounded in size and expansion; past MAX_YAML_BYTES: 413.
         card = await hub_of(request).cards.front_matter_async(content or "")
-        errors = check_card(repo_type_of(repo_type), card)
+        errors = check_card(repo_type, card)
     except BadRequestError as exc:
         if exc.status != 400:
             raise
         errors = [exc.message]
     if errors:
-        return json_response({"errors": [{"message": e} for e in errors], "warnings": []}, status=400,
+        return json_response({"error": "Invalid metadata in README.md", "errors": [{"message": e} for e in errors],
+                              "warnings": []}, status=400,
                              headers={"X-Error-Code": "BadRequest", "X-Error-Message": "Invalid metadata in README.md"})
     return json_response({"errors": [], "warnings": []})
 
@@ -331,70 +331,6 @@ def _canonical_refs(request: Request, t: str, ns: str, name: str) -> Response:
 _CANONICAL_SUBRESOURCES = {"refs": _canonical_refs, "auth-check": auth_check}
 
 
-async def grant_access(request: Request, t: str, ns: str, name: str) -> Response:
-    """POST /api/{T}/{id}/user-access-request/grant {user}: the owner grants a user access to a gated repo."""
-    body = await read_json(request)
-    return await run_in_threadpool(_grant_access, request, t, ns, name, body)
-
-
-def _grant_access(request: Request, t: str, ns: str, name: str, body: dict[str, Any]) -> Response:
-    hub, caller = hub_of(request), caller_of(request)
-    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    user = str(body.get("user") or "")
-    if hub.meta.account(user) is None:
-        raise NotFoundError(f"No user named {user}.")
-    if hub.meta.access_status(repo, user) == "accepted":
-        raise ConflictError(f"{user} already has access.")
-    hub.meta.set_access(repo, user, "accepted")
-    return json_response({})
-
-
-async def handle_access(request: Request, t: str, ns: str, name: str) -> Response:
-    """POST /api/{T}/{id}/user-access-request/handle {user, status}: accept, reject or reset a request."""
-    body = await read_json(request)
-    return await run_in_threadpool(_handle_access, request, t, ns, name, body)
-
-
-def _handle_access(request: Request, t: str, ns: str, name: str, body: dict[str, Any]) -> Response:
-    hub, caller = hub_of(request), caller_of(request)
-    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    user, status = str(body.get("user") or ""), body.get("status")
-    if status not in ("accepted", "rejected", "pending"):
-        raise BadRequestError("status must be accepted, rejected or pending.")
-    if hub.meta.access_status(repo, user) is None:
-        raise NotFoundError(f"{user} has not requested access.")
-    hub.meta.set_access(repo, user, status)
-    return json_response({})
-
-
-def list_access(request: Request, t: str, ns: str, name: str, status: str) -> Response:
-    """GET /api/{T}/{id}/user-access-request/{pending|accepted|rejected} -> [{user{user,fullname,email}, ...}]."""
-    hub, caller = hub_of(request), caller_of(request)
-    repo = hub.writable_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    if status not in ("pending", "accepted", "rejected"):
-        raise BadRequestError("status must be pending, accepted or rejected.")
-    out = []
-    for row in hub.meta.access_requests(repo, status):
-        account = hub.meta.account(row["user"])
-        out.append({"requestId": f"{repo.id}-{row['user']}", "status": row["status"], "timestamp": iso(row["created_at"]),
-                    "user": {"user": row["user"], "fullname": account["fullname"] if account else row["user"],
-                             "email": account["email"] if account else None}})
-    return json_response(out)
-
-
-def ask_access(request: Request, prefix: str, ns: str, name: str) -> Response:
-    """POST /{P}{id}/ask-access: a signed-in user asks for a gated repo; 'auto' gates accept at once."""
-    hub, caller = hub_of(request), caller_of(request)
-    repo = hub.visible_repo(caller, repo_type_of(prefix.rstrip("/") or "model"), f"{ns}/{name}")
-    if caller.user is None:
-        raise AuthenticationError("Sign in to ask for access.")
-    if not repo.gated:
-        raise BadRequestError("This repo is not gated.")
-    if hub.meta.access_status(repo, caller.user) is None:
-        hub.meta.set_access(repo, caller.user, "accepted" if repo.gated == "auto" else "pending")
-    return json_response({"status": hub.meta.access_status(repo, caller.user)})
-
-
 async def not_implemented(request: Request, rest: str = "") -> Response:
     """Any other /api/ route: 501 NotImplemented, so the client shows a readable error."""
     return error_response(HubNotImplementedError(
@@ -417,8 +353,4 @@ def register(router: Router) -> None:
     router.add(["PUT"], R + "/settings", update_settings)
     router.add(["GET"], R + "/auth-check", auth_check)
     router.add(["GET"], R + "/auth-check/{write}", auth_check)
-    router.add(["POST"], R + "/user-access-request/grant", grant_access)
-    router.add(["POST"], R + "/user-access-request/handle", handle_access)
-    router.add(["GET"], R + "/user-access-request/{status}", list_access)
-    router.add(["POST"], "/{prefix:prefix}{ns}/{name}/ask-access", ask_access)
 

@@ -14,19 +14,20 @@ import re
 
 from hubfs.server.http import Route, Router
 
-_NS = "(?P<ns>[^/]+)/"
-_NS_NOT_A_TYPE = "(?P<ns>(?!(?:datasets|spaces)/)[^/]+)/"
+_NS = "(?P<ns>[^/]+)/(?P<name"  # a repo route: {ns}/{name...}, not /api/collections/{ns}/{slug}
+_NS_NOT_A_TYPE = "(?P<ns>(?!datasets/|spaces/)[^/]+)/(?P<name"
 
 
 def add_canonical_routes(router: Router) -> int:
-    """Append a canonical twin of every namespaced route registered so far; returns how many."""
+    """Add a canonical twin of every namespaced repo route registered so far, as router aliases (tried
+    after those routes, before any added later); returns how many."""
     twins = []
     for route in router.routes:
         pattern = route.regex.pattern
         if _NS not in pattern:
             continue
-        twins.append(Route(route.methods, re.compile(pattern.replace(_NS, "(?P<ns>)", 1)), route.handler))
+        twins.append(Route(route.methods, re.compile(pattern.replace(_NS, "(?P<ns>)(?P<name", 1)), route.handler))
         if "(?P<prefix>" in pattern:
             route.regex = re.compile(pattern.replace(_NS, _NS_NOT_A_TYPE, 1))
-    router.routes.extend(twins)
+    router.add_aliases(twins)
     return len(twins)

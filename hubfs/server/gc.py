@@ -202,8 +202,17 @@ def collect(where: Path | str | Hub, grace_seconds: float = DEFAULT_GRACE) -> Gc
 
 
 def _repos(data_dir: Path) -> list[Path]:
-    """Every bare repository under ``DATA/repos/{type}/{ns}/{name}.git``."""
-    return sorted(p for p in (data_dir / "repos").glob("*/*/*.git") if (p / "HEAD").is_file())
+    """Every bare repository: ``DATA/repos/{type}/{ns}/{name}.git``, and ``DATA/repos/{type}/{name}.git``
+    for canonical repos (no namespace)."""
+    root = data_dir / "repos"
+    return sorted(p for p in (*root.glob("*/*/*.git"), *root.glob("*/*.git")) if (p / "HEAD").is_file())
+
+
+def _repo_key(data_dir: Path, git_dir: Path) -> tuple[str, str]:
+    """(type, repo id) of a repository folder found by :func:`_repos` (``/name`` for a canonical repo)."""
+    parts = git_dir.relative_to(data_dir / "repos").parts
+    ns = parts[1] if len(parts) == 3 else ""
+    return parts[0], f"{ns}/{parts[-1].removesuffix('.git')}"
 
 
 def _git(git_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -281,7 +290,7 @@ def referenced_oids(git_dir: Path) -> set[str]:
 def _live_oids(target: _Target, git_dir: Path, deleted: dict[str, set[str]]) -> set[str]:
     """The LFS oids a repository keeps alive: those its refs reach, less those it permanently deleted."""
     oids = referenced_oids(git_dir)
-    repo = target.meta.get_repo(git_dir.parent.parent.name, f"{git_dir.parent.name}/{git_dir.name[:-4]}")
+    repo = target.meta.get_repo(*_repo_key(target.data_dir, git_dir))
     return oids - deleted.get(repo.uid, set()) if repo is not None else oids
 
 

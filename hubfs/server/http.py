@@ -74,15 +74,28 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
+        self.aliases: list[Route] = []  # other spellings of routes (canonical repo ids), see add_aliases
+        self._alias_at = 0
 
     def add(self, methods: Iterable[str], pattern: str, handler: Handler) -> None:
         regex = "^" + _PARAM.sub(lambda m: f"(?P<{m.group(1)}>{_KINDS[m.group(2)]})", pattern) + "$"
         self.routes.append(Route(frozenset(methods), re.compile(regex), handler))
 
+    def add_aliases(self, aliases: Iterable[Route]) -> None:
+        """Other spellings of the routes added so far, tried after them and before any route added later
+        (a catch-all); kept apart from ``routes``, which lists each route once."""
+        self.aliases.extend(aliases)
+        self._alias_at = len(self.routes)
+
+    def _in_order(self) -> Iterator[Route]:
+        yield from self.routes[:self._alias_at]
+        yield from self.aliases
+        yield from self.routes[self._alias_at:]
+
     def match(self, method: str, raw_path: str) -> tuple[Handler | None, dict[str, str], bool]:
         """(handler, params, path_matched): path_matched tells a 405 from a 404."""
         path_matched = False
-        for route in self.routes:
+        for route in (self._in_order() if self.aliases else self.routes):
             m = route.regex.match(raw_path)
             if not m:
                 continue

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi
-
-from conftest import CONTENT, Git, fresh_id, http_url, worktree_files  # type: ignore[import-not-found]
 from hub_server import HubServer
+from huggingface_hub import CommitOperationAdd, HfApi
+from test_helper_common import Git, fresh_id, http_url, worktree_files
 
 
 def refs(git: Git, repo: Path) -> dict[str, str]:
@@ -67,6 +66,10 @@ def test_clone_dataset(hfgit: Git, gapi: HfApi, tmp_path: Path) -> None:
     assert hfgit.out("cat-file", "-p", "HEAD:data/train.parquet", cwd=tmp_path / "ds").startswith("version https://git-lfs")
     assert hfgit.out("rev-parse", "HEAD", cwd=tmp_path / "ds") == gapi.list_repo_commits(rid, repo_type="dataset")[0].commit_id
     hfgit("fsck", "--full", cwd=tmp_path / "ds")
+    # a bare clone checks nothing out, so it downloads no LFS content
+    hfgit("clone", "--bare", f"hf://datasets/{rid}", str(tmp_path / "bare.git"))
+    assert not [p for p in (tmp_path / "bare.git").rglob("lfs/objects/*/*/*") if p.is_file()]
+    assert hfgit.out("rev-parse", "HEAD", cwd=tmp_path / "bare.git") == hfgit.out("rev-parse", "HEAD", cwd=tmp_path / "ds")
 
 
 def test_clone_https_form_and_revision(hfgit: Git, gapi: HfApi, ghub: HubServer,
@@ -175,7 +178,7 @@ def test_private_repo_tokens(hfgit: Git, gapi: HfApi, ghub: HubServer, tmp_path:
 
 
 def test_server_dying_mid_pack_leaves_repo_unchanged(hfgit: Git, gapi: HfApi, ghub: HubServer, tmp_path: Path) -> None:
-    from proxy import Proxy  # type: ignore[import-not-found]
+    from proxy import Proxy
 
     rid = fresh_id("cut")
     gapi.create_repo(rid)
@@ -204,10 +207,10 @@ def test_server_dying_mid_pack_leaves_repo_unchanged(hfgit: Git, gapi: HfApi, gh
 
 def test_helper_usage_and_capabilities(git_bin: Path, tmp_path: Path) -> None:
     helper = str(git_bin / "git-remote-hf")
-    proc = subprocess.run([helper], capture_output=True, text=True)
+    proc = subprocess.run([helper], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "usage" in proc.stderr
     proc = subprocess.run([helper, "origin", "hf://a/b"], input="capabilities\noption filter blob:none\n"
                           "option depth 1\noption object-format true\n\n", capture_output=True, text=True,
-                          env={"PATH": str(git_bin), "GIT_DIR": str(tmp_path)})
+                          env={"PATH": str(git_bin), "GIT_DIR": str(tmp_path)}, check=False)
     assert proc.stdout.split("\n") == ["fetch", "push", "option", "check-connectivity", "object-format", "",
                                        "unsupported", "ok", "ok", ""]

@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 
 import httpx
-from huggingface_hub import HfApi
-
-from conftest import MiB, Git, fresh_id, random_bytes  # type: ignore[import-not-found]
 from hub_server import HubServer
+from huggingface_hub import HfApi
+from test_helper_common import Git, MiB, fresh_id, hub_refs, random_bytes
 
 
 def ls_remote(git: Git, rid: str, cwd: Path) -> dict[str, str]:
@@ -44,7 +43,7 @@ def test_new_lfs_file_is_a_pointer_uploaded_before_the_refs_move(hfgit: Git, gap
     lfs = [i for i, (m, p) in enumerate(order) if "/info/lfs/" in p or m == "PUT"]
     pack = [i for i, (m, p) in enumerate(order) if p.endswith("/git-receive-pack")]
     assert lfs and pack and max(lfs) < min(pack), order
-    assert ls_remote(hfgit, rid, repo)["refs/heads/main"] == hfgit.out("rev-parse", "HEAD", cwd=repo)
+    assert hub_refs(gapi, rid)["refs/heads/main"] == hfgit.out("rev-parse", "HEAD", cwd=repo)
     got = httpx.get(f"{ghub.endpoint}/{rid}/resolve/main/weights/model.safetensors", follow_redirects=True,
                     headers={"authorization": f"Bearer {ghub.admin_token}"})
     assert got.status_code == 200 and got.content == data
@@ -54,7 +53,7 @@ def test_new_lfs_file_is_a_pointer_uploaded_before_the_refs_move(hfgit: Git, gap
 
 def test_big_regular_file_refused_before_any_upload(hfgit: Git, gapi: HfApi, ghub: HubServer, tmp_path: Path) -> None:
     rid, repo = new_clone(hfgit, gapi, tmp_path)
-    before = ls_remote(hfgit, rid, repo)
+    before = hub_refs(gapi, rid)
     (repo / "data").mkdir()
     line = b"0123456789 text that is not tracked by LFS\n"
     (repo / "data/huge.txt").write_bytes(line * (10 * MiB // len(line) + 10))
@@ -68,13 +67,13 @@ def test_big_regular_file_refused_before_any_upload(hfgit: Git, gapi: HfApi, ghu
     assert "data/huge.txt" in proc.stderr and "track it with LFS" in proc.stderr
     assert "! [remote rejected] main -> main" in proc.stderr
     assert not [ln for ln in log.lines() if ln[0] in ("POST", "PUT") and rid in ln[1]], log.text()
-    assert ls_remote(hfgit, rid, repo) == before
+    assert hub_refs(gapi, rid) == before
 
 
 def test_failed_lfs_upload_leaves_remote_refs_unchanged(hfgit: Git, gapi: HfApi, ghub: HubServer,
                                                         tmp_path: Path) -> None:
     rid, repo = new_clone(hfgit, gapi, tmp_path)
-    before = ls_remote(hfgit, rid, repo)
+    before = hub_refs(gapi, rid)
     # a pointer committed without its content (never in .git/lfs/objects, unknown to the hub)
     pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{'ab' * 32}\nsize 12345\n".encode()
     blob = hfgit.run("hash-object", "-w", "--stdin", cwd=repo, input=pointer).stdout.strip()
@@ -85,7 +84,7 @@ def test_failed_lfs_upload_leaves_remote_refs_unchanged(hfgit: Git, gapi: HfApi,
     proc = hfgit("push", "origin", "main", cwd=repo, check=False)
     assert proc.returncode != 0 and "LFS upload failed" in proc.stderr, proc.stderr
     assert not log.matching("POST", r"/git-receive-pack$")
-    assert ls_remote(hfgit, rid, repo) == before
+    assert hub_refs(gapi, rid) == before
 
 
 def test_server_rejection_is_relayed(hfgit: Git, gapi: HfApi, tmp_path: Path) -> None:
@@ -94,7 +93,7 @@ def test_server_rejection_is_relayed(hfgit: Git, gapi: HfApi, tmp_path: Path) ->
     assert proc.returncode != 0
     assert "remote: " in proc.stderr and "main" in proc.stderr
     assert "! [remote rejected] main" in proc.stderr
-    assert "refs/heads/main" in ls_remote(hfgit, rid, repo)
+    assert "refs/heads/main" in hub_refs(gapi, rid)
     proc = hfgit("push", "origin", "HEAD:refs/notes/x", cwd=repo, check=False)  # only branches and tags
     assert proc.returncode != 0 and "remote: " in proc.stderr
 
@@ -111,7 +110,7 @@ def test_push_auth(hfgit: Git, gapi: HfApi, ghub: HubServer, tmp_path: Path) -> 
     assert proc.returncode != 0 and "git-remote-hf:" in proc.stderr
     assert reader not in proc.stderr and ghub.admin_token not in proc.stderr
     hfgit("push", "origin", "main", cwd=repo)
-    assert ls_remote(hfgit, rid, repo)["refs/heads/main"] == hfgit.out("rev-parse", "HEAD", cwd=repo)
+    assert hub_refs(gapi, rid)["refs/heads/main"] == hfgit.out("rev-parse", "HEAD", cwd=repo)
 
 
 SIGNATURE = """-----BEGIN PGP SIGNATURE-----

@@ -35,9 +35,22 @@ def _local_repo(env: dict[str, str], path: Path) -> Path:
 
 def test_configure_repo_sets_the_filter_and_honours_the_opt_out(tmp_path: Path, env: dict[str, str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = _local_repo(env, tmp_path / "r")
-    assert git(env, repo, "config", "--local", "filter.lfs.process").stdout.decode().strip() == FILTER_PROCESS
-    assert git(env, repo, "config", "--local", "filter.lfs.required").stdout.decode().strip() == "true"
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(env, repo, "init", "-q")
+    git(env, repo, "remote", "add", "origin", "hf://datasets/someone/data")
+    git(env, repo, "remote", "add", "mirror", "hf::https://hub.example.com/a/b")
+    git(env, repo, "remote", "add", "plain", "https://example.com/x.git")
+    configure_repo(repo / ".git")
+
+    def get(key: str) -> str:
+        return git(env, repo, "config", "--local", key).stdout.decode().strip()
+
+    assert get("filter.lfs.process") == FILTER_PROCESS
+    assert get("filter.lfs.required") == "true"
+    assert get("remote.origin.lfsurl") == f"{env['HF_ENDPOINT']}/datasets/someone/data.git/info/lfs"
+    assert get("remote.mirror.lfsurl") == "https://hub.example.com/a/b.git/info/lfs"
+    assert git(env, repo, "config", "remote.plain.lfsurl", check=False).returncode == 1
     other = tmp_path / "o"
     other.mkdir()
     git(env, other, "init", "-q")
@@ -94,13 +107,16 @@ def _hub_clone(env: dict[str, str], hub, tmp_path: Path, files: dict[str, bytes]
         repo_id = new_repo(client)
         commit_files(client, repo_id, files)
     git_dir = clone_no_checkout(env, hub.endpoint, repo_id, tmp_path / "clone")
-    configure_repo(git_dir)
     git(env, git_dir.parent, "remote", "set-url", "origin", f"hf://{repo_id}")
+    configure_repo(git_dir)
     return git_dir.parent
 
 
 def test_checkout_fetches_missing_objects_through_delay(tmp_path: Path, env: dict[str, str], hub) -> None:
-    files = {f"w{i}.bin": os.urandom(5000 + i) for i in range(5)}
+    """Nothing prefetched: every object is delayed, fetched in the background (two batch calls) and checked
+    out as it arrives."""
+    files = {f"d{i % 3}/w{i}.bin": os.urandom(5000 + i) for i in range(130)}
+    files["plain.txt"] = b"text\n"
     repo = _hub_clone(env, hub, tmp_path, files)
     git(env, repo, "checkout", "-q", "main")
     for name, content in files.items():
@@ -228,9 +244,11 @@ def test_filter_speaks_the_protocol_for_delay_directly(tmp_path: Path, env: dict
     for name, ptr in (("a.bin", pointer_of(files["a.bin"])), ("ghost.bin", ghost)):
         req += pkt(b"command=smudge\n") + pkt(f"pathname={name}\n".encode()) + pkt(b"can-delay=1\n") + b"0000"
         req += pkt(ptr.to_bytes()) + b"0000"
+    req += pkt(b"command=list_available_blobs\n") + b"0000"  # each answer lists at least one settled path
     req += pkt(b"command=list_available_blobs\n") + b"0000"
     for name in ("a.bin", "ghost.bin"):
         req += pkt(b"command=smudge\n") + pkt(f"pathname={name}\n".encode()) + b"0000" + b"0000"
+    req += pkt(b"command=list_available_blobs\n") + b"0000"  # none left: an empty list
     out = subprocess.run(["git-remote-hf", "filter-process"], input=req, cwd=repo, env=env, capture_output=True,
                          timeout=60, check=False)
     assert out.returncode == 0, out.stderr
@@ -238,5 +256,5 @@ def test_filter_speaks_the_protocol_for_delay_directly(tmp_path: Path, env: dict
     assert text.count(b"status=delayed") == 2
     assert b"pathname=a.bin\n" in text and b"pathname=ghost.bin\n" in text
     assert files["a.bin"] in text
-    assert text.rstrip(b"0").endswith(b"status=error\n")
+    assert text.endswith(b"0011status=error\n0000" + b"0000" + b"0013status=success\n0000")
     assert ghost.oid.encode() in out.stderr

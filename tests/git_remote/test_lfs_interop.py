@@ -23,10 +23,10 @@ def test_git_lfs_commands_on_a_repo_filled_by_the_helper(tmp_path: Path, hub) ->
         plain = git_env(tmp_path, lfs=False, endpoint=hub.endpoint, token=hub.admin_token)
         git_dir = clone_no_checkout(plain, hub.endpoint, repo_id, tmp_path / "clone")
         repo = git_dir.parent
-        configure_repo(git_dir)
-        lfs_url = f"{hub.endpoint}/{repo_id}.git/info/lfs"
         git(plain, repo, "remote", "set-url", "origin", f"hf://{repo_id}")
-        git(plain, repo, "config", "remote.origin.lfsurl", lfs_url)  # git-lfs cannot derive it from hf://
+        configure_repo(git_dir)  # also sets remote.origin.lfsurl: git-lfs cannot derive it from hf://
+        lfs_url = f"{hub.endpoint}/{repo_id}.git/info/lfs"
+        assert git(plain, repo, "config", "remote.origin.lfsurl").stdout.decode().strip() == lfs_url
         prefetch(git_dir, client, lfs_url, [head(plain, repo)])
         git(plain, repo, "checkout", "-q", "main")
 

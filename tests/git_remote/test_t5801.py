@@ -10,17 +10,22 @@ refused push with its messages) and `--force-with-lease`.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
-
-from conftest import Git, fresh_id  # type: ignore[import-not-found]
+from test_helper_common import Git, fresh_id, hub_refs
 
 
 def ls_remote(git: Git, url: str, cwd: Path) -> dict[str, str]:
     out = git.out("ls-remote", url, cwd=cwd)
     return {name: sha for sha, name in (line.split("\t") for line in out.splitlines())}
+
+
+def remote(api: HfApi, url: str) -> dict[str, str]:
+    """The hub's refs through its REST API (cheaper than a helper run; tags peeled)."""
+    return hub_refs(api, url.removeprefix("hf://"))
 
 
 def commit(git: Git, repo: Path, name: str, text: str | None = None) -> str:
@@ -32,15 +37,16 @@ def commit(git: Git, repo: Path, name: str, text: str | None = None) -> str:
 
 @pytest.fixture
 def pair(hfgit: Git, gapi: HfApi, tmp_path: Path) -> tuple[str, Path, Path]:
-    """A fresh hub repo and two clones of it ('local' and 'server side' stand-in 'other')."""
+    """A fresh hub repo, a clone of it ('local') and a second clone ('other', the other side of t5801's
+    server repo) made by copying the first (same state, one helper run less)."""
     rid = fresh_id("t5801")
     gapi.create_repo(rid)
     hfgit("clone", f"hf://{rid}", str(tmp_path / "local"))
-    hfgit("clone", f"hf://{rid}", str(tmp_path / "other"))
+    shutil.copytree(tmp_path / "local", tmp_path / "other", symlinks=True)
     return f"hf://{rid}", tmp_path / "local", tmp_path / "other"
 
 
-def test_pull_push_and_fetch_of_new_and_multiple_branches(hfgit: Git, pair: tuple[str, Path, Path]) -> None:
+def test_pull_push_and_fetch_of_new_and_multiple_branches(hfgit: Git, gapi: HfApi, pair: tuple[str, Path, Path]) -> None:
     url, local, other = pair
     # 'create new commit on remote' + 'pulling from remote remote'
     head = commit(hfgit, other, "file")
@@ -50,7 +56,7 @@ def test_pull_push_and_fetch_of_new_and_multiple_branches(hfgit: Git, pair: tupl
     # 'pushing to remote repo'
     head = commit(hfgit, local, "file", "more\n")
     hfgit("push", cwd=local)
-    assert ls_remote(hfgit, url, local)["refs/heads/main"] == head
+    assert remote(gapi, url)["refs/heads/main"] == head
     # 'fetch new branch', 'fetch multiple branches'
     hfgit("checkout", "-qb", "new", cwd=other)
     hfgit("pull", "-q", "origin", "main", cwd=other)
@@ -75,7 +81,7 @@ def test_pull_push_and_fetch_of_new_and_multiple_branches(hfgit: Git, pair: tupl
     assert hfgit.out("rev-parse", "v1.0^{commit}", cwd=local) == two
 
 
-def test_push_refspecs_existing_objects_and_extra_refs(hfgit: Git, pair: tuple[str, Path, Path]) -> None:
+def test_push_refspecs_existing_objects_and_extra_refs(hfgit: Git, gapi: HfApi, pair: tuple[str, Path, Path]) -> None:
     url, local, other = pair
     # 'push when remote has extra refs'
     hfgit("checkout", "-qb", "extra", cwd=other)
@@ -87,34 +93,27 @@ def test_push_refspecs_existing_objects_and_extra_refs(hfgit: Git, pair: tuple[s
     hfgit("checkout", "-qb", "new-name", cwd=local)
     by_name = commit(hfgit, local, "n1")
     hfgit("push", "origin", "new-name", cwd=local)
-    hfgit("push", "origin", "new-name:new-refspec", cwd=local)
-    hfgit("push", "origin", "HEAD:new-refspec-2", cwd=local)
-    remote = ls_remote(hfgit, url, local)
-    assert remote["refs/heads/new-name"] == remote["refs/heads/new-refspec"] == remote["refs/heads/new-refspec-2"] \
-        == by_name
-    # 'push ref with existing object' and 'push all with existing object' (no new objects to send)
-    hfgit("push", "origin", f"{head}:refs/heads/dup", cwd=local)
+    hfgit("push", "origin", "new-name:new-refspec", "HEAD:new-refspec-2", cwd=local)  # one batch of two
+    refs = remote(gapi, url)
+    assert refs["refs/heads/new-name"] == refs["refs/heads/new-refspec"] == refs["refs/heads/new-refspec-2"] == by_name
+    # 'push ref with existing object', and an expression as the source (git passes it verbatim)
+    hfgit("push", "origin", f"{head}:refs/heads/dup", "+HEAD~1:refs/heads/older", cwd=local)
+    # 'push all with existing object' (no new objects to send)
     hfgit("branch", "dup2", head, cwd=local)
     hfgit("push", "--all", cwd=local)
-    remote = ls_remote(hfgit, url, local)
-    assert remote["refs/heads/dup"] == remote["refs/heads/dup2"] == head
-    assert "refs/heads/extra" in remote  # untouched
-    # an expression as the source, as git passes it verbatim
-    hfgit("push", "origin", "+HEAD~1:refs/heads/older", cwd=local)
-    assert ls_remote(hfgit, url, local)["refs/heads/older"] == head
+    refs = remote(gapi, url)
+    assert refs["refs/heads/dup"] == refs["refs/heads/dup2"] == refs["refs/heads/older"] == head
+    assert "refs/heads/extra" in refs  # untouched
 
 
-def test_delete_and_forced_push(hfgit: Git, pair: tuple[str, Path, Path]) -> None:
-    url, local, other = pair
+def test_delete_and_forced_push(hfgit: Git, gapi: HfApi, pair: tuple[str, Path, Path]) -> None:
+    url, local, _ = pair
     hfgit("checkout", "-qb", "doomed", cwd=local)
     commit(hfgit, local, "d")
     hfgit("push", "origin", "doomed", cwd=local)
-    assert "refs/heads/doomed" in ls_remote(hfgit, url, local)
-    hfgit("push", "origin", ":doomed", cwd=local)  # 'push delete branch'
-    assert "refs/heads/doomed" not in ls_remote(hfgit, url, local)
-    hfgit("push", "origin", "doomed", cwd=local)
-    hfgit("push", "--delete", "origin", "doomed", cwd=local)
-    assert "refs/heads/doomed" not in ls_remote(hfgit, url, local)
+    assert "refs/heads/doomed" in remote(gapi, url)
+    hfgit("push", "--delete", "origin", "doomed", cwd=local)  # 'push delete branch' (git sends ':doomed')
+    assert "refs/heads/doomed" not in remote(gapi, url)
     # 'forced push': rewrite main, refused as non-fast-forward without force, accepted with it
     hfgit("checkout", "-q", "main", cwd=local)
     commit(hfgit, local, "a")
@@ -125,38 +124,38 @@ def test_delete_and_forced_push(hfgit: Git, pair: tuple[str, Path, Path]) -> Non
     assert proc.returncode != 0 and "[rejected]" in proc.stderr and "non-fast-forward" in proc.stderr
     proc = hfgit("push", "--force", cwd=local)
     assert "(forced update)" in proc.stderr
-    assert ls_remote(hfgit, url, local)["refs/heads/main"] == rewritten
+    assert remote(gapi, url)["refs/heads/main"] == rewritten
     hfgit("reset", "-q", "--hard", "HEAD~1", cwd=local)
     again = commit(hfgit, local, "c")
     hfgit("push", "origin", "+main", cwd=local)  # force by refspec
-    assert ls_remote(hfgit, url, local)["refs/heads/main"] == again
+    assert remote(gapi, url)["refs/heads/main"] == again
 
 
-def test_remote_moved_fetch_first_and_force_with_lease(hfgit: Git, pair: tuple[str, Path, Path]) -> None:
+def test_remote_moved_fetch_first_and_force_with_lease(hfgit: Git, gapi: HfApi, pair: tuple[str, Path, Path]) -> None:
     url, local, other = pair
     theirs = commit(hfgit, other, "theirs")
     hfgit("push", cwd=other)
     commit(hfgit, local, "mine")
     proc = hfgit("push", cwd=local, check=False)  # the remote tip is unknown here: git's "fetch first"
     assert proc.returncode != 0 and "[rejected]" in proc.stderr and "fetch first" in proc.stderr
-    assert ls_remote(hfgit, url, local)["refs/heads/main"] == theirs
+    assert remote(gapi, url)["refs/heads/main"] == theirs
     proc = hfgit("push", "--force-with-lease=main:" + "1" * 40, cwd=local, check=False)
     assert proc.returncode != 0 and "stale info" in proc.stderr
     proc = hfgit("push", f"--force-with-lease=main:{theirs}", cwd=local)
-    assert ls_remote(hfgit, url, local)["refs/heads/main"] == hfgit.out("rev-parse", "HEAD", cwd=local)
+    assert remote(gapi, url)["refs/heads/main"] == hfgit.out("rev-parse", "HEAD", cwd=local)
 
 
-def test_tags(hfgit: Git, pair: tuple[str, Path, Path]) -> None:
+def test_tags(hfgit: Git, gapi: HfApi, pair: tuple[str, Path, Path]) -> None:
     url, local, other = pair
     first = commit(hfgit, local, "t")
     hfgit("tag", "light", cwd=local)
     hfgit("tag", "-a", "-m", "annotated", "ann", cwd=local)
     hfgit("push", "origin", "light", cwd=local)  # 'push tags'
     hfgit("push", "--tags", cwd=local)  # pushes ann (the commit too, through the tag)
-    remote = ls_remote(hfgit, url, local)
-    assert remote["refs/tags/light"] == first
-    assert remote["refs/tags/ann"] == hfgit.out("rev-parse", "ann", cwd=local)
-    assert remote["refs/tags/ann^{}"] == first
+    refs = ls_remote(hfgit, url, local)  # through the helper: tag objects and their peeled commits
+    assert refs["refs/tags/light"] == first
+    assert refs["refs/tags/ann"] == hfgit.out("rev-parse", "ann", cwd=local)
+    assert refs["refs/tags/ann^{}"] == first
     hfgit("fetch", "--tags", cwd=other)
     assert hfgit.out("rev-parse", "ann^{commit}", cwd=other) == first
     # moving a tag needs force
@@ -166,14 +165,14 @@ def test_tags(hfgit: Git, pair: tuple[str, Path, Path]) -> None:
     proc = hfgit("push", "origin", "light", cwd=local, check=False)
     assert proc.returncode != 0 and "already exists" in proc.stderr
     hfgit("push", "--force", "origin", "light", cwd=local)
-    assert ls_remote(hfgit, url, local)["refs/tags/light"] == second
+    assert remote(gapi, url)["refs/tags/light"] == second
     hfgit("push", "origin", ":refs/tags/light", cwd=local)
-    assert "refs/tags/light" not in ls_remote(hfgit, url, local)
+    assert "refs/tags/light" not in remote(gapi, url)
 
 
-def test_failure_paths(hfgit: Git, pair: tuple[str, Path, Path], gapi: HfApi) -> None:
-    url, local, other = pair
-    before = ls_remote(hfgit, url, local)
+def test_failure_paths(hfgit: Git, gapi: HfApi, pair: tuple[str, Path, Path]) -> None:
+    url, local, _ = pair
+    before = remote(gapi, url)
     # 'push to a non-existent repo fails' with one clear line, and nothing changes locally
     hfgit("remote", "add", "nowhere", "hf://admin/no-such-repo-here", cwd=local)
     refs_before = hfgit.out("for-each-ref", cwd=local)
@@ -186,10 +185,10 @@ def test_failure_paths(hfgit: Git, pair: tuple[str, Path, Path], gapi: HfApi) ->
     # 'push update refs failure': the hub refuses, git reports it and the remote is unchanged
     proc = hfgit("push", "origin", ":main", cwd=local, check=False)
     assert proc.returncode != 0 and "remote rejected" in proc.stderr
-    assert ls_remote(hfgit, url, local) == before
+    assert remote(gapi, url) == before
     # a source that names nothing
     proc = hfgit("push", "origin", "no-such-branch", cwd=local, check=False)
     assert proc.returncode != 0 and "no-such-branch" in proc.stderr
     # 'totally broken helper reports failure message': a garbage URL
-    proc = hfgit("ls-remote", "hf://only-one-segment", cwd=local, check=False)
+    proc = hfgit("ls-remote", "hf://user/bad..name", cwd=local, check=False)
     assert proc.returncode != 0 and "git-remote-hf:" in proc.stderr

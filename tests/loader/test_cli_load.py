@@ -35,9 +35,10 @@ def test_load_prints_tensors_speed_and_memory(tmp_path: Path) -> None:
 
 def test_load_quantized(tmp_path: Path) -> None:
     save_file(model_like(layers=1, width=64), str(tmp_path / "m.safetensors"))
-    done = hubfs("load", str(tmp_path / "m.safetensors"), "--quantize", "int8", "--quiet")
+    done = hubfs("load", str(tmp_path / "m.safetensors"), "--quantize", "int8", "--quiet", "--device", "auto")
     assert done.returncode == 0, done.stderr
     assert "quantized int8" in done.stdout and done.stderr == ""
+    assert ("on cuda:0" if torch.cuda.is_available() else "on cpu") in done.stdout
 
 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:

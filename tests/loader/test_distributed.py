@@ -45,10 +45,11 @@ def _worker(rank: int, world: int, port: int, cases: list[tuple[str, str, dict]]
 
         for src, ref_dir, kwargs in cases:
             order: list[str] = []
-            got = load(src, process_group=dist.group.WORLD, on_tensor=lambda n, t: order.append(n), **kwargs)
+            got = load(src, process_group=dist.group.WORLD, on_tensor=lambda n, _t, seen=order: seen.append(n),
+                       **kwargs)
             _check(got, order, ref_dir, kwargs)
         dist.barrier()
-    except BaseException:
+    except Exception:  # noqa: BLE001 - any failure goes back to the parent, which asserts on it
         result = traceback.format_exc()
     finally:
         if dist.is_initialized():

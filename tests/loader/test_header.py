@@ -173,6 +173,19 @@ def test_stale_tensor_and_unheld_tensor(tmp_path: Path) -> None:
         loader.load(folder)
 
 
+def test_an_index_file_names_its_shards(tmp_path: Path) -> None:
+    sd = {"a.weight": torch.ones(4), "b.weight": torch.zeros(2)}
+    write_sharded(tmp_path / "m", sd, shards=2)
+    (tmp_path / "m" / "model.safetensors.index.json").rename(tmp_path / "m" / "other.safetensors.index.json")
+    (tmp_path / "m" / "third.safetensors.index.json").write_text("{}")
+    with pytest.raises(SafetensorsError, match="several indexes"):
+        loader.open(tmp_path / "m")
+    got = loader.load(tmp_path / "m" / "other.safetensors.index.json")
+    assert sorted(got) == ["a.weight", "b.weight"]
+    write_sharded(tmp_path / "m", {"c": torch.ones(1)}, shards=1)  # model.safetensors.index.json wins
+    assert list(loader.load(tmp_path / "m")) == ["c"]
+
+
 def test_folder_without_index_and_several_files(tmp_path: Path) -> None:
     save_file({"a": torch.ones(1)}, str(tmp_path / "one.safetensors"))
     save_file({"b": torch.ones(1)}, str(tmp_path / "two.safetensors"))

@@ -21,6 +21,8 @@ from hubfs.loader.header import read_header
 from hubfs.loader.pipeline import Loader
 from hubfs.loader.sources import resolve
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # the same tests on a GPU where there is one
+
 
 @pytest.fixture
 def single(tmp_path: Path) -> Path:
@@ -99,10 +101,20 @@ def test_staging_ring_path_on_the_cpu(tmp_path: Path) -> None:
         ckpt.close()
 
 
-def test_dtype_cast_on_device(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_on_each_device_bit_exact(single: Path, device: str) -> None:
+    seen: list[str] = []
+    got = loader.load(single, device=device, on_tensor=lambda n, t: seen.append(n))
+    assert {t.device.type for t in got.values()} == {device}
+    assert_same(got, load_file(str(single)))
+    assert seen == list(got) == loader.open(single).keys()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_dtype_cast_on_device(tmp_path: Path, device: str) -> None:
     tensors = every_dtype()
     save_file(tensors, str(tmp_path / "a.safetensors"))
-    got = loader.load(tmp_path / "a.safetensors", dtype=torch.float32)
+    got = {k: v.cpu() for k, v in loader.load(tmp_path / "a.safetensors", device=device, dtype=torch.float32).items()}
     for name, ref in tensors.items():
         floating = ref.dtype.is_floating_point and ref.element_size() >= 2
         want = ref.to(torch.float32) if floating else ref
@@ -123,6 +135,11 @@ def test_device_map_longest_prefix(tmp_path: Path) -> None:
     assert got["model.layers.10.w"].device.type == "meta"  # "model.layers.1" is no prefix of layer 10
     assert got["model.layers.11.w"].device.type == "meta" and got["model.layers.11.w"].shape == (2,)
     assert got["lm_head.weight"].device.type == "cpu"
+    if torch.cuda.is_available():
+        spread = loader.load(tmp_path / "a.safetensors", device_map={"": "cpu", "model.layers.1": "cuda:0"})
+        assert spread["model.layers.1.w"].device == torch.device("cuda", 0)
+        assert spread["model.layers.10.w"].device.type == "cpu"
+        assert spread["model.layers.1.w"].tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="'lm_head.weight' matches no device_map prefix"):
         loader.load(tmp_path / "a.safetensors", device_map={"model": "cpu"})
 

@@ -5,6 +5,7 @@ peak host memory when quantizing."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -30,18 +31,28 @@ def tiny_config(tied: bool) -> LlamaConfig:
                        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=tied)
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["tied", "untied"])
-def saved(request, tmp_path_factory) -> tuple[Path, LlamaForCausalLM, torch.Tensor, torch.Tensor]:
-    """A tiny Llama saved with save_pretrained (bf16), the reference model loaded back by transformers, inputs and
-    the reference logits."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("llama")
-    LlamaForCausalLM(tiny_config(request.param)).to(torch.bfloat16).save_pretrained(folder)
-    ref = LlamaForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
-    ids = torch.randint(0, 96, (2, 12), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        logits = ref(ids).logits
-    return folder, ref, ids, logits
+Saved = tuple[Path, LlamaForCausalLM, torch.Tensor, torch.Tensor]
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory) -> dict[bool, Saved]:
+    """For tied and untied embeddings: a tiny Llama saved with save_pretrained (bf16), the reference model loaded
+    back by transformers, inputs and the reference logits."""
+    out = {}
+    for tied in (True, False):
+        torch.manual_seed(0)
+        folder = tmp_path_factory.mktemp("llama")
+        LlamaForCausalLM(tiny_config(tied)).to(torch.bfloat16).save_pretrained(folder)
+        ref = LlamaForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
+        ids = torch.randint(0, 96, (2, 12), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            out[tied] = (folder, ref, ids, ref(ids).logits)
+    return out
+
+
+@pytest.fixture(params=[True, False], ids=["tied", "untied"])
+def saved(request, saved_models: dict[bool, Saved]) -> Saved:
+    return saved_models[request.param]
 
 
 def meta_model(config: LlamaConfig, dtype: torch.dtype = torch.bfloat16) -> LlamaForCausalLM:
@@ -80,10 +91,8 @@ def test_load_into_real_model_in_place(saved) -> None:
     assert torch.equal(_logits(model, ids), want)
 
 
-def test_tied_checkpoint_holding_both_names(saved, tmp_path: Path) -> None:
-    folder, ref, ids, want = saved
-    if not ref.config.tie_word_embeddings:
-        pytest.skip("the tied-weights case")  # this parametrisation runs the same test on the untied model below
+def test_tied_checkpoint_holding_both_names(saved_models: dict[bool, Saved], tmp_path: Path) -> None:
+    folder, ref, ids, want = saved_models[True]
     sd = load_file(folder / "model.safetensors")
     sd["lm_head.weight"] = sd["model.embed_tokens.weight"].clone()
     save_file(sd, tmp_path / "model.safetensors")
@@ -139,7 +148,7 @@ def test_quantize_swaps_linears_within_bounds(saved, kind: str) -> None:
 
 
 def test_from_pretrained_local_and_hub(saved, api, repo_id) -> None:
-    folder, ref, ids, want = saved
+    folder, _, ids, want = saved
     model = from_pretrained(LlamaForCausalLM, folder)
     assert next(model.parameters()).dtype == torch.bfloat16  # the config's dtype
     assert torch.equal(_logits(model, ids), want)
@@ -170,9 +179,8 @@ PEAK = textwrap.dedent("""
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     with torch.device("meta"):
-        model = nn.Sequential(*[nn.Linear(2048, 2048, bias=False, dtype=torch.bfloat16) for _ in range(16)])
-    model[0].weight  # torch, hubfs and the model are all in; now reset the high-water mark
-    open("/proc/self/clear_refs", "w").write("5")
+        model = nn.Sequential(*[nn.Linear(1024, 1024, bias=False, dtype=torch.bfloat16) for _ in range(32)])
+    open("/proc/self/clear_refs", "w").write("5")  # torch, hubfs and the model are in: reset the high-water mark
     base = hwm()
     result = load_into(model, sys.argv[1], quantize=sys.argv[2], skip=(), threads=2)
     print(json.dumps({"growth": hwm() - base, "quantized": len(result.quantized),
@@ -181,15 +189,18 @@ PEAK = textwrap.dedent("""
 
 
 def test_peak_host_memory_when_quantizing(tmp_path: Path) -> None:
-    """16 x 8 MiB bf16 weights (128 MiB) quantized to nf4 on load: the process never holds the full-precision
-    model (VmHWM growth, measured in a fresh process)."""
+    """32 x 2 MiB bf16 weights (64 MiB) quantized to nf4 on load: the process never holds the full-precision
+    model (VmHWM growth, in a fresh process). glibc's mmap threshold is pinned at 1 MiB there so that freed
+    scratch memory goes back to the kernel and VmHWM measures live memory, not the allocator's retention."""
     g = torch.Generator().manual_seed(0)
-    save_file({f"{i}.weight": torch.randn(2048, 2048, generator=g).to(torch.bfloat16) for i in range(16)},
+    save_file({f"{i}.weight": torch.randn(1024, 1024, generator=g).to(torch.bfloat16) for i in range(32)},
               tmp_path / "model.safetensors")
-    full = 16 * 2048 * 2048 * 2
-    out = subprocess.run([sys.executable, "-c", PEAK, str(tmp_path / "model.safetensors"), "nf4"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    full = 32 * 1024 * 1024 * 2
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+    out = subprocess.run([sys.executable, "-c", PEAK, str(tmp_path / "model.safetensors"), "nf4"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     stats = json.loads(out.stdout.strip().splitlines()[-1])
-    assert stats["quantized"] == 16 and stats["bytes"] < full / 3.5
-    assert stats["growth"] < 0.6 * full, f"peak RSS grew {stats['growth'] >> 20} MiB for a {full >> 20} MiB model"
+    assert stats["quantized"] == 32 and stats["bytes"] < full / 3.5
+    print(f"peak RSS growth {stats['growth'] >> 20} MiB for a {full >> 20} MiB bf16 model ({stats['bytes'] >> 20} MiB nf4)")
+    assert stats["growth"] < 0.75 * full, f"peak RSS grew {stats['growth'] >> 20} MiB for a {full >> 20} MiB model"

@@ -14,7 +14,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (130, 257)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (130, 257), (1031, 300)])  # the last: more than one piece
 def test_error_bound_and_layout(shape: tuple[int, int], dtype: torch.dtype, device: str) -> None:
     torch.manual_seed(sum(shape))
     w = (torch.randn(shape) * torch.logspace(-3, 2, shape[1])).to(dtype).to(device)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import bitsandbytes as bnb
+import bitsandbytes.functional as bnbf
 import pytest
 import torch
 from torch import nn
-import bitsandbytes as bnb
-import bitsandbytes.functional as bnbf
 
 from hubfs.loader.quant import QuantizedTensor, quantizer
 from hubfs.loader.quant.linear import QuantLinear, replace_linears
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-SHAPES = [(1, 1), (3, 7), (64, 64), (130, 257), (17, 1000)]
+SHAPES = [(1, 1), (3, 7), (64, 64), (130, 257), (1031, 300)]  # the last: more than one piece
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 

@@ -3,6 +3,8 @@ backend, a stored layout bnb dequantizes, QuantLinear forward within bounds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
 import pytest
@@ -14,8 +16,18 @@ from hubfs.loader.quant.linear import QuantLinear
 from hubfs.loader.quant.nf4 import dynamic_code, nf4_code
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-SHAPES = [(1, 1), (3, 7), (64, 64), (130, 257), (17, 1000), (600, 300)]
+SHAPES = [(1, 1), (3, 7), (64, 64), (130, 257), (17, 1000), (1031, 300)]  # the last: more than one piece
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.fixture(autouse=True)
+def _eager_bnb() -> Iterator[None]:
+    """bnb's default dequantize is wrapped in torch.compile (a compile per shape and dtype, seconds each on a
+    small CPU); the eager kernel computes the same values."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(disable=True):
+        yield
 
 
 def default_quantize_blockwise(a: torch.Tensor, code: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,13 +74,13 @@ def test_bit_identical_to_bitsandbytes(shape: tuple[int, int], dtype: torch.dtyp
     ours = q.dequantize()
     assert ours.dtype == dtype and ours.shape == shape
     assert torch.allclose(theirs.float(), ours.float(), rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-2)
-    # Error bound: the widest NF4 gap is 1 - 0.7229 (~0.277), so half of it times the block absmax
-    # (double quantization perturbs the absmax by well under 1%).
+    # Error bound: the widest NF4 gap is -1 .. -0.6962 (0.304), so half of it times the block absmax, plus
+    # the double-quantized absmax (well under 1%) and the bf16/fp16 rounding of the result.
     err = (ours.float() - w.float()).abs().reshape(-1)
     absmax = w.float().reshape(-1).abs()
     n = absmax.numel()
     blocks = torch.nn.functional.pad(absmax, (0, (-n) % 64)).reshape(-1, 64).amax(dim=1).repeat_interleave(64)[:n]
-    assert bool((err <= blocks * (0.1386 + 0.02) + 1e-6).all())
+    assert bool((err <= blocks * (0.152 + 0.02) + 1e-6).all())
 
 
 def test_state_dict_roundtrip_and_sizes() -> None:

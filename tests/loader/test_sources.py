@@ -17,7 +17,7 @@ from hub_server import HubServer, RequestLog
 from safetensors.torch import load_file, save_file
 
 from hubfs import loader
-from hubfs.errors import SafetensorsError
+from hubfs.errors import OfflineModeError, SafetensorsError
 from hubfs.loader.sources import HEADER_PROBE, HubFile, LocalFile, local_fs_allows_mmap, resolve
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "mount"))
@@ -136,6 +136,13 @@ def test_a_cached_blob_is_read_from_disk(lhub, uploaded, tmp_path: Path, monkeyp
     got = loader.load(f"hf://{u['repo']}/model.safetensors", endpoint=u["endpoint"], token=u["token"])
     assert_same(got, u["v2"])
     assert _bytes_of(log, "model.safetensors") == 0 and log.count(r"GET .*/resolve/.*model\.safetensors") == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: the cache answers, nothing is sent
+    log.clear()
+    assert_same(loader.load(f"hf://{u['repo']}/model.safetensors", endpoint=u["endpoint"], token=u["token"]), u["v2"])
+    assert log.lines() == []
+    with pytest.raises(OfflineModeError):
+        loader.load(f"hf://{u['repo']}/sharded", endpoint=u["endpoint"], token=u["token"])
+    assert log.lines() == []
 
 
 def test_missing_shard_on_the_hub(lhub, uploaded) -> None:

@@ -62,6 +62,7 @@ def test_every_repo_writable_fsync_one_unmount_all(mounter, api, hub, two_repos,
 
     # the hub level: no repos or namespaces made, deleted or renamed; no rename across repos; a tag is read-only
     ns = model.split("/")[0]
+    assert os.stat(root / ns).st_nlink == 2 + len(os.listdir(root / ns))  # its repos are its subfolders
     assert errno_of(lambda: os.mkdir(root / ns / "brand-new-repo")) == errno.EPERM
     assert errno_of(lambda: os.mkdir(root / "brand-new-namespace")) == errno.EPERM
     assert errno_of(lambda: os.mkdir(root / "datasets" / ns / "new-ds")) == errno.EPERM

@@ -181,6 +181,12 @@ def test_delivery_of_each_event_kind(hook_hub, receiver, tmp_path):
     comment = WebhookPayload.model_validate(receiver.wait(_scope("discussion.comment"))[0][2]).comment
     assert comment is not None and comment.content == "like this" and comment.hidden is False
 
+    api.upload_file(path_or_fileobj=b"proposal", path_in_repo="p.txt", repo_id=rid, create_pr=True)
+    opened = receiver.wait(lambda p: p[2]["event"] == {"action": "create", "scope": "discussion"}
+                           and p[2]["discussion"]["isPullRequest"])
+    pr = WebhookPayload.model_validate(opened[0][2]).discussion
+    assert pr is not None and pr.changes is not None and pr.changes.base == "refs/heads/main"
+
     api.update_repo_settings(rid, private=True)
     config = WebhookPayload.model_validate(receiver.wait(_scope("repo.config"))[0][2])
     assert config.repo.private is True

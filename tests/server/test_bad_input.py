@@ -709,7 +709,7 @@ def test_head_errors(hub, api, ranged):
 
 
 @pytest.mark.parametrize("method,path", [
-    ("GET", "/api/collections"),
+    ("GET", "/api/papers/search"),
     ("GET", "/api/models/admin/x/runtime"),
     ("POST", "/api/models/admin/x/duplicate"),
     ("DELETE", "/api/whatever/else"),

@@ -24,13 +24,26 @@ from typing import Any
 import httpx
 import pytest
 
-from hubfs.server import api_commit, api_discussions, api_files, api_lfs, api_repos, git_http
+from hubfs.server import (
+    api_access_requests,
+    api_collections,
+    api_commit,
+    api_discussions,
+    api_files,
+    api_lfs,
+    api_likes,
+    api_repos,
+    api_storage,
+    api_webhooks,
+    git_http,
+)
 from hubfs.server.app import create_app
 from hubfs.server.git_store import GitStore
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.xet import routes as xet_routes
 
-MODULES = (api_commit, api_discussions, api_files, api_lfs, api_repos, git_http, xet_routes)
+MODULES = (api_commit, api_discussions, api_files, api_lfs, api_repos, git_http, xet_routes, api_access_requests,
+           api_collections, api_likes, api_storage, api_webhooks)
 # Awaited calls on the hub that are async themselves (they never block the loop).
 AWAITED_HUB_CALLS = {"hub.reclaim.shared_async", "hub_of().cards.front_matter_async"}
 # Plain helpers an async handler may call on the loop on purpose: a few cached reads, cheaper than a hop.

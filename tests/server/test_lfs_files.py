@@ -4,7 +4,9 @@ every commit, content another repo uploaded too survives until gc, which honours
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -105,3 +107,38 @@ def test_bad_deletions_change_nothing(hub, api, users, repo_id):
         list(bob.list_lfs_files(repo_id))
     assert exc.value.response.status_code == 403  # type: ignore[attr-defined]
     assert [f.filename for f in api.list_lfs_files(repo_id)] == ["x.bin"]
+
+
+def test_gc_keeps_the_objects_of_canonical_repos(tmp_path):
+    """Canonical repos (``gpt2``: no namespace) live one folder up (``repos/model/gpt2.git``); gc reads
+    their pointers too, and honours their deletions."""
+    from hubfs.lfs import LfsPointer
+    from hubfs.server.git_store import Change
+    from hubfs.server.hub import Caller, Hub
+
+    hub = Hub(tmp_path / "data")
+    hub.bootstrap()
+    admin = Caller("admin", "write")
+    repo = hub.create_repo(admin, "model", "gpt2", private=False)
+    assert repo.repo_id == "/gpt2"
+    kept, dropped = os.urandom(7_000), os.urandom(9_000)
+    with hub.git.open(repo.type, repo.repo_id) as g:
+        changes = []
+        for name, data in (("kept.bin", kept), ("dropped.bin", dropped)):
+            oid = hub.lfs.put_bytes(data)
+            hub.meta.link_lfs(repo, oid, len(data))
+            changes.append(Change("put", name, g.add_blob(LfsPointer(oid, len(data)).to_bytes())))
+        hub.commit(admin, repo, g, "refs/heads/main", changes, summary="weights", description="", parent=None,
+                   create_pr=False)
+    kept_oid, dropped_oid = (hashlib.sha256(d).hexdigest() for d in (kept, dropped))
+    for oid in (kept_oid, dropped_oid):
+        old = time.time() - 7200
+        os.utime(_lfs_path(hub.data_dir, oid), (old, old))
+    collect(hub.data_dir, 60)
+    assert _lfs_path(hub.data_dir, kept_oid).exists() and _lfs_path(hub.data_dir, dropped_oid).exists()
+
+    from hubfs.server.lfs_tombstones import LfsDeletions
+    LfsDeletions(hub.data_dir / "hub.sqlite").unlink(repo.id, repo.uid, [dropped_oid])  # as the API does, bytes kept
+    collect(hub.data_dir, 60)
+    assert _lfs_path(hub.data_dir, kept_oid).exists()
+    assert not _lfs_path(hub.data_dir, dropped_oid).exists()

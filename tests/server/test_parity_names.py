@@ -227,3 +227,27 @@ def test_transformers_pipeline_on_a_canonical_name_pinned_to_a_short_sha(hub, ap
     out = pipe("hello world")
     assert len(out[0][0]) == 16
     assert (cache / f"models--{name}" / "refs" / pinned[:7]).read_text() == pinned
+
+
+def test_a_private_canonical_repo_is_invisible_but_to_the_admin(hub, users) -> None:
+    name = f"secret-{_uid()}"
+    r = HTTP.post(f"{hub.endpoint}/api/repos/create", headers=_auth(hub.admin_token),
+                  json={"name": name, "organization": None, "visibility": "private"})
+    assert r.status_code == 200, r.text
+    assert raw_commit(hub.endpoint, hub.admin_token, f"models/{name}", {"a.txt": b"hidden"}).status_code == 200
+    never = f"never-{_uid()}"
+    for token in (None, users["alice_token"], users["bob_read"]):
+        answers = []
+        for rid in (name, never):
+            seen = []
+            for method, path in [("GET", f"/api/models/{rid}"), ("GET", f"/api/models/{rid}/revision/main"),
+                                 ("GET", f"/api/models/{rid}/tree/main"), ("GET", f"/api/models/{rid}/refs"),
+                                 ("HEAD", f"/{rid}/resolve/main/a.txt"), ("GET", f"/{rid}/resolve/main/a.txt"),
+                                 ("GET", f"/{rid}.git/info/refs?service=git-upload-pack"),
+                                 ("POST", f"/api/models/{rid}/commit/main"), ("DELETE", f"/api/models/{rid}/branch/x")]:
+                resp = HTTP.request(method, hub.endpoint + path, headers=_auth(token) if token else {})
+                seen.append((resp.status_code, resp.headers.get("x-error-code")))
+            answers.append(seen)
+        assert answers[0] == answers[1], (token is None, answers)
+        assert all(status in (401, 404) for status, _ in answers[0])
+    assert HTTP.get(f"{hub.endpoint}/{name}/resolve/main/a.txt", headers=_auth(hub.admin_token)).content == b"hidden"
