@@ -1,5 +1,6 @@
-"""The ``fetch`` batch: the pack from the hub into ``$GIT_DIR`` through dulwich (stored as sent, same
-SHAs), ``depth`` as a shallow fetch, then the LFS objects of the tree git is about to check out.
+"""The ``fetch`` batch: dulwich negotiates with the hub and the pack goes, as sent, to ``git index-pack``
+(:mod:`git_remote_hf.packs`; same SHAs); ``--depth``/``--deepen``/``--shallow-since``/``--shallow-exclude``
+make a shallow fetch; then the LFS objects of the tree git is about to check out are downloaded.
 
 During a clone (``option cloning true``) the new repository is first configured so that its checkout
 smudges LFS pointers through ``git-remote-hf filter-process`` (no git-lfs needed).
@@ -122,8 +123,11 @@ def checkout_tips(session: Session, repo: Repo, wanted: dict[str, str]) -> list[
 def _prefetch_lfs(session: Session, tips: list[str]) -> None:
     """Download the tips' missing LFS objects; a failure is a warning (the checkout's filter retries,
     and what was downloaded stays for the next run)."""
+    from git_remote_hf.lfs_store import lfs_enabled
     from git_remote_hf.lfs_transfer import prefetch
 
+    if not lfs_enabled(session.git_dir):  # GIT_REMOTE_HF_LFS=0 or hf.lfs=false: LFS is left to git-lfs, or to nothing
+        return
     try:
         prefetch(session.git_dir, session.client, session.remote.lfs_url, tips,
                  progress=session.options.progress and session.options.verbosity > 0)

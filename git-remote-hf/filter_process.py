@@ -357,8 +357,10 @@ def main() -> int:
         server.serve()
     except EOFError:
         pass
-    except HubfsError as err:
-        sys.stderr.write(f"{err}\n")
+    except BrokenPipeError:  # git went away mid-answer (killed, or it gave up): nothing left to tell it
+        return 1
+    except (HubfsError, OSError) as err:
+        sys.stderr.write(f"git-remote-hf filter-process: {err}\n")
         return 1
     finally:
         server.close()

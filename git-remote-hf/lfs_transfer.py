@@ -2,10 +2,13 @@
 
 Download (:func:`prefetch`, :func:`fetch_objects`): up to 100 objects per batch call; the next batch call
 is in flight while the objects of the previous ones download; GETs run 8 at a time at first, one more
-after each object that arrived (up to 64), half as many after a failure. Each object streams into
-``.git/lfs/incomplete/<oid>`` through :func:`hubfs.client.download.fetch_file` (big ranges, the partial
-file resumed with a Range request on a rerun), its sha256 and size are checked, and only then is it
-renamed into ``objects/``. Upload (:func:`upload`): the batch ``upload`` operation through
+after each object that arrived (up to 64), half as many after a failure. An object of up to 1 MiB is
+fetched whole into memory; a bigger one streams into ``.git/lfs/incomplete/<oid>`` through
+:func:`hubfs.client.download.fetch_file` (8-16 MiB ranges; the partial file is resumed with a Range
+request, in the same run after a dropped connection and on a rerun), at most 8 such at once (2 of 64 MiB
+and more) to bound memory. Its sha256 and size are checked, and only then is it renamed into
+``objects/``: an object whose bytes do not match its oid is never stored. :class:`BackgroundFetch` is
+the same machinery fed over time, for the filter's delayed smudges. Upload (:func:`upload`): the batch ``upload`` operation through
 :func:`hubfs.client.commit.upload_lfs_objects` (basic PUT or the Hub's multipart), then ``verify``.
 """
 

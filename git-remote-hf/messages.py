@@ -46,7 +46,8 @@ def describe(exc: BaseException, remote: Remote | None, *, with_token: bool | No
     if isinstance(exc, NotFoundError):
         return f"{where}: not found ({exc})."
     if isinstance(exc, HubConnectionError):
-        return f"{exc} The local repository is unchanged; run the command again to retry."
+        text = str(exc).rstrip()
+        return f"{text}{'' if text.endswith('.') else '.'} The local repository is unchanged; run the command again to retry."
     if isinstance(exc, HangupException):
         return (f"the hub closed the connection in the middle of a transfer from {where}. "
                 "The local repository is unchanged; run the command again to retry.")

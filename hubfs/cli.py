@@ -60,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(_data_dir(args), args.host, args.port, public_url=args.public_url,
           regular_max_size=args.regular_max_size, multipart_chunk_size=args.multipart_chunk_size,
           access_log=args.access_log, cdn_url=args.cdn_url, send_timeout=args.send_timeout,
-          gc_interval=args.gc_interval, gc_grace=args.gc_grace)
+          gc_interval=args.gc_interval, gc_grace=args.gc_grace, allow_signup=args.allow_signup)
     return 0
 
 
@@ -68,8 +68,47 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     from hubfs.server.hub import Hub
 
     hub = Hub(_data_dir(args))
+    password = _read_password_file(args.password_file) if args.password_file else None
+    if password is not None:
+        from hubfs.server.web.passwords import check_password_rules
+
+        check_password_rules(password)  # refused before the user is made
     hub.add_user(args.name, org=args.org)
-    print(f"user {args.name} ready" + (f" (member of {args.org})" if args.org else ""))
+    if password is not None:
+        from hubfs.server.web.passwords import PasswordStore
+
+        PasswordStore(hub.data_dir / "hub.sqlite").set_password(args.name, password)
+    print(f"user {args.name} ready" + (f" (member of {args.org})" if args.org else "")
+          + (" with a web password" if password is not None else ""))
+    return 0
+
+
+def _read_password_file(path: str) -> str:
+    """The first line of ``path`` (``-``: stdin), without its line ending."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return text.splitlines()[0] if text else ""
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    """Set a user's web sign-in password from --password-file or a prompt (asked twice); their browser
+    sessions end."""
+    import getpass
+
+    from hubfs.server.metadata import Metadata
+    from hubfs.server.web.passwords import PasswordStore, check_password_rules
+
+    sqlite = _data_dir(args) / "hub.sqlite"
+    Metadata(sqlite)  # the accounts table, on a fresh data dir too
+    if args.password_file:
+        password = _read_password_file(args.password_file)
+    else:
+        password = getpass.getpass(f"New password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            print("hubfs: the two passwords differ; nothing changed", file=sys.stderr)
+            return 1
+    check_password_rules(password)
+    PasswordStore(sqlite).set_password(args.name, password)
+    print(f"password of {args.name} set")
     return 0
 
 
@@ -252,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run `hubfs gc` in the background this often (e.g. 6h; default 6h; 0 disables)")
     serve.add_argument("--gc-grace", type=_duration, default=24 * 3600, metavar="DURATION",
                        help="the background gc's grace period (default 1d): see `hubfs gc --grace`")
+    serve.add_argument("--allow-signup", action="store_true",
+                       help="let visitors create their own account at /join (off by default)")
     serve.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
@@ -259,7 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_arg(add)
     add.add_argument("name")
     add.add_argument("--org")
+    add.add_argument("--password-file", help="set the web sign-in password from the first line of this file "
+                                             "(- reads stdin)")
     add.set_defaults(func=cmd_user_add)
+    passwd = user.add_parser("passwd", help="set a user's web sign-in password (prompted, or --password-file)")
+    data_arg(passwd)
+    passwd.add_argument("name")
+    passwd.add_argument("--password-file", help="read the password from the first line of this file (- reads stdin)")
+    passwd.set_defaults(func=cmd_user_passwd)
 
     token = sub.add_parser("token", help="manage access tokens").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", help="create a token; printed once on stdout, or written to --out")

@@ -153,27 +153,20 @@ def _place(slot: _Slot, value: Any, dtype: torch.dtype | None, quantizer: Quanti
         return
     cur = _current(slot)
     assert cur is not None and isinstance(value, torch.Tensor)
-    target_dtype = cur.dtype
-    if value.is_floating_point() and cur.is_floating_point():
-        target_dtype = dtype or cur.dtype
-    elif dtype is None and not cur.is_meta:
-        target_dtype = cur.dtype
+    # Floating-point tensors become ``dtype`` when given, else the parameter's declared dtype; others keep theirs.
+    target_dtype = (dtype or cur.dtype) if value.is_floating_point() and cur.is_floating_point() else cur.dtype
     with torch.no_grad():
         if not cur.is_meta and cur.device == value.device and cur.dtype == target_dtype:
             cur.copy_(value)  # the tensor keeps its identity (optimizers, ties, views stay valid)
             return
         new = value if value.dtype == target_dtype else value.to(target_dtype)
-    for mod, attr in slot.places:
-        if slot.kind == "param":
-            old = mod._parameters[attr]
-            assert old is not None
-            mod._parameters[attr] = nn.Parameter(new, requires_grad=old.requires_grad)
-        else:
+    if slot.kind == "param":  # one Parameter object for every tied place
+        replacement = nn.Parameter(new, requires_grad=cur.requires_grad)
+        for mod, attr in slot.places:
+            mod._parameters[attr] = replacement
+    else:
+        for mod, attr in slot.places:
             mod._buffers[attr] = new
-    if slot.kind == "param" and len(slot.places) > 1:  # one Parameter object for all tied places
-        first = slot.places[0][0]._parameters[slot.places[0][1]]
-        for mod, attr in slot.places[1:]:
-            mod._parameters[attr] = first
 
 
 def load_into(

@@ -63,7 +63,7 @@ def _item_json(hub: Hub, store: CollectionsStore, caller: Caller, item: ItemRow)
         repo = hub.meta.repo_by_uid(item.ref)
         if repo is None or (repo.private and not (caller.user and hub.meta.is_member(caller.user, repo.namespace))):
             return None
-        out.update(id=repo.repo_id, author=repo.namespace, private=repo.private, gated=repo.gated,
+        out.update(id=repo.public_id, author=repo.namespace or None, private=repo.private, gated=repo.gated,
                    likes=repo.likes, downloads=repo.downloads, lastModified=iso(repo.last_modified))
     elif item.kind == "collection":
         inner = store.get(item.ref)

@@ -45,7 +45,7 @@ def _summary(repo: Repo, row: Any) -> dict[str, Any]:
     comments = sum(1 for e in json.loads(row["events"]) if e.get("type") == "comment")
     return {"num": row["num"], "title": row["title"], "status": row["status"], "isPullRequest": bool(row["is_pr"]),
             "createdAt": iso(row["created_at"]), "author": {"name": row["author"]},
-            "repo": {"name": repo.repo_id, "type": repo.type}, "numComments": comments, "pinned": False}
+            "repo": {"name": repo.public_id, "type": repo.type}, "numComments": comments, "pinned": False}
 
 
 def _signed_in(hub: Hub, caller: Caller) -> str:

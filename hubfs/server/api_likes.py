@@ -62,7 +62,7 @@ def liked_by(request: Request, user: str) -> Response:
         repo = hub.meta.repo_by_id(repo_id)
         if repo is None or (repo.private and not (caller.user and hub.meta.is_member(caller.user, repo.namespace))):
             continue
-        items.append({"createdAt": iso(at), "repo": {"name": repo.repo_id, "type": repo.type}})
+        items.append({"createdAt": iso(at), "repo": {"name": repo.public_id, "type": repo.type}})
     chunk, headers = page(request, items, PAGE)
     return json_response(chunk, headers=headers)
 

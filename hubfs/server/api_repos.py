@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,7 +27,7 @@ from hubfs.server.card_rules import check_card
 from hubfs.server.cards import readme_text
 from hubfs.server.git_store import GitRepo
 from hubfs.server.http import Router, error_response, json_response
-from hubfs.server.hub import ADMIN, Hub
+from hubfs.server.hub import ADMIN, Caller, Hub
 from hubfs.server.metadata import Repo
 from hubfs.server.revisions import resolve as resolve_revision
 from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json, repo_url, str_field
@@ -247,11 +248,9 @@ def _parse_card(hub: Hub, g: GitRepo, sha: str) -> dict[str, Any] | None:
 _FACET_PREFIXES = ("language:", "library:", "pipeline_tag:", "task:", "other:")
 
 
-def list_repos(request: Request, t: str) -> Response:
-    """GET /api/{T}?search&author&filter*&sort&limit&full&cardData&expand* -> [info], Link paginated."""
-    hub, caller = hub_of(request), caller_of(request)
-    repo_type = repo_type_of(t)
-    q = request.query_params
+def select_repos(hub: Hub, caller: Caller, repo_type: str, q: QueryParams) -> list[Repo]:
+    """The repos a listing shows ``caller`` for the Hub's query parameters (search, author, filter,
+    pipeline_tag, library, language, gated, sort), in order: the API listing and the web pages share it."""
     filters = list(q.getlist("filter"))
     for key in ("pipeline_tag", "library", "language"):
         filters += q.getlist(key)
@@ -264,7 +263,15 @@ def list_repos(request: Request, t: str) -> Response:
         repos = [r for r in repos if extra.lower() in r.repo_id.lower()]
     if q.get("gated") in ("true", "false"):
         repos = [r for r in repos if bool(r.gated) == (q["gated"] == "true")]
-    repos = [r for r in repos if not r.private or (caller.user and hub.meta.is_member(caller.user, r.namespace))]
+    return [r for r in repos if not r.private or (caller.user and hub.meta.is_member(caller.user, r.namespace))]
+
+
+def list_repos(request: Request, t: str) -> Response:
+    """GET /api/{T}?search&author&filter*&sort&limit&full&cardData&expand* -> [info], Link paginated."""
+    hub, caller = hub_of(request), caller_of(request)
+    repo_type = repo_type_of(t)
+    q = request.query_params
+    repos = select_repos(hub, caller, repo_type, q)
     try:
         limit = int(q.get("limit") or 1000)
     except ValueError:
@@ -329,6 +336,18 @@ def _canonical_refs(request: Request, t: str, ns: str, name: str) -> Response:
 # GET /api/{T}/{name}/{sub} of a canonical repo reads like the info of repo {name}/{sub}: these are
 # answered as the canonical repo's sub-resource when no such namespaced repo exists.
 _CANONICAL_SUBRESOURCES = {"refs": _canonical_refs, "auth-check": auth_check}
+
+
+def _canonical_listings(request: Request, t: str, ns: str, name: str) -> Response:
+    """``discussions``, ``likers`` and ``lfs-files`` of a canonical repo (GET listings, like ``refs``)."""
+    from hubfs.server import api_discussions, api_likes, api_storage  # they import this module
+
+    sub = request.url.path.rstrip("/").rsplit("/", 1)[1]
+    handler = {"discussions": api_discussions.listing, "likers": api_likes.likers, "lfs-files": api_storage.lfs_files}[sub]
+    return handler(request, t, ns, name)
+
+
+_CANONICAL_SUBRESOURCES.update(dict.fromkeys(("discussions", "likers", "lfs-files"), _canonical_listings))
 
 
 async def not_implemented(request: Request, rest: str = "") -> Response:

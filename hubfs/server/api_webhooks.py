@@ -80,7 +80,7 @@ def _watched(hub: Hub, caller: Caller, body: dict[str, Any]) -> list[dict[str, s
             if row is None or bool(row["is_org"]) != (kind == "org"):
                 raise NotFoundError(f"{'Organization' if kind == 'org' else 'User'} {name} not found.")
         else:
-            name = hub.visible_repo(caller, kind, name).repo_id  # private repos the caller cannot see: 404
+            name = hub.visible_repo(caller, kind, name).public_id  # private repos the caller cannot see: 404
         out.append({"type": kind, "name": name})
     return out
 

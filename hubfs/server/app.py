@@ -25,11 +25,13 @@ from hubfs.server import (
     gc,
     git_http,
     redact,
+    web,
     webhooks,
 )
 from hubfs.server.community import Community
 from hubfs.server.http import App, Router
 from hubfs.server.hub import Hub
+from hubfs.server.web.session import WebAuth
 from hubfs.server.xet import routes as xet_routes
 from hubfs.server.xet.cas import Cas
 from hubfs.server.zero_copy import DEFAULT_SEND_TIMEOUT, FileSender
@@ -37,11 +39,11 @@ from hubfs.server.zero_copy import DEFAULT_SEND_TIMEOUT, FileSender
 XET_UPLOADS = 4  # xorb bodies (up to 64 MiB each) buffered and validated at once
 
 
-def create_app(hub: Hub, file_sender: FileSender | None = None) -> App:
+def create_app(hub: Hub, file_sender: FileSender | None = None, *, allow_signup: bool = False) -> App:
     """The hub's routes, most specific first; other ``/api/`` paths answer 501 NotImplemented.
 
     ``file_sender`` decides how file bodies go out (zero-copy, send timeout); the default's settings
-    come from the environment (``HUBFS_NO_SENDFILE``)."""
+    come from the environment (``HUBFS_NO_SENDFILE``). ``allow_signup``: visitors may make accounts at /join."""
     router = Router()
     git_http.install_hooks(hub)
     webhooks.install_hook(hub.data_dir)
@@ -56,15 +58,18 @@ def create_app(hub: Hub, file_sender: FileSender | None = None) -> App:
     api_repos.register(router)
     canonical.add_canonical_routes(router)  # after every namespaced route: /gpt2/..., /api/models/gpt2
     router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", api_repos.not_implemented)
+    web.register(router)  # web pages last: no API, git or resolve route is shadowed
     state = {"hubfs.hub": hub, "hubfs.file_sender": file_sender or FileSender(), "hubfs.cas": Cas(hub),
-             "hubfs.xet_uploads": asyncio.Semaphore(XET_UPLOADS), "hubfs.community": Community.open(hub.data_dir)}
+             "hubfs.xet_uploads": asyncio.Semaphore(XET_UPLOADS), "hubfs.community": Community.open(hub.data_dir),
+             "hubfs.web.auth": WebAuth(hub, allow_signup=allow_signup), "hubfs.web": web.Site()}
     return App(router, state)
 
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_url: str | None = None,
           regular_max_size: int | None = None, multipart_chunk_size: int | None = None,
           access_log: bool = False, cdn_url: str | None = None, send_timeout: float = DEFAULT_SEND_TIMEOUT,
-          gc_interval: float = gc.DEFAULT_INTERVAL, gc_grace: float = gc.DEFAULT_GRACE) -> None:
+          gc_interval: float = gc.DEFAULT_INTERVAL, gc_grace: float = gc.DEFAULT_GRACE,
+          allow_signup: bool = False) -> None:
     """Bind, print the endpoint and the admin token file's path (never the token), and serve forever.
 
     Every ``gc_interval`` seconds (0: never) a background gc removes garbage older than ``gc_grace``
@@ -91,7 +96,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
     print(f"admin token file: {token_file.resolve()}{' (new)' if created else ''}", flush=True)
     print(f"use it with: HF_ENDPOINT={endpoint} HF_TOKEN=$(cat {token_file.resolve()})", flush=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(hub, FileSender(send_timeout=send_timeout))
+    app = create_app(hub, FileSender(send_timeout=send_timeout), allow_signup=allow_signup)
     config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
                             lifespan="off",
                             timeout_keep_alive=75, http=_http_impl(), loop=_loop_impl())

@@ -33,7 +33,7 @@ def watches(hook: Webhook, repo: Repo) -> bool:
     """True if ``hook`` watches ``repo`` itself, or its user or org."""
     for item in hook.watched:
         kind, name = item.get("type"), str(item.get("name", ""))
-        if kind == repo.type and name.lower() == repo.repo_id.lower():
+        if kind == repo.type and name.lower() in (repo.repo_id.lower(), repo.public_id.lower()):
             return True
         if kind in ("user", "org") and name.lower() == repo.namespace.lower():
             return True
@@ -42,11 +42,11 @@ def watches(hook: Webhook, repo: Repo) -> bool:
 
 def repo_urls(endpoint: str, repo: Repo) -> dict[str, str]:
     prefix = RepoType.parse(repo.type).url_prefix
-    return {"web": f"{endpoint}/{prefix}{repo.repo_id}", "api": f"{endpoint}/api/{repo.type}s/{repo.repo_id}"}
+    return {"web": f"{endpoint}/{prefix}{repo.public_id}", "api": f"{endpoint}/api/{repo.type}s/{repo.public_id}"}
 
 
 def _repo_payload(endpoint: str, repo: Repo) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": repo.type, "name": repo.repo_id, "id": repo.uid, "private": repo.private,
+    body: dict[str, Any] = {"type": repo.type, "name": repo.public_id, "id": repo.uid, "private": repo.private,
                             "url": repo_urls(endpoint, repo), "owner": {"id": repo.namespace},
                             "headSha": repo.indexed_sha, "tags": list(repo.tags)}
     if repo.type == "space":

@@ -183,6 +183,10 @@ class Metadata:
                            "FROM members m LEFT JOIN accounts a ON a.name = m.org WHERE m.user=? ORDER BY m.org",
                            (user,))
 
+    def members_of(self, org: str) -> list[sqlite3.Row]:
+        """An org's members with their role (``user, role``), by name."""
+        return self._query("SELECT user, role FROM members WHERE org=? ORDER BY user", (org,))
+
     def org_default_private(self, org: str) -> bool:
         """True when new repos of ``org`` are private unless the creator says otherwise."""
         rows = self._query("SELECT default_private FROM org_settings WHERE org=?", (org,))

@@ -99,6 +99,12 @@ def test_depth_branch_single_branch_no_checkout(hfgit: Git, gapi: HfApi, lfs_rep
     hfgit("fsck", "--full", cwd=shallow)
     hfgit("fetch", "--deepen", "1", cwd=shallow)
     assert hfgit.out("rev-list", "--count", "HEAD", cwd=shallow) == "2"
+    hfgit("fetch", "--unshallow", cwd=shallow)
+    assert not (shallow / ".git/shallow").exists()
+    full = hfgit.out("rev-list", "--count", "HEAD", cwd=shallow)
+    since = tmp_path / "since"
+    hfgit("clone", "--shallow-since=2000-01-01", f"hf://{rid}", str(since))
+    assert hfgit.out("rev-list", "--count", "HEAD", cwd=since) == full
 
     single = tmp_path / "single"
     hfgit("clone", "--branch", "side", "--single-branch", f"hf://{rid}", str(single))

@@ -258,3 +258,15 @@ def test_filter_speaks_the_protocol_for_delay_directly(tmp_path: Path, env: dict
     assert files["a.bin"] in text
     assert text.endswith(b"0011status=error\n0000" + b"0000" + b"0013status=success\n0000")
     assert ghost.oid.encode() in out.stderr
+
+
+def test_local_filter_wins_over_a_global_git_lfs_install(tmp_path: Path, env: dict[str, str], hub) -> None:
+    """With git-lfs installed globally (``git lfs install`` in HOME) the clone's local config still runs the
+    helper's filter: the checkout works on a PATH without git-lfs."""
+    lfs_env = git_env(tmp_path, lfs=True, endpoint=hub.endpoint, token=hub.admin_token)  # same HOME as env
+    git(lfs_env, tmp_path, "lfs", "install", "--skip-repo")
+    assert "git-lfs filter-process" in git(env, tmp_path, "config", "--global", "filter.lfs.process").stdout.decode()
+    files = {"w.bin": os.urandom(3000)}
+    repo = _hub_clone(env, hub, tmp_path, files)
+    git(env, repo, "checkout", "-q", "main")
+    assert (repo / "w.bin").read_bytes() == files["w.bin"]

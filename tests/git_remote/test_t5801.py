@@ -139,6 +139,12 @@ def test_remote_moved_fetch_first_and_force_with_lease(hfgit: Git, gapi: HfApi, 
     proc = hfgit("push", cwd=local, check=False)  # the remote tip is unknown here: git's "fetch first"
     assert proc.returncode != 0 and "[rejected]" in proc.stderr and "fetch first" in proc.stderr
     assert remote(gapi, url)["refs/heads/main"] == theirs
+    # --atomic: the branch that could go is held back too; --dry-run sends nothing
+    hfgit("branch", "side", cwd=local)
+    proc = hfgit("push", "--atomic", "origin", "main", "side", cwd=local, check=False)
+    assert proc.returncode != 0 and "atomic push failed" in proc.stderr
+    hfgit("push", "--dry-run", "origin", "side", cwd=local)
+    assert "refs/heads/side" not in remote(gapi, url)
     proc = hfgit("push", "--force-with-lease=main:" + "1" * 40, cwd=local, check=False)
     assert proc.returncode != 0 and "stale info" in proc.stderr
     proc = hfgit("push", f"--force-with-lease=main:{theirs}", cwd=local)

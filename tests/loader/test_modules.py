@@ -125,6 +125,15 @@ def test_missing_unexpected_strict_and_shapes(saved, tmp_path: Path) -> None:
     assert all(torch.equal(p, before[n]) for n, p in bad.named_parameters())  # rejected before any byte moved
 
 
+def test_device_map_places_tensors(saved) -> None:
+    folder, ref, _, _ = saved
+    model = meta_model(ref.config)
+    result = load_into(model, folder, device_map={"": "cpu", "model.layers.1": "meta"})
+    assert result.missing_keys == []
+    for name, p in model.named_parameters():
+        assert p.device.type == ("meta" if name.startswith("model.layers.1.") else "cpu"), name
+
+
 @pytest.mark.parametrize("kind", ["int8", "nf4", "fp8"])
 def test_quantize_swaps_linears_within_bounds(saved, kind: str) -> None:
     folder, ref, ids, want = saved
@@ -174,6 +183,7 @@ PEAK = textwrap.dedent("""
     import json, sys, torch
     from torch import nn
     from hubfs.loader import load_into
+    torch.set_num_threads(1)  # this process only: CI boxes are small and shared
     def hwm():
         for line in open("/proc/self/status"):
             if line.startswith("VmHWM:"):

@@ -33,6 +33,7 @@ from hubfs.server import (
     api_lfs,
     api_likes,
     api_repos,
+    api_settings,
     api_storage,
     api_webhooks,
     git_http,
@@ -43,7 +44,7 @@ from hubfs.server.hub import Caller, Hub
 from hubfs.server.xet import routes as xet_routes
 
 MODULES = (api_commit, api_discussions, api_files, api_lfs, api_repos, git_http, xet_routes, api_access_requests,
-           api_collections, api_likes, api_storage, api_webhooks)
+           api_collections, api_likes, api_settings, api_storage, api_webhooks)
 # Awaited calls on the hub that are async themselves (they never block the loop).
 AWAITED_HUB_CALLS = {"hub.reclaim.shared_async", "hub_of().cards.front_matter_async"}
 # Plain helpers an async handler may call on the loop on purpose: a few cached reads, cheaper than a hop.

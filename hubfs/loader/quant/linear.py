@@ -45,7 +45,8 @@ class QuantLinear(nn.Module):
         """A QuantLinear for ``linear``; its weight is quantized now (``fill`` and not on the meta device)
         or left for the loader to install (`set_weight`)."""
         w = linear.weight
-        out = cls(linear.in_features, linear.out_features, linear.bias is not None, kind=q.kind, dtype=w.dtype)
+        out = cls(linear.in_features, linear.out_features, linear.bias is not None, kind=q.kind, device=w.device,
+                  dtype=w.dtype)
         if linear.bias is not None:
             out.bias = linear.bias
         if fill and not w.is_meta:
