@@ -17,6 +17,7 @@ from hubfs.errors import HubfsError
 
 if TYPE_CHECKING:
     from hubfs.paths import RepoPath
+    from hubfs.server.inference.models import InferenceOptions
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -60,8 +61,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(_data_dir(args), args.host, args.port, public_url=args.public_url,
           regular_max_size=args.regular_max_size, multipart_chunk_size=args.multipart_chunk_size,
           access_log=args.access_log, cdn_url=args.cdn_url, send_timeout=args.send_timeout,
-          gc_interval=args.gc_interval, gc_grace=args.gc_grace, allow_signup=args.allow_signup)
+          gc_interval=args.gc_interval, gc_grace=args.gc_grace, allow_signup=args.allow_signup,
+          inference=_inference_options(args))
     return 0
+
+
+def _inference_options(args: argparse.Namespace) -> InferenceOptions | None:
+    """``InferenceOptions`` from ``serve --inference ...``; None without ``--inference``."""
+    if not args.inference:
+        return None
+    from hubfs.server.inference.models import InferenceOptions
+
+    return InferenceOptions(device=args.device, max_models=args.max_models, max_memory=args.max_memory,
+                            max_batch=args.max_batch, timeout=args.inference_timeout)
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
@@ -293,6 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the background gc's grace period (default 1d): see `hubfs gc --grace`")
     serve.add_argument("--allow-signup", action="store_true",
                        help="let visitors create their own account at /join (off by default)")
+    serve.add_argument("--inference", action="store_true",
+                       help="run the hub's models: the task API (/models/NS/NAME) and /v1/chat/completions "
+                            "(needs torch and transformers)")
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where --inference runs models (auto: cuda when there is one)")
+    serve.add_argument("--max-models", type=int, default=2, metavar="N",
+                       help="models --inference keeps loaded (least recently used evicted first)")
+    serve.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                       help="bytes of weights --inference keeps loaded (e.g. 8G); a larger model answers 503")
+    serve.add_argument("--max-batch", type=int, default=8, metavar="N",
+                       help="concurrent requests --inference runs as one batch (1: no batching)")
+    serve.add_argument("--inference-timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="per-request limit of --inference (504 past it)")
     serve.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)

@@ -61,16 +61,16 @@ def validate_name(part: str, what: str = "name") -> str:
     return part
 
 
-def validate_repo_id(repo_id: str) -> tuple[str, str]:
+def validate_repo_id(repo_id: str, *, canonical: bool = False) -> tuple[str, str]:
     """Split ``ns/name`` and validate both parts.
 
-    A canonical repo (no namespace, like ``gpt2``) is spelled ``gpt2`` (or ``/gpt2``, the embedded hub's
-    internal spelling) and splits to ``("", "gpt2")``.
+    With ``canonical``, a repo without a namespace (like ``gpt2``) is valid too: spelled ``gpt2`` (or
+    ``/gpt2``, the embedded hub's internal spelling), it splits to ``("", "gpt2")``.
     """
     parts = (repo_id or "").split("/")
-    if len(parts) == 1:
+    if len(parts) == 1 and canonical:
         parts = ["", parts[0]]
-    if len(parts) != 2:
+    if len(parts) != 2 or (not parts[0] and not canonical):
         raise InvalidNameError(f"Invalid repo id {repo_id!r}: expected 'namespace/name' or a canonical 'name'.")
     ns = validate_name(parts[0], "namespace") if parts[0] else ""
     return ns, validate_name(parts[1], "repo name")
@@ -307,7 +307,7 @@ class RepoPath:
         else:
             name = name_rev
         repo_id = f"{ns}/{name}" if ns else name
-        validate_repo_id(repo_id)
+        validate_repo_id(repo_id, canonical=True)
         return cls(repo_type, repo_id, revision, validate_path_in_repo(tail) if tail else "")
 
     def canonical_reading(self) -> RepoPath | None:

@@ -35,6 +35,11 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | quiet_pip
+# torch is an optional extra; a bare `torch` would pull a multi-GB CUDA build, so pin the CPU wheel
+# first (the test extra's bitsandbytes depends on torch and would otherwise resolve it).
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | quiet_pip
+fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | quiet_pip
 # The lowest hf_xet huggingface_hub accepts, in its own folder: tests run the real Xet client with it
 # too (PYTHONPATH=.venv/hf_xet-1.6.0).
@@ -50,10 +55,6 @@ for hf_hub in 0.36.2 1.33.0; do
       2>&1 | quiet_pip
   fi
 done
-# torch is an optional extra; a bare `torch` would pull a multi-GB CUDA build, so pin the CPU wheel.
-if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | quiet_pip
-fi
 
 # Static checks first: a lint or type error fails the run like a failing test.
 # git-remote-hf/ is the package git_remote_hf (pyproject's package-dir): mypy finds it through a link.

@@ -15,7 +15,8 @@
   EPERM, and so are chmod/chown of remote files. Files and folders made or staged here keep their mode,
   owner (the creator's uid/gid) and times (``utimensat``) until committed; ``touch`` of a remote file is
   remembered for the life of the mount (the Hub stores no modes, owners or times). ``rename`` honours
-  RENAME_NOREPLACE (EEXIST); RENAME_EXCHANGE is EINVAL. Folder link counts are 2 + subfolders shown.
+  RENAME_NOREPLACE (EEXIST) and RENAME_EXCHANGE (a swap, journaled as one change). Folder link counts are
+  2 + the subfolders shown; adding or removing an entry sets its folder's mtime (kept in memory).
 - The staging area commits (one commit per batch) on close plus a debounce, on ``fsync`` and at unmount
   (:meth:`StagedWrites.close`); after each commit the view switches to the new commit
   (:meth:`~hubfs.mount.repo.RepoView.show`), which drops the kernel's cache of the files it changed.

@@ -134,9 +134,9 @@ def listing(request: Request) -> Response:
         kind = kind.removesuffix("s")
         if kind not in REPO_KINDS:
             raise BadRequestError("item must look like models/ns/name, datasets/ns/name or spaces/ns/name.")
-        repo = hub.meta.get_repo(kind, rest) if "/" in rest else None
-        if repo is None:
-            return json_response([])
+        repo = hub.meta.get_repo(kind, rest if "/" in rest else f"/{rest}")
+        if repo is None or (repo.private and not (caller.user and hub.meta.is_member(caller.user, repo.namespace))):
+            return json_response([])  # a private repo the caller cannot see is in no collection
         item = (kind, repo.uid)
     rows = [c for c in store.listing(q.get("owner"), item) if _may_see(hub, caller, c)]
     limit = int_param(q.get("limit") or "100", "limit", 1000) or 100

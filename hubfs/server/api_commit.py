@@ -372,7 +372,7 @@ async def create_branch(request: Request, t: str, ns: str, name: str, branch: st
 def _create_branch(hub: Hub, caller: Caller, repo_type: str, repo_id: str, branch: str, body: dict[str, Any]) -> None:
     repo = hub.writable_repo(caller, repo_type, repo_id)
     if branch.startswith("refs/"):
-        raise BadRequestError(f"Invalid reference for a branch: {branch}")
+        raise InvalidNameError(f"Invalid reference for a branch: {branch}")
     validate_ref_name(branch, "branch")
     with hub.git.open(repo.type, repo.repo_id) as g:
         start = resolve_revision(g, str_field(body, "startingPoint", None) or "main")

@@ -27,6 +27,10 @@ from hubfs.server.xet.routes import xet_auth_link
 TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
 PATHS_INFO_MAX, PATHS_INFO_MAX_EXPANDED = 10_000, 1_000  # paths per paths-info request
 PATHS_INFO_INLINE = 16  # paths answered on the event loop (no history walk): the common one-file info
+# User files are never run by a browser: no type sniffing, and HTML or SVG opened directly is sandboxed.
+RAW_FILE_HEADERS = {"X-Content-Type-Options": "nosniff",
+                    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; media-src 'self'; "
+                                               "style-src 'unsafe-inline'; sandbox"}
 
 
 def split_revision(rest_raw: str) -> tuple[str, str]:
@@ -175,8 +179,10 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
             "X-Repo-Commit": sha,
             "X-Linked-Size": str(entry.size),
             "Content-Type": mimetypes.guess_type(path)[0] or "application/octet-stream",
-            "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
+            "Content-Disposition": f"{'attachment' if flag(request, 'download') else 'inline'}; "
+                                   f"filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
             "Cache-Control": "private, max-age=0" if not sha.startswith(rev) else "public, max-age=31536000, immutable",
+            **RAW_FILE_HEADERS,
         }
         if entry.lfs:
             headers["ETag"] = headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'

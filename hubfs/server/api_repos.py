@@ -79,7 +79,7 @@ def _create_repo(request: Request, body: dict[str, Any]) -> Response:
     if "/" in name:
         ns, name = name.split("/", 1)
     repo_id = f"{ns}/{name}"
-    validate_repo_id(repo_id)
+    validate_repo_id(repo_id, canonical=True)
     visibility = body.get("visibility")
     private: bool | None = None
     if visibility:

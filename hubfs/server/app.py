@@ -31,6 +31,7 @@ from hubfs.server import (
 from hubfs.server.community import Community
 from hubfs.server.http import App, Router
 from hubfs.server.hub import Hub
+from hubfs.server.inference.models import InferenceOptions
 from hubfs.server.web.session import WebAuth
 from hubfs.server.xet import routes as xet_routes
 from hubfs.server.xet.cas import Cas
@@ -39,11 +40,13 @@ from hubfs.server.zero_copy import DEFAULT_SEND_TIMEOUT, FileSender
 XET_UPLOADS = 4  # xorb bodies (up to 64 MiB each) buffered and validated at once
 
 
-def create_app(hub: Hub, file_sender: FileSender | None = None, *, allow_signup: bool = False) -> App:
+def create_app(hub: Hub, file_sender: FileSender | None = None, *, allow_signup: bool = False,
+               inference: InferenceOptions | None = None) -> App:
     """The hub's routes, most specific first; other ``/api/`` paths answer 501 NotImplemented.
 
     ``file_sender`` decides how file bodies go out (zero-copy, send timeout); the default's settings
-    come from the environment (``HUBFS_NO_SENDFILE``). ``allow_signup``: visitors may make accounts at /join."""
+    come from the environment (``HUBFS_NO_SENDFILE``). ``allow_signup``: visitors may make accounts at /join.
+    ``inference``: serve the task API and chat for the hub's models (``hubfs serve --inference``)."""
     router = Router()
     git_http.install_hooks(hub)
     webhooks.install_hook(hub.data_dir)
@@ -56,12 +59,20 @@ def create_app(hub: Hub, file_sender: FileSender | None = None, *, allow_signup:
     api_files.register(router)
     xet_routes.register(router)
     api_repos.register(router)
+    if inference is not None:
+        from hubfs.server.inference import routes as inference_routes
+
+        inference_routes.register(router)  # POST /models/{ns}/{name}...: no other route takes these
     canonical.add_canonical_routes(router)  # after every namespaced route: /gpt2/..., /api/models/gpt2
     router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", api_repos.not_implemented)
     web.register(router)  # web pages last: no API, git or resolve route is shadowed
     state = {"hubfs.hub": hub, "hubfs.file_sender": file_sender or FileSender(), "hubfs.cas": Cas(hub),
              "hubfs.xet_uploads": asyncio.Semaphore(XET_UPLOADS), "hubfs.community": Community.open(hub.data_dir),
              "hubfs.web.auth": WebAuth(hub, allow_signup=allow_signup), "hubfs.web": web.Site()}
+    if inference is not None:
+        from hubfs.server.inference.service import InferenceService
+
+        state["hubfs.inference"] = InferenceService(hub, inference)
     return App(router, state)
 
 
@@ -69,9 +80,10 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
           regular_max_size: int | None = None, multipart_chunk_size: int | None = None,
           access_log: bool = False, cdn_url: str | None = None, send_timeout: float = DEFAULT_SEND_TIMEOUT,
           gc_interval: float = gc.DEFAULT_INTERVAL, gc_grace: float = gc.DEFAULT_GRACE,
-          allow_signup: bool = False) -> None:
+          allow_signup: bool = False, inference: InferenceOptions | None = None) -> None:
     """Bind, print the endpoint and the admin token file's path (never the token), and serve forever.
 
+    ``inference``: also run the hub's models (torch and transformers must be installed; checked first).
     Every ``gc_interval`` seconds (0: never) a background gc removes garbage older than ``gc_grace``
     seconds. The access log never shows signed-URL signatures or tokens.
     """
@@ -80,6 +92,8 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
         kwargs["regular_max_size"] = regular_max_size
     if multipart_chunk_size is not None:
         kwargs["multipart_chunk_size"] = multipart_chunk_size
+    if inference is not None:
+        check_inference_deps()
     hub = Hub(data_dir, public_url=public_url, cdn_url=cdn_url, **kwargs)
     created = hub.bootstrap()
     # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY only for such sockets, and without it
@@ -96,7 +110,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
     print(f"admin token file: {token_file.resolve()}{' (new)' if created else ''}", flush=True)
     print(f"use it with: HF_ENDPOINT={endpoint} HF_TOKEN=$(cat {token_file.resolve()})", flush=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(hub, FileSender(send_timeout=send_timeout), allow_signup=allow_signup)
+    app = create_app(hub, FileSender(send_timeout=send_timeout), allow_signup=allow_signup, inference=inference)
     config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
                             lifespan="off",
                             timeout_keep_alive=75, http=_http_impl(), loop=_loop_impl())
@@ -104,6 +118,17 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
     gc.start_periodic(hub, gc_interval, gc_grace)
     webhooks.start_delivery(hub.data_dir, endpoint)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def check_inference_deps() -> None:
+    """Raise HubfsError naming what ``--inference`` lacks (torch, transformers, Pillow for images)."""
+    import importlib.util
+
+    from hubfs.errors import HubfsError
+
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise HubfsError(f"--inference needs {' and '.join(missing)}: pip install 'hubfs[inference]'")
 
 
 def _http_impl() -> str:

@@ -140,7 +140,7 @@ class Hub:
 
     def visible_repo(self, caller: Caller, repo_type: str, repo_id: str) -> Repo:
         """The repo if it exists and the caller may see it; RepoNotFound otherwise (401 if anonymous)."""
-        validate_repo_id(repo_id)
+        validate_repo_id(repo_id, canonical=True)
         repo = self.meta.get_repo(repo_type, repo_id)
         if repo is None or (repo.private and not (caller.user and self.meta.is_member(caller.user, repo.namespace))):
             raise repo_not_found(repo_type, repo_id, caller)
@@ -209,7 +209,7 @@ class Hub:
         """Create a repo with the Hub's initial commit (a default ``.gitattributes``, and for a Space
         its default README). ``repo_id`` without a namespace is a canonical repo (the site admin's).
         ``private`` None: the org's default visibility (public unless the org defaults to private)."""
-        ns, name = validate_repo_id(repo_id)
+        ns, name = validate_repo_id(repo_id, canonical=True)
         repo_id = f"{ns}/{name}"
         if ns in RESERVED_NAMES or (not ns and name in RESERVED_NAMES):
             raise BadRequestError(f"{ns or name} is a reserved name.")
@@ -247,7 +247,7 @@ class Hub:
     def move_repo(self, caller: Caller, repo_type: str, from_id: str, to_id: str) -> None:
         """Rename ``from_id`` to ``to_id``; 409 when the target exists (other than by case)."""
         repo = self.writable_repo(caller, repo_type, from_id)
-        ns, name = validate_repo_id(to_id)
+        ns, name = validate_repo_id(to_id, canonical=True)
         if ns.lower() == repo.namespace.lower():
             ns = repo.namespace  # namespaces are found without regard to case too
         to_id = f"{ns}/{name}"

@@ -55,7 +55,7 @@ class Deliverer:
 
     def run_once(self, pool: ThreadPoolExecutor) -> int:
         """Send every delivery due now (at most a batch), in parallel; returns how many were tried."""
-        due = self.store.due(time.time())
+        due = self.store.claim(time.time(), lease=TIMEOUT * 3)
         list(pool.map(self.deliver, due))
         return len(due)
 

@@ -143,15 +143,15 @@ class WebhookStore:
                               None if status == "pending" else now, error))
             return int(cur.lastrowid or 0)
 
-    def due(self, now: float, limit: int = 32) -> list[Delivery]:
-        rows = self._db.query("SELECT * FROM webhook_deliveries WHERE status='pending' AND next_at<=? "
-                              "ORDER BY next_at, id LIMIT ?", (now, limit))
+    def claim(self, now: float, lease: float, limit: int = 32) -> list[Delivery]:
+        """Take up to ``limit`` deliveries due at ``now`` for ``lease`` seconds (their ``next_at`` moves
+        past it), in one transaction: two workers on one data folder never send the same one at once,
+        and one whose worker died is sent again when the lease ends."""
+        with self._db.tx() as db:
+            rows = db.execute("SELECT * FROM webhook_deliveries WHERE status='pending' AND next_at<=? "
+                              "ORDER BY next_at, id LIMIT ?", (now, limit)).fetchall()
+            db.executemany("UPDATE webhook_deliveries SET next_at=? WHERE id=?", [(now + lease, r["id"]) for r in rows])
         return [_delivery(r) for r in rows]
-
-    def next_due(self) -> float | None:
-        """When the earliest pending delivery is due (None: nothing pending)."""
-        row = self._db.query("SELECT MIN(next_at) FROM webhook_deliveries WHERE status='pending'")[0]
-        return None if row[0] is None else float(row[0])
 
     def finish(self, delivery_id: int, *, status: str, attempts: int, next_at: float | None,
                response_status: int | None, error: str | None) -> None:

@@ -35,6 +35,7 @@ def _worker(rank: int, world: int, port: int, cases: list[tuple[str, str, dict]]
     safetensors' load of the reference folder; writes "ok" or the failure to ``out/<rank>``."""
     import torch.distributed as dist
 
+    torch.set_num_threads(1)  # this worker process only: up to 4 ranks share a small CI box
     os.environ.update(env)
     if "HF_HOME" in env:
         os.environ["HF_HOME"] = os.path.join(env["HF_HOME"], f"rank{rank}")  # one cache per "node"

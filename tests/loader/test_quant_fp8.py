@@ -60,3 +60,5 @@ def test_quantlinear_forward_within_bounds(device: str) -> None:
     moved.half()  # casts the bias, never the fp8 data or its fp32 scales
     assert moved.qweight is not None and moved.qweight.data.dtype == torch.float8_e4m3fn
     assert moved.qweight.scales.dtype == torch.float32
+    moved.to("meta")  # a device move takes the quantized weight along
+    assert moved.qweight.device.type == "meta" and moved.bias is not None and moved.bias.is_meta

@@ -447,3 +447,47 @@ def test_threads_write_and_flush_concurrently(api: Any, client: HubClient, repo_
     sa.close()
     assert files(api, repo_id) == {"shared.txt"} | {f"t{k}-{i}.txt" for k in range(6) for i in range(10)}
     assert read(client, repo_id, "t5-9.txt") == b"5:9"
+
+
+ATTRS_THEN_KILLED = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from hubfs.client.api import HubClient
+    from hubfs.mount.overlay import Attrs
+    from hubfs.mount.staging import StagingArea
+    from hubfs.paths import RepoRef
+
+    endpoint, token, repo_id, root = sys.argv[1:5]
+    sa = StagingArea(HubClient(endpoint, token), RepoRef.of("model", repo_id), "main", Path(root), debounce=3600)
+    local = sa.create("f.bin", Attrs(0o600, 1000, 1000))
+    local.write_bytes(b"x")
+    sa.written(local)
+    sa.mkdir("d", Attrs(0o700))
+    assert sa.set_attrs("f.bin", mode=0o640) and sa.set_attrs("d", uid=7)
+    assert sa.set_times("f.bin", 1_000_000_000, 2_000_000_000) and sa.set_times("d", 0, 3_000_000_000)
+    assert not sa.set_attrs("README.md", mode=0o600) and not sa.set_times("nowhere", 0, 0)  # not staged here
+    print("ready", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_modes_owners_and_times_are_journaled_until_committed(client, api, hub, repo_id, tmp_path) -> None:
+    """chmod/chown/utimensat of staged entries survive a crash (the journal, the content files' own times);
+    remote paths are not the staging area's; once committed, the entry (and what was kept for it) is gone."""
+    from hubfs.mount.overlay import Attrs
+
+    root = tmp_path / "stage"
+    proc = subprocess.Popen([sys.executable, "-c", ATTRS_THEN_KILLED, hub.endpoint, hub.admin_token, repo_id,
+                             str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]
+    sa = staging(client, repo_id, root)
+    f, d = sa.lookup("f.bin"), sa.lookup("d")
+    assert f is not None and f.attrs == Attrs(0o640, 1000, 1000) and (f.atime_ns, f.mtime_ns) == (1_000_000_000,
+                                                                                                  2_000_000_000)
+    assert d is not None and d.attrs == Attrs(0o700, 7, None) and d.mtime == 3.0
+    assert sa.flush() is not None and sa.lookup("f.bin") is None  # committed: a remote file now

@@ -86,6 +86,8 @@ def test_private_collections_and_items(hub, api, users):
     listed = {c.slug for c in bob.list_collections(owner=users["alice"])}
     assert shown.slug in listed and hidden.slug not in listed
     assert hidden.slug in {c.slug for c in alice.list_collections(owner=users["alice"])}
+    assert shown.slug in {c.slug for c in alice.list_collections(item=f"models/{secret_repo}")}
+    assert list(bob.list_collections(item=f"models/{secret_repo}")) == [], "no hint that the private repo exists"
 
     # others cannot write, nor add what they cannot see
     with pytest.raises(HfHubHTTPError) as exc:

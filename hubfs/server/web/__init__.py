@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import partial
 
 from hubfs.server.http import Router
-from hubfs.server.web import pages_profile, pages_repo, search
+from hubfs.server.web import manage, pages_profile, pages_repo, search
 from hubfs.server.web.pages_base import Site, static
 
 __all__ = ["Site", "register"]
@@ -28,6 +28,7 @@ PAGES = (("", pages_repo.repo_page), ("/tree/{rest_raw:path}", pages_repo.tree_p
 def register(router: Router) -> None:
     """Add the page routes (after the API's: call it last but for catch-alls)."""
     # The sign-in and form routes (sign in/out, new repo, upload, settings, tokens) go first, here.
+    manage.register(router)
     router.add(["GET"], "/", search.home)
     router.add(["GET"], "/models", search.models)
     router.add(["GET"], "/datasets", search.datasets)

@@ -93,7 +93,7 @@ class Site:
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                                       trim_blocks=True, lstrip_blocks=True, auto_reload=False,
                                       undefined=jinja2.StrictUndefined)
-        self.env.filters.update(size=human_size, ago=ago, urlpath=url_path)
+        self.env.filters.update(size=human_size, ago=ago, urlpath=url_path, q=lambda s: quote(str(s), safe=""))
         self.env.globals.update(repo_base=repo_base)
         self.md: MarkdownIt = markdown_engine()
 
@@ -139,7 +139,8 @@ def html(request: Request, template: str, context: dict[str, Any], status: int =
          headers: dict[str, str] | None = None) -> Response:
     """Render ``template`` with the layout's context (the caller, the CSRF token, the request path)."""
     caller = page_caller(request)
-    full = {"user": caller.user, "csrf_token": csrf_token(request) if caller.user else None,
+    signed_in = caller.user is not None and not request.headers.get("authorization")  # a browser session
+    full = {"user": caller.user, "csrf_token": csrf_token(request) if signed_in else None,
             "path": request.url.path, "query": request.query_params, "title": "", **context}
     body = site_of(request).render(template, full)
     return HTMLResponse(body, status_code=status, headers=headers)

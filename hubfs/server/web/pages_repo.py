@@ -277,7 +277,7 @@ def commit_page(request: Request, t: str, ns: str, name: str, sha: str) -> Respo
         ctx = _common(request, hub, caller, repo, g, full, full, "commits")
         info = g.commit_info(full)
         old = g.tree_of(info.parents[0]) if info.parents else None
-        changes = []
+        changes: list[tuple[str, str]] = []
         for change in tree_changes(g.store, ObjectID(old) if old else None, ObjectID(g.tree_of(full))):
             if len(changes) >= CHANGES_MAX:
                 break

@@ -27,7 +27,7 @@ from hubfs.server.hub import Caller, Hub
 from hubfs.server.metadata import Repo
 from hubfs.server.revisions import resolve as resolve_revision
 from hubfs.server.web import session
-from hubfs.server.web.forms import Form, as_caller, form_page, form_route, redirect, signed_in, to_login
+from hubfs.server.web.forms import Form, form_page, form_route, redirect, signed_in, to_login
 from hubfs.server.web.forms_repo import REPO, _kind
 from hubfs.server.web.pages_base import error_page, page, repo_base, site_of
 from hubfs.server.web.render import card_body, render_markdown, repo_linker
@@ -173,7 +173,7 @@ def edit(request: Request, form: Form, prefix: str, ns: str, name: str, rev: str
         preview = render_markdown(site_of(request).md, card_body(text), repo_linker(base, rev))
         return _edit_form(request, repo, rev, text, parent, errors=errors, preview=preview, summary=summary,
                           status=400 if errors else 200)
-    builder = CommitBuilder.start(hub, as_caller(request, caller), repo.type, repo.repo_id, rev, False)
+    builder = CommitBuilder.start(hub, caller, repo.type, repo.repo_id, rev, False)
     try:
         with hub.git.open(repo.type, repo.repo_id) as g:
             builder.add_file(g, {"path": "README.md", "content": text, "encoding": "utf-8"})
