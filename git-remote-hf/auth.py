@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from git_remote_hf.url import Remote
 from hubfs.client.api import HubClient
-from hubfs.config import find_token
+from hubfs.client.http import origin
+from hubfs.config import DEFAULT_ENDPOINT, find_token
 
 __all__ = ["client_for", "credential_token", "git_credential"]
 
@@ -25,9 +26,11 @@ def client_for(remote: Remote, git_dir: Path | None, *, prompt: bool = False) ->
     Order: ``HF_TOKEN`` / ``HUGGING_FACE_HUB_TOKEN``, the token file (:func:`hubfs.config.find_token`),
     then, when ``git_dir`` is given, ``git credential fill`` for the endpoint: without ``prompt`` only
     stored credentials answer (no terminal prompt); with it git may ask on the terminal unless
-    ``GIT_TERMINAL_PROMPT=0``.
+    ``GIT_TERMINAL_PROMPT=0``. The first two are the token of the configured hub (``HF_ENDPOINT``, default
+    https://huggingface.co): an ``hf::https://other-host/...`` remote gets only git's credentials for its host.
     """
-    token = find_token()
+    configured = os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+    token = find_token() if origin(remote.endpoint) == origin(configured.rstrip("/")) else None
     if token is None and git_dir is not None:
         token = credential_token(remote, git_dir, prompt=prompt)
     return HubClient(remote.endpoint, token if token else False)

@@ -71,14 +71,14 @@ class HubGitClient(AbstractHttpGitClient):
         self._transport = transport
         self._memo: dict[tuple[bytes, str], Any] = {}
         self.fetch_protocol = 0
-        self.requests = 0
 
     def _http_request(self, url: str, headers: dict[str, str] | None = None,
                       data: bytes | Iterator[bytes] | None = None,
                       raise_for_status: bool = True) -> tuple[Any, Callable[[int], bytes]]:
         """GET (no data) or POST ``url``; errors as hubfs exceptions (``raise_for_status`` is always on)."""
         method = "GET" if data is None else "POST"
-        replayable = data is None or isinstance(data, bytes)
+        # a ref advertisement or a fetch may be sent again; a push never (it may have landed before the error)
+        replayable = data is None or (isinstance(data, bytes) and not url.endswith("/git-receive-pack"))
         content: Body
         if data is None or isinstance(data, bytes):
             content = data
@@ -87,7 +87,6 @@ class HubGitClient(AbstractHttpGitClient):
             content = lambda: chunks
         hdrs = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
         hdrs["Pragma"] = "no-cache"
-        self.requests += 1
         try:
             resp = self._transport.request(method, url, headers=hdrs, content=content, stream=True, retry=replayable)
         except httpx.HTTPError as exc:

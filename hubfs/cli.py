@@ -18,6 +18,7 @@ from hubfs.errors import HubfsError
 if TYPE_CHECKING:
     from hubfs.paths import RepoPath
     from hubfs.server.inference.models import InferenceOptions
+    from hubfs.server.jobs.runner import JobsOptions
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -62,8 +63,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
           regular_max_size=args.regular_max_size, multipart_chunk_size=args.multipart_chunk_size,
           access_log=args.access_log, cdn_url=args.cdn_url, send_timeout=args.send_timeout,
           gc_interval=args.gc_interval, gc_grace=args.gc_grace, allow_signup=args.allow_signup,
-          inference=_inference_options(args))
+          inference=_inference_options(args), jobs=_jobs_options(args))
     return 0
+
+
+def _jobs_options(args: argparse.Namespace) -> JobsOptions | None:
+    """``JobsOptions`` from ``serve --jobs ...``; None without ``--jobs``."""
+    if not args.jobs:
+        return None
+    import shutil
+
+    from hubfs.server.jobs.runner import JobsOptions
+
+    if args.jobs_runtime != "local" and shutil.which(args.jobs_runtime) is None:
+        raise HubfsError(f"--jobs-runtime {args.jobs_runtime}: no {args.jobs_runtime} command on PATH")
+    if args.max_jobs < 1:
+        raise HubfsError("--max-jobs must be at least 1")
+    jobs_dir = Path(args.jobs_dir) if args.jobs_dir else _data_dir(args) / "jobs"
+    return JobsOptions(jobs_dir=jobs_dir, max_jobs=args.max_jobs, runtime=args.jobs_runtime)
 
 
 def _inference_options(args: argparse.Namespace) -> InferenceOptions | None:
@@ -318,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="concurrent requests --inference runs as one batch (1: no batching)")
     serve.add_argument("--inference-timeout", type=float, default=300.0, metavar="SECONDS",
                        help="per-request limit of --inference (504 past it)")
+    serve.add_argument("--jobs", action="store_true",
+                       help="run jobs for signed-in users (the Hub's Jobs API, `hf jobs`, `hubfs jobs`)")
+    serve.add_argument("--jobs-dir", metavar="DIR", help="jobs' working folders and logs (default: DATA/jobs)")
+    serve.add_argument("--max-jobs", type=int, default=2, metavar="N",
+                       help="jobs --jobs runs at once; more wait as SCHEDULING (default 2)")
+    serve.add_argument("--jobs-runtime", choices=("local", "docker", "podman"), default="local",
+                       help="local: a process group on this machine (the image is not pulled); docker/podman: "
+                            "the job's image in a container")
     serve.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
@@ -369,10 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mount_commands(sub)
 
     from hubfs.commands import register
+    from hubfs.jobs_cli import register as register_jobs
     from hubfs.loader.cli import register as register_load
 
     register(sub)
     register_load(sub)
+    register_jobs(sub)
     return parser
 
 

@@ -63,6 +63,12 @@ class GatedRepoError(HubfsError, PermissionError):
     code, status = "GatedRepo", 403
 
 
+class CsrfError(PermissionDeniedError):
+    """A web form was posted without a valid CSRF token."""
+
+    code = "CsrfFailed"
+
+
 class NotFoundError(HubfsError, FileNotFoundError):
     """Something does not exist."""
 
@@ -109,6 +115,12 @@ class RangeNotSatisfiableError(HubfsError):
     """The requested byte range starts past the end of the file."""
 
     code, status = "RangeNotSatisfiable", 416
+
+
+class TooManyRequestsError(HubfsError):
+    """Too many attempts (e.g. failed web sign-ins): wait before trying again."""
+
+    code, status = "TooManyRequests", 429
 
 
 class HubNotImplementedError(HubfsError, NotImplementedError):

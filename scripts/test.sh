@@ -17,6 +17,9 @@ if [ "$(id -u)" = 0 ]; then
   command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
   have_deb libfuse3-3 || need+=(libfuse3-3)
   command -v fio >/dev/null 2>&1 || need+=(fio)
+  # The web interface's browser tests: headless Chromium and its driver, from Debian.
+  have_deb chromium || need+=(chromium)
+  have_deb chromium-driver || need+=(chromium-driver)
   if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     apt_log=$(mktemp)

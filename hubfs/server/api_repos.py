@@ -248,9 +248,10 @@ def _parse_card(hub: Hub, g: GitRepo, sha: str) -> dict[str, Any] | None:
 _FACET_PREFIXES = ("language:", "library:", "pipeline_tag:", "task:", "other:")
 
 
-def select_repos(hub: Hub, caller: Caller, repo_type: str, q: QueryParams) -> list[Repo]:
+def select_repos(hub: Hub, caller: Caller, repo_type: str, q: QueryParams, *, with_tags: bool = True) -> list[Repo]:
     """The repos a listing shows ``caller`` for the Hub's query parameters (search, author, filter,
-    pipeline_tag, library, language, gated, sort), in order: the API listing and the web pages share it."""
+    pipeline_tag, library, language, gated, sort), in order: the API listing and the web pages share it.
+    ``with_tags`` False leaves each repo's ``tags`` empty (cheaper, for callers that do not show them)."""
     filters = list(q.getlist("filter"))
     for key in ("pipeline_tag", "library", "language"):
         filters += q.getlist(key)
@@ -258,7 +259,7 @@ def select_repos(hub: Hub, caller: Caller, repo_type: str, q: QueryParams) -> li
         filters = [f.split(":", 1)[1] if f.startswith(_FACET_PREFIXES) else f for f in filters]
     searches = q.getlist("search")
     repos = hub.meta.search_repos(repo_type, author=q.get("author"), search=searches[0] if searches else None,
-                                  filters=filters, sort=q.get("sort"))
+                                  filters=filters, sort=q.get("sort"), with_tags=with_tags)
     for extra in searches[1:]:
         repos = [r for r in repos if extra.lower() in r.repo_id.lower()]
     if q.get("gated") in ("true", "false"):

@@ -7,6 +7,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -32,6 +33,7 @@ from hubfs.server.community import Community
 from hubfs.server.http import App, Router
 from hubfs.server.hub import Hub
 from hubfs.server.inference.models import InferenceOptions
+from hubfs.server.jobs.runner import JobsOptions
 from hubfs.server.web.session import WebAuth
 from hubfs.server.xet import routes as xet_routes
 from hubfs.server.xet.cas import Cas
@@ -41,12 +43,13 @@ XET_UPLOADS = 4  # xorb bodies (up to 64 MiB each) buffered and validated at onc
 
 
 def create_app(hub: Hub, file_sender: FileSender | None = None, *, allow_signup: bool = False,
-               inference: InferenceOptions | None = None) -> App:
+               inference: InferenceOptions | None = None, jobs: JobsOptions | None = None) -> App:
     """The hub's routes, most specific first; other ``/api/`` paths answer 501 NotImplemented.
 
     ``file_sender`` decides how file bodies go out (zero-copy, send timeout); the default's settings
     come from the environment (``HUBFS_NO_SENDFILE``). ``allow_signup``: visitors may make accounts at /join.
-    ``inference``: serve the task API and chat for the hub's models (``hubfs serve --inference``)."""
+    ``inference``: serve the task API and chat for the hub's models (``hubfs serve --inference``).
+    ``jobs``: serve the Jobs API and run jobs (``hubfs serve --jobs``)."""
     router = Router()
     git_http.install_hooks(hub)
     webhooks.install_hook(hub.data_dir)
@@ -63,6 +66,10 @@ def create_app(hub: Hub, file_sender: FileSender | None = None, *, allow_signup:
         from hubfs.server.inference import routes as inference_routes
 
         inference_routes.register(router)  # POST /models/{ns}/{name}...: no other route takes these
+    if jobs is not None:
+        from hubfs.server.jobs import routes as jobs_routes
+
+        jobs_routes.register(router)  # /api/jobs/...: before the /api/ catch-all
     canonical.add_canonical_routes(router)  # after every namespaced route: /gpt2/..., /api/models/gpt2
     router.add(["GET", "POST", "PUT", "DELETE", "PATCH"], "/api/{rest:path}", api_repos.not_implemented)
     web.register(router)  # web pages last: no API, git or resolve route is shadowed
@@ -73,6 +80,10 @@ def create_app(hub: Hub, file_sender: FileSender | None = None, *, allow_signup:
         from hubfs.server.inference.service import InferenceService
 
         state["hubfs.inference"] = InferenceService(hub, inference)
+    if jobs is not None:
+        from hubfs.server import jobs as jobs_service
+
+        state["hubfs.jobs"] = jobs_service.start(hub, jobs)
     return App(router, state)
 
 
@@ -80,7 +91,8 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
           regular_max_size: int | None = None, multipart_chunk_size: int | None = None,
           access_log: bool = False, cdn_url: str | None = None, send_timeout: float = DEFAULT_SEND_TIMEOUT,
           gc_interval: float = gc.DEFAULT_INTERVAL, gc_grace: float = gc.DEFAULT_GRACE,
-          allow_signup: bool = False, inference: InferenceOptions | None = None) -> None:
+          allow_signup: bool = False, inference: InferenceOptions | None = None,
+          jobs: JobsOptions | None = None) -> None:
     """Bind, print the endpoint and the admin token file's path (never the token), and serve forever.
 
     ``inference``: also run the hub's models (torch and transformers must be installed; checked first).
@@ -110,9 +122,15 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
     print(f"admin token file: {token_file.resolve()}{' (new)' if created else ''}", flush=True)
     print(f"use it with: HF_ENDPOINT={endpoint} HF_TOKEN=$(cat {token_file.resolve()})", flush=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(hub, FileSender(send_timeout=send_timeout), allow_signup=allow_signup, inference=inference)
-    config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
-                            lifespan="off",
+    app = create_app(hub, FileSender(send_timeout=send_timeout), allow_signup=allow_signup, inference=inference,
+                     jobs=jobs)
+    asgi: Any = app
+    if jobs is not None:  # job log replays compare event times with Date: uvicorn's lags up to 2 s
+        from hubfs.server.jobs.http_date import AccurateDate
+
+        asgi = AccurateDate(app)
+    config = uvicorn.Config(asgi, log_level="info" if access_log else "warning", access_log=access_log,
+                            lifespan="off", date_header=jobs is None,
                             timeout_keep_alive=75, http=_http_impl(), loop=_loop_impl())
     redact.install("uvicorn.access")  # after uvicorn.Config, which (re)configures its loggers
     gc.start_periodic(hub, gc_interval, gc_grace)

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS repo_cards (
     repo INTEGER PRIMARY KEY, card TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS redirects (
     type TEXT NOT NULL, old_id TEXT NOT NULL, new_id TEXT NOT NULL, PRIMARY KEY (type, old_id));
+CREATE INDEX IF NOT EXISTS repos_by_folded_id ON repos (type, lower(namespace), lower(name));
 CREATE TABLE IF NOT EXISTS org_settings (
     org TEXT PRIMARY KEY, default_private INTEGER NOT NULL DEFAULT 0);
 """
@@ -267,8 +268,11 @@ class Metadata:
 
     # -- repos ---------------------------------------------------------------------------------
 
-    def _repo(self, row: sqlite3.Row) -> Repo:
-        tags = [r["tag"] for r in self._query("SELECT tag FROM repo_tags WHERE repo=? ORDER BY rowid", (row["id"],))]
+    def _repo(self, row: sqlite3.Row, tags: list[str] | None = None) -> Repo:
+        """A repo from its row; its tags are read here unless given (listings read them all at once)."""
+        if tags is None:
+            tags = [r["tag"] for r in self._query("SELECT tag FROM repo_tags WHERE repo=? ORDER BY rowid",
+                                                  (row["id"],))]
         gated: str | bool = row["gated"] if row["gated"] in ("auto", "manual") else False
         return Repo(row["id"], row["uid"], row["type"], row["namespace"], row["name"], bool(row["private"]),
                     gated, row["sdk"], row["created_at"], row["last_modified"], row["indexed_sha"], row["pipeline_tag"],
@@ -391,8 +395,9 @@ class Metadata:
         return {row["id"] for row in self._query("SELECT id FROM repos WHERE card_data IS NOT NULL")}
 
     def search_repos(self, repo_type: str, *, author: str | None, search: str | None,
-                     filters: list[str], sort: str | None) -> list[Repo]:
-        """Repos of a type matching author, a case-insensitive id substring and every filter tag."""
+                     filters: list[str], sort: str | None, with_tags: bool = True) -> list[Repo]:
+        """Repos of a type matching author, a case-insensitive id substring and every filter tag
+        (``with_tags`` False: their ``tags`` are left empty, which saves reading them)."""
         sql = "SELECT * FROM repos WHERE type=?"
         args: list[Any] = [repo_type]
         if author:
@@ -406,8 +411,18 @@ class Metadata:
             args.append(tag)
         column = {"downloads": "downloads DESC", "likes": "likes DESC", "lastModified": "last_modified DESC",
                   "createdAt": "created_at DESC", "trendingScore": "likes DESC, downloads DESC"}.get(sort or "")
-        sql += f" ORDER BY {column + ', ' if column else ''}namespace, name"
-        return [self._repo(r) for r in self._query(sql, args)]
+        rows = self._query(sql + f" ORDER BY {column + ', ' if column else ''}namespace, name", args)
+        tags: dict[int, list[str]] = {}  # every matching repo's tags in one query, not one per repo
+        for t in [] if not with_tags else self._query(f"SELECT repo, tag FROM repo_tags WHERE repo IN ({sql.replace('*', 'id', 1)}) "
+                             "ORDER BY rowid", args):
+            tags.setdefault(t["repo"], []).append(t["tag"])
+        return [self._repo(r, tags.get(r["id"], [])) for r in rows]
+
+    def tag_counts(self, repo_ids: list[int]) -> dict[str, int]:
+        """tag -> how many of the repos ``repo_ids`` carry it (one query, however many repos)."""
+        rows = self._query("SELECT tag, COUNT(*) AS n FROM repo_tags WHERE repo IN (SELECT value FROM json_each(?)) "
+                           "GROUP BY tag", (json.dumps(repo_ids),))
+        return {r["tag"]: r["n"] for r in rows}
 
     # -- gated access ------------------------------------------------------------------------------
 

@@ -172,9 +172,14 @@ def test_private_repo_tokens(hfgit: Git, gapi: HfApi, ghub: HubServer, tmp_path:
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
     anon("clone", f"hf://{rid}", str(tmp_path / "file"), HF_TOKEN_PATH=str(token_file))
+    # HF_TOKEN is the configured hub's token: another host (hf::URL) never gets it, only git's credentials for it
+    elsewhere = {"HF_ENDPOINT": "https://huggingface.co"}
+    proc = hfgit("clone", f"hf::{ghub.endpoint}/{rid}", str(tmp_path / "foreign"), check=False, **elsewhere)
+    assert proc.returncode != 0 and "private and needs a token" in proc.stderr
     store = tmp_path / "creds"
     store.write_text(f"{ghub.endpoint.replace('://', '://hf:' + token + '@', 1)}\n")
-    anon("-c", f"credential.helper=store --file={store}", "clone", f"hf://{rid}", str(tmp_path / "cred"))
+    hfgit("-c", f"credential.helper=store --file={store}", "clone", f"hf::{ghub.endpoint}/{rid}", str(tmp_path / "cred"),
+          **elsewhere)
     assert (tmp_path / "cred/s.txt").read_bytes() == b"secret\n"
     for repo in ("ok", "file", "cred"):  # the token is in no file of the clone
         for path in (tmp_path / repo / ".git").rglob("*"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hub_server import HubServer, RequestLog
 from huggingface_hub import CommitOperationAdd, HfApi
-from mounting import MiB, mounter, ranges  # noqa: F401 - fixture
+from mounting import MiB, ranges
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
                                 reason="needs /dev/fuse and root")

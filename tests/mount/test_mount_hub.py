@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
-from mounting import hubfs, mounter  # noqa: F401 - fixture
+from mounting import hubfs
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
                                 reason="needs /dev/fuse and root")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
-from mounting import alive, committed, errno_of, hubfs, mounter, wait_for  # noqa: F401 - fixture
+from mounting import alive, committed, errno_of, hubfs, wait_for
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
                                 reason="needs /dev/fuse and root")

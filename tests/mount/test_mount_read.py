@@ -21,10 +21,9 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from mounting import MiB, Mount, alive, hubfs, is_mounted, mounter, mounting  # noqa: F401 - fixture
+from mounting import MiB, Mount, alive, hubfs, is_mounted, mounting
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
                                 reason="needs /dev/fuse and root")
@@ -124,7 +123,7 @@ def test_ls_stat_cat_cp_sha256sum(mounted, uploaded, tmp_path) -> None:
 
 def test_read_only_and_errno(mounted) -> None:
     root = mounted.path
-    for attempt in (lambda: open(root / "README.md", "wb"), lambda: open(root / "new.txt", "w"),
+    for attempt in (lambda: open(root / "README.md", "wb"), lambda: open(root / "new.txt", "w"),  # noqa: SIM115
                     lambda: os.mkdir(root / "d"), lambda: os.unlink(root / "README.md"),
                     lambda: os.rename(root / "README.md", root / "R.md"), lambda: os.rmdir(root / "weights"),
                     lambda: os.chmod(root / "README.md", 0o644), lambda: os.truncate(root / "big.bin", 0)):

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
-from mounting import MiB, Mount, alive, hubfs, is_mounted, mounter, mounting  # noqa: F401 - fixture
+from mounting import MiB, alive, hubfs, is_mounted, mounting
 
 from hubfs.client.api import HubClient
 

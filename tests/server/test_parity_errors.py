@@ -157,8 +157,9 @@ def test_whoami_lists_orgs_with_role_and_full_name(hub, users) -> None:
     orgs = {o["name"]: o for o in me["orgs"]}
     assert orgs[users["org"]]["roleInOrg"] == "write" and orgs[users["org"]]["fullname"] == users["org"]
     assert orgs[users["org"]]["type"] == "org"
-    out = subprocess.run([str(Path(sys.executable).parent / "hf"), "auth", "whoami"], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "HF_TOKEN": users["alice_token"], "HF_ENDPOINT": hub.endpoint})
+    out = subprocess.run([str(Path(sys.executable).parent / "hf"), "auth", "whoami"], check=False,
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "HF_TOKEN": users["alice_token"], "HF_ENDPOINT": hub.endpoint})
     assert out.returncode == 0 and users["alice"] in out.stdout and users["org"] in out.stdout, out.stderr
 
 
@@ -185,6 +186,11 @@ def test_org_default_private_and_the_callers_repo_list(hub, users) -> None:
     listed = {r.id: r for r in alice.list_user_repos()}
     assert own in listed and hidden not in listed
     assert listed[own].type == "model" and listed[own].visibility == "public" and listed[own].storage > 0
+    out = subprocess.run([str(Path(sys.executable).parent / "hf"), "repos", "ls", "--format", "json"], check=False,
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "HF_TOKEN": users["alice_token"], "HF_ENDPOINT": hub.endpoint})
+    assert out.returncode == 0, out.stderr
+    assert own in {item["id"] for item in json.loads(out.stdout)}
     in_org = {r.id: r.visibility for r in alice.list_user_repos(namespace=org)}
     assert in_org[hidden] == "private" and in_org[shown] == "public"
     bob = HfApi(endpoint=hub.endpoint, token=users["bob_token"])

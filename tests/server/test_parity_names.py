@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -111,14 +112,20 @@ def test_git_clone_of_a_canonical_repo(hub, canonical, tmp_path: Path) -> None:
     name, sha = canonical
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_LFS_SKIP_SMUDGE": "1"}
     for url in (f"{hub.endpoint}/{name}", f"{hub.endpoint}/{name}.git"):
-        out = subprocess.run(["git", "ls-remote", url], capture_output=True, text=True, env=env, timeout=60)
+        out = subprocess.run(["git", "ls-remote", url], check=False, capture_output=True, text=True, env=env, timeout=60)
         assert out.returncode == 0, out.stderr
         assert f"{sha}\trefs/heads/main" in out.stdout
     dest = tmp_path / "clone"
-    out = subprocess.run(["git", "clone", "-q", f"{hub.endpoint}/{name}", str(dest)], capture_output=True, text=True,
-                         env=env, timeout=60)
+    out = subprocess.run(["git", "clone", "-q", f"{hub.endpoint}/{name}", str(dest)], check=False,
+                         capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert (dest / "config.json").read_bytes() == b'{"a": 1}'
+    # the hubfs git remote helper spells it hf://name
+    helper_env = {**env, "HF_ENDPOINT": hub.endpoint, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+    out = subprocess.run(["git", "clone", "-q", f"hf://{name}", str(tmp_path / "via-helper")], check=False,
+                         capture_output=True, text=True, env=helper_env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "via-helper" / "sub" / "x.txt").read_bytes() == b"x"
 
 
 def test_hf_paths_and_hubfs_fs_on_a_canonical_repo(hub, canonical) -> None:
@@ -196,8 +203,8 @@ def test_repo_ids_are_case_insensitive(hub, api: HfApi, tmp_path: Path) -> None:
         api.create_repo(rid.lower())
     assert getattr(exc.value, "response", None) is not None and exc.value.response.status_code == 409
     assert api.create_repo(rid.lower(), exist_ok=True).repo_id.lower() == rid.lower()
-    out = subprocess.run(["git", "ls-remote", f"{hub.endpoint}/{rid.swapcase()}"], capture_output=True, text=True,
-                         env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, timeout=60)
+    out = subprocess.run(["git", "ls-remote", f"{hub.endpoint}/{rid.swapcase()}"], check=False,
+                         capture_output=True, text=True, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, timeout=60)
     assert out.returncode == 0 and f"{sha}\trefs/heads/main" in out.stdout, out.stderr
 
 
@@ -251,3 +258,38 @@ def test_a_private_canonical_repo_is_invisible_but_to_the_admin(hub, users) -> N
         assert answers[0] == answers[1], (token is None, answers)
         assert all(status in (401, 404) for status, _ in answers[0])
     assert HTTP.get(f"{hub.endpoint}/{name}/resolve/main/a.txt", headers=_auth(hub.admin_token)).content == b"hidden"
+
+
+def test_the_admin_imports_a_canonical_repo_with_git_and_lfs(hub, api: HfApi, tmp_path: Path) -> None:
+    """``git push`` (LFS weights included) into a canonical repo: the way an admin imports ``gpt2``."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1",
+               GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false")
+
+    def git(*args: str, cwd: Path | None = None) -> str:
+        out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+                             check=False)
+        assert out.returncode == 0, f"git {args}: {out.stderr}"
+        return out.stdout.strip()
+
+    git("config", "--global", "user.name", "Importer")
+    git("config", "--global", "user.email", "importer@example.com")
+    git("lfs", "install", "--skip-repo")
+    name = f"gpt-{_uid()}"
+    assert create_canonical(hub, name).status_code == 200
+    netloc = hub.endpoint.split("://", 1)[1]
+    work = tmp_path / "work"
+    git("clone", "-q", f"http://admin:{hub.admin_token}@{netloc}/{name}", str(work))
+    weights = os.urandom(3000)
+    (work / "model.safetensors").write_bytes(weights)
+    (work / "config.json").write_text('{"model_type": "gpt2"}')
+    git("add", ".", cwd=work)
+    git("commit", "-q", "-m", "import", cwd=work)
+    git("push", "-q", "origin", "main", cwd=work)
+    head = git("rev-parse", "HEAD", cwd=work)
+    assert api.model_info(name).sha == head, "one history: REST sees the pushed commit"
+    entry = api.get_paths_info(name, ["model.safetensors"])[0]
+    assert entry.lfs is not None and entry.size == 3000
+    assert HTTP.get(f"{hub.endpoint}/{name}/resolve/{head[:7]}/model.safetensors").content == weights

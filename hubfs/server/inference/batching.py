@@ -1,7 +1,7 @@
 """Batching of concurrent requests to one model.
 
-Requests with the same parameters that arrive within ``window`` seconds of each other run as one call of
-``run(inputs, params)`` (up to ``max_batch`` inputs). One thread at a time runs a model's batches (the
+Requests of the same task with the same parameters that arrive within ``window`` seconds of each other run as one call of
+``run(task, inputs, params)`` (up to ``max_batch`` inputs). One thread at a time runs a model's batches (the
 leader: the first caller that finds no batch under way); the others wait for their results. With
 ``max_batch`` 1 every request runs alone, still one at a time per model. Blocking: call off the loop.
 """
@@ -16,12 +16,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-RunBatch = Callable[[list[Any], dict[str, Any]], list[Any]]
+RunBatch = Callable[[str, list[Any], dict[str, Any]], list[Any]]
 
 
 @dataclass
 class _Pending:
     key: str
+    task: str
     inputs: Any
     params: dict[str, Any]
     result: Future[Any]
@@ -38,9 +39,9 @@ class Batcher:
         self._closed = False
         self.batches: list[int] = []  # sizes of the last batches run (the newest 64), for stats and tests
 
-    def submit(self, inputs: Any, params: dict[str, Any]) -> Any:
-        """The result of ``run([inputs], params)[0]``, possibly computed in a batch with other requests."""
-        item = _Pending(json.dumps(params, sort_keys=True, default=str), inputs, params, Future())
+    def submit(self, task: str, inputs: Any, params: dict[str, Any]) -> Any:
+        """The result of ``run(task, [inputs], params)[0]``, possibly computed in a batch with other requests."""
+        item = _Pending(task + json.dumps(params, sort_keys=True, default=str), task, inputs, params, Future())
         with self._lock:
             self._queue.append(item)
             lead = not self._leading
@@ -73,7 +74,7 @@ class Batcher:
     def _run(self, batch: list[_Pending]) -> None:
         self.batches = (self.batches + [len(batch)])[-64:]
         try:
-            outputs = self.run([p.inputs for p in batch], batch[0].params)
+            outputs = self.run(batch[0].task, [p.inputs for p in batch], batch[0].params)
             if len(outputs) != len(batch):
                 raise RuntimeError(f"batch of {len(batch)} inputs gave {len(outputs)} outputs")
         except BaseException as exc:  # noqa: BLE001 - every waiter gets the error

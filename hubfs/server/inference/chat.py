@@ -8,6 +8,7 @@ The prompt is the tokenizer's chat template applied to the messages (400 when th
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
@@ -132,39 +133,57 @@ def complete(pipe: Any, req: GenRequest, model_id: str) -> dict[str, Any]:
 
 
 def stream(pipe: Any, req: GenRequest) -> Iterator[str]:
-    """Text pieces as they are generated (stop sequences end the stream early); blocking."""
+    """Text pieces, one per generated token (a piece that ends inside a UTF-8 character waits for the next),
+    as ``generate`` makes them; stop sequences end the stream early. Blocking."""
     import torch
-    from transformers import TextIteratorStreamer
 
     enc, kwargs = _prepare(pipe, req)
-    streamer = TextIteratorStreamer(pipe.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    tokens: queue.Queue[int | None] = queue.Queue()
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
             with torch.inference_mode():
-                pipe.model.generate(**enc, **kwargs, streamer=streamer)
+                pipe.model.generate(**enc, **kwargs, streamer=_Streamer(tokens))
         except BaseException as exc:  # noqa: BLE001 - reported to the reader below
             failure.append(exc)
-            streamer.end()
+        finally:
+            tokens.put(None)
 
-    worker = threading.Thread(target=run, name="hubfs-generate", daemon=True)
-    worker.start()
-    seen = ""
-    for piece in streamer:
-        if not piece:
+    threading.Thread(target=run, name="hubfs-generate", daemon=True).start()
+    ids: list[int] = []
+    sent = ""
+    while (token := tokens.get()) is not None:
+        ids.append(token)
+        text = pipe.tokenizer.decode(ids, skip_special_tokens=True)
+        if text.endswith("\ufffd") or len(text) <= len(sent):
             continue
-        seen += piece
-        cut, stopped = _cut(seen, req.stop)
+        cut, stopped = _cut(text, req.stop)
+        if len(cut) > len(sent):
+            yield cut[len(sent):]
+        sent = cut
         if stopped:
-            tail = cut[len(seen) - len(piece):]
-            if tail:
-                yield tail
             break
-        yield piece
-    worker.join(timeout=0)
     if failure:
         raise failure[0]
+
+
+class _Streamer:
+    """A transformers streamer (``put``/``end``) that hands each new token id to a queue; the prompt,
+    passed first, is skipped."""
+
+    def __init__(self, out: queue.Queue[int | None]) -> None:
+        self.out, self.prompt_seen = out, False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.out.put(int(token))
+
+    def end(self) -> None:
+        pass
 
 
 def chunk(model_id: str, cid: str, created: int, content: str | None, finish: str | None) -> dict[str, Any]:

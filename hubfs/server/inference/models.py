@@ -196,7 +196,7 @@ class ModelCache:
         log.info("inference: loaded %s on %s in %.2fs", key, self.device, seconds)
         from hubfs.server.inference.tasks import run_batch
 
-        batcher = Batcher(lambda inputs, params: run_batch(pipe, key.task, inputs, params),
+        batcher = Batcher(lambda task, inputs, params: run_batch(pipe, task, inputs, params),
                           max_batch=self.options.max_batch, window=self.options.batch_window)
         return LoadedModel(key, pipe, size, batcher)
 
@@ -243,10 +243,9 @@ class ModelCache:
         if stored is None or stored.size != e.lfs.size:
             raise HubfsError(f"The content of {e.path} ({oid}) is missing from this hub's storage.", status=404)
         layout = stored.layout
-        if len(layout) == 1 and not isinstance(layout[0], bytes) and layout[0].offset == 0 \
-                and layout[0].length == stored.size:
+        if self.hub.lfs.size(oid) == stored.size:  # a whole file in the LFS store (Xet files live in xorbs)
             try:
-                os.link(layout[0].path, dest)
+                os.link(self.hub.lfs.path(oid), dest)
                 return
             except OSError:
                 pass  # another file system, or no hard links: copy below

@@ -53,7 +53,7 @@ class InferenceService:
 
     def run(self, prepared: Prepared) -> Any:
         """The shaped output of a prepared task request (batched with concurrent ones)."""
-        return prepared.model.batcher.submit(prepared.inputs, prepared.params or {})
+        return prepared.model.batcher.submit(prepared.task, prepared.inputs, prepared.params or {})
 
     def chat_model(self, caller: Caller, repo_id: str) -> Prepared:
         """A text-generation model for chat; 400 when the repo's task is another one."""

@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from hubfs.errors import BadRequestError, HubfsError
+from hubfs.errors import BadRequestError, HubfsError, ModelLoadError
+
+log = logging.getLogger("hubfs.server.inference")
 
 TASKS = ("text-generation", "fill-mask", "text-classification", "token-classification", "zero-shot-classification",
          "feature-extraction", "sentence-similarity", "image-classification")
@@ -89,7 +92,11 @@ def build_pipeline(folder: Path, task: str, device: str) -> Any:
     from hubfs.loader import from_pretrained
 
     class_name, kind = PIPELINES[task]
-    model = from_pretrained(getattr(transformers, class_name), folder, device=device)
+    auto = getattr(transformers, class_name)
+    try:
+        model = from_pretrained(auto, folder, device=device, strict=True)
+    except ModelLoadError:
+        model = _renamed(auto, folder, device)
     extra: dict[str, Any] = {}
     if kind == "tokenizer":
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
@@ -101,6 +108,21 @@ def build_pipeline(folder: Path, task: str, device: str) -> Any:
     else:
         extra["image_processor"] = transformers.AutoImageProcessor.from_pretrained(folder)
     return transformers.pipeline(task, model=model, device=model.device, **extra)  # type: ignore[call-overload]
+
+
+def _renamed(auto: Any, folder: Path, device: str) -> Any:
+    """The model of a checkpoint whose tensor names transformers renames on load (e.g. ViT's legacy names in
+    transformers 5): the tensors are read by hubfs.loader, transformers maps their names into the model."""
+    import transformers
+
+    from hubfs.loader import load
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    model_class = auto._model_mapping[type(config)]
+    tensors = load(folder, device=device)
+    model = model_class.from_pretrained(None, config=config, state_dict=tensors)
+    log.info("inference: %s loaded with transformers' tensor renames", folder.name)
+    return model.to(device).eval()
 
 
 # -- parsing -------------------------------------------------------------------------------------

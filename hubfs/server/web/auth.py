@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubfs.errors import BadRequestError, ConflictError, HubfsError, NotFoundError
+from hubfs.errors import BadRequestError, ConflictError, HubfsError, NotFoundError, TooManyRequestsError
 from hubfs.paths import validate_name
 from hubfs.server.http import Router
 from hubfs.server.hub import RESERVED_NAMES
@@ -45,7 +45,7 @@ def login(request: Request, form: Form) -> Response:
     address = session.client_address(request)
     try:
         auth.limiter.check(username, address)
-    except session.TooManyAttemptsError as exc:
+    except TooManyRequestsError as exc:
         return _login_form(request, username, next_path, exc.message, status=429)
     if not username or not auth.passwords.check(username, password):
         auth.limiter.failed(username, address)
@@ -90,8 +90,8 @@ def join(request: Request, form: Form) -> Response:
             raise ConflictError("This user name is taken.")
         hub.add_user(username)
         auth.passwords.set_password(username, password)
-    except (BadRequestError, ConflictError, NotFoundError, session.TooManyAttemptsError) as exc:
-        if not isinstance(exc, session.TooManyAttemptsError):
+    except (BadRequestError, ConflictError, NotFoundError, TooManyRequestsError) as exc:
+        if not isinstance(exc, TooManyRequestsError):
             auth.limiter.failed("", address)
         return form_page(request, "join.html", {"title": "Sign up", "username": username, "error": exc.message},
                          status=exc.status)

@@ -8,7 +8,6 @@ handler runs in the thread pool, with hubfs errors shown as HTML error pages.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -47,7 +46,6 @@ def form_route(handler: FormHandler) -> Callable[..., Awaitable[Response]]:
         session.check_csrf(request, form.get(session.CSRF_FIELD))
         return handler(request, form, **params)
 
-    @functools.wraps(handler)
     async def route(request: Request, **params: str) -> Response:
         try:
             raw = await read_body(request, FORM_MAX, "Form")
@@ -55,6 +53,7 @@ def form_route(handler: FormHandler) -> Callable[..., Awaitable[Response]]:
             return await run_in_threadpool(error_page, request, exc)
         return await run_in_threadpool(checked, request, raw=bytes(raw), **params)
 
+    route.__doc__ = handler.__doc__  # named ``route`` still: tests/server/test_concurrency_rule.py checks it
     return route
 
 

@@ -111,8 +111,8 @@ def _moved_or(fn: Any) -> Any:
     return wrapped
 
 
-def _usage(request: Request, repo: Repo, root: list[Row]) -> list[tuple[str, str]]:
-    """(title, snippet) lines of the "use this repo" box."""
+def _usage(request: Request, repo: Repo, files: list[str]) -> list[tuple[str, str]]:
+    """(title, snippet) lines of the "use this repo" box (``files``: the names in the top folder)."""
     endpoint = endpoint_of(request)
     prefix = RepoType.parse(repo.type).url_prefix
     rid = repo.public_id
@@ -120,7 +120,7 @@ def _usage(request: Request, repo: Repo, root: list[Row]) -> list[tuple[str, str
     if repo.type == "model":
         out.append(("transformers", (f'# HF_ENDPOINT={endpoint}\nfrom transformers import AutoModel\n'
                                      f'model = AutoModel.from_pretrained("{rid}")')))
-    data = next((r.path for r in root if not r.is_dir and r.path.endswith(DATA_SUFFIXES)), None)
+    data = next((f for f in files if f.endswith(DATA_SUFFIXES)), None)
     if repo.type == "dataset":
         reader = {".parquet": "read_parquet", ".csv": "read_csv", ".tsv": "read_csv", ".jsonl": "read_json",
                   ".json": "read_json"}
@@ -171,7 +171,7 @@ def repo_page(request: Request, t: str, ns: str, name: str) -> Response:
     with hub.git.open(repo.type, repo.repo_id) as g:
         sha = resolve_revision(g, "main")
         ctx = _common(request, hub, caller, repo, g, "main", sha, "card")
-        root, _ = _folder(g, sha, "", 0, 500)
+        top = [(i.path.decode("utf-8", "replace"), stat.S_ISDIR(i.mode)) for i in g.tree(g.tree_of(sha)).iteritems()]
         readme = g.lookup(sha, "README.md")
         text = None
         if readme is not None and readme.type == "file" and readme.lfs is None and readme.size <= CARD_MAX:
@@ -181,8 +181,8 @@ def repo_page(request: Request, t: str, ns: str, name: str) -> Response:
     site = site_of(request)
     body = render_markdown(site.md, card_body(text), repo_linker(ctx["base"], "main")) if text else ""
     search = "/" + {"model": "models", "dataset": "datasets", "space": "spaces"}[repo.type]
-    ctx.update(card_html=body, chips=chips(repo.type, card, search), usage=_usage(request, repo, root),
-               last=last, file_count=len(root), card_yaml=json.dumps(card, indent=1)[:4000] if card else "")
+    ctx.update(card_html=body, chips=chips(repo.type, card, search), usage=_usage(request, repo, [n for n, is_dir in top if not is_dir]),
+               last=last, file_count=len(top), card_yaml=json.dumps(card, indent=1)[:4000] if card else "")
     return html(request, "repo.html", ctx)
 
 

@@ -65,25 +65,22 @@ def api_query(repo_type: str, q: QueryParams) -> QueryParams:
     return QueryParams(out)
 
 
-def facet_counts(repo_type: str, repos: Iterable[Repo]) -> dict[str, Counter[str]]:
-    """facet -> value -> number of ``repos`` carrying it (from the indexed card columns and tags)."""
+def facet_counts(repo_type: str, repos: Iterable[Repo], tags: dict[str, int]) -> dict[str, Counter[str]]:
+    """facet -> value -> number of ``repos`` carrying it, from their indexed task and library columns
+    and ``tags`` (tag -> how many of ``repos`` carry it, see ``Metadata.tag_counts``)."""
     counts: dict[str, Counter[str]] = {k: Counter() for k in FACETS}
-    for r in repos:
-        if repo_type == "model":
-            if r.pipeline_tag:
-                counts["pipeline_tag"][r.pipeline_tag] += 1
-            if r.library_name:
-                counts["library"][r.library_name] += 1
-        for tag in r.tags:
-            key, sep, value = tag.partition(":")
-            if sep:
-                facet = {"license": "license", "language": "language", "task_categories": "pipeline_tag",
-                         "library": "library"}.get(key) if repo_type == "dataset" else (
-                    "license" if key == "license" else None)
-                if facet:
-                    counts[facet][value] += 1
-            elif repo_type != "dataset" and tag in ISO_639_1:
-                counts["language"][tag] += 1
+    if repo_type == "model":
+        counts["pipeline_tag"].update(r.pipeline_tag for r in repos if r.pipeline_tag)
+        counts["library"].update(r.library_name for r in repos if r.library_name)
+    prefixed = ({"license": "license", "language": "language", "task_categories": "pipeline_tag",
+                 "library": "library"} if repo_type == "dataset" else {"license": "license"})
+    for tag, n in tags.items():
+        key, sep, value = tag.partition(":")
+        if sep:
+            if key in prefixed:
+                counts[prefixed[key]][value] += n
+        elif repo_type != "dataset" and tag in ISO_639_1:
+            counts["language"][tag] += n
     return counts
 
 
@@ -117,14 +114,15 @@ def facets(path: str, q: QueryParams, counts: dict[str, Counter[str]]) -> list[t
 def _search(request: Request, repo_type: str, path: str, heading: str) -> Response:
     hub, caller = hub_of(request), page_caller(request)
     q = request.query_params
-    repos = select_repos(hub, caller, repo_type, api_query(repo_type, q))
+    repos = select_repos(hub, caller, repo_type, api_query(repo_type, q), with_tags=False)
+    counts = facet_counts(repo_type, repos, hub.meta.tag_counts([r.id for r in repos]))
     pages = max(1, -(-len(repos) // PAGE_SIZE))
     p = min(int_param(q.get("p") or "0", "The page number", 1 << 20), pages - 1)
     shown = repos[p * PAGE_SIZE:(p + 1) * PAGE_SIZE]
     sort = q.get("sort") if q.get("sort") in SORTS else "lastModified"
     return html(request, "search.html", {
         "title": heading, "heading": heading, "repo_type": repo_type, "action": path, "repos": shown,
-        "total": len(repos), "facets": facets(path, q, facet_counts(repo_type, repos)),
+        "total": len(repos), "facets": facets(path, q, counts),
         "sorts": [(k, label, k == sort, link(path, q, sort=k)) for k, label in SORTS.items()],
         "search": q.get("search") or "", "page": p, "pages": pages,
         "prev_url": link(path, q, p=str(p - 1)) if p > 0 else None,

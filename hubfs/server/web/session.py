@@ -25,7 +25,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubfs.errors import HubfsError, PermissionDeniedError
+from hubfs.errors import CsrfError, TooManyRequestsError
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.sqlite_db import SqliteDb
 from hubfs.server.web.passwords import SCHEMA as PASSWORD_SCHEMA
@@ -41,18 +41,6 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     expires_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS web_sessions_by_user ON web_sessions (user);
 """
-
-
-class CsrfError(PermissionDeniedError):
-    """A form was posted without a valid CSRF token."""
-
-    code = "CsrfFailed"
-
-
-class TooManyAttemptsError(HubfsError):
-    """Too many failed sign-ins: wait before trying again."""
-
-    code, status = "TooManyRequests", 429
 
 
 @dataclass
@@ -73,7 +61,7 @@ class LoginLimiter:
         with self._lock:
             for key, limit in self._keys(user, address):
                 if len(self._recent(key, now)) >= limit:
-                    raise TooManyAttemptsError(
+                    raise TooManyRequestsError(
                         f"Too many failed sign-ins; try again in {int(self.window // 60) or 1} minutes.")
 
     def failed(self, user: str, address: str) -> None:
@@ -150,6 +138,10 @@ class WebAuth:
         with self._db.tx() as db:
             db.execute("DELETE FROM web_sessions WHERE id_hash=?", (_hash(sid),))
 
+    def csrf_mac(self, text: str) -> str:
+        """A CSRF token for ``text`` (a session id or a CSRF cookie value, tagged)."""
+        return self._mac(self._csrf_key, text)
+
     def _mac(self, key: bytes, text: str) -> str:
         return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
@@ -159,7 +151,7 @@ def _hash(sid: str) -> str:
 
 
 def web_auth(request: Request) -> WebAuth:
-    """The app's :class:`WebAuth` (made on first use when the app state has none, e.g. in a bare test app)."""
+    """The app's :class:`WebAuth` (``create_app`` puts it in the app state)."""
     auth = request.scope.get("hubfs.web.auth")
     if auth is None:
         raise RuntimeError("the app state has no hubfs.web.auth (see hubfs.server.app.create_app)")
@@ -182,11 +174,6 @@ def request_user(request: Request) -> Caller | None:
     if found is None:
         return None
     return Caller(found[0], "write", None)
-
-
-def page_caller(request: Request) -> Caller:
-    """:func:`request_user`, or the anonymous caller."""
-    return request_user(request) or Caller()
 
 
 # -- cookies -------------------------------------------------------------------------------------
@@ -227,12 +214,12 @@ def csrf_token(request: Request) -> str:
     auth = web_auth(request)
     found = _session(request)
     if found is not None:
-        return auth._mac(auth._csrf_key, "s|" + found[1])
+        return auth.csrf_mac("s|" + found[1])
     value = request.cookies.get(CSRF_COOKIE) or request.scope.get("hubfs.web.new_csrf")
     if not value or len(value) > 100:
         value = secrets.token_urlsafe(24)
         request.scope["hubfs.web.new_csrf"] = value
-    return auth._mac(auth._csrf_key, "a|" + value)
+    return auth.csrf_mac("a|" + value)
 
 
 def attach_cookies(request: Request, response: Response) -> Response:
@@ -248,10 +235,10 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     auth = web_auth(request)
     found = _session(request)
     if found is not None:
-        expected = auth._mac(auth._csrf_key, "s|" + found[1])
+        expected = auth.csrf_mac("s|" + found[1])
     else:
         value = request.cookies.get(CSRF_COOKIE)
-        expected = auth._mac(auth._csrf_key, "a|" + value) if value else ""
+        expected = auth.csrf_mac("a|" + value) if value else ""
     if not submitted or not expected or not hmac.compare_digest(submitted, expected):
         raise CsrfError("This form has expired or did not come from this site (missing or invalid CSRF token). "
                         "Reload the page and try again.")

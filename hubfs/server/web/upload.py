@@ -2,7 +2,8 @@
 
 - ``/{P}ns/name/upload/{branch}``: a plain ``<input type=file multiple>`` (and a folder input) form
   that works without JavaScript; ``static/upload.js`` adds drag and drop and a progress bar (it posts
-  the same form with XMLHttpRequest and asks for a JSON answer). One commit, all or nothing.
+  the same form with XMLHttpRequest and asks for a JSON answer). One commit, all or nothing. A body
+  over the app state's ``hubfs.web.upload_max`` bytes (default ``MAX_UPLOAD``) is refused with 413.
 - ``/{P}ns/name/edit/{branch}/README.md``: the card in a text area, a preview, and a commit whose
   YAML is checked first exactly as ``POST /api/validate-yaml`` checks it.
 """
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubfs.errors import BadRequestError, HubfsError, PayloadTooLargeError, PreconditionFailedError
+from hubfs.errors import BadRequestError, CsrfError, HubfsError, PayloadTooLargeError, PreconditionFailedError
 from hubfs.paths import validate_revision
 from hubfs.server import events
 from hubfs.server.api_commit import CommitBuilder
@@ -31,7 +32,7 @@ from hubfs.server.web.forms import Form, form_page, form_route, redirect, signed
 from hubfs.server.web.forms_repo import REPO, _kind
 from hubfs.server.web.pages_base import error_page, page, repo_base, site_of
 from hubfs.server.web.render import card_body, render_markdown, repo_linker
-from hubfs.server.web.upload_store import commit_upload, read_upload_form
+from hubfs.server.web.upload_store import MAX_UPLOAD, commit_upload, read_upload_form
 from hubfs.server.wire import SUMMARY_MAX, hub_of
 
 CARD_MAX = 200 << 10  # characters of a card edited in the browser
@@ -71,8 +72,8 @@ async def upload(request: Request, prefix: str, ns: str, name: str, rev: str) ->
         caller = await run_in_threadpool(_upload_caller, request, prefix, ns, name, rev)
         if caller is None:
             return to_login(request)
-        hub = hub_of(request)
-        form = await read_upload_form(request, hub)
+        limit = request.scope.get("hubfs.web.upload_max") or MAX_UPLOAD
+        form = await read_upload_form(request, hub_of(request).lfs.tmp_dir, limit=limit)
         try:
             sha, repo = await run_in_threadpool(_commit, request, caller, form, prefix, ns, name, rev)
         finally:
@@ -109,7 +110,7 @@ def _commit(request: Request, caller: Caller, form: Any, prefix: str, ns: str, n
 @page
 def _upload_error(request: Request, prefix: str, ns: str, name: str, rev: str, exc: HubfsError) -> Response:
     caller = signed_in(request)
-    if isinstance(exc, session.CsrfError) or caller is None or exc.status not in (400, 409, 412, 413, 422):
+    if isinstance(exc, CsrfError) or caller is None or exc.status not in (400, 409, 412, 413, 422):
         return error_page(request, exc)
     repo = _writable(request, caller, prefix, ns, name, rev)
     return _upload_form(request, repo, rev, exc.message, status=exc.status)

@@ -143,9 +143,11 @@ class _Parser:
             raise BadRequestError("The upload form ended in the middle of a file.")
 
 
-async def read_upload_form(request: Request, hub: Hub, file_field: str = "files", limit: int = MAX_UPLOAD) -> UploadForm:
-    """Stream a ``multipart/form-data`` body into an :class:`UploadForm` (413 past ``limit`` bytes;
-    400 when malformed). Parsing and file writes run in worker threads, about 1 MiB at a time."""
+async def read_upload_form(request: Request, tmp_dir: Path, file_field: str = "files",
+                           limit: int = MAX_UPLOAD) -> UploadForm:
+    """Stream a ``multipart/form-data`` body into an :class:`UploadForm` of temp files in ``tmp_dir``
+    (the LFS store's: gc spares live ones); 413 past ``limit`` bytes, 400 when malformed. Parsing
+    and file writes run in worker threads, about 1 MiB at a time."""
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
@@ -155,7 +157,7 @@ async def read_upload_form(request: Request, hub: Hub, file_field: str = "files"
         raise PayloadTooLargeError(f"The upload of {declared} bytes is larger than the limit of {limit} bytes.")
     form = UploadForm()
     try:
-        parser = _Parser(boundary, hub.lfs.tmp_dir, form, file_field)
+        parser = _Parser(boundary, tmp_dir, form, file_field)
         total = 0
         batch = bytearray()
         async for chunk in request.stream():

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import HfApi
 from auth_helpers import PASSWORD, add_web_user, csrf_of, http_login, signed_in_client, unique, web_client
+from huggingface_hub import HfApi
 
+from hubfs.cli import main
+from hubfs.errors import TooManyRequestsError
 from hubfs.server.app import create_app
 from hubfs.server.hub import Hub
 from hubfs.server.web.passwords import PasswordStore, hash_password, verify_password
-from hubfs.server.web.session import LoginLimiter, TooManyAttemptsError
-
+from hubfs.server.web.session import LoginLimiter
 
 # -- passwords --------------------------------------------------------------------------------------
 
@@ -40,7 +41,7 @@ def test_password_rules() -> None:
         hash_password("x" * 2000)
 
 
-def test_cli_sets_and_changes_passwords(hub, tmp_path: Path) -> None:
+def test_cli_sets_and_changes_passwords(hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     user, token = add_web_user(hub, cli=True)
     assert HfApi(endpoint=hub.endpoint, token=token).whoami()["name"] == user
     store = PasswordStore(hub.data_dir / "hub.sqlite")
@@ -54,15 +55,12 @@ def test_cli_sets_and_changes_passwords(hub, tmp_path: Path) -> None:
     assert client.get("/settings/tokens").status_code == 303  # the password change ended the session
     too_short = tmp_path / "short"
     too_short.write_text("abc\n")
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-m", "hubfs.cli", "user", "passwd", user, "--password-file", str(too_short),
-                          "--data", str(hub.data_dir)], capture_output=True, text=True)
-    assert out.returncode == 1 and "at least 8" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "hubfs.cli", "user", "passwd", unique("nobody"), "--password-file",
-                          str(new), "--data", str(hub.data_dir)], capture_output=True, text=True)
-    assert out.returncode == 1 and "No user named" in out.stderr
+    data = ["--data", str(hub.data_dir)]
+    assert main(["user", "passwd", user, "--password-file", str(too_short), *data]) == 1
+    assert "at least 8" in capsys.readouterr().err
+    assert main(["user", "passwd", unique("nobody"), "--password-file", str(new), *data]) == 1
+    assert "No user named" in capsys.readouterr().err
+    assert main(["user", "add", unique("pw"), "--password-file", str(too_short), *data]) == 1
 
 
 # -- sessions ---------------------------------------------------------------------------------------
@@ -186,12 +184,12 @@ def test_limiter_counts_per_user_and_per_address_and_stays_bounded() -> None:
     for i in range(3):
         lim.check("amy", "1.1.1.1")
         lim.failed("amy", "1.1.1.1")
-    with pytest.raises(TooManyAttemptsError):
+    with pytest.raises(TooManyRequestsError):
         lim.check("amy", "2.2.2.2")  # per user, from any address
     lim.check("bob", "1.1.1.1")
     lim.failed("bob", "1.1.1.1")
     lim.failed("cid", "1.1.1.1")
-    with pytest.raises(TooManyAttemptsError):
+    with pytest.raises(TooManyRequestsError):
         lim.check("dan", "1.1.1.1")  # per address, for any user
     time.sleep(0.35)
     lim.check("amy", "1.1.1.1")  # the window passed
@@ -233,3 +231,14 @@ def test_signup_when_allowed(tmp_hub) -> None:
     assert r.status_code == 303 and "hubfs_session" in r.headers["set-cookie"]
     assert client.get("/settings/tokens").status_code == 200
     assert http_login(web_client(hub), name).status_code == 303
+
+
+def test_form_helpers() -> None:
+    from hubfs.server.web.forms import parse_form, safe_next
+
+    assert parse_form(b"a=1&b=x+y&a=2&empty=") == {"a": "2", "b": "x y", "empty": ""}
+    with pytest.raises(ValueError):
+        parse_form(b"\xff=1")
+    for value, expected in (("/models?x=1", "/models?x=1"), (None, "/"), ("", "/"), ("http://e.x/", "/"),
+                            ("//e.x", "/"), ("/\\e.x", "/"), ("javascript:alert(1)", "/")):
+        assert safe_next(value) == expected

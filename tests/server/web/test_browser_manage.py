@@ -65,6 +65,8 @@ def test_create_upload_folder_edit_card(browser, hub, people, tmp_path: Path) ->
     (folder / "model.bin").write_bytes(big)
     (folder / "sub" / "config.json").write_text('{"layers": 2}')
     browser.get(f"{base}/{repo_id}/upload/main")
+    form = browser.find_element(By.ID, "upload-form")
+    assert form.get_attribute("data-js") == "on"  # static/upload.js ran under the page's CSP
     browser.find_element(By.ID, "folder").send_keys(str(folder))
     _fill(browser, "summary", "Upload a checkpoint")
     browser.save_screenshot(str(tmp_path / "upload-page.png"))
@@ -138,3 +140,29 @@ def test_gated_flow_with_two_users(browser, hub, people, tmp_path: Path) -> None
     WebDriverWait(browser, WAIT).until(ec.presence_of_element_located((By.ID, "requests-accepted")))
     assert bob in browser.find_element(By.ID, "requests-accepted").text
     assert bob_download() == b"gated bytes"
+
+
+DROP = """
+const [names, sizes] = arguments;
+const dt = new DataTransfer();
+names.forEach((name, i) => dt.items.add(new File([new Uint8Array(sizes[i]).fill(7)], name)));
+const zone = document.getElementById("dropzone");
+zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: dt, bubbles: true, cancelable: true}));
+zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+"""
+
+
+def test_drag_and_drop_upload_is_one_commit(browser, hub, people) -> None:
+    """Files dropped on the page (a DataTransfer, as a drag from the desktop makes) go in one commit."""
+    base, owner = hub.endpoint, people["owner"]
+    browser_login(browser, base, owner)
+    repo_id = _create_model(browser, base, owner)
+    browser.get(f"{base}/{repo_id}/upload/main")
+    browser.execute_script(DROP, ["dropped.bin", "notes.md"], [3 << 20, 100])
+    WebDriverWait(browser, WAIT).until(lambda d: "2 file(s) ready" in d.find_element(By.ID, "upload-status").text)
+    assert "dropped.bin" in browser.find_element(By.ID, "dropped").text
+    browser.find_element(By.ID, "upload-submit").click()
+    _wait_url(browser, f"/{repo_id}/tree/main")
+    api = HfApi(endpoint=base, token=people["owner_token"])
+    assert sorted(api.list_repo_files(repo_id)) == [".gitattributes", "dropped.bin", "notes.md"]
+    assert len(api.list_repo_commits(repo_id)) == 2

@@ -252,3 +252,55 @@ def test_gated_flow_with_two_users(hub, owner, tmp_path: Path) -> None:
                      status="rejected").status_code == 303
     with pytest.raises(GatedRepoError):
         bob_download()
+
+
+def test_private_repo_pages_are_invisible_to_others(hub, owner) -> None:
+    repo_id = _new_model(hub, owner, private=True)
+    bob = signed_in_client(hub, owner["bob"])
+    anon = web_client(hub)
+    for client in (bob, anon):
+        for path in ("access", "settings", "upload/main", "edit/main/README.md"):
+            r = client.get(f"/{repo_id}/{path}")
+            if client is anon and path != "access":
+                assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+                continue
+            assert r.status_code == 404, path
+            assert repo_id.split("/")[1] not in r.text.replace(f"/{repo_id}/{path}", "")
+    # the same answer as for a repo that does not exist
+    assert bob.get(f"/{owner['name']}/{unique('nothing')}/settings").status_code == 404
+
+
+def test_upload_size_is_bounded(tmp_path: Path) -> None:
+    """Past the app's upload limit the body is refused (413) and nothing is committed."""
+    import asyncio
+
+    from hubfs.server.app import create_app
+    from hubfs.server.hub import Hub
+    from hubfs.server.web.passwords import PasswordStore
+
+    hub = Hub(tmp_path / "hub")
+    hub.bootstrap()
+    hub.add_user("dora")
+    PasswordStore(hub.data_dir / "hub.sqlite").set_password("dora", "dora's password")
+    app = create_app(hub)
+    app.state["hubfs.web.upload_max"] = 64 << 10
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+            page = await c.get("/login")
+            await c.post("/login", data={"username": "dora", "password": "dora's password",
+                                         "csrf_token": csrf_of(page.text)})
+            page = await c.get("/new")
+            assert (await c.post("/new", data={"name": "m", "owner": "dora",
+                                               "csrf_token": csrf_of(page.text)})).status_code == 303
+            token = csrf_of((await c.get("/dora/m/upload/main")).text)
+            small = await c.post("/dora/m/upload/main", data={"csrf_token": token},
+                                 files=[("files", ("a.bin", b"a" * 1000))])
+            big = await c.post("/dora/m/upload/main", data={"csrf_token": token},
+                               files=[("files", ("b.bin", b"b" * (100 << 10)))])
+            return [small.status_code, big.status_code]
+
+    assert asyncio.run(run()) == [303, 413]
+    with hub.git.open("model", "dora/m") as g:
+        head = g.branch_head("refs/heads/main")
+        assert g.lookup(head, "a.bin") is not None and g.lookup(head, "b.bin") is None

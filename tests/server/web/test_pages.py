@@ -8,6 +8,7 @@ import html
 import io
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -279,8 +280,24 @@ def test_api_git_and_resolve_routes_unchanged(hub: Any, api: Any, web_repo: Any,
     assert api.model_info(rid).id == rid
     assert get(hub, "/api/models?limit=1").headers["content-type"].startswith("application/json")
     path = hf_hub_download(rid, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint, token=hub.admin_token)
-    assert open(path, "rb").read() == web_repo.files["config.json"]
+    assert Path(path).read_bytes() == web_repo.files["config.json"]
     refs = get(hub, f"/{rid}.git/info/refs?service=git-upload-pack")
     assert refs.status_code == 200 and b"refs/heads/main" in refs.content
     assert get(hub, "/api/nothing/here").status_code == 501
     assert get(hub, f"/{rid}").headers["content-type"].startswith("text/html")
+
+
+def test_canonical_and_moved_repos(hub: Any, api: Any) -> None:
+    mark = uuid.uuid4().hex[:8]
+    api.create_repo(f"canon-{mark}")  # the admin's repo without a namespace, like gpt2
+    api.create_repo(f"canon-ds-{mark}", repo_type="dataset")
+    page = get(hub, f"/canon-{mark}")
+    assert page.status_code == 200 and f'href="/canon-{mark}/tree/main"' in page.text
+    assert get(hub, f"/canon-{mark}/tree/main").status_code == 200
+    assert get(hub, f"/canon-{mark}/blob/main/.gitattributes").status_code == 200
+    assert get(hub, f"/datasets/canon-ds-{mark}").status_code == 200
+    assert get(hub, f"/datasets/canon-ds-{mark}/commits/main").status_code == 200
+    api.create_repo(f"admin/old-{mark}")
+    api.move_repo(f"admin/old-{mark}", f"admin/new-{mark}")
+    moved = get(hub, f"/admin/old-{mark}/tree/main")
+    assert moved.status_code == 307 and moved.headers["location"] == f"/admin/new-{mark}/tree/main"

@@ -126,9 +126,9 @@ def _repo(i: int, tags: list[str], task: str | None = None, lib: str | None = No
 
 
 def test_facet_counts_and_links() -> None:
-    repos = [_repo(1, ["fill-mask", "fr", "license:mit", "bert"], "fill-mask", "transformers"),
-             _repo(2, ["en", "fr", "license:mit"], "text-generation", None)]
-    counts = facet_counts("model", repos)
+    repos = [_repo(1, [], "fill-mask", "transformers"), _repo(2, [], "text-generation", None)]
+    tags = {"fill-mask": 1, "fr": 2, "en": 1, "license:mit": 2, "bert": 1, "dataset:x": 1}
+    counts = facet_counts("model", repos, tags)
     assert counts["language"] == {"fr": 2, "en": 1} and counts["license"] == {"mit": 2}
     assert counts["pipeline_tag"] == {"fill-mask": 1, "text-generation": 1} and counts["library"] == {"transformers": 1}
     q = QueryParams("search=b&language=fr&p=3")
@@ -137,6 +137,5 @@ def test_facet_counts_and_links() -> None:
     shown = {key: values for key, _, values in facets("/models", q, counts)}
     fr = next(v for v in shown["language"] if v.value == "fr")
     assert fr.selected and fr.url == "/models?search=b"
-    ds = facet_counts("dataset", [Repo(3, "u", "dataset", "ns", "d", False, False, None, 0.0, 0.0, None, None, None,
-                                       0, 0, ["language:de", "task_categories:translation", "fr"])])
+    ds = facet_counts("dataset", [], {"language:de": 1, "task_categories:translation": 1, "fr": 1})
     assert ds["language"] == {"de": 1} and ds["pipeline_tag"] == {"translation": 1}

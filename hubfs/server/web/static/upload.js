@@ -10,6 +10,7 @@
   var status = document.getElementById("upload-status");
   var button = document.getElementById("upload-submit");
   var dropped = []; // [File, path in repo]
+  form.setAttribute("data-js", "on"); // uploads go through XMLHttpRequest (progress shown)
 
   function show(text) { status.textContent = text; }
 
@@ -49,8 +50,10 @@
     if (items && items.length && items[0].webkitGetAsEntry) {
       for (var i = 0; i < items.length; i++) {
         var entry = items[i].webkitGetAsEntry();
-        if (entry) { readEntry(entry, "", pending); }
+        var file = entry ? null : items[i].getAsFile();
+        if (entry) { readEntry(entry, "", pending); } else if (file) { addFile(file, file.name); }
       }
+      if (pending.count === 0) { show(dropped.length + " file(s) ready"); }
     } else {
       Array.prototype.forEach.call(ev.dataTransfer.files, function (f) { addFile(f, f.name); });
       show(dropped.length + " file(s) ready");
