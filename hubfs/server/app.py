@@ -139,14 +139,18 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
 
 
 def check_inference_deps() -> None:
-    """Raise HubfsError naming what ``--inference`` lacks (torch, transformers, Pillow for images)."""
-    import importlib.util
+    """Import what ``--inference`` needs now (torch, transformers' pipelines), so that a missing or broken
+    install is a one-line startup error and the first request does not pay for the imports."""
+    import importlib
 
     from hubfs.errors import HubfsError
 
-    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise HubfsError(f"--inference needs {' and '.join(missing)}: pip install 'hubfs[inference]'")
+    for module in ("torch", "transformers", "transformers.pipelines"):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise HubfsError(f"--inference needs torch and transformers ({exc}): "
+                             "pip install 'hubfs[inference]'") from None
 
 
 def _http_impl() -> str:

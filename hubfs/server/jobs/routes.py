@@ -230,6 +230,18 @@ async def job_logs(request: Request, namespace: str, job_id: str) -> Response:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+def _last_lines(path: str, count: int) -> tuple[list[bytes], int]:
+    """The last ``count`` complete lines of the log and the offset just past them (logs are capped)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return [], 0
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].split(b"\n")[:-1]
+    return (lines[-count:] if count else []), end
+
+
 def _read_from(path: str, offset: int) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -244,17 +256,17 @@ async def _events(runner: JobRunner, job_id: str, tail: int | None, follow: bool
     lines while the job lives."""
     path = str(runner.log_path(job_id))
     offset, pending = 0, b""
-    first = True
     quiet_since = time.monotonic()
+    if tail is not None:
+        lines, offset = await anyio.to_thread.run_sync(_last_lines, path, tail)
+        if lines:
+            yield b"".join(b"data: " + line + b"\n\n" for line in lines if line)
     while True:
         live = runner.is_live(job_id)  # read before the file: a job that ended has written everything
         data = await anyio.to_thread.run_sync(_read_from, path, offset)
         offset += len(data)
         lines = (pending + data).split(b"\n")
         pending = lines.pop()
-        if first and tail is not None:
-            lines = lines[-tail:] if tail else []
-        first = False
         if lines:
             quiet_since = time.monotonic()
             yield b"".join(b"data: " + line + b"\n\n" for line in lines if line)

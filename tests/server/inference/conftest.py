@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[2]))
-import tiny_models  # noqa: E402
-from hub_server import HubServer  # noqa: E402
+import tiny_models
+from hub_server import HubServer
 
 MODELS = {"gpt2": "text-generation", "mlm": "fill-mask", "nli": "text-classification",
           "ner": "token-classification", "emb": "feature-extraction", "vit": "image-classification"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-WORDS = ("the a an is was of to and in on for with hubfs hub model models weights file files load loads gpu "
+WORDS = ("the a an is was of to and in on for with hubfs hub model models weights file files load loads gpu "  # noqa: SIM905
          "paris london berlin alice bob carol hello world good bad happy sad great day night cat dog runs "
          "fast slow very not this that it he she they we you i my your our git lfs serve test tests").split()
 CORPUS = [" ".join(WORDS[i:i + 7]) for i in range(0, len(WORDS), 3)] * 4

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2]))
-from hub_server import HubServer  # noqa: E402
+from hub_server import HubServer
 
 
 @dataclass

@@ -14,7 +14,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import BadRequestError, HfHubHTTPError, JobNotFoundError
 
 sys.path.insert(0, str(Path(__file__).parents[2]))
-from hub_server import HubServer  # noqa: E402
+from hub_server import HubServer
 
 PUSH = """
 import os
@@ -68,8 +68,7 @@ def test_logs_stream_live_and_cancel_kills_the_group(jobs_hub) -> None:  # type:
     ended = threading.Event()
 
     def follow() -> None:
-        for line in api.fetch_job_logs(job_id=job.id, follow=True):
-            lines.append(line)
+        lines.extend(api.fetch_job_logs(job_id=job.id, follow=True))  # extend appends as lines arrive
         ended.set()
 
     threading.Thread(target=follow, daemon=True).start()
