@@ -63,7 +63,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
           regular_max_size=args.regular_max_size, multipart_chunk_size=args.multipart_chunk_size,
           access_log=args.access_log, cdn_url=args.cdn_url, send_timeout=args.send_timeout,
           gc_interval=args.gc_interval, gc_grace=args.gc_grace, allow_signup=args.allow_signup,
-          inference=_inference_options(args), jobs=_jobs_options(args))
+          inference=_inference_options(args), jobs=_jobs_options(args), object_store=args.object_store,
+          s3_endpoint_url=args.s3_endpoint_url)
+    return 0
+
+
+def cmd_storage_migrate(args: argparse.Namespace) -> int:
+    from hubfs.server.storage_migrate import migrate
+
+    report = migrate(_data_dir(args), args.to, args.s3_endpoint_url, say=print)
+    print(f"moved {report.uploaded} objects ({report.uploaded_bytes} bytes) to {args.to}; {report.present} were "
+          f"there already; {report.removed_local} local copies removed; the data folder now uses {args.to}")
     return 0
 
 
@@ -80,7 +90,18 @@ def _jobs_options(args: argparse.Namespace) -> JobsOptions | None:
     if args.max_jobs < 1:
         raise HubfsError("--max-jobs must be at least 1")
     jobs_dir = Path(args.jobs_dir) if args.jobs_dir else _data_dir(args) / "jobs"
-    return JobsOptions(jobs_dir=jobs_dir, max_jobs=args.max_jobs, runtime=args.jobs_runtime)
+    if args.jobs_user:
+        import pwd
+
+        try:
+            pwd.getpwnam(args.jobs_user)
+        except KeyError:
+            raise HubfsError(f"--jobs-user {args.jobs_user}: no such user") from None
+        if os.geteuid() != 0:
+            raise HubfsError("--jobs-user needs the hub to run as root")
+        if jobs_dir.resolve().is_relative_to(_data_dir(args).resolve()):
+            raise HubfsError("--jobs-user needs a --jobs-dir outside the data folder (which becomes 0700)")
+    return JobsOptions(jobs_dir=jobs_dir, max_jobs=args.max_jobs, runtime=args.jobs_runtime, user=args.jobs_user)
 
 
 def _inference_options(args: argparse.Namespace) -> InferenceOptions | None:
@@ -314,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--send-timeout", type=float, default=60.0,
                        help="cut a download whose client reads nothing for this many seconds (default 60)")
+    serve.add_argument("--object-store", metavar="s3://BUCKET/PREFIX",
+                       help="keep LFS objects in S3-compatible storage (credentials: the standard AWS environment "
+                            "and files); downloads redirect to presigned URLs. Remembered in the data folder")
+    serve.add_argument("--s3-endpoint-url", metavar="URL", help="the S3 API's URL (MinIO, Ceph, ...; default AWS)")
     serve.add_argument("--cdn-url", help="redirect LFS downloads to this origin (e.g. another `hubfs serve` "
                                          "on the same --data, or a caching proxy in front of this hub)")
     serve.add_argument("--gc-interval", type=_duration, default=6 * 3600, metavar="DURATION",
@@ -343,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--jobs-runtime", choices=("local", "docker", "podman"), default="local",
                        help="local: a process group on this machine (the image is not pulled); docker/podman: "
                             "the job's image in a container")
+    serve.add_argument("--jobs-user", metavar="USER",
+                       help="run local jobs as this OS user (hub running as root, --jobs-dir outside the data "
+                            "folder); without it local jobs run as the hub's user and can read its files")
     serve.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
@@ -390,6 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep anything younger than this (e.g. 3600, 12h, 1d; default 1d). An uploaded LFS "
                          "object not yet committed survives for this long; 0 removes all garbage at once")
     gc.set_defaults(func=cmd_gc)
+
+    storage = sub.add_parser("storage", help="manage where LFS objects live").add_subparsers(dest="action",
+                                                                                            required=True)
+    move = storage.add_parser("migrate", help="move the local LFS objects into S3 and switch the data folder "
+                                              "to it (stop the hub first; resumable, verified)")
+    data_arg(move)
+    move.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX")
+    move.add_argument("--s3-endpoint-url", metavar="URL", help="the S3 API's URL (MinIO, Ceph, ...; default AWS)")
+    move.set_defaults(func=cmd_storage_migrate)
 
     _add_mount_commands(sub)
 

@@ -33,9 +33,12 @@ import time
 from pathlib import Path
 
 import httpx
-from benchlib import add_numbers, add_output_args, arg_parser, start_hub_server, workdir, write_json
+from benchlib import TESTS, add_numbers, add_output_args, arg_parser, workdir, write_json
 from benchlib.machine import machine_info, machine_line
 from benchlib.table import Row, print_table, ratio, verdict
+
+sys.path.insert(0, str(TESTS))
+from hub_server import HubServer
 
 from hubfs.server.cards import card_tags
 from hubfs.server.git_store import Change
@@ -108,16 +111,23 @@ def main() -> int:
     add_numbers(p, ("--repos", 10_000, "model repos for the search pages"),
                 ("--files", 10_000, "files in the top folder of the big repo"),
                 ("--runs", 20, "timed requests per page (median reported)"))
+    p.add_argument("--data", help="hub data folder to make (or reuse, when it holds a hub) instead of a temporary one")
     add_output_args(p)
     args = p.parse_args()
     machine = machine_info(packages=["jinja2", "markdown_it", "nh3"])
     print(machine_line(machine, packages=["jinja2", "markdown_it", "nh3"]))
     rows: list[Row] = []
     with workdir(args.keep) as tmp, contextlib.ExitStack() as stack:
-        t0 = time.perf_counter()
-        populate(tmp / "hub-data", args.repos, args.files)
-        print(f"set up {args.repos} repos and a repo of {args.files} files in {time.perf_counter() - t0:.1f} s")
-        server = start_hub_server(stack, tmp)
+        data = Path(args.data) if args.data else tmp / "hub-data"
+        if (data / "hub.sqlite").exists():
+            print(f"reusing the hub data in {data} (made by an earlier run with --data)")
+        else:
+            t0 = time.perf_counter()
+            populate(data, args.repos, args.files)
+            print(f"set up {args.repos} repos and a repo of {args.files} files in {time.perf_counter() - t0:.1f} s")
+        server = HubServer(data)
+        stack.callback(server.stop)
+        server.start(timeout=600)  # the hub re-checks every repo's card index at start
         client = stack.enter_context(httpx.Client(base_url=server.endpoint, timeout=120))
         last_page = max(0, (args.files + 1 - 1) // 200)
         pages = [

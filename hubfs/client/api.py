@@ -8,7 +8,7 @@ commits. A path found missing under a pin should be retried once after :meth:`Hu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -233,12 +233,14 @@ class HubClient:
                progress: Any = None) -> str:
         """Apply ``ops`` as one commit on ``revision`` (default main); returns the new commit sha.
 
-        Adds whose content the branch already has are dropped; if nothing is left, no commit is made
-        and the current head is returned.
+        Adds whose content the branch already has are dropped, unless a delete in ``ops`` covers their
+        path (the delete would otherwise remove them); if nothing is left, no commit is made and the
+        current head is returned.
         """
         rev = revision or DEFAULT_REVISION
         adds = [op for op in ops if isinstance(op, Add)]
-        self._preupload(repo_type, repo_id, rev, adds)
+        deletes = [op for op in ops if isinstance(op, Delete)]
+        self._preupload(repo_type, repo_id, rev, adds, lambda path: _deleted_by(deletes, path))
         keep: list[Operation] = [op for op in ops if not isinstance(op, Add) or op.mode != "skip"]
         lfs = [op for op in keep if isinstance(op, Add) and op.mode == "lfs"]
         if lfs:
@@ -254,7 +256,8 @@ class HubClient:
         self.forget_pin(repo_type, repo_id, rev)
         return resp.json()["commitOid"]
 
-    def _preupload(self, repo_type: str, repo_id: str, rev: str, adds: list[Add]) -> None:
+    def _preupload(self, repo_type: str, repo_id: str, rev: str, adds: list[Add],
+                   deleted: Callable[[str], bool]) -> None:
         url = f"{self.api_path(repo_type, repo_id)}/preupload/{quote(rev, safe='')}"
         for i in range(0, len(adds), 256):
             batch = adds[i:i + 256]
@@ -265,8 +268,13 @@ class HubClient:
                 add.hash()
                 mode = "regular" if add.size == 0 else info.get("uploadMode", "regular")
                 remote = info.get("oid")
-                unchanged = remote is not None and remote in (add.sha256, add.git_sha1)
+                unchanged = remote is not None and remote in (add.sha256, add.git_sha1) and not deleted(add.path)
                 add.mode = "skip" if info.get("shouldIgnore") or unchanged else mode
+
+
+def _deleted_by(deletes: list[Delete], path: str) -> bool:
+    """Whether one of ``deletes`` removes ``path`` (the file itself, or a folder above it)."""
+    return any(d.path == path or path.startswith(d.path.rstrip("/") + "/") for d in deletes)
 
 
 def _pin_key(repo_type: str, repo_id: str, revision: str | None) -> PinKey:

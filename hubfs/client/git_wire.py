@@ -93,8 +93,10 @@ class GitWire(AbstractHttpGitClient):
     """A dulwich git client over ``transport`` (whose endpoint is the base URL). Not thread-safe: one
     fetch or push at a time. ``requests`` and ``bytes_received`` count what it sent and got."""
 
-    def __init__(self, transport: Transport, **kwargs: Any) -> None:
-        super().__init__(transport.config.endpoint + "/", quiet=True, **kwargs)
+    def __init__(self, transport: Transport, base_url: str | None = None, **kwargs: Any) -> None:
+        """``base_url``: the URL paths are relative to (default: the endpoint; a repo's git URL also works)."""
+        kwargs.setdefault("quiet", True)
+        super().__init__(base_url or transport.config.endpoint + "/", **kwargs)
         self.transport = transport
         self.requests = 0
         self.bytes_received = 0
@@ -102,13 +104,20 @@ class GitWire(AbstractHttpGitClient):
     def _http_request(self, url: str, headers: dict[str, str] | None = None,
                       data: bytes | Iterator[bytes] | None = None,
                       raise_for_status: bool = True) -> tuple[Any, Callable[[int], bytes]]:
+        """GET (no data) or POST ``url`` through the Transport (which alone adds the token: an
+        ``Authorization`` dulwich derived from the URL is dropped); errors as hubfs exceptions."""
         self.requests += 1
-        hdrs = {**(headers or {}), "Pragma": "no-cache"}
-        if data is None:
-            resp = self.transport.request("GET", url, headers=hdrs, stream=True)
-        elif isinstance(data, bytes):
-            resp = self.transport.request("POST", url, headers=hdrs, content=data, stream=True)
-        else:  # a streamed push body cannot be replayed: one try
-            body = iter(data)
-            resp = self.transport.request("POST", url, headers=hdrs, content=lambda: body, stream=True, retry=False)
+        hdrs = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+        hdrs["Pragma"] = "no-cache"
+        try:
+            if data is None:
+                resp = self.transport.request("GET", url, headers=hdrs, stream=True)
+            elif isinstance(data, bytes):
+                resp = self.transport.request("POST", url, headers=hdrs, content=data, stream=True)
+            else:  # a streamed push body cannot be replayed: one try
+                body = iter(data)
+                resp = self.transport.request("POST", url, headers=hdrs, content=lambda: body, stream=True,
+                                              retry=False)
+        except httpx.HTTPError as exc:
+            raise HubConnectionError(f"Could not reach the hub for {safe_url(url)}: {exc}") from exc
         return _Answer(resp, url), _Reader(resp, self)

@@ -195,12 +195,14 @@ def resolve(request: Request, prefix: str, ns: str, name: str, rest_raw: str) ->
             if xet_hash:  # Xet clients download through the CAS; everyone else gets the bytes below
                 headers["X-Xet-Hash"] = xet_hash
                 headers["Link"] = xet_auth_link(request, repo.type, repo.repo_id, sha)
-            if hub.cdn_url:
-                # The CDN pattern of huggingface.co: a signed, expiring URL on another origin; the
-                # metadata rides on the redirect itself, and clients drop the token when following it.
+            location = hub.lfs.download_url(entry.lfs.oid)  # a presigned GET when objects live in S3
+            if location is None and hub.cdn_url:
                 sig = hub.sign(f"download|{repo.id}|{entry.lfs.oid}", ttl=3600)
                 location = (f"{hub.cdn_url}/{RepoType.parse(repo.type).url_prefix}{repo.repo_id}.git/info/lfs/objects/"
                             f"{entry.lfs.oid}?{sig}")
+            if location is not None:
+                # The CDN pattern of huggingface.co: a signed, expiring URL on another origin; the
+                # metadata rides on the redirect itself, and clients drop the token when following it.
                 keep = ("X-Repo-Commit", "X-Linked-Size", "ETag", "X-Linked-Etag", "X-Xet-Hash", "Link")
                 return Response(status_code=302, headers={"Location": location,
                                                           **{k: headers[k] for k in keep if k in headers}})

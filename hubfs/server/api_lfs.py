@@ -13,7 +13,7 @@ import hashlib
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -28,6 +28,9 @@ from hubfs.server.hub import Caller, Hub
 from hubfs.server.lfs_store import ObjectWriter
 from hubfs.server.metadata import Repo
 from hubfs.server.wire import caller_of, endpoint_of, hub_of, read_json
+
+if TYPE_CHECKING:
+    from hubfs.server.s3_store import S3ObjectStore
 
 LFS_JSON = "application/vnd.git-lfs+json"
 MAX_PARTS = 10_000
@@ -99,7 +102,14 @@ def _batch(hub: Hub, caller: Caller, endpoint: str, repo_type: str, repo_id: str
                 entry["error"] = {"code": 404, "message": f"Object {oid} does not exist in this repository."}
             else:
                 sig = hub.sign(f"download|{repo.id}|{oid}", ttl=3600)
-                entry["actions"] = {"download": {"href": f"{base}/{oid}?{sig}", "expires_in": 3600}}
+                href = hub.lfs.download_url(oid) or f"{base}/{oid}?{sig}"  # presigned on the object store (S3)
+                entry["actions"] = {"download": {"href": href, "expires_in": 3600}}
+        elif not linked and hub.lfs.remote:  # straight into the object store, promoted by verify
+            if size > hub.multipart_chunk_size * MAX_PARTS:
+                raise PayloadTooLargeError(f"Object {oid} needs more than {MAX_PARTS} parts.")
+            entry["actions"], multi = _s3(hub).upload_actions(hub.sign, base, repo.id, oid, size,
+                                                     hub.multipart_chunk_size, "multipart" in transfers)
+            use_multipart = use_multipart or multi
         elif not linked:
             verify = f"{base}/{oid}/{size}/verify?{hub.sign(f'verify|{repo.id}|{oid}|{size}')}"
             chunk = hub.multipart_chunk_size
@@ -228,7 +238,9 @@ async def complete(request: Request, prefix: str, ns: str, name_git: str, oid: s
 
 def _complete(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, oid: str, size: str, upload_id: str,
               body: dict[str, Any]) -> None:
-    repo = _signed_repo(hub, q, prefix, ns, name_git, "complete", upload_id, oid, size)
+    s3_upload = q.get("s3")  # set by upload_actions: an S3 multipart upload
+    repo = _signed_repo(hub, q, prefix, ns, name_git, "complete", upload_id, oid, size,
+                        *([s3_upload] if s3_upload is not None else []))
     parts = body.get("parts")
     if body.get("oid") != oid or not isinstance(parts, list) or not parts:
         raise BadRequestError("Completion body needs this object's oid and a non-empty 'parts' list.")
@@ -237,6 +249,15 @@ def _complete(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, oid
     numbers = sorted(p["partNumber"] for p in parts)
     if numbers != list(range(1, len(numbers) + 1)) or len(numbers) != len(parts):
         raise BadRequestError("Parts must be numbered 1..N without gaps.")
+    if s3_upload is not None:  # parts went straight to the object store: join them there, then verify
+        if not all(isinstance(p.get("etag"), str) for p in parts):
+            raise BadRequestError("Each completed part needs its 'etag'.")
+        store = _s3(hub)
+        store.complete_multipart(store.check_upload_id(upload_id), s3_upload,
+                                 sorted((p["partNumber"], p["etag"]) for p in parts))
+        store.promote(upload_id, oid, int(size))
+        hub.meta.link_lfs(repo, oid, int(size))
+        return
     hub.lfs.complete_multipart(upload_id, oid, int(size), numbers)
     hub.meta.link_lfs(repo, oid, int(size))
 
@@ -251,9 +272,18 @@ async def verify(request: Request, prefix: str, ns: str, name_git: str, oid: str
 
 def _verify(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, oid: str, size: str,
             body: dict[str, Any]) -> None:
-    repo = _signed_repo(hub, q, prefix, ns, name_git, "verify", oid, size)
+    staged = q.get("upload")  # set by upload_actions: the object's bytes wait in the object store's staging
+    repo = _signed_repo(hub, q, prefix, ns, name_git, "verify", oid, size, *([staged] if staged is not None else []))
     if body.get("oid") not in (None, oid) or body.get("size") not in (None, int(size)):
         raise BadRequestError("Verify body does not match the object of this URL.")
+    if staged is not None and hub.lfs.remote:
+        try:
+            store = _s3(hub)
+            store.promote(store.check_upload_id(staged), oid, int(size))  # size and sha256, or deleted
+            hub.meta.link_lfs(repo, oid, int(size))
+        except IntegrityError as exc:
+            if exc.status != 404:  # 404: nothing staged (verified already, or never sent): checked below
+                raise
     if not (hub.objects.has(oid, int(size)) and hub.meta.lfs_linked(repo, oid)):
         raise IntegrityError(f"Object {oid} of size {size} is not stored.", status=404)
 
@@ -264,9 +294,22 @@ def download(request: Request, prefix: str, ns: str, name_git: str, oid: str) ->
     _signed_repo(hub, request.query_params, prefix, ns, name_git, "download", oid)
     stored = hub.objects.get(oid)
     if stored is None:
+        location = hub.lfs.download_url(oid)  # in S3: the store sends the bytes
+        if location is not None:
+            return Response(status_code=302, headers={"Location": location, "ETag": f'"{oid}"'})
         raise NotFoundError(f"Object {oid} is not stored.")
     return RangedBody(request, stored.size, {"Content-Type": "application/octet-stream", "ETag": f'"{oid}"'},
                       layout=stored.layout)
+
+
+def _s3(hub: Hub) -> S3ObjectStore:
+    """The hub's S3 object store (callers checked ``hub.lfs.remote``; boto3 is an optional extra)."""
+    from hubfs.server.s3_store import S3ObjectStore
+
+    store = hub.lfs.store
+    if not isinstance(store, S3ObjectStore):
+        raise BadRequestError("This hub keeps its objects on local disk.")
+    return store
 
 
 def register(router: Router) -> None:

@@ -6,6 +6,7 @@ sends and reads them).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -28,7 +29,7 @@ from hubfs.server.cards import readme_text
 from hubfs.server.git_store import GitRepo
 from hubfs.server.http import Router, error_response, json_response
 from hubfs.server.hub import ADMIN, Caller, Hub
-from hubfs.server.metadata import Repo
+from hubfs.server.metadata import Repo, Viewer
 from hubfs.server.revisions import resolve as resolve_revision
 from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json, repo_url, str_field
 
@@ -248,23 +249,44 @@ def _parse_card(hub: Hub, g: GitRepo, sha: str) -> dict[str, Any] | None:
 _FACET_PREFIXES = ("language:", "library:", "pipeline_tag:", "task:", "other:")
 
 
-def select_repos(hub: Hub, caller: Caller, repo_type: str, q: QueryParams, *, with_tags: bool = True) -> list[Repo]:
-    """The repos a listing shows ``caller`` for the Hub's query parameters (search, author, filter,
-    pipeline_tag, library, language, gated, sort), in order: the API listing and the web pages share it.
-    ``with_tags`` False leaves each repo's ``tags`` empty (cheaper, for callers that do not show them)."""
+def _listing_filters(repo_type: str, q: QueryParams) -> dict[str, Any]:
+    """The Hub's listing parameters (search, author, filter, pipeline_tag, library, language) as the
+    arguments of ``Metadata.search_repos``."""
     filters = list(q.getlist("filter"))
     for key in ("pipeline_tag", "library", "language"):
         filters += q.getlist(key)
     if repo_type != "dataset":
         filters = [f.split(":", 1)[1] if f.startswith(_FACET_PREFIXES) else f for f in filters]
     searches = q.getlist("search")
-    repos = hub.meta.search_repos(repo_type, author=q.get("author"), search=searches[0] if searches else None,
-                                  filters=filters, sort=q.get("sort"), with_tags=with_tags)
-    for extra in searches[1:]:
+    return {"author": q.get("author"), "search": searches[0] if searches else None, "filters": filters}
+
+
+def select_repos(hub: Hub, caller: Caller, repo_type: str, q: QueryParams, *, with_tags: bool = True) -> list[Repo]:
+    """The repos a listing shows ``caller`` for the Hub's query parameters (search, author, filter,
+    pipeline_tag, library, language, gated, sort), in order: the API listing and the web pages share it.
+    ``with_tags`` False leaves each repo's ``tags`` empty (cheaper, for callers that do not show them)."""
+    repos = hub.meta.search_repos(repo_type, **_listing_filters(repo_type, q), sort=q.get("sort"),
+                                  with_tags=with_tags, viewer=Viewer(caller.user))
+    for extra in q.getlist("search")[1:]:
         repos = [r for r in repos if extra.lower() in r.repo_id.lower()]
     if q.get("gated") in ("true", "false"):
         repos = [r for r in repos if bool(r.gated) == (q["gated"] == "true")]
     return [r for r in repos if not r.private or (caller.user and hub.meta.is_member(caller.user, r.namespace))]
+
+
+def listing_page(hub: Hub, caller: Caller, repo_type: str, q: QueryParams, offset: int,
+                 limit: int) -> tuple[int, list[Repo], dict[str, int], dict[str, Counter[str]]]:
+    """One page of :func:`select_repos`'s answer for parameters with at most one ``search`` and no
+    ``gated`` (the web search page's), with the whole answer's size and facets (see
+    ``Metadata.search_facets``), all counted in SQL: the cost does not grow with the number of repos."""
+    if len(q.getlist("search")) > 1 or q.get("gated"):
+        raise BadRequestError("The search page takes one search and no gated filter.")
+    found = _listing_filters(repo_type, q)
+    viewer = Viewer(caller.user)
+    total, tags, columns = hub.meta.search_facets(repo_type, **found, viewer=viewer)
+    repos = hub.meta.search_repos(repo_type, **found, sort=q.get("sort"), with_tags=False, viewer=viewer,
+                                  limit=limit, offset=offset)
+    return total, repos, tags, columns
 
 
 def list_repos(request: Request, t: str) -> Response:

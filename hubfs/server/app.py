@@ -25,6 +25,7 @@ from hubfs.server import (
     canonical,
     gc,
     git_http,
+    health,
     redact,
     web,
     webhooks,
@@ -34,6 +35,7 @@ from hubfs.server.http import App, Router
 from hubfs.server.hub import Hub
 from hubfs.server.inference.models import InferenceOptions
 from hubfs.server.jobs.runner import JobsOptions
+from hubfs.server.object_store import configure as configure_object_store
 from hubfs.server.web.session import WebAuth
 from hubfs.server.xet import routes as xet_routes
 from hubfs.server.xet.cas import Cas
@@ -54,6 +56,7 @@ def create_app(hub: Hub, file_sender: FileSender | None = None, *, allow_signup:
     git_http.install_hooks(hub)
     webhooks.install_hook(hub.data_dir)
     git_http.register(router)
+    health.register(router)
     api_lfs.register(router)
     api_discussions.register(router)
     for family in (api_access_requests, api_likes, api_collections, api_storage, api_webhooks):
@@ -92,10 +95,12 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
           access_log: bool = False, cdn_url: str | None = None, send_timeout: float = DEFAULT_SEND_TIMEOUT,
           gc_interval: float = gc.DEFAULT_INTERVAL, gc_grace: float = gc.DEFAULT_GRACE,
           allow_signup: bool = False, inference: InferenceOptions | None = None,
-          jobs: JobsOptions | None = None) -> None:
+          jobs: JobsOptions | None = None, object_store: str | None = None,
+          s3_endpoint_url: str | None = None) -> None:
     """Bind, print the endpoint and the admin token file's path (never the token), and serve forever.
 
     ``inference``: also run the hub's models (torch and transformers must be installed; checked first).
+    ``object_store``: ``s3://bucket/prefix`` keeps LFS objects there (remembered in the data folder).
     Every ``gc_interval`` seconds (0: never) a background gc removes garbage older than ``gc_grace``
     seconds. The access log never shows signed-URL signatures or tokens.
     """
@@ -106,6 +111,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
         kwargs["multipart_chunk_size"] = multipart_chunk_size
     if inference is not None:
         check_inference_deps()
+    configure_object_store(data_dir, object_store, s3_endpoint_url)
     hub = Hub(data_dir, public_url=public_url, cdn_url=cdn_url, **kwargs)
     created = hub.bootstrap()
     # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY only for such sockets, and without it

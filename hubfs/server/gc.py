@@ -296,6 +296,8 @@ def _live_oids(target: _Target, git_dir: Path, deleted: dict[str, set[str]]) -> 
 
 def _collect_lfs(target: _Target, grace: float, report: GcReport) -> None:
     """Scan without the lock, then re-check the candidates under it and delete them."""
+    if target.lfs.remote:
+        return  # objects in S3 carry no usable mtime for the grace rule: gc never removes them there
     deleted = LfsDeletions(target.data_dir / "hub.sqlite").by_repo()
     try:
         scanned = {git_dir: (_refs(git_dir), _live_oids(target, git_dir, deleted)) for git_dir in _repos(target.data_dir)}

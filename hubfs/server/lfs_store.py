@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 from hubfs.errors import BadRequestError, IntegrityError, NotFoundError
 from hubfs.lfs import is_valid_oid
+from hubfs.server.object_store import ObjectStore, open_object_store
 
 MULTIPART_TTL = 24 * 3600  # the lifetime of the signed part URLs (Hub.sign's default ttl)
 
@@ -78,13 +79,26 @@ class ObjectWriter:
 
 
 class LfsStore:
-    """LFS objects under ``root/lfs``, temporary uploads under ``root/tmp``."""
+    """LFS objects in the data folder's object store (``root/lfs``, or S3: see :mod:`object_store`),
+    temporary uploads under ``root/tmp``."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "lfs"
         self.tmp_dir = Path(root) / "tmp"
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.store: ObjectStore = open_object_store(Path(root))
+
+    @property
+    def remote(self) -> bool:
+        """True when objects live off this machine (S3): ``path`` then names no file."""
+        return self.store.kind != "local"
+
+    def download_url(self, oid: str, ttl: int = 3600) -> str | None:
+        """A presigned URL on the store's origin for a stored object; None on local disk or when absent."""
+        if not self.remote or self.store.size(oid) is None:
+            return None
+        return self.store.download_url(oid, ttl)
 
     def path(self, oid: str) -> Path:
         """Where object ``oid`` lives (whether or not it exists)."""
@@ -94,6 +108,8 @@ class LfsStore:
 
     def size(self, oid: str) -> int | None:
         """The stored object's size, or None if it is not stored."""
+        if self.remote:
+            return self.store.size(oid)
         try:
             return self.path(oid).stat().st_size
         except FileNotFoundError:
@@ -106,6 +122,8 @@ class LfsStore:
 
     def open(self, oid: str) -> BinaryIO:
         """Open a stored object for reading."""
+        if self.remote:
+            return self.store.open(oid)
         try:
             return open(self.path(oid), "rb")
         except FileNotFoundError:
@@ -141,6 +159,8 @@ class LfsStore:
 
         Call it when a repo links or re-uses an object it did not just upload. False if not stored.
         """
+        if self.remote:
+            return self.store.touch(oid)
         try:
             os.utime(self.path(oid))
         except FileNotFoundError:
@@ -148,6 +168,10 @@ class LfsStore:
         return True
 
     def _install(self, tmp: Path, oid: str) -> None:
+        if self.remote:
+            self.path(oid)
+            self.store.install(tmp, oid)
+            return
         final = self.path(oid)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)

@@ -13,6 +13,7 @@ import secrets
 import sqlite3
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,13 @@ class TokenRow:
     role: str
     created_at: float
     expires_at: float | None
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who a listing is for: ``user`` None is an anonymous visitor (public repos only)."""
+
+    user: str | None
 
 
 class Metadata:
@@ -395,34 +403,66 @@ class Metadata:
         return {row["id"] for row in self._query("SELECT id FROM repos WHERE card_data IS NOT NULL")}
 
     def search_repos(self, repo_type: str, *, author: str | None, search: str | None,
-                     filters: list[str], sort: str | None, with_tags: bool = True) -> list[Repo]:
-        """Repos of a type matching author, a case-insensitive id substring and every filter tag
-        (``with_tags`` False: their ``tags`` are left empty, which saves reading them)."""
-        sql = "SELECT * FROM repos WHERE type=?"
-        args: list[Any] = [repo_type]
-        if author:
-            sql += " AND namespace=?"
-            args.append(author)
-        if search:
-            sql += " AND instr(lower(namespace || '/' || name), lower(?)) > 0"
-            args.append(search)
-        for tag in filters:
-            sql += " AND id IN (SELECT repo FROM repo_tags WHERE tag=?)"
-            args.append(tag)
+                     filters: list[str], sort: str | None, with_tags: bool = True,
+                     viewer: Viewer | None = None, limit: int | None = None, offset: int = 0) -> list[Repo]:
+        """Repos of a type matching author, a case-insensitive id substring and every filter tag, in
+        ``sort`` order (``with_tags`` False: their ``tags`` are left empty, which saves reading them).
+
+        ``viewer``: only the repos that user may see (:meth:`_where`); ``limit``/``offset``: one page."""
+        where, args = self._where(repo_type, author, search, filters, viewer)
         column = {"downloads": "downloads DESC", "likes": "likes DESC", "lastModified": "last_modified DESC",
                   "createdAt": "created_at DESC", "trendingScore": "likes DESC, downloads DESC"}.get(sort or "")
-        rows = self._query(sql + f" ORDER BY {column + ', ' if column else ''}namespace, name", args)
+        window = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+        rows = self._query(f"SELECT * FROM repos WHERE {where} ORDER BY {column + ', ' if column else ''}namespace, name"
+                           + window, args)
         tags: dict[int, list[str]] = {}  # every matching repo's tags in one query, not one per repo
-        for t in [] if not with_tags else self._query(f"SELECT repo, tag FROM repo_tags WHERE repo IN ({sql.replace('*', 'id', 1)}) "
-                             "ORDER BY rowid", args):
-            tags.setdefault(t["repo"], []).append(t["tag"])
+        if with_tags and rows:
+            ids = json.dumps([r["id"] for r in rows])
+            for t in self._query("SELECT repo, tag FROM repo_tags WHERE repo IN (SELECT value FROM json_each(?)) "
+                                 "ORDER BY rowid", (ids,)):
+                tags.setdefault(t["repo"], []).append(t["tag"])
         return [self._repo(r, tags.get(r["id"], [])) for r in rows]
 
-    def tag_counts(self, repo_ids: list[int]) -> dict[str, int]:
-        """tag -> how many of the repos ``repo_ids`` carry it (one query, however many repos)."""
-        rows = self._query("SELECT tag, COUNT(*) AS n FROM repo_tags WHERE repo IN (SELECT value FROM json_each(?)) "
-                           "GROUP BY tag", (json.dumps(repo_ids),))
-        return {r["tag"]: r["n"] for r in rows}
+    def search_facets(self, repo_type: str, *, author: str | None, search: str | None, filters: list[str],
+                      viewer: Viewer | None = None) -> tuple[int, dict[str, int], dict[str, Counter[str]]]:
+        """For the repos :meth:`search_repos` finds (all of them, not a page): how many, tag -> how many
+        carry it, and the indexed ``pipeline_tag`` and ``library_name`` columns' value counts. A few
+        grouped queries, however many repos match."""
+        where, args = self._where(repo_type, author, search, filters, viewer)
+        total = int(self._query(f"SELECT COUNT(*) AS n FROM repos WHERE {where}", args)[0]["n"])
+        tags = {r["tag"]: r["n"] for r in self._query(
+            f"SELECT tag, COUNT(*) AS n FROM repo_tags WHERE repo IN (SELECT id FROM repos WHERE {where}) GROUP BY tag",
+            args)}
+        columns: dict[str, Counter[str]] = {}
+        for column in ("pipeline_tag", "library_name"):
+            columns[column] = Counter({r["v"]: r["n"] for r in self._query(
+                f"SELECT {column} AS v, COUNT(*) AS n FROM repos WHERE {where} AND {column} IS NOT NULL "
+                f"GROUP BY {column}", args)})
+        return total, tags, columns
+
+    def _where(self, repo_type: str, author: str | None, search: str | None, filters: list[str],
+               viewer: Viewer | None) -> tuple[str, list[Any]]:
+        """The WHERE clause of a listing. With a ``viewer``, only repos that user may see: public ones, and
+        private ones of a namespace they are a member of (the rule of :meth:`is_member`)."""
+        where = "type=?"
+        args: list[Any] = [repo_type]
+        if author:
+            where += " AND namespace=?"
+            args.append(author)
+        if search:
+            where += " AND instr(lower(namespace || '/' || name), lower(?)) > 0"
+            args.append(search)
+        for tag in filters:
+            where += " AND id IN (SELECT repo FROM repo_tags WHERE tag=?)"
+            args.append(tag)
+        if viewer is not None:
+            if viewer.user is None:
+                where += " AND private=0"
+            else:
+                where += (" AND (private=0 OR namespace=? OR namespace IN (SELECT org FROM members WHERE user=?)"
+                          " OR (namespace='' AND ?=?))")
+                args += [viewer.user, viewer.user, viewer.user, SITE_ADMIN]
+        return where, args
 
     # -- gated access ------------------------------------------------------------------------------
 

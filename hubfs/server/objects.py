@@ -42,7 +42,9 @@ class Objects:
         return self.size(oid) == size
 
     def get(self, oid: str) -> StoredObject | None:
-        size = self.lfs.size(oid)
+        """The bytes the hub itself can send: None for an object only in a remote store (S3), which
+        callers serve through ``lfs.download_url`` instead."""
+        size = self.lfs.size(oid) if not self.lfs.remote else None
         if size is not None:
             return StoredObject(size, [FileSlice(str(self.lfs.path(oid)), 0, size)])
         f = self.xet.file_by_sha256(oid)

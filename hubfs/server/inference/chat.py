@@ -137,14 +137,22 @@ def stream(pipe: Any, req: GenRequest) -> Iterator[str]:
     as ``generate`` makes them; stop sequences end the stream early. Blocking."""
     import torch
 
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
     enc, kwargs = _prepare(pipe, req)
     tokens: queue.Queue[int | None] = queue.Queue()
     failure: list[BaseException] = []
+    done = threading.Event()  # set when the reader stops early (stop sequence, client gone)
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+            return torch.full((input_ids.shape[0],), done.is_set(), dtype=torch.bool, device=input_ids.device)
 
     def run() -> None:
         try:
             with torch.inference_mode():
-                pipe.model.generate(**enc, **kwargs, streamer=_Streamer(tokens))
+                pipe.model.generate(**enc, **kwargs, streamer=_Streamer(tokens),
+                                    stopping_criteria=StoppingCriteriaList([Cancelled()]))
         except BaseException as exc:  # noqa: BLE001 - reported to the reader below
             failure.append(exc)
         finally:
@@ -153,17 +161,20 @@ def stream(pipe: Any, req: GenRequest) -> Iterator[str]:
     threading.Thread(target=run, name="hubfs-generate", daemon=True).start()
     ids: list[int] = []
     sent = ""
-    while (token := tokens.get()) is not None:
-        ids.append(token)
-        text = pipe.tokenizer.decode(ids, skip_special_tokens=True)
-        if text.endswith("\ufffd") or len(text) <= len(sent):
-            continue
-        cut, stopped = _cut(text, req.stop)
-        if len(cut) > len(sent):
-            yield cut[len(sent):]
-        sent = cut
-        if stopped:
-            break
+    try:
+        while (token := tokens.get()) is not None:
+            ids.append(token)
+            text = pipe.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd") or len(text) <= len(sent):
+                continue
+            cut, stopped = _cut(text, req.stop)
+            if len(cut) > len(sent):
+                yield cut[len(sent):]
+            sent = cut
+            if stopped:
+                break
+    finally:
+        done.set()  # generation stops at its next token when nobody reads it any more
     if failure:
         raise failure[0]
 

@@ -155,8 +155,21 @@ class ModelCache:
             del self._inflight[key]
             self._loaded[key] = model
             self._evict(keep=key)
+            self._drop_old_folders(repo, key.sha)
         mine.set_result(model)
         return model
+
+    def _drop_old_folders(self, repo: Repo, sha: str) -> None:
+        """Remove the files of ``repo``'s other commits that no loaded model or load under way uses
+        (called under the lock, after a load of ``sha``); temporaries of loads under way are left alone."""
+        in_use = {k.sha for k in (*self._loaded, *self._inflight) if k.repo_id == repo.repo_id} | {sha}
+        parent = self._folder(repo, sha).parent
+        for old in parent.iterdir():
+            if not old.name.startswith(".") and old.name not in in_use:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _folder(self, repo: Repo, sha: str) -> Path:
+        return self.root / repo.repo_id.replace("/", "--").lstrip("-") / sha
 
     def _evict(self, keep: ModelKey) -> None:
         """Drop least recently used models (never ``keep``) until the count and memory bounds hold."""
@@ -206,7 +219,7 @@ class ModelCache:
         """A folder holding ``repo``'s files at ``sha`` (safetensors weights, configs, tokenizer files;
         other weight formats left out): LFS objects hard-linked from the store where they lie whole,
         written otherwise. Built in a temporary folder and renamed into place, so it is whole or absent."""
-        folder = self.root / repo.repo_id.replace("/", "--").lstrip("-") / sha
+        folder = self._folder(repo, sha)
         if folder.is_dir():
             return folder
         if not any(e.path.endswith(".safetensors") for e in entries):

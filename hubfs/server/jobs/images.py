@@ -86,6 +86,13 @@ def flavor_of(name: str | None) -> Flavor:
     return flavor
 
 
+def limits(flavor: Flavor, timeout: float) -> dict[str, int]:
+    """``prlimit`` names and values for a local job: address space (CPU flavors), CPU seconds."""
+    out = {} if flavor.gpu else {"as": flavor.ram_gb << 30}
+    out["cpu"] = int(timeout * flavor.cpus) + 1
+    return out
+
+
 def is_python_image(image: str) -> bool:
     return bool(_PYTHON_IMAGE.match(image.split("@", 1)[0]))
 

@@ -200,8 +200,8 @@ def list_jobs(request: Request, namespace: str) -> Response:
     wanted = [tuple(label.split("=", 1)) for label in request.query_params.getlist("label") if "=" in label]
     jobs = [j for j in runner_of(request).store.of_owner(namespace, stages or None)
             if all(j.spec.labels.get(k) == v for k, v in wanted)]
-    chunk, headers = page(request, [job_json(hub, j) for j in jobs], PAGE)
-    return json_response(chunk, headers=headers)
+    chunk, headers = page(request, jobs, PAGE)
+    return json_response([job_json(hub, j) for j in chunk], headers=headers)
 
 
 def inspect_job(request: Request, namespace: str, job_id: str) -> Response:

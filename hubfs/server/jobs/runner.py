@@ -8,9 +8,15 @@ environment and secrets. Limits: the timeout (the whole group is killed past it:
 ``RLIMIT_AS``/``RLIMIT_CPU`` from the flavor. Cancel sends SIGTERM to the group, then SIGKILL.
 When the job's main process ends, what is left of its group is killed (as a container would be).
 
+With ``user`` (``--jobs-user``, the hub running as root) a local job runs as that OS user: its work
+folder is its own, the hub's data folder is made 0700 and logs 0600, so a job reads the hub only
+through the API with its token. Without it a local job runs as the hub's own user and can read the
+hub's files: for trusted users only (or use a container runtime).
+
 Threads, never the event loop: per running job one thread drains its output into the log (capped
 at ``max_log_bytes``; past it a last line says so and the rest is dropped) and one waits for the
-process. On start, jobs recorded as scheduling or running are marked ERROR and their leftover
+process. The work folder is removed when the job ends (as a container's disk would be); the log stays.
+On start, jobs recorded as scheduling or running are marked ERROR and their leftover
 process groups killed: a restart never leaves a job running forever.
 """
 
@@ -20,6 +26,7 @@ import json
 import logging
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import threading
@@ -50,6 +57,7 @@ class JobsOptions:
     max_queued: int = 16
     runtime: str = "local"
     max_log_bytes: int = 16 << 20
+    user: str | None = None  # local jobs run as this OS user (the hub must run as root)
 
 
 class _Live:
@@ -78,12 +86,28 @@ def _proc_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _open_log(path: Path) -> IO[bytes]:
+    """The job's log for appending, readable by the hub only (0600)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "ab")
+
+
 class JobRunner:
     """The jobs of one hub: submit, cancel, and the state the routes read."""
 
     def __init__(self, hub: Hub, store: JobsStore, options: JobsOptions) -> None:
         self.hub, self.store, self.options = hub, store, options
         self.options.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self._uid: tuple[int, int] | None = None
+        if options.user:
+            import pwd
+
+            entry = pwd.getpwnam(options.user)
+            self._uid = (entry.pw_uid, entry.pw_gid)
+            os.chmod(hub.data_dir, 0o700)  # the hub's data is the hub's alone
+            os.chmod(options.jobs_dir, 0o711)  # jobs reach their own folder, list nobody's
+        elif options.runtime == "local":
+            log.warning("jobs run as the hub's own OS user and can read its files: for trusted users only "
+                        "(see --jobs-user and --jobs-runtime)")
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         self._queue: list[str] = []
@@ -130,7 +154,7 @@ class JobRunner:
                                  status=429)
             self._live[job.id] = live
             self._queue.append(job.id)
-        self.folder(job.id).mkdir(parents=True, exist_ok=True)
+        self.folder(job.id).mkdir(mode=0o711, parents=True, exist_ok=True)
         self._pump()
 
     def cancel(self, job_id: str) -> None:
@@ -192,6 +216,9 @@ class JobRunner:
         spec = job.spec
         work = self.folder(job.id) / "work"
         work.mkdir(parents=True, exist_ok=True)
+        if self._uid is not None:
+            os.chown(work, *self._uid)
+            work.chmod(0o700)
         role = live.role
         timeout = spec.timeout or DEFAULT_TIMEOUT
         token = self.hub.meta.create_token(job.created_by, f"job-{job.id}", role, expires_in=timeout + 3600)
@@ -199,21 +226,36 @@ class JobRunner:
         env = self._job_env(live, token, work)
         flavor = images.flavor_of(spec.flavor)
         argv = [*spec.command, *spec.arguments]
+        limits = images.limits(flavor, timeout)
+        wrapped = False
         if self.options.runtime == "local":
             argv = images.local_command(spec.image, argv)
+            prlimit = shutil.which("prlimit")
+            if prlimit:  # limits set before the command starts: nothing it forks escapes them
+                argv = [prlimit, *(f"--{name}={value}" for name, value in limits.items()), "--", *argv]
+                wrapped = True
         else:
             passed = [k for k in env if k not in ("PATH", "HOME", "TMPDIR", "LANG")]
             argv = images.container_command(self.options.runtime, f"hubfs-job-{job.id}", spec.image, argv,
                                             passed, work, flavor)
         self._append(job.id, log_event(f"===== Job started at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} "
                                        "====="))
-        proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        as_user: dict[str, object] = {}
+        if self._uid is not None:
+            as_user = {"user": self._uid[0], "group": self._uid[1], "extra_groups": []}
+        try:
+            proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                    **as_user)  # type: ignore[call-overload]
+        except BaseException:
+            self._revoke(token_id)
+            raise
         live.proc = proc
         live.secrets = {}  # the process has them now; nothing else needs the values
         if live.canceled:
             self._signal(proc.pid, signal.SIGTERM)
-        self._limit(proc.pid, flavor, timeout)
+        if self.options.runtime == "local" and not wrapped:
+            self._limit(proc.pid, limits)
         self.store.started(job.id, proc.pid, _proc_start(proc.pid), token_id)
         assert proc.stdout is not None
         drained = threading.Thread(target=self._drain, args=(job.id, proc.stdout), name=f"job-{job.id}-log",
@@ -222,16 +264,14 @@ class JobRunner:
         threading.Thread(target=self._supervise, args=(live, drained, timeout, token_id), name=f"job-{job.id}",
                          daemon=True).start()
 
-    def _limit(self, pid: int, flavor: images.Flavor, timeout: float) -> None:
-        """RLIMIT_AS (CPU flavors) and RLIMIT_CPU on the job's first process; its children inherit them."""
-        if self.options.runtime != "local":
-            return
+    @staticmethod
+    def _limit(pid: int, limits: dict[str, int]) -> None:
+        """Without the ``prlimit`` command: set the limits on the job's first process just after it started
+        (its children inherit them; one forked in that instant would not)."""
+        names = {"as": resource.RLIMIT_AS, "cpu": resource.RLIMIT_CPU}
         try:
-            if not flavor.gpu:
-                ram = flavor.ram_gb << 30
-                resource.prlimit(pid, resource.RLIMIT_AS, (ram, ram))
-            cpu = int(timeout * flavor.cpus) + 1
-            resource.prlimit(pid, resource.RLIMIT_CPU, (cpu, cpu))
+            for name, value in limits.items():
+                resource.prlimit(pid, names[name], (value, value))
         except (OSError, ValueError) as exc:  # the process may be gone already, or limits lower than asked
             log.debug("job limits not applied to %d: %s", pid, exc)
 
@@ -240,7 +280,7 @@ class JobRunner:
         path = self.log_path(job_id)
         written = path.stat().st_size if path.exists() else 0
         capped = False
-        with pipe, open(path, "ab") as out:
+        with pipe, _open_log(path) as out:
             while True:
                 line = pipe.readline(MAX_LINE)
                 if not line:
@@ -271,6 +311,7 @@ class JobRunner:
             subprocess.run([self.options.runtime, "rm", "-f", f"hubfs-job-{live.job.id}"], capture_output=True,
                            check=False, timeout=60)
         drained.join(10)
+        shutil.rmtree(self.folder(live.job.id) / "work", ignore_errors=True)  # as a container's disk; the log stays
         if live.timed_out:
             stage, message = ERROR, f"Job timeout: stopped after {int(timeout)} seconds."
         elif live.canceled:
@@ -295,8 +336,8 @@ class JobRunner:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _append(self, job_id: str, event: bytes) -> None:
-        self.folder(job_id).mkdir(parents=True, exist_ok=True)
-        with open(self.log_path(job_id), "ab") as out:
+        self.folder(job_id).mkdir(mode=0o711, parents=True, exist_ok=True)
+        with _open_log(self.log_path(job_id)) as out:
             out.write(event)
 
     def _revoke(self, token_id: str | None) -> None:

@@ -1,14 +1,14 @@
 """The search pages (``/``, ``/models``, ``/datasets``, ``/spaces``): the API listing's results, facets
 with counts, sort and pagination, all in the Hub's own query parameters so links can be shared.
 
-The results are exactly ``list_models``'s for the signed-in caller: :func:`api_repos.select_repos`
-picks and orders them (private repos of others never appear, nor count in a facet).
+The results are exactly ``list_models``'s for the signed-in caller: :func:`api_repos.listing_page` picks
+and orders them with the listing's own filters and visibility rule (private repos of others never
+appear, nor count in a facet), a page at a time, with facet counts made in SQL.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -16,8 +16,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubfs.server.api_repos import select_repos
-from hubfs.server.metadata import Repo
+from hubfs.server.api_repos import listing_page
 from hubfs.server.web.pages_base import html, page, page_caller
 from hubfs.server.wire import hub_of, int_param
 
@@ -46,8 +45,9 @@ def api_query(repo_type: str, q: QueryParams) -> QueryParams:
     out: list[tuple[str, str]] = []
     for key in ("search", "author"):
         out += [(key, v) for v in q.getlist(key)[:1] if v]
-    sort = q.get("sort") or "lastModified"
-    if sort in SORTS and sort != "name":
+    sort = q.get("sort") or ""
+    sort = sort if sort in SORTS else "lastModified"
+    if sort != "name":
         out.append(("sort", sort))
     prefixes = ({"pipeline_tag": "task_categories:", "language": "language:", "library": "library:",
                  "license": "license:"} if repo_type == "dataset" else {"license": "license:"})
@@ -65,13 +65,13 @@ def api_query(repo_type: str, q: QueryParams) -> QueryParams:
     return QueryParams(out)
 
 
-def facet_counts(repo_type: str, repos: Iterable[Repo], tags: dict[str, int]) -> dict[str, Counter[str]]:
-    """facet -> value -> number of ``repos`` carrying it, from their indexed task and library columns
-    and ``tags`` (tag -> how many of ``repos`` carry it, see ``Metadata.tag_counts``)."""
+def facet_counts(repo_type: str, tags: dict[str, int], columns: dict[str, Counter[str]]) -> dict[str, Counter[str]]:
+    """facet -> value -> number of repos carrying it, from ``tags`` (tag -> how many repos carry it)
+    and, for models, the indexed ``pipeline_tag`` and ``library_name`` columns' counts."""
     counts: dict[str, Counter[str]] = {k: Counter() for k in FACETS}
     if repo_type == "model":
-        counts["pipeline_tag"].update(r.pipeline_tag for r in repos if r.pipeline_tag)
-        counts["library"].update(r.library_name for r in repos if r.library_name)
+        counts["pipeline_tag"].update(columns.get("pipeline_tag", {}))
+        counts["library"].update(columns.get("library_name", {}))
     prefixed = ({"license": "license", "language": "language", "task_categories": "pipeline_tag",
                  "library": "library"} if repo_type == "dataset" else {"license": "license"})
     for tag, n in tags.items():
@@ -114,15 +114,19 @@ def facets(path: str, q: QueryParams, counts: dict[str, Counter[str]]) -> list[t
 def _search(request: Request, repo_type: str, path: str, heading: str) -> Response:
     hub, caller = hub_of(request), page_caller(request)
     q = request.query_params
-    repos = select_repos(hub, caller, repo_type, api_query(repo_type, q), with_tags=False)
-    counts = facet_counts(repo_type, repos, hub.meta.tag_counts([r.id for r in repos]))
-    pages = max(1, -(-len(repos) // PAGE_SIZE))
-    p = min(int_param(q.get("p") or "0", "The page number", 1 << 20), pages - 1)
-    shown = repos[p * PAGE_SIZE:(p + 1) * PAGE_SIZE]
-    sort = q.get("sort") if q.get("sort") in SORTS else "lastModified"
+    wanted = int_param(q.get("p") or "0", "The page number", 1 << 20)
+    query = api_query(repo_type, q)
+    total, shown, tags, columns = listing_page(hub, caller, repo_type, query, wanted * PAGE_SIZE, PAGE_SIZE)
+    pages = max(1, -(-total // PAGE_SIZE))
+    p = min(wanted, pages - 1)
+    if p != wanted:  # past the end: the last page
+        total, shown, tags, columns = listing_page(hub, caller, repo_type, query, p * PAGE_SIZE, PAGE_SIZE)
+    counts = facet_counts(repo_type, tags, columns)
+    sort = q.get("sort") or ""
+    sort = sort if sort in SORTS else "lastModified"
     return html(request, "search.html", {
         "title": heading, "heading": heading, "repo_type": repo_type, "action": path, "repos": shown,
-        "total": len(repos), "facets": facets(path, q, counts),
+        "total": total, "facets": facets(path, q, counts),
         "sorts": [(k, label, k == sort, link(path, q, sort=k)) for k, label in SORTS.items()],
         "search": q.get("search") or "", "page": p, "pages": pages,
         "prev_url": link(path, q, p=str(p - 1)) if p > 0 else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import threading
@@ -202,3 +203,39 @@ def test_restart_marks_live_jobs_failed(tmp_path: Path) -> None:
         wait_until(lambda: not alive(pid), 10)
     finally:
         server.stop()
+
+
+# A shell job (the hub's Python may sit in a folder the job's user cannot enter): it commits with curl.
+PROBE = r"""
+cat "$ADMIN_TOKEN_FILE" >/dev/null 2>&1 && echo "read the admin token" || echo "admin token: denied"
+echo "uid $(id -u)"
+printf '{"key":"header","value":{"summary":"from nobody","description":""}}\n{"key":"file","value":{"path":"who.txt","encoding":"base64","content":"%s"}}\n' "$(printf 'as nobody' | base64)" > body
+curl -sf -H "authorization: Bearer $HF_TOKEN" -H "content-type: application/x-ndjson" --data-binary @body \
+    "$HF_ENDPOINT/api/models/$REPO/commit/main" >/dev/null && echo pushed
+"""
+
+
+def test_jobs_user_reads_the_hub_only_through_the_api(tmp_path: Path) -> None:
+    import pwd
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("--jobs-user needs the hub to run as root")
+    jobs_dir = Path(tempfile.mkdtemp(prefix="hubfs-jobs-"))  # outside pytest's 0700 folders
+    jobs_dir.chmod(0o711)
+    server = HubServer(tmp_path / "hub", "--jobs", "--jobs-user", "nobody", "--jobs-dir", str(jobs_dir)).start()
+    try:
+        api = HfApi(endpoint=server.endpoint, token=server.admin_token)
+        repo = f"admin/who-{uuid.uuid4().hex[:6]}"
+        api.create_repo(repo, private=True)
+        job = api.run_job(image="ubuntu", command=["sh", "-c", PROBE],
+                          env={"REPO": repo, "ADMIN_TOKEN_FILE": str(server.data_dir / "admin.token")})
+        final = api.wait_for_job(job.id, timeout=60, poll_interval=0.2)
+        logs = list(api.fetch_job_logs(job_id=job.id))
+        assert final.status.stage == "COMPLETED", logs
+        assert "admin token: denied" in logs and f"uid {pwd.getpwnam('nobody').pw_uid}" in logs and "pushed" in logs
+        assert api.list_repo_commits(repo)[0].title == "from nobody"
+    finally:
+        server.stop()
+        shutil.rmtree(jobs_dir, ignore_errors=True)

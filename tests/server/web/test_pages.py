@@ -289,8 +289,10 @@ def test_api_git_and_resolve_routes_unchanged(hub: Any, api: Any, web_repo: Any,
 
 def test_canonical_and_moved_repos(hub: Any, api: Any) -> None:
     mark = uuid.uuid4().hex[:8]
-    api.create_repo(f"canon-{mark}")  # the admin's repo without a namespace, like gpt2
-    api.create_repo(f"canon-ds-{mark}", repo_type="dataset")
+    for name, kind in ((f"canon-{mark}", "model"), (f"canon-ds-{mark}", "dataset")):  # no namespace, like gpt2
+        made = httpx.post(f"{hub.endpoint}/api/repos/create", json={"name": name, "type": kind},
+                          headers={"Authorization": f"Bearer {hub.admin_token}"})
+        assert made.status_code == 200, made.text
     page = get(hub, f"/canon-{mark}")
     assert page.status_code == 200 and f'href="/canon-{mark}/tree/main"' in page.text
     assert get(hub, f"/canon-{mark}/tree/main").status_code == 200

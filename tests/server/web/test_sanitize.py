@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from starlette.datastructures import QueryParams
 
-from hubfs.server.metadata import Repo
 from hubfs.server.web.pages_base import Site, ago, human_size, repo_base, url_path
 from hubfs.server.web.render import card_body, chips, markdown_engine, render_markdown, repo_linker, sanitize
 from hubfs.server.web.search import api_query, facet_counts, facets, link
@@ -121,14 +122,10 @@ def test_search_params_speak_the_api_vocabulary() -> None:
     assert "sort" not in api_query("model", QueryParams("sort=name"))
 
 
-def _repo(i: int, tags: list[str], task: str | None = None, lib: str | None = None) -> Repo:
-    return Repo(i, f"u{i}", "model", "ns", f"r{i}", False, False, None, 0.0, 0.0, None, task, lib, 0, 0, tags)
-
-
 def test_facet_counts_and_links() -> None:
-    repos = [_repo(1, [], "fill-mask", "transformers"), _repo(2, [], "text-generation", None)]
     tags = {"fill-mask": 1, "fr": 2, "en": 1, "license:mit": 2, "bert": 1, "dataset:x": 1}
-    counts = facet_counts("model", repos, tags)
+    columns = {"pipeline_tag": Counter({"fill-mask": 1, "text-generation": 1}), "library_name": Counter(transformers=1)}
+    counts = facet_counts("model", tags, columns)
     assert counts["language"] == {"fr": 2, "en": 1} and counts["license"] == {"mit": 2}
     assert counts["pipeline_tag"] == {"fill-mask": 1, "text-generation": 1} and counts["library"] == {"transformers": 1}
     q = QueryParams("search=b&language=fr&p=3")
@@ -137,5 +134,5 @@ def test_facet_counts_and_links() -> None:
     shown = {key: values for key, _, values in facets("/models", q, counts)}
     fr = next(v for v in shown["language"] if v.value == "fr")
     assert fr.selected and fr.url == "/models?search=b"
-    ds = facet_counts("dataset", [], {"language:de": 1, "task_categories:translation": 1, "fr": 1})
+    ds = facet_counts("dataset", {"language:de": 1, "task_categories:translation": 1, "fr": 1}, {})
     assert ds["language"] == {"de": 1} and ds["pipeline_tag"] == {"translation": 1}
