@@ -110,6 +110,8 @@ def _inference_options(args: argparse.Namespace) -> InferenceOptions | None:
         return None
     from hubfs.server.inference.models import InferenceOptions
 
+    if args.max_models < 1 or args.max_batch < 1 or args.inference_timeout <= 0:
+        raise HubfsError("--max-models and --max-batch must be at least 1, --inference-timeout above 0")
     return InferenceOptions(device=args.device, max_models=args.max_models, max_memory=args.max_memory,
                             max_batch=args.max_batch, timeout=args.inference_timeout)
 

@@ -108,18 +108,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _stream(transport: Any, ns: str, job_id: str, *, follow: bool) -> None:
-    """Print the job's log lines (all of them, then live ones with ``follow``)."""
+    """Print the job's log lines (all of them, then live ones with ``follow``, reconnecting when the hub
+    ends a long stream before the job ends and skipping the events already printed)."""
     params = None if follow else {"follow": "false"}
-    resp = transport.request("GET", f"/api/jobs/{ns}/{job_id}/logs", params=params, stream=True)
-    try:
-        for line in resp.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            text = json.loads(line[6:]).get("data", "")
-            if not text.startswith("===== Job started"):
-                print(text, flush=True)
-    finally:
-        resp.close()
+    seen, final = 0, False
+    while True:
+        index = 0
+        resp = transport.request("GET", f"/api/jobs/{ns}/{job_id}/logs", params=params, stream=True)
+        try:
+            for line in resp.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                index += 1
+                if index <= seen:
+                    continue
+                seen = index
+                text = json.loads(line[6:]).get("data", "")
+                if not text.startswith("===== Job started"):
+                    print(text, flush=True)
+        finally:
+            resp.close()
+        if not follow or final:
+            return
+        final = transport.request("GET", f"/api/jobs/{ns}/{job_id}").json()["status"]["stage"] in TERMINAL
+        if not final:  # the hub ended a long stream: reconnect (one last pass once the job is over)
+            time.sleep(1)
 
 
 def _wait(transport: Any, ns: str, job_id: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ PROMPT = "the hub serves models and weights to the gpu"
 
 def build_model(folder: Path, layers: int, width: int) -> Path:
     sys.path.insert(0, str(TESTS / "server" / "inference"))
-    import tiny_models
+    import tiny_models  # type: ignore[import-not-found]
 
     return tiny_models.build_gpt2(folder, layers=layers, width=width)  # type: ignore[no-any-return]
 
@@ -75,7 +75,7 @@ def local_ttft(folder: Path, device: str) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(folder).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder).to(device).eval()  # type: ignore[arg-type]
     tok = AutoTokenizer.from_pretrained(folder)
     enc = tok(PROMPT, return_tensors="pt").to(device)
     with torch.inference_mode():

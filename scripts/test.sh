@@ -17,6 +17,9 @@ if [ "$(id -u)" = 0 ]; then
   command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
   have_deb libfuse3-3 || need+=(libfuse3-3)
   command -v fio >/dev/null 2>&1 || need+=(fio)
+  # Jobs: a job run as another OS user (--jobs-user) commits with curl; prlimit sets its limits.
+  command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
   # The web interface's browser tests: headless Chromium and its driver, from Debian.
   have_deb chromium || need+=(chromium)
   have_deb chromium-driver || need+=(chromium-driver)

@@ -108,7 +108,7 @@ def _batch(hub: Hub, caller: Caller, endpoint: str, repo_type: str, repo_id: str
             if size > hub.multipart_chunk_size * MAX_PARTS:
                 raise PayloadTooLargeError(f"Object {oid} needs more than {MAX_PARTS} parts.")
             entry["actions"], multi = _s3(hub).upload_actions(hub.sign, base, repo.id, oid, size,
-                                                     hub.multipart_chunk_size, "multipart" in transfers)
+                                                              hub.multipart_chunk_size, "multipart" in transfers)
             use_multipart = use_multipart or multi
         elif not linked:
             verify = f"{base}/{oid}/{size}/verify?{hub.sign(f'verify|{repo.id}|{oid}|{size}')}"

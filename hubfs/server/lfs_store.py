@@ -167,6 +167,16 @@ class LfsStore:
             return False
         return True
 
+    def delete(self, oid: str) -> bool:
+        """Remove a stored object (on disk or in S3); False if it was not stored."""
+        if self.remote:
+            return self.store.delete(oid)
+        try:
+            self.path(oid).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def _install(self, tmp: Path, oid: str) -> None:
         if self.remote:
             self.path(oid)
@@ -236,7 +246,8 @@ class LfsStore:
             if stats is not None and stats[0] < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed, freed = removed + 1, freed + stats[1]
-        return removed, freed
+        staged = self.store.clean_staging(cutoff)  # uploads staged in S3 whose signed links expired
+        return removed + staged[0], freed + staged[1]
 
 
 def _dead_upload_size(tmp: Path) -> int | None:

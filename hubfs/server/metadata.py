@@ -429,15 +429,17 @@ class Metadata:
         carry it, and the indexed ``pipeline_tag`` and ``library_name`` columns' value counts. A few
         grouped queries, however many repos match."""
         where, args = self._where(repo_type, author, search, filters, viewer)
-        total = int(self._query(f"SELECT COUNT(*) AS n FROM repos WHERE {where}", args)[0]["n"])
+        total = 0
+        columns: dict[str, Counter[str]] = {"pipeline_tag": Counter(), "library_name": Counter()}
+        for r in self._query(f"SELECT pipeline_tag, library_name, COUNT(*) AS n FROM repos WHERE {where} "
+                             "GROUP BY pipeline_tag, library_name", args):
+            total += r["n"]
+            for column, counts in columns.items():
+                if r[column] is not None:
+                    counts[r[column]] += r["n"]
         tags = {r["tag"]: r["n"] for r in self._query(
             f"SELECT tag, COUNT(*) AS n FROM repo_tags WHERE repo IN (SELECT id FROM repos WHERE {where}) GROUP BY tag",
-            args)}
-        columns: dict[str, Counter[str]] = {}
-        for column in ("pipeline_tag", "library_name"):
-            columns[column] = Counter({r["v"]: r["n"] for r in self._query(
-                f"SELECT {column} AS v, COUNT(*) AS n FROM repos WHERE {where} AND {column} IS NOT NULL "
-                f"GROUP BY {column}", args)})
+            args)} if total else {}
         return total, tags, columns
 
     def _where(self, repo_type: str, author: str | None, search: str | None, filters: list[str],

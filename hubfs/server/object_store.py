@@ -56,6 +56,10 @@ class ObjectStore(Protocol):
     def check(self) -> None:
         """Raise when the store cannot be reached or written (health)."""
 
+    def clean_staging(self, cutoff: float) -> tuple[int, int]:
+        """Remove uploads staged in the store before ``cutoff`` that nothing can promote any more;
+        returns (entries removed, bytes freed)."""
+
 
 def object_path(root: Path, oid: str) -> Path:
     """``root/ab/cd/<oid>``, after checking ``oid`` is 64 lowercase hex."""
@@ -117,6 +121,9 @@ class LocalObjectStore:
 
     def download_url(self, oid: str, ttl: int = 3600) -> str | None:
         return None
+
+    def clean_staging(self, cutoff: float) -> tuple[int, int]:
+        return 0, 0  # uploads to local disk stage in tmp/ (LfsStore.clean_temporaries)
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK | os.X_OK):

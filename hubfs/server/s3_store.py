@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +31,18 @@ from hubfs.errors import BadRequestError, HubfsError, IntegrityError, NotFoundEr
 from hubfs.server.object_store import object_path
 
 READ_CHUNK = 8 << 20
+SIZE_CACHE = 100_000  # remembered object sizes per process (a few MB)
+UUID_EPOCH = 0x01B21DD213814000  # 1970-01-01 in UUID time (100 ns steps since 1582-10-15)
 UPLOAD_TTL = 24 * 3600  # presigned upload and part URLs, like the hub's own signed upload URLs
+
+
+def _issued_at(key: str, fallback: float) -> float:
+    """When the staging id at the end of ``key`` was handed out (ids are time-based UUIDs), else ``fallback``."""
+    try:
+        u = uuid.UUID(key.rsplit("/", 1)[-1])
+    except ValueError:
+        return fallback
+    return (u.time - UUID_EPOCH) / 1e7 if u.version == 1 else fallback
 
 
 def _missing(exc: ClientError) -> bool:
@@ -45,11 +58,20 @@ class S3ObjectStore:
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.endpoint_url = endpoint_url
-        session = boto3.session.Session()
+        self._session = session = boto3.session.Session()
+        self._lock = threading.Lock()
+        self._sizes: dict[str, int] = {}  # oid -> size of objects seen in the bucket (see size())
         config = Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"},
                         s3={"addressing_style": "path"} if endpoint_url else {})
         self.client: Any = session.client("s3", endpoint_url=endpoint_url, config=config,
                                           region_name=session.region_name or "us-east-1")
+
+    def _probe(self) -> Any:
+        config = Config(signature_version="s3v4", retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=3,
+                        read_timeout=5, s3={"addressing_style": "path"} if self.endpoint_url else {})
+        with self._lock:  # a boto3 session is not safe to make clients from in several threads at once
+            return self._session.client("s3", endpoint_url=self.endpoint_url, config=config,
+                                        region_name=self._session.region_name or "us-east-1")
 
     @property
     def url(self) -> str:
@@ -76,7 +98,21 @@ class S3ObjectStore:
     # -- the ObjectStore interface -----------------------------------------------------------------
 
     def size(self, oid: str) -> int | None:
-        return self._head(self.key(oid))
+        """Objects are immutable and only this hub deletes them, so a size seen once is remembered
+        (bounded): a resolve or batch answer then costs no request to the store."""
+        known = self._sizes.get(oid)
+        if known is not None:
+            return known
+        size = self._head(self.key(oid))
+        if size is not None:
+            self._remember(oid, size)
+        return size
+
+    def _remember(self, oid: str, size: int) -> None:
+        with self._lock:
+            if len(self._sizes) >= SIZE_CACHE:
+                self._sizes.clear()
+            self._sizes[oid] = size
 
     def open(self, oid: str) -> BinaryIO:
         try:
@@ -87,15 +123,21 @@ class S3ObjectStore:
             raise
 
     def install(self, tmp: Path, oid: str) -> None:
+        size = Path(tmp).stat().st_size
         self.client.upload_file(str(tmp), self.bucket, self.key(oid))
         Path(tmp).unlink(missing_ok=True)
+        self._remember(oid, size)
 
     def touch(self, oid: str) -> bool:
         return self.size(oid) is not None  # gc never removes S3 objects: nothing to refresh
 
     def delete(self, oid: str) -> bool:
+        with self._lock:
+            self._sizes.pop(oid, None)
         if self.size(oid) is None:
             return False
+        with self._lock:
+            self._sizes.pop(oid, None)
         self.client.delete_object(Bucket=self.bucket, Key=self.key(oid))
         return True
 
@@ -110,8 +152,9 @@ class S3ObjectStore:
             "get_object", Params={"Bucket": self.bucket, "Key": self.key(oid)}, ExpiresIn=ttl))
 
     def check(self) -> None:
+        """One quick try (no retries, short timeouts): health probes must answer fast when S3 is down."""
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            self._probe().head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise HubfsError(f"S3 bucket {self.bucket} is not reachable: {type(exc).__name__}") from None
 
@@ -172,16 +215,34 @@ class S3ObjectStore:
                                      f"{digest.hexdigest()}.")
             if self.size(oid) != size:
                 self.client.copy({"Bucket": self.bucket, "Key": staged}, self.bucket, self.key(oid))
+                self._remember(oid, size)
         finally:
             self.client.delete_object(Bucket=self.bucket, Key=staged)
 
+    def clean_staging(self, cutoff: float) -> tuple[int, int]:
+        """Remove staged uploads written before ``cutoff`` (epoch seconds) and abort multipart uploads
+        started before it: their signed links (verify, completion, parts) have expired, so nothing can
+        promote them any more. Returns (entries removed, bytes freed)."""
+        removed = freed = 0
+        prefix = self._key("staging/")
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if _issued_at(item["Key"], item["LastModified"].timestamp()) < cutoff:
+                    self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+                    removed, freed = removed + 1, freed + int(item["Size"])
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                if _issued_at(upload["Key"], upload["Initiated"].timestamp()) < cutoff:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    removed += 1
+        return removed, freed
 
     def upload_actions(self, sign: Callable[[str], str], base: str, repo_id: int, oid: str, size: int,
                        chunk: int, multipart: bool) -> tuple[dict[str, Any], bool]:
         """The LFS batch ``actions`` of one object to upload straight into the store, and whether they are
         multipart: a presigned PUT (or presigned parts with a hub completion href) into a fresh staging key,
         and a hub-signed ``verify`` that promotes the staged bytes once they hash to ``oid``."""
-        upload_id = str(uuid.uuid4())
+        upload_id = str(uuid.uuid1(node=secrets.randbits(48) | 1 << 40))  # time-based: clean_staging reads it
         verify = f"{base}/{oid}/{size}/verify?upload={upload_id}&{sign(f'verify|{repo_id}|{oid}|{size}|{upload_id}')}"
         if not (multipart and size > chunk):
             return {"upload": {"href": self.upload_url(upload_id, UPLOAD_TTL)}, "verify": {"href": verify}}, False

@@ -10,10 +10,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # huggingface_hub reads HF_ENDPOINT at import: only inside fixtures (this conftest
+    from huggingface_hub import HfApi  # loads before tests/conftest.py sets it when its folder is named)
 from hub_server import HubServer, RequestLog
-from huggingface_hub import CommitOperationAdd, HfApi
 from test_helper_common import CONTENT, HELPER, Git, fresh_id
 
 
@@ -37,6 +40,8 @@ def ghub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 
 @pytest.fixture(scope="session")
 def gapi(ghub: HubServer) -> HfApi:
+    from huggingface_hub import HfApi
+
     return HfApi(endpoint=ghub.endpoint, token=ghub.admin_token)
 
 
@@ -84,6 +89,8 @@ def lfs_repo(gapi: HfApi) -> tuple[str, dict[str, bytes]]:
     """A fresh public model repo with CONTENT (two LFS files) uploaded through the REST API."""
     rid = fresh_id("m")
     gapi.create_repo(rid)
+    from huggingface_hub import CommitOperationAdd
+
     gapi.create_commit(rid, [CommitOperationAdd(path, data) for path, data in CONTENT.items()], commit_message="files")
     return rid, dict(CONTENT)
 

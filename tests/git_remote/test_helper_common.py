@@ -11,9 +11,12 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub_server import HubServer
-from huggingface_hub import HfApi
+
+if TYPE_CHECKING:  # huggingface_hub reads HF_ENDPOINT at import, and the git_remote conftest (which imports
+    from huggingface_hub import HfApi  # this module) loads before tests/conftest.py sets it when its folder is named
 
 HELPER = Path(sys.executable).parent / "git-remote-hf"
 MiB = 1 << 20

@@ -136,7 +136,6 @@ def stream(pipe: Any, req: GenRequest) -> Iterator[str]:
     """Text pieces, one per generated token (a piece that ends inside a UTF-8 character waits for the next),
     as ``generate`` makes them; stop sequences end the stream early. Blocking."""
     import torch
-
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     enc, kwargs = _prepare(pipe, req)

@@ -197,6 +197,7 @@ class ModelCache:
 
         started = time.perf_counter()
         folder = self.materialise(repo, key.sha, entries)
+        files_done = time.perf_counter()
         try:
             pipe = build_pipeline(folder, key.task, self.device)
         except (SafetensorsError, ModelLoadError, OSError, ValueError, KeyError) as exc:
@@ -206,7 +207,8 @@ class ModelCache:
         with self._lock:
             self.stats.loads[name] = self.stats.loads.get(name, 0) + 1
             self.stats.load_seconds[name] = seconds
-        log.info("inference: loaded %s on %s in %.2fs", key, self.device, seconds)
+        log.info("inference: loaded %s on %s in %.3fs (files %.3fs)", key, self.device, seconds,
+                 files_done - started)
         from hubfs.server.inference.tasks import run_batch
 
         batcher = Batcher(lambda task, inputs, params: run_batch(pipe, task, inputs, params),

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import anyio
-from starlette.concurrency import iterate_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -29,7 +29,7 @@ from hubfs.server.http import Router, json_response
 from hubfs.server.hub import ADMIN
 from hubfs.server.inference import chat, tasks
 from hubfs.server.inference.service import InferenceService, Prepared
-from hubfs.server.wire import caller_of, read_body
+from hubfs.server.wire import INLINE_JSON, caller_of, read_body
 
 BODY_MAX = 32 << 20
 STATE_KEY = "hubfs.inference"
@@ -54,11 +54,18 @@ async def _off_loop(request: Request, fn: Callable[[], T]) -> T:
                          status=504) from None
 
 
+async def _parse(raw: bytes, content_type: str) -> Any:
+    """The JSON body (None for raw bytes); large ones are parsed in the thread pool, not on the loop."""
+    if len(raw) <= INLINE_JSON:
+        return tasks.body_of(raw, content_type)
+    return await run_in_threadpool(tasks.body_of, raw, content_type)
+
+
 async def task_api(request: Request, ns: str, name: str, task: str | None = None) -> Response:
     """The task API: ``{"inputs", "parameters"}`` (or raw image bytes) -> the task's output."""
     svc = service_of(request)
     raw = bytes(await read_body(request, BODY_MAX))
-    body = tasks.body_of(raw, request.headers.get("content-type", ""))
+    body = await _parse(raw, request.headers.get("content-type", ""))
     repo_id = f"{ns}/{name}"
     if isinstance(body, dict) and body.get("stream") and (task or "") in ("", "text-generation"):
         def start() -> tuple[Prepared, chat.GenRequest]:
@@ -80,7 +87,7 @@ async def task_api(request: Request, ns: str, name: str, task: str | None = None
 async def chat_completions(request: Request, ns: str | None = None, name: str | None = None) -> Response:
     """OpenAI-compatible chat; the model is the URL's, else the body's ``model``."""
     svc = service_of(request)
-    body = tasks.body_of(bytes(await read_body(request, BODY_MAX)), "application/json")
+    body = await _parse(bytes(await read_body(request, BODY_MAX)), "application/json")
     if not isinstance(body, dict):
         raise tasks.Unprocessable("The body must be a JSON object.")
     model_id = f"{ns}/{name}" if ns is not None and name is not None else body.get("model")

@@ -9,8 +9,12 @@
   secrets (names only), flavor, labels, status: {stage, message}, durations, owner, initiator}``
 - ``GET /api/jobs/{ns}/{id}/logs?tail=N`` -> server-sent events ``data: {"data": line, "timestamp": iso}``,
   the whole log then live lines until the job ends (``: keep-alive`` comments while it is silent;
-  ``follow=false``, a hubfs extension: only what is there)
+  ``follow=false``, a hubfs extension: only what is there). One request lasts at most ``MAX_STREAM``
+  seconds; a following client reconnects and skips the events it has seen, as ``fetch_job_logs`` does
+- ``GET /api/jobs/{ns}/{id}/metrics`` -> server-sent events of :mod:`metrics` samples, one a second (406 when
+  the job is not running)
 - ``POST /api/jobs/{ns}/{id}/cancel``
+- ``POST /api/jobs/{ns}/{id}/duplicate`` -> a new job with the same spec (not for jobs that had secrets)
 
 Access: jobs belong to a namespace (a user, or an org of theirs). Members of the namespace see its
 jobs; running and cancelling need a write token and write rights on it. To anyone else a job does
@@ -20,6 +24,7 @@ not exist (404 ``JobNotFound``), and listing another namespace's jobs is refused
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets as secrets_mod
 import time
@@ -31,10 +36,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from hubfs.errors import AuthenticationError, BadRequestError, NotFoundError, PermissionDeniedError
+from hubfs.errors import AuthenticationError, BadRequestError, HubfsError, NotFoundError, PermissionDeniedError
 from hubfs.server.http import Router, json_response
 from hubfs.server.hub import Caller, Hub
-from hubfs.server.jobs import images
+from hubfs.server.jobs import images, metrics
 from hubfs.server.jobs.runner import JobRunner
 from hubfs.server.jobs.store import LIVE, TERMINAL, Job, JobSpec, spec_summary
 from hubfs.server.wire import caller_of, endpoint_of, hub_of, iso, page, read_json
@@ -42,6 +47,7 @@ from hubfs.server.wire import caller_of, endpoint_of, hub_of, iso, page, read_js
 PAGE = 100
 KEEP_ALIVE = 15.0  # seconds of silence before a ": keep-alive" comment
 POLL = 0.2  # seconds between looks at a live job's log
+MAX_STREAM = 300.0  # seconds one log request lasts at most; following clients reconnect (the official one does)
 MAX_TIMEOUT = 7 * 24 * 3600
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JOB_ID = re.compile(r"[0-9a-f]{24}")
@@ -178,9 +184,15 @@ async def run_job(request: Request, namespace: str) -> Response:
 
 def _run_job(request: Request, namespace: str, body: dict[str, Any], endpoint: str) -> Response:
     hub, caller = hub_of(request), caller_of(request)
-    user = _signed_in(caller)
+    _signed_in(caller)
     hub.require_write(caller, namespace)
     spec, secret_values = parse_spec(body)
+    return _start(request, namespace, spec, secret_values, endpoint)
+
+
+def _start(request: Request, namespace: str, spec: JobSpec, secret_values: dict[str, str], endpoint: str) -> Response:
+    hub, caller = hub_of(request), caller_of(request)
+    user = _signed_in(caller)
     runner = runner_of(request)
     job = runner.store.add(secrets_mod.token_hex(12), namespace, user, spec)
     runner.submit(job, spec.environment, secret_values, endpoint, caller.role or "read")
@@ -217,6 +229,46 @@ def cancel_job(request: Request, namespace: str, job_id: str) -> Response:
         runner.cancel(job.id)
         runner.wait(job.id, 10)
     return json_response(job_json(hub_of(request), runner.store.get(job.id) or job))
+
+
+async def rerun_job(request: Request, namespace: str, job_id: str) -> Response:
+    """POST /api/jobs/{ns}/{id}/duplicate -> a new job with the same spec (``rerun_job``, ``hf jobs rerun``).
+
+    A job that had secrets cannot be re-run here: the hub never keeps secret values (400)."""
+    endpoint = endpoint_of(request)
+    return await run_in_threadpool(_rerun_job, request, namespace, job_id, endpoint)
+
+
+def _rerun_job(request: Request, namespace: str, job_id: str, endpoint: str) -> Response:
+    job = _job_for(request, namespace, job_id, write=True)
+    if job.spec.secret_names:
+        raise BadRequestError("This job had secrets, and this hub does not keep secret values: run it again "
+                              "with them (hf jobs run --secrets ...).")
+    return _start(request, namespace, job.spec, {}, endpoint)
+
+
+async def job_metrics(request: Request, namespace: str, job_id: str) -> Response:
+    """GET /api/jobs/{ns}/{id}/metrics: server-sent events, one sample a second while the job runs; 406 when
+    it does not run (the official client ignores that answer)."""
+    job = await run_in_threadpool(_job_for, request, namespace, job_id)
+    runner = runner_of(request)
+    pgid = runner.pgid(job.id)
+    if pgid is None:
+        raise HubfsError(f"Job {job.id} is not running.", status=406)
+    flavor = images.flavor_of(job.spec.flavor)
+    return StreamingResponse(_samples(runner, job.id, pgid, flavor), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _samples(runner: JobRunner, job_id: str, pgid: int, flavor: images.Flavor) -> AsyncIterator[bytes]:
+    started = time.monotonic()
+    before, at = await anyio.to_thread.run_sync(metrics.group_usage, pgid), time.monotonic()
+    while runner.pgid(job_id) == pgid and time.monotonic() - started < MAX_STREAM:
+        await asyncio.sleep(1.0)
+        after, now = await anyio.to_thread.run_sync(metrics.group_usage, pgid), time.monotonic()
+        event = metrics.sample(before, after, now - at, flavor.cpus, flavor.ram_gb << 30, job_id[:5])
+        before, at = after, now
+        yield b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
 
 
 async def job_logs(request: Request, namespace: str, job_id: str) -> Response:
@@ -256,7 +308,7 @@ async def _events(runner: JobRunner, job_id: str, tail: int | None, follow: bool
     lines while the job lives."""
     path = str(runner.log_path(job_id))
     offset, pending = 0, b""
-    quiet_since = time.monotonic()
+    quiet_since = started = time.monotonic()
     if tail is not None:
         lines, offset = await anyio.to_thread.run_sync(_last_lines, path, tail)
         if lines:
@@ -272,7 +324,7 @@ async def _events(runner: JobRunner, job_id: str, tail: int | None, follow: bool
             yield b"".join(b"data: " + line + b"\n\n" for line in lines if line)
         if data and len(data) == 4 << 20:
             continue
-        if not live or not follow:
+        if not live or not follow or time.monotonic() - started > MAX_STREAM:
             return
         if time.monotonic() - quiet_since > KEEP_ALIVE:
             quiet_since = time.monotonic()
@@ -287,7 +339,9 @@ def register(router: Router) -> None:
     router.add(["POST"], "/api/jobs/{namespace}", run_job)
     router.add(["GET"], "/api/jobs/{namespace}/{job_id}", inspect_job)
     router.add(["GET"], "/api/jobs/{namespace}/{job_id}/logs", job_logs)
+    router.add(["GET"], "/api/jobs/{namespace}/{job_id}/metrics", job_metrics)
     router.add(["POST"], "/api/jobs/{namespace}/{job_id}/cancel", cancel_job)
+    router.add(["POST"], "/api/jobs/{namespace}/{job_id}/duplicate", rerun_job)
 
 
 __all__ = ["TERMINAL", "JobNotFoundError", "job_json", "register"]

@@ -22,6 +22,7 @@ process groups killed: a restart never leaves a job running forever.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -95,6 +96,7 @@ class JobRunner:
     """The jobs of one hub: submit, cancel, and the state the routes read."""
 
     def __init__(self, hub: Hub, store: JobsStore, options: JobsOptions) -> None:
+        options = dataclasses.replace(options, jobs_dir=options.jobs_dir.resolve())  # cwd, HOME, mounts: absolute
         self.hub, self.store, self.options = hub, store, options
         self.options.jobs_dir.mkdir(parents=True, exist_ok=True)
         self._uid: tuple[int, int] | None = None
@@ -121,6 +123,12 @@ class JobRunner:
 
     def log_path(self, job_id: str) -> Path:
         return self.folder(job_id) / "log.jsonl"
+
+    def pgid(self, job_id: str) -> int | None:
+        """The process group of a running job (None when it is not running)."""
+        with self._lock:
+            live = self._live.get(job_id)
+            return live.proc.pid if live is not None and live.proc is not None else None
 
     def is_live(self, job_id: str) -> bool:
         with self._lock:
@@ -176,7 +184,9 @@ class JobRunner:
         if proc is None:
             return  # starting right now: _start sees the flag once the process exists
         self._signal(proc.pid, signal.SIGTERM)
-        threading.Timer(KILL_GRACE, self._signal, (proc.pid, signal.SIGKILL)).start()
+        killer = threading.Timer(KILL_GRACE, self._signal, (proc.pid, signal.SIGKILL))
+        killer.daemon = True
+        killer.start()
 
     def wait(self, job_id: str, timeout: float | None = None) -> bool:
         """Block until the job is over (True), or ``timeout`` passes (False)."""
@@ -252,8 +262,8 @@ class JobRunner:
             raise
         live.proc = proc
         live.secrets = {}  # the process has them now; nothing else needs the values
-        if live.canceled:
-            self._signal(proc.pid, signal.SIGTERM)
+        if live.canceled:  # canceled while it was being started: it never gets to run
+            self._signal(proc.pid, signal.SIGKILL)
         if self.options.runtime == "local" and not wrapped:
             self._limit(proc.pid, limits)
         self.store.started(job.id, proc.pid, _proc_start(proc.pid), token_id)

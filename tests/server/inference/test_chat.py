@@ -92,3 +92,15 @@ def test_max_tokens_is_honoured(inf_hub, uploaded, max_tokens: int) -> None:
     c = InferenceClient(base_url=inf_hub.endpoint, token=inf_hub.admin_token, timeout=120)
     out = c.chat_completion(MESSAGES, model=uploaded["gpt2"], max_tokens=max_tokens)
     assert 0 < out.usage.completion_tokens <= max_tokens
+
+
+def test_stop_sequences_cut_the_answer_streamed_or_not(inf_hub, uploaded, built) -> None:
+    full = reference_reply(built["gpt2"], 8)
+    assert len(full.strip()) > 4
+    stop = full.strip()[2:4]
+    want = full[:full.index(stop)]
+    c = InferenceClient(base_url=inf_hub.endpoint, token=inf_hub.admin_token, timeout=120)
+    out = c.chat_completion(MESSAGES, model=uploaded["gpt2"], max_tokens=8, stop=[stop])
+    assert out.choices[0].message.content == want and out.choices[0].finish_reason == "stop"
+    streamed = c.chat_completion(MESSAGES, model=uploaded["gpt2"], max_tokens=8, stop=[stop], stream=True)
+    assert "".join(ch.choices[0].delta.content or "" for ch in streamed) == want

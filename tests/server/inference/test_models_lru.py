@@ -77,6 +77,8 @@ def test_a_new_commit_to_main_is_picked_up(lru_hub, built, tmp_path: Path) -> No
     after = classify(lru_hub, "admin/lru-c")
     assert after[0].label == "contradiction" and after[0].score > 0.99 and after != before
     assert f"admin/lru-c@{sha[:12]}:text-classification" in loads_of(lru_hub, "admin/lru-c")
+    # the old commit's files are gone from the hub's inference folder, the new one's are there
+    assert [p.name for p in (lru_hub.data_dir / "inference" / "models" / "admin--lru-c").iterdir()] == [sha]
 
 
 def test_a_model_over_max_memory_is_refused_and_others_keep_serving(lru_hub, tmp_path: Path) -> None:
@@ -110,3 +112,16 @@ def test_stats_are_the_admins(lru_hub) -> None:
     token = lru_hub.add_user("lru-eve")
     r = httpx.get(f"{lru_hub.endpoint}/api/inference/stats", headers={"authorization": f"Bearer {token}"}, timeout=30)
     assert r.status_code == 403
+
+
+def test_a_request_past_the_timeout_gets_504_and_the_hub_stays_up(built, tmp_path: Path) -> None:
+    server = HubServer(tmp_path / "hub", "--inference", "--device", "cpu", "--inference-timeout", "0.001").start(timeout=60)
+    try:
+        upload(server.endpoint, server.admin_token, built["nli"], "admin/slow")
+        with pytest.raises(HfHubHTTPError) as err:
+            classify(server, "admin/slow")
+        assert err.value.response.status_code == 504 and "limit" in err.value.response.json()["error"]
+        r = httpx.get(f"{server.endpoint}/v1/models", headers={"authorization": f"Bearer {server.admin_token}"})
+        assert r.status_code == 200 and "admin/slow" in {m["id"] for m in r.json()["data"]}
+    finally:
+        server.stop()

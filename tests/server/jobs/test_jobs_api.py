@@ -77,10 +77,13 @@ def test_logs_stream_live_and_cancel_kills_the_group(jobs_hub) -> None:  # type:
     assert api.inspect_job(job_id=job.id).status.stage == "RUNNING"  # the lines came while it runs
     pids = [int(line.split()[1]) for line in lines[:2]]
     assert all(alive(p) for p in pids)
+    sample = next(iter(api.fetch_job_metrics(job_id=job.id)))  # the group's live use, as `hf jobs stats` shows
+    assert sample["memory_used_bytes"] > 0 and sample["memory_total_bytes"] == 16 << 30
     api.cancel_job(job_id=job.id)
     assert api.inspect_job(job_id=job.id).status.stage == "CANCELED"
     wait_until(lambda: not any(alive(p) for p in pids), 10)
     assert ended.wait(15), "the log stream did not end with the job"
+    assert list(api.fetch_job_metrics(job_id=job.id)) == []  # not running: nothing to sample
 
 
 def test_time_limit(jobs_hub) -> None:  # type: ignore[no-untyped-def]
@@ -98,6 +101,10 @@ def test_failed_command_is_error_with_exit_code(jobs_hub) -> None:  # type: igno
     final = api.wait_for_job(job.id, timeout=30, poll_interval=0.2)
     assert final.status.stage == "ERROR" and "exit code: 3" in (final.status.message or "")
     assert "oops" in list(api.fetch_job_logs(job_id=job.id))
+    assert list(api.fetch_job_logs(job_id=job.id, tail=1)) == ["Job failed with exit code: 3"]
+    again = api.rerun_job(job_id=job.id)
+    assert again.id != job.id and again.command == job.command
+    assert api.wait_for_job(again.id, timeout=30, poll_interval=0.2).status.stage == "ERROR"
 
 
 def test_another_user_is_refused(jobs_hub) -> None:  # type: ignore[no-untyped-def]
@@ -145,6 +152,8 @@ def test_env_and_secrets_reach_the_job_but_no_output(jobs_hub) -> None:  # type:
     assert "FOO=bar" in logs and "sha=" + hashlib.sha256(secret.encode()).hexdigest() in logs
     assert final.environment == {"FOO": "bar"} and list(final.secrets or {}) == ["MY_SECRET"]
     assert secret not in repr(final) and secret not in repr([*api.list_jobs(namespace=jobs_hub.alice)])
+    with pytest.raises(BadRequestError, match="secrets"):
+        api.rerun_job(job_id=job.id)
     assert [j.id for j in api.list_jobs(namespace=jobs_hub.alice, labels={"team": "ml"})] == [job.id]
     server = jobs_hub.server
     assert secret not in server.log_path.read_text(errors="replace")

@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 
 def assert_no_dialog(driver: Any) -> None:
@@ -30,6 +32,13 @@ def inert(driver: Any) -> None:
     assert found == [0, 0, 0]
 
 
+def follow(driver: Any, element: Any, submit: bool = False) -> None:
+    """Click a link (or submit a form) and wait until the next page replaced this one."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.submit() if submit else element.click()
+    WebDriverWait(driver, 30).until(ec.staleness_of(page))
+
+
 def query_of(driver: Any) -> dict[str, list[str]]:
     return parse_qs(urlsplit(driver.current_url).query)
 
@@ -40,7 +49,7 @@ def test_search_with_each_facet(hub: Any, browser: Any, web_repo: Any, tmp_path:
     assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "a.repo-name")] == [web_repo.repo_id]
     for facet, value in (("pipeline_tag", "fill-mask"), ("language", "fr"), ("library", "transformers"),
                          ("license", "mit")):
-        browser.find_element(By.CSS_SELECTOR, f'[data-facet="{facet}"] a[data-value="{value}"]').click()
+        follow(browser, browser.find_element(By.CSS_SELECTOR, f'[data-facet="{facet}"] a[data-value="{value}"]'))
         assert query_of(browser)[facet] == [value]
         assert browser.find_element(By.CSS_SELECTOR, f'[data-facet="{facet}"] a.selected').get_attribute(
             "data-value") == value
@@ -49,7 +58,7 @@ def test_search_with_each_facet(hub: Any, browser: Any, web_repo: Any, tmp_path:
     # The search box keeps the filters; a name that matches nothing empties the list.
     box = browser.find_element(By.ID, "q")
     box.send_keys("no-such-model-anywhere")
-    box.submit()
+    follow(browser, box, submit=True)
     assert query_of(browser)["license"] == ["mit"] and browser.find_elements(By.CSS_SELECTOR, "a.repo-name") == []
     browser.get(f"{hub.endpoint}/models?other={web_repo.tag}&sort=name")
     shot = tmp_path / "search.png"
@@ -62,7 +71,7 @@ def test_search_with_each_facet(hub: Any, browser: Any, web_repo: Any, tmp_path:
 def test_open_card_browse_and_download(hub: Any, browser: Any, web_repo: Any, tmp_path: Path) -> None:
     browser.set_window_size(1280, 900)
     browser.get(f"{hub.endpoint}/models?other={web_repo.tag}")
-    browser.find_element(By.LINK_TEXT, web_repo.repo_id).click()
+    follow(browser, browser.find_element(By.LINK_TEXT, web_repo.repo_id))
     assert browser.find_element(By.CSS_SELECTOR, ".markdown h1").text == "Web test model"
     assert browser.execute_script("return document.querySelector('.markdown img').naturalWidth") == 1  # via resolve
     chips = {a.text for a in browser.find_elements(By.CSS_SELECTOR, ".chips a")}
@@ -71,14 +80,14 @@ def test_open_card_browse_and_download(hub: Any, browser: Any, web_repo: Any, tm
     browser.save_screenshot(str(shot))
     print(f"repo page screenshot: {shot}")
     inert(browser)
-    browser.find_element(By.LINK_TEXT, "Files and versions").click()
-    browser.find_element(By.CSS_SELECTOR, 'tr.dir a[href$="/tree/main/data"]').click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Files and versions"))
+    follow(browser, browser.find_element(By.CSS_SELECTOR, 'tr.dir a[href$="/tree/main/data"]'))
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.file")) == 25
-    browser.find_element(By.LINK_TEXT, "..").click()
-    browser.find_element(By.LINK_TEXT, "config.json").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, ".."))
+    follow(browser, browser.find_element(By.LINK_TEXT, "config.json"))
     assert '"model_type": "bert"' in browser.find_element(By.CSS_SELECTOR, "pre.text").text
-    browser.back()
-    browser.find_element(By.LINK_TEXT, "model.safetensors").click()
+    browser.get(f"{hub.endpoint}/{web_repo.repo_id}/tree/main")
+    follow(browser, browser.find_element(By.LINK_TEXT, "model.safetensors"))
     assert "Git LFS" in browser.page_source
     for old in browser.download_dir.iterdir():
         old.unlink()
@@ -107,3 +116,37 @@ def test_untrusted_files_inert_and_phone_width(hub: Any, browser: Any, web_repo:
         browser.save_screenshot(str(tmp_path / "search-phone.png"))
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_private_repo_invisible_to_a_second_user_and_anonymous(hub: Any, browser: Any, users: dict[str, str]) -> None:
+    import io
+    import uuid
+
+    from auth_helpers import add_web_user, browser_login
+    from huggingface_hub import HfApi
+
+    mark = uuid.uuid4().hex[:8]
+    owner, owner_token = add_web_user(hub)
+    secret = f"{owner}/hidden-{mark}"
+    api = HfApi(endpoint=hub.endpoint, token=owner_token)
+    api.create_repo(secret, private=True)
+    api.upload_file(path_or_fileobj=io.BytesIO(f"---\nlicense: mit\ntags: [t{mark}]\n---\n# secret\n".encode()),
+                    path_in_repo="README.md", repo_id=secret)
+    other, _ = add_web_user(hub)
+    browser.set_window_size(1280, 900)
+    for who in ("anonymous", other, owner):
+        if who == "anonymous":
+            browser.delete_all_cookies()
+        else:
+            browser_login(browser, hub.endpoint, who)
+            assert browser.find_element(By.CSS_SELECTOR, "a.me").text == who
+        for path in (f"/models?search={mark}", f"/models?other=t{mark}", f"/{owner}"):
+            browser.get(f"{hub.endpoint}{path}")
+            listed = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "a.repo-name")]
+            assert (secret in listed) == (who == owner), (who, path)
+            if who != owner:
+                assert f"hidden-{mark}" not in browser.page_source and f"t{mark}" not in browser.find_element(
+                    By.CSS_SELECTOR, "aside.facets" if "models" in path else "main").text
+        browser.get(f"{hub.endpoint}/{secret}/tree/main")
+        assert (browser.find_elements(By.CSS_SELECTOR, "table.files") != []) == (who == owner), who
+    browser.delete_all_cookies()

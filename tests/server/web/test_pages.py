@@ -303,3 +303,17 @@ def test_canonical_and_moved_repos(hub: Any, api: Any) -> None:
     api.move_repo(f"admin/old-{mark}", f"admin/new-{mark}")
     moved = get(hub, f"/admin/old-{mark}/tree/main")
     assert moved.status_code == 307 and moved.headers["location"] == f"/admin/new-{mark}/tree/main"
+
+
+def test_gated_repo_shows_its_card_but_not_its_files(hub: Any, api: Any, users: dict[str, str]) -> None:
+    rid = f"admin/gated-{uuid.uuid4().hex[:8]}"
+    api.create_repo(rid)
+    api.upload_file(path_or_fileobj=io.BytesIO(b"# Gated card\n"), path_in_repo="README.md", repo_id=rid)
+    api.upload_file(path_or_fileobj=io.BytesIO(b"secret-content-123\n"), path_in_repo="notes.txt", repo_id=rid)
+    api.update_repo_settings(rid, gated="auto")
+    for token in (None, users["bob_token"]):
+        card = get(hub, f"/{rid}", token).text
+        assert "Gated card" in card and f'href="/{rid}/access"' in card
+        blob = get(hub, f"/{rid}/blob/main/notes.txt", token)
+        assert blob.status_code == 200 and "secret-content-123" not in blob.text and "gated" in blob.text
+    assert "secret-content-123" in get(hub, f"/{rid}/blob/main/notes.txt", hub.admin_token).text
