@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The hubfs loop on this machine: start the embedded hub on loopback, create a user and a repo,
 # upload a small model with the official huggingface_hub client, find it by its card, download it back;
-# then write and read hf:// paths with pandas and use the hubfs CLI.
+# then write and read hf:// paths with pandas, mount the repo, clone it with `git clone hf://` (no git-lfs),
+# load its weights with hubfs.loader and use the hubfs CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "Setting up .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
+# The CPU torch first: the test extra's bitsandbytes depends on torch and would otherwise pull a CUDA build.
+.venv/bin/python -c "import torch" >/dev/null 2>&1 || \
+  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v -e "^WARNING: Location" || true
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e "^WARNING: Location" || true
 
 work=$(mktemp -d)
@@ -117,6 +121,24 @@ with safe_open(sys.argv[1], framework='np') as f:
 else
   echo "skipped: the mount needs root, /dev/fuse and fuse3 (scripts/test.sh installs fuse3 as root)"
 fi
+
+step "git clone hf://demo/tiny-model with git-remote-hf, on a PATH without git-lfs; edit; git push"
+mkdir -p "$work/nolfs-bin"
+ln -s "$(command -v git)" "$work/nolfs-bin/git"
+ln -s "$PWD/.venv/bin/git-remote-hf" "$work/nolfs-bin/git-remote-hf"
+PATH="$work/nolfs-bin" git clone -q hf://demo/tiny-model "$work/clone"
+printf 'pointer in git: '; git -C "$work/clone" cat-file -p HEAD:model.safetensors | sed -n 2p
+cmp "$work/clone/model.safetensors" "$work/tiny-model/model.safetensors" && echo "checked-out weights: identical to the upload"
+echo "Edited over git." >> "$work/clone/README.md"
+(cd "$work/clone" && PATH="$work/nolfs-bin" git -c user.name=demo -c user.email=demo@example.com \
+  commit -qam "Edit the card over git" && PATH="$work/nolfs-bin" git push -q origin HEAD:main) && echo "git push: done"
+
+step "hubfs.loader: the model's weights from hf:// onto the best device"
+.venv/bin/hubfs load hf://demo/tiny-model --device auto
+
+step "The web interface: open $endpoint/ in a browser"
+curl -s -o /dev/null -w "search page: HTTP %{http_code}\n" "$endpoint/models?search=tiny"
+curl -s -o /dev/null -w "repo page:   HTTP %{http_code}\n" "$endpoint/demo/tiny-model"
 
 step "hf:// paths with pandas (hubfs's fsspec filesystem) and the hubfs CLI"
 .venv/bin/python - <<'PY'

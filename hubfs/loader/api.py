@@ -95,7 +95,7 @@ def plan(infos: Mapping[str, TensorInfo], device: Device = "cpu", dtype: torch.d
     for name, info in infos.items():
         if name not in chosen:
             continue
-        dev = _device_for(name, devices, default if device_map is None else None)
+        dev = device_for(name, devices, default if device_map is None else None)
         src_dtype = torch_dtype(info)
         cast = target if (target is not None and src_dtype.is_floating_point and src_dtype.itemsize >= 2) else None
         final = cast or src_dtype
@@ -104,7 +104,10 @@ def plan(infos: Mapping[str, TensorInfo], device: Device = "cpu", dtype: torch.d
     return items
 
 
-def _device_for(name: str, devices: dict[str, torch.device], default: torch.device | None) -> torch.device:
+def device_for(name: str, devices: Mapping[str, torch.device], default: torch.device | None) -> torch.device:
+    """The device of tensor ``name`` under a ``device_map`` (``devices``: module-name prefix -> device; the
+    longest prefix that is ``name`` itself or a dotted parent of it wins, ``""`` matches everything), else
+    ``default``. Raises ValueError when nothing matches and ``default`` is None."""
     best = None
     for prefix in devices:
         matches = prefix == "" or name == prefix or name.startswith(prefix if prefix.endswith(".") else prefix + ".")
@@ -155,4 +158,4 @@ def make_quantizer(quantize: Any, skip: Sequence[str] | None = None) -> Quantize
     return build(quantize, skip=skip) if skip is not None else build(quantize)
 
 
-__all__ = ["iter_load", "load", "make_quantizer", "plan", "to_device", "to_dtype"]
+__all__ = ["device_for", "iter_load", "load", "make_quantizer", "plan", "to_device", "to_dtype"]

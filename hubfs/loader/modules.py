@@ -21,6 +21,7 @@ repo id), builds the model on the meta device and fills it with `load_into`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +31,14 @@ import torch
 from torch import nn
 
 from hubfs.errors import ModelLoadError
-from hubfs.loader.api import load, to_device, to_dtype
+from hubfs.loader.api import device_for, load, to_device, to_dtype
 from hubfs.loader.handle import SafeOpen, open_checkpoint
-from hubfs.loader.header import TensorInfo, torch_shape
+from hubfs.loader.header import torch_shape
+from hubfs.loader.keys import ConvertGroup, filter_reported, plan_keys
 from hubfs.loader.quant import QuantizedTensor, Quantizer, as_quantizer
 from hubfs.loader.quant.linear import QuantLinear, replace_linears
 
+log = logging.getLogger(__name__)
 CONFIG_MAX = 64 << 20  # a config.json larger than this is not a config
 
 
@@ -96,21 +99,26 @@ def _current(slot: _Slot) -> torch.Tensor | None:
     return getattr(mod, attr)  # type: ignore[no-any-return]
 
 
-def _check_shapes(slots: dict[str, _Slot], infos: Mapping[str, TensorInfo], names: list[str]) -> None:
-    """ModelLoadError naming every tensor whose checkpoint shape differs from the model's, before any read."""
+def _want_shape(slot: _Slot) -> tuple[int, ...]:
+    if slot.kind == "qweight":
+        mod = slot.places[0][0]
+        assert isinstance(mod, QuantLinear)
+        return (mod.out_features, mod.in_features)
+    cur = _current(slot)
+    assert cur is not None
+    return tuple(cur.shape)
+
+
+def _check_shapes(slots: dict[str, _Slot], shapes: Sequence[tuple[str, str, tuple[int, ...]]]) -> None:
+    """ModelLoadError naming every tensor whose checkpoint shape differs from the model's.
+
+    ``shapes``: (checkpoint key, model key, checkpoint shape) triples."""
     bad = []
-    for name in names:
-        slot, info = slots[name], infos[name]
-        if slot.kind == "qweight":
-            mod = slot.places[0][0]
-            assert isinstance(mod, QuantLinear)
-            want: tuple[int, ...] = (mod.out_features, mod.in_features)
-        else:
-            cur = _current(slot)
-            assert cur is not None
-            want = tuple(cur.shape)
-        if tuple(torch_shape(info)) != want:
-            bad.append(f"{name}: checkpoint {list(info.shape)} vs model {list(want)}")
+    for ckpt, name, shape in shapes:
+        want = _want_shape(slots[name])
+        if tuple(shape) != want:
+            label = name if ckpt == name else f"{name} (checkpoint {ckpt})"
+            bad.append(f"{label}: checkpoint {list(shape)} vs model {list(want)}")
     if bad:
         raise ModelLoadError(f"{len(bad)} tensor(s) of another shape than the model's: {'; '.join(bad[:5])}"
                              f"{' ...' if len(bad) > 5 else ''}")
@@ -191,57 +199,105 @@ def load_into(
     the CPU). ``dtype``: floating-point parameters become this dtype (default: the dtype each parameter
     was declared with). ``quantize`` ("int8", "nf4", "nf4-dq", "fp8" or a `Quantizer`): swap ``nn.Linear``
     layers not matching ``skip`` for `QuantLinear` and store their weights quantized. ``on_tensor(name,
-    value)`` is called after each tensor is in place (file-offset order). ``strict``: raise
+    value)`` is called after each tensor is in place (file-offset order, checkpoint names). ``strict``: raise
     ModelLoadError on any missing or unexpected key (before any byte is read). A tensor whose shape
     differs from the model's raises ModelLoadError before any byte is read.
     """
     q = as_quantizer(quantize, skip)
     swapped = replace_linears(model, q, fill=False) if q is not None else []
-    restricted = q.restricted_to(swapped) if q is not None else None
     slots = _slots(model)
     handle = src if isinstance(src, SafeOpen) else open_checkpoint(src, revision=revision, endpoint=endpoint,
                                                                    token=token)
     try:
         infos = handle.infos()
-        unexpected = [n for n in infos if n not in slots]
-        wanted: list[str] = []
+        keys = plan_keys(model, infos, slots)
+        unexpected = list(keys.unexpected)
+        wanted: dict[str, str] = {}  # checkpoint key -> model key, one read per tied group
         covered: set[int] = set()
-        for name in infos:  # one read per tied group: the first of its names the checkpoint holds
-            if name in slots and id(slots[name]) not in covered:
+        for ckpt, name in keys.renamed.items():
+            if id(slots[name]) not in covered:
                 covered.add(id(slots[name]))
-                wanted.append(name)
+                wanted[ckpt] = name
+        groups = [g for g in keys.groups if not all(id(slots[t]) in covered for t in g.targets)]
+        for group in groups:
+            covered.update(id(slots[t]) for t in group.targets)
         missing = [n for n, s in slots.items() if id(s) not in covered]
+        missing, unexpected = filter_reported(model, missing, unexpected)
         if strict and (missing or unexpected):
             raise ModelLoadError(f"{handle.checkpoint.name}: missing keys {missing[:5]}, unexpected keys "
                                  f"{unexpected[:5]} (strict=True)")
-        _check_shapes(slots, infos, wanted)
+        _check_shapes(slots, [(c, n, tuple(torch_shape(infos[c]))) for c, n in wanted.items()])
         cast = to_dtype(dtype)
+        targets = _devices(slots, wanted, groups, device, device_map)
+        # the loader quantizes on the fly what lands in a swapped layer under its checkpoint name
+        restricted = q.restricted_to([c for c, n in wanted.items() if n in set(swapped)]) if q is not None else None
+        pending = {k: g for g in groups for k, _ in g.sources}
+        held: dict[int, dict[str, torch.Tensor]] = {}
+        converted: list[str] = []
 
-        def arrived(name: str, value: Any) -> None:
-            _place(slots[name], value, cast, restricted)
+        def arrived(ckpt: str, value: Any) -> None:
+            group = pending.get(ckpt)
+            if group is None:
+                _place(slots[wanted[ckpt]], value, cast, restricted)
+            else:  # hold the sources until the group is complete, then convert and place
+                got = held.setdefault(id(group), {})
+                got[ckpt] = value
+                if len(got) == len(group.sources):
+                    converted.extend(_convert(model, slots, group, held.pop(id(group)), targets, cast, q))
             if on_tensor is not None:
-                on_tensor(name, value)
+                on_tensor(ckpt, value)
 
-        if device_map is None:
-            devices = _targets(slots, wanted, None if device is None else to_device(device))
-            distinct = set(devices.values())
-            common = next(iter(distinct)) if len(distinct) == 1 else torch.device("cpu")
-            per_name = None if len(distinct) <= 1 else dict(devices)
-        else:
-            common, per_name = torch.device("cpu"), dict(device_map)  # type: ignore[arg-type]
+        distinct = set(targets.values())
+        common = next(iter(distinct)) if len(distinct) == 1 else torch.device("cpu")
+        per_name = None if len(distinct) <= 1 else dict(targets)
         # The loader casts only on request: with dtype=None each tensor arrives as stored and is cast on
         # its device to the parameter's own dtype by _place.
-        load(handle, common, cast, restricted, per_name, threads=threads, keys=wanted, on_tensor=arrived,
+        load(handle, common, cast, restricted, per_name, threads=threads, keys=list(targets), on_tensor=arrived,
              mmap=restricted is None)
     finally:
         if handle is not src:
             handle.close()
+    loaded = {n for n in slots if id(slots[n]) in covered}
     init = getattr(type(model), "initialize_weights", None)
     if callable(init):  # a transformers model: what is still on meta is materialised and initialised
         fallback = to_device(device) if device is not None else torch.device("cpu")
-        if _materialise_rest(model, set(slots) - set(missing), fallback, device_map):
+        if _materialise_rest(model, loaded, fallback, device_map):
             init(model)  # only what was not loaded: rotary inv_freq, missing weights
-    return LoadResult(missing, unexpected, [n for n in swapped if n in set(wanted)])
+    done = set(wanted.values()) | set(converted)
+    missing += [t for g in groups for t in g.targets if t not in done and t not in missing]
+    return LoadResult(missing, unexpected, [n for n in swapped if n in done])
+
+
+def _devices(slots: dict[str, _Slot], wanted: Mapping[str, str], groups: Sequence[ConvertGroup],
+             device: str | int | torch.device | None,
+             device_map: Mapping[str, str | int | torch.device] | None) -> dict[str, torch.device]:
+    """Checkpoint key -> the device it is read to: that of its model tensor (a converted group's first
+    target) under ``device_map``, ``device``, or where the tensor already is."""
+    pairs = list(wanted.items()) + [(k, g.targets[0]) for g in groups for k, _ in g.sources]
+    if device_map is not None:
+        devices = {p: to_device(d) for p, d in device_map.items()}
+        return {c: device_for(n, devices, None) for c, n in pairs}
+    where = _targets(slots, sorted({n for _, n in pairs}), None if device is None else to_device(device))
+    return {c: where[n] for c, n in pairs}
+
+
+def _convert(model: nn.Module, slots: dict[str, _Slot], group: ConvertGroup, tensors: dict[str, torch.Tensor],
+             targets: Mapping[str, torch.device], dtype: torch.dtype | None, quantizer: Quantizer | None) -> list[str]:
+    """Run transformers' conversion of ``group`` and place its outputs; their model names.
+
+    Raises ModelLoadError naming the checkpoint tensors when an output is no model tensor or of
+    another shape."""
+    out = group.convert(tensors, model)
+    sources = ", ".join(k for k, _ in group.sources[:4]) + (" ..." if len(group.sources) > 4 else "")
+    strays = [k for k in out if k not in slots]
+    if strays or not out:
+        raise ModelLoadError(f"converting checkpoint tensors {sources} gave {strays or 'nothing'}, "
+                             f"not tensors of the model (expected {group.targets[:4]})")
+    _check_shapes(slots, [(sources, k, tuple(v.shape)) for k, v in out.items()])
+    dev = targets[group.sources[0][0]]
+    for name, value in out.items():
+        _place(slots[name], value.to(dev), dtype, quantizer)
+    return list(out)
 
 
 # -- from_pretrained ---------------------------------------------------------------------------------------
@@ -306,8 +362,6 @@ def _materialise_rest(model: nn.Module, loaded: set[str], device: torch.device,
                       device_map: Mapping[str, Any] | None) -> list[str]:
     """Put every tensor still on the meta device on its device (uninitialised) and return their names;
     mark the loaded ones so transformers' initialisation leaves them alone."""
-    from hubfs.loader.api import _device_for
-
     devices = {p: to_device(d) for p, d in (device_map or {}).items()}
     rest: list[str] = []
     for mod_name, mod in model.named_modules():
@@ -321,7 +375,7 @@ def _materialise_rest(model: nn.Module, loaded: set[str], device: torch.device,
                     if name in loaded:
                         t._is_hf_initialized = True  # type: ignore[union-attr]
                     continue
-                dev = _device_for(name, devices, device) if devices else device
+                dev = device_for(name, devices, device) if devices else device
                 empty = torch.empty_like(t, device=dev)
                 table[attr] = nn.Parameter(empty, requires_grad=t.requires_grad) if table is mod._parameters else empty
                 rest.append(name)
@@ -358,8 +412,16 @@ def from_pretrained(
                                      else None) or torch.float32
         model = _build_on_meta(model_class, config, target)
         dev = to_device(device)
-        load_into(model, handle, device=dev, dtype=target, quantize=quantize, skip=skip, device_map=device_map,
-                  strict=strict, threads=threads)
+        result = load_into(model, handle, device=dev, dtype=target, quantize=quantize, skip=skip,
+                           device_map=device_map, strict=strict, threads=threads)
+        if result.missing_keys:
+            log.warning("%s: %d weight(s) of %s not in the checkpoint, newly initialised: %s%s", handle.checkpoint.name,
+                        len(result.missing_keys), type(model).__name__, ", ".join(result.missing_keys[:20]),
+                        " ..." if len(result.missing_keys) > 20 else "")
+        if result.unexpected_keys:
+            log.warning("%s: %d checkpoint tensor(s) unused by %s: %s%s", handle.checkpoint.name,
+                        len(result.unexpected_keys), type(model).__name__, ", ".join(result.unexpected_keys[:20]),
+                        " ..." if len(result.unexpected_keys) > 20 else "")
     finally:
         handle.close()
     model.eval()
