@@ -14,6 +14,8 @@ hubfs's own variables, each read by one function here and nowhere else:
 | HUBFS_NO_SENDFILE   | sendfile_enabled()   | set: the hub copies file bodies instead of using sendfile          |
 | HUBFS_REQUEST_LOG   | request_log()        | a file the hub appends "METHOD PATH RANGE" to per request (tests)  |
 | HUBFS_FAULT_PAUSE   | fault_pause()        | <point>:<flag file>: the hub pauses at that point (crash tests)    |
+| HUBFS_WEBHOOK_RETRY_BASE   | webhook_retry() | seconds before a failed webhook delivery's first retry (2) |
+| HUBFS_WEBHOOK_MAX_ATTEMPTS | webhook_retry() | delivery attempts before a webhook delivery is given up (6)|
 | HUBFS_REPO_TYPE     | HookEnv              | set by the hub for its git pre-receive hook, not by users: the     |
 | HUBFS_REPO_ID       | HookEnv              | repo pushed to, the pusher, the data folder and the size from      |
 | HUBFS_PUSHER        | HookEnv              | which a file must be stored with LFS (HUBFS_REGULAR_MAX, default   |
@@ -128,6 +130,13 @@ def fault_pause() -> tuple[str, str]:
     """The fault point to pause at and the flag file to create there (``HUBFS_FAULT_PAUSE``), or empty."""
     point, _, flag = os.environ.get("HUBFS_FAULT_PAUSE", "").partition(":")
     return point, flag
+
+
+def webhook_retry(base: float, attempts: int) -> tuple[float, int]:
+    """The webhook back-off: (first retry delay in seconds, attempts), from ``HUBFS_WEBHOOK_RETRY_BASE``
+    and ``HUBFS_WEBHOOK_MAX_ATTEMPTS``, else the given defaults."""
+    return (float(os.environ.get("HUBFS_WEBHOOK_RETRY_BASE") or base),
+            int(os.environ.get("HUBFS_WEBHOOK_MAX_ATTEMPTS") or attempts))
 
 
 @dataclass(frozen=True)

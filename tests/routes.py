@@ -9,34 +9,38 @@ import uuid
 from pathlib import Path
 
 from hubfs.server.app import create_app
-from hubfs.server.http import Route
+from hubfs.server.http import Route, Router
 from hubfs.server.hub import Hub
 
 
-def _routes(tmp: Path) -> list[Route]:
-    return list(create_app(Hub(tmp)).router.routes)
+def _router(tmp: Path) -> Router:
+    return create_app(Hub(tmp)).router
 
 
-ROUTES = _routes(Path(tempfile.mkdtemp(prefix="hubfs-routes-")))
+_ROUTER = _router(Path(tempfile.mkdtemp(prefix="hubfs-routes-")))
+ROUTES = list(_ROUTER.routes)
+# the canonical spellings (``/api/models/gpt2``) of the repo routes: their ``ns`` group is empty
+ALIASES = list(_ROUTER.aliases)
 _GROUP = re.compile(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
 
 
 def concrete_path(route: Route, values: dict[str, str]) -> str:
     """A path the route matches, with ``values`` for its named groups."""
     pattern = route.regex.pattern.lstrip("^").rstrip("$")
-    path = _GROUP.sub(lambda m: values[m.group(1)], pattern)
+    path = _GROUP.sub(lambda m: values[m.group(1)] if m.group(0) != f"(?P<{m.group(1)}>)" else "", pattern)
     assert route.regex.match(path), (route.regex.pattern, path)
     return path
 
 
 def route_values(repo_id: str, **override: str) -> dict[str, str]:
-    """Values for every named group of every route, aimed at ``repo_id``."""
-    ns, name = repo_id.split("/")
+    """Values for every named group of every route, aimed at ``repo_id`` (``ns/name``, or a canonical
+    ``name`` for the alias routes)."""
+    ns, _, name = repo_id.rpartition("/")
     values = {"t": "models", "prefix": "", "ns": ns, "name": name, "name_git": name + ".git", "rev": "main",
               "branch": "b-" + uuid.uuid4().hex[:6], "tag": "no-such-tag", "rest_raw": "main/keep.txt",
               "rest": "/main", "num": "1", "oid": "a" * 64, "size": "5", "upload_id": "u1", "part": "1",
               "write": "write", "status": "pending", "instance": "0" * 16, "chunk": "0" * 64, "xorb": "0" * 64,
-              "file": "0" * 64, "version": "2", "cas_prefix": "default"}
+              "file": "0" * 64, "version": "2", "cas_prefix": "default", "sha": "0" * 40}
     values.update(cid="0" * 24, user=ns, slug="s-" + "0" * 24, hook_id="0" * 24, item_id="0" * 24)  # social routes
     values.update(override)
     return values

@@ -26,9 +26,19 @@ from hubfs.paths import (
     ("hf://user/m@refs/pr/3/w.bin", RepoPath(RepoType.MODEL, "user/m", "refs/pr/3", "w.bin")),
     ("hf://datasets/u/d@refs/convert/parquet/default/x.parquet",
      RepoPath(RepoType.DATASET, "u/d", "refs/convert/parquet", "default/x.parquet")),
+    ("hf://single", RepoPath(RepoType.MODEL, "single")),
+    ("hf://datasets/imdb", RepoPath(RepoType.DATASET, "imdb")),
+    ("hf://gpt2@main/config.json", RepoPath(RepoType.MODEL, "gpt2", "main", "config.json")),
 ])
 def test_parse(url: str, expected: RepoPath) -> None:
     assert RepoPath.parse(url) == expected
+
+
+def test_canonical_reading_of_an_ambiguous_path() -> None:
+    parsed = RepoPath.parse("hf://gpt2/config.json")
+    assert parsed == RepoPath(RepoType.MODEL, "gpt2/config.json")
+    assert parsed.canonical_reading() == RepoPath(RepoType.MODEL, "gpt2", None, "config.json")
+    assert RepoPath.parse("hf://gpt2@main/config.json").canonical_reading() is None
 
 
 def test_unparse_roundtrip() -> None:
@@ -36,7 +46,7 @@ def test_unparse_roundtrip() -> None:
         assert RepoPath.parse(url).unparse() == url
 
 
-@pytest.mark.parametrize("bad", ["hf://single", "hf://a/../b", "hf://a/b/../../etc/passwd", "hf://a/b@x..y/f",
+@pytest.mark.parametrize("bad", ["hf://a/../b", "hf://a/b/../../etc/passwd", "hf://a/b@x..y/f",
                                  "hf://a--b/c", "hf://a/b.git/f"])
 def test_parse_rejects(bad: str) -> None:
     with pytest.raises(InvalidNameError):

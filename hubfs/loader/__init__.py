@@ -5,7 +5,7 @@
 - :func:`open`: a lazy handle like ``safetensors.safe_open`` (``keys``, ``metadata``, ``get_tensor``,
   ``get_slice``);
 - :func:`load_into` / :func:`from_pretrained`: fill an ``nn.Module`` / build a transformers model
-  (:mod:`hubfs.loader.modules`).
+  (:mod:`hubfs.loader.modules`), checkpoint names mapped as transformers maps them (:mod:`hubfs.loader.keys`).
 
 torch is imported only when a tensor is made: ``import hubfs.loader`` works without it.
 """

@@ -12,7 +12,7 @@ other ``nn.Module`` gets names as they are.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,22 +75,28 @@ def _natural(key: str) -> list[Any]:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split(".")]
 
 
-def plan_keys(model: nn.Module, names: Iterable[str], known: Collection[str]) -> KeyPlan:
+def plan_keys(model: nn.Module, names: Iterable[str], known: Collection[str],
+              key_mapping: Mapping[str, str] | None = None) -> KeyPlan:
     """Map the checkpoint ``names`` onto the model's state-dict names ``known`` (transformers 5 rules for a
-    transformers model, identity otherwise)."""
+    transformers model, names as they are otherwise). ``key_mapping``: regex -> replacement applied first,
+    like transformers' ``from_pretrained(key_mapping=...)``."""
     plan = KeyPlan()
     names = list(names)
     if not is_transformers_model(model):
+        rules = [(re.compile(k), v) for k, v in (key_mapping or {}).items()]
         for name in names:
-            if name in known:
-                plan.renamed[name] = name
+            key = name
+            for rx, repl in rules:
+                key = rx.sub(repl, key)
+            if key in known:
+                plan.renamed[name] = key
             else:
                 plan.unexpected.append(name)
         return plan
     from transformers.conversion_mapping import get_model_conversion_mapping
     from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
 
-    mapping = get_model_conversion_mapping(model)  # type: ignore[arg-type]
+    mapping = get_model_conversion_mapping(model, dict(key_mapping) if key_mapping else None)  # type: ignore[arg-type]
     renamings = [t for t in mapping if isinstance(t, WeightRenaming)]
     converters = [t for t in mapping if isinstance(t, WeightConverter)]
     by_pattern = {p: c for c in converters for p in c.source_patterns}

@@ -9,10 +9,17 @@ once, whichever of the names the checkpoint holds, and stay tied. With ``quantiz
 layers (but those matching ``skip`` and tied ones) are swapped for `QuantLinear` first and their weights
 are quantized on the device right after the raw copy: a full-precision copy of the model never exists.
 
+On a transformers model, checkpoint names are first mapped onto the model's the way transformers 5 maps
+them (`hubfs.loader.keys`: legacy names, ``LayerNorm.gamma``, ``base_model_prefix`` added or stripped), and
+tensors that transformers converts (per-expert weights merged, fused ``qkv`` split) are converted by its own
+``WeightConverter`` once all their sources have arrived, or a ModelLoadError names them.
+
 On a transformers model, what the checkpoint does not hold and is still on the meta device afterwards
 (non-persistent buffers such as rotary ``inv_freq``; missing weights) is materialised on the target device
 and initialised by transformers' own ``initialize_weights`` (loaded tensors are marked so it leaves them
-alone). Other modules keep such tensors on meta (listed in ``missing_keys`` when persistent).
+alone); the weights among them are listed in ``missing_keys`` (less what transformers itself does not report)
+and `from_pretrained` logs a warning naming them. Other modules keep such tensors on meta (listed in
+``missing_keys`` when persistent).
 
 `from_pretrained` reads ``config.json`` beside the weights (local folder, hubfs mount, ``hf://`` URL or
 repo id), builds the model on the meta device and fills it with `load_into`.
@@ -192,6 +199,7 @@ def load_into(
     token: str | bool | None = None,
     threads: int | None = None,
     on_tensor: Callable[[str, Any], None] | None = None,
+    key_mapping: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """Fill ``model`` (on the meta device or not) in place from the checkpoint ``src``.
 
@@ -201,7 +209,9 @@ def load_into(
     layers not matching ``skip`` for `QuantLinear` and store their weights quantized. ``on_tensor(name,
     value)`` is called after each tensor is in place (file-offset order, checkpoint names). ``strict``: raise
     ModelLoadError on any missing or unexpected key (before any byte is read). A tensor whose shape
-    differs from the model's raises ModelLoadError before any byte is read.
+    differs from the model's raises ModelLoadError before any byte is read. Checkpoint names are mapped
+    onto the model's as transformers maps them (see `hubfs.loader.keys`); ``key_mapping`` (regex ->
+    replacement) is applied first, like transformers' ``from_pretrained(key_mapping=...)``.
     """
     q = as_quantizer(quantize, skip)
     swapped = replace_linears(model, q, fill=False) if q is not None else []
@@ -210,7 +220,7 @@ def load_into(
                                                                    token=token)
     try:
         infos = handle.infos()
-        keys = plan_keys(model, infos, slots)
+        keys = plan_keys(model, infos, slots, key_mapping)
         unexpected = list(keys.unexpected)
         wanted: dict[str, str] = {}  # checkpoint key -> model key, one read per tied group
         covered: set[int] = set()
@@ -230,7 +240,8 @@ def load_into(
         cast = to_dtype(dtype)
         targets = _devices(slots, wanted, groups, device, device_map)
         # the loader quantizes on the fly what lands in a swapped layer under its checkpoint name
-        restricted = q.restricted_to([c for c, n in wanted.items() if n in set(swapped)]) if q is not None else None
+        in_swapped = set(swapped)
+        restricted = q.restricted_to([c for c, n in wanted.items() if n in in_swapped]) if q is not None else None
         pending = {k: g for g in groups for k, _ in g.sources}
         held: dict[int, dict[str, torch.Tensor]] = {}
         converted: list[str] = []
@@ -257,14 +268,16 @@ def load_into(
     finally:
         if handle is not src:
             handle.close()
+    done = set(wanted.values()) | set(converted)
+    covered = {id(slots[n]) for n in done}  # what a conversion really produced, not what was foreseen
+    missing = [n for n in missing if id(slots[n]) not in covered]
+    missing += [t for g in groups for t in g.targets if id(slots[t]) not in covered and t not in missing]
     loaded = {n for n in slots if id(slots[n]) in covered}
     init = getattr(type(model), "initialize_weights", None)
     if callable(init):  # a transformers model: what is still on meta is materialised and initialised
         fallback = to_device(device) if device is not None else torch.device("cpu")
         if _materialise_rest(model, loaded, fallback, device_map):
             init(model)  # only what was not loaded: rotary inv_freq, missing weights
-    done = set(wanted.values()) | set(converted)
-    missing += [t for g in groups for t in g.targets if t not in done and t not in missing]
     return LoadResult(missing, unexpected, [n for n in swapped if n in done])
 
 
@@ -396,13 +409,16 @@ def from_pretrained(
     endpoint: str | None = None,
     token: str | bool | None = None,
     threads: int | None = None,
+    key_mapping: Mapping[str, str] | None = None,
 ) -> nn.Module:
     """A transformers ``model_class`` (e.g. ``LlamaForCausalLM`` or ``AutoModelForCausalLM``) with the weights
     of ``src``, on ``device`` (or per ``device_map``), in eval mode.
 
     ``dtype`` defaults to the config's ``dtype`` / ``torch_dtype`` (float32 when it names none). The model is
     built on the meta device and filled tensor by tensor; with ``quantize=`` its Linear layers hold
-    quantized weights and no full-precision copy of them is ever made.
+    quantized weights and no full-precision copy of them is ever made. Checkpoint names map as in
+    `load_into` (``key_mapping`` too); weights the checkpoint lacks (initialised by transformers) and
+    checkpoint tensors the model does not use are logged as a warning, as transformers does.
     """
     handle = open_checkpoint(src, revision=revision, endpoint=endpoint, token=token)
     try:
@@ -413,7 +429,7 @@ def from_pretrained(
         model = _build_on_meta(model_class, config, target)
         dev = to_device(device)
         result = load_into(model, handle, device=dev, dtype=target, quantize=quantize, skip=skip,
-                           device_map=device_map, strict=strict, threads=threads)
+                           device_map=device_map, strict=strict, threads=threads, key_mapping=key_mapping)
         if result.missing_keys:
             log.warning("%s: %d weight(s) of %s not in the checkpoint, newly initialised: %s%s", handle.checkpoint.name,
                         len(result.missing_keys), type(model).__name__, ", ".join(result.missing_keys[:20]),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import stat
 import sys
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from hubfs.config import webhook_retry
 from hubfs.server.webhooks_store import Delivery, WebhookStore
 
 log = logging.getLogger("hubfs.server.webhooks")
@@ -97,8 +97,7 @@ def start_delivery(data_dir: Path, endpoint: str) -> threading.Event:
     ``HUBFS_WEBHOOK_MAX_ATTEMPTS`` tune the back-off."""
     store = WebhookStore(Path(data_dir) / "hub.sqlite")
     store.set_endpoint(endpoint)
-    retry_base = float(os.environ.get("HUBFS_WEBHOOK_RETRY_BASE") or DEFAULT_RETRY_BASE)
-    max_attempts = int(os.environ.get("HUBFS_WEBHOOK_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
+    retry_base, max_attempts = webhook_retry(DEFAULT_RETRY_BASE, DEFAULT_MAX_ATTEMPTS)
     stop = threading.Event()
 
     def loop() -> None:

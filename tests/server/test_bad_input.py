@@ -275,19 +275,31 @@ def test_create_with_reserved_namespace(hub, api):
     assert "reserved" in r.headers["x-error-message"]
 
 
-def test_single_segment_name_goes_to_the_callers_namespace(hub, api):
+def test_single_segment_name_goes_to_the_callers_namespace(hub, api, users):
     name = f"single-{_uid()}"
     r = HTTP.post(f"{hub.endpoint}/api/repos/create", json={"name": name, "organization": None})
     assert_error(r, 401, "Unauthorized")
     assert api.repo_exists(f"admin/{name}") is False
 
+    alice = users["alice"]
+    auth = {"authorization": f"Bearer {users['alice_token']}"}
+    r = HTTP.post(f"{hub.endpoint}/api/repos/create", json={"name": name, "organization": None}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["url"] == f"{hub.endpoint}/{alice}/{name}"
+    assert api.repo_exists(f"{alice}/{name}") is True
+    # a non-admin's single-segment name is never a canonical repo of its own
+    r = HTTP.get(f"{hub.endpoint}/api/models/{name}", headers=auth)
+    assert_error(r, 404, "RepoNotFound")
+
+
+def test_admin_single_segment_name_is_a_canonical_repo(hub, api):
+    name = f"canon-{_uid()}"
     r = HTTP.post(f"{hub.endpoint}/api/repos/create", json={"name": name, "organization": None}, headers=_auth(hub))
     assert r.status_code == 200, r.text
-    assert r.json()["url"] == f"{hub.endpoint}/admin/{name}"
-    assert api.repo_exists(f"admin/{name}") is True
-    # a single-segment id is never a repo of its own
+    assert r.json()["url"] == f"{hub.endpoint}/{name}"
+    assert api.repo_exists(f"admin/{name}") is False
     r = HTTP.get(f"{hub.endpoint}/api/models/{name}", headers=_auth(hub))
-    assert r.status_code >= 400 and r.headers.get("x-error-code")
+    assert r.status_code == 200 and r.json()["id"] == name, r.text
 
 
 def test_create_with_malformed_json(hub, api):
@@ -366,13 +378,18 @@ BAD_PATHS = ["../escape.txt", "a/../../b.txt", "a/../b.txt", "/abs.txt", "/etc/p
              "a//b.txt", ".git/config", "sub/.git/hooks/x", "a\\b.txt", "..", "."]
 
 
+def _has_dot_segment(path: str) -> bool:
+    return any(part in (".", "..") for part in path.split("/"))
+
+
 @pytest.mark.parametrize("path", BAD_PATHS)
 def test_invalid_paths_in_commit_ops(hub, api, shared, path):
     before = state(api, shared)
     for op in (file_op(path), {"key": "deletedFile", "value": {"path": path}},
                {"key": "deletedFolder", "value": {"path": path}}, lfs_op(path, "0" * 64, 1)):
         r = post_commit(hub, shared, ndjson(header(), op))
-        assert_error(r, 400, "InvalidName")
+        # '.' and '..' segments answer 422 as the Hub does; other invalid paths 400
+        assert_error(r, 422 if _has_dot_segment(path) else 400, "InvalidName")
     assert state(api, shared) == before
 
 
@@ -380,7 +397,7 @@ def test_invalid_paths_in_preupload_and_paths_info(hub, api, shared):
     for path in ("../x", "/abs", "a\x00b"):
         r = HTTP.post(f"{hub.endpoint}/api/models/{shared}/preupload/main",
                       json={"files": [{"path": path, "size": 1, "sample": "eA=="}]}, headers=_auth(hub))
-        assert_error(r, 400, "InvalidName")
+        assert_error(r, 422 if _has_dot_segment(path) else 400, "InvalidName")
         r = HTTP.post(f"{hub.endpoint}/api/models/{shared}/paths-info/main", json={"paths": [path]},
                       headers=_auth(hub))
         assert_error(r, 400, "InvalidName")

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from routes import ROUTES, concrete_path, route_ids
+from routes import ALIASES, ROUTES, concrete_path, route_ids
 from routes import route_values as _values
 
 HTTP = httpx.Client(timeout=60)
@@ -61,6 +61,21 @@ def target(api) -> str:
     return rid
 
 
+@pytest.fixture(scope="module")
+def canonical_target(hub, api) -> str:
+    """A canonical repo (no namespace) like ``target``, for the alias spellings of the repo routes."""
+    from huggingface_hub import CommitOperationAdd
+
+    name = f"shapes-{uuid.uuid4().hex[:8]}"
+    r = HTTP.post(f"{hub.endpoint}/api/repos/create", json={"name": name, "organization": None}, headers=_auth(hub))
+    assert r.status_code == 200, r.text
+    api.create_commit(name, [CommitOperationAdd("keep.txt", b"keep me")], commit_message="seed")
+    r = HTTP.post(f"{hub.endpoint}/api/models/{name}/discussions", json={"title": "pr", "pullRequest": True},
+                  headers=_auth(hub))
+    assert r.status_code == 200 and r.json()["num"] == 1, r.text
+    return name
+
+
 def _auth(hub) -> dict[str, str]:
     return {"authorization": f"Bearer {hub.admin_token}"}
 
@@ -94,17 +109,22 @@ def assert_clean(r: httpx.Response, what: str, *, allow_501: bool = False) -> No
             assert isinstance(body, dict) and (body.get("error") or body.get("message")), (what, r.text[:300])
 
 
-CATCH_ALL = ROUTES[-1]
+CATCH_ALL = next(r for r in ROUTES if r.regex.pattern == "^/api/(?P<rest>.+)$")
 
 
 def test_routes_are_enumerated():
     assert len(ROUTES) >= 40
-    assert CATCH_ALL.regex.pattern.startswith("^/api/")
+    # the catch-all comes after every API route (web pages follow it)
+    assert all(not r.regex.pattern.startswith("^/api/") for r in ROUTES[ROUTES.index(CATCH_ALL) + 1:])
+    assert ALIASES and all("(?P<ns>)" in r.regex.pattern for r in ALIASES)
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=route_ids(ROUTES))
-def test_wrong_json_shapes_on_every_route(hub, target, cas, route):
-    values, auth = _for(route, hub, cas, _values(target))
+EVERY = ROUTES + ALIASES  # the alias routes get a canonical repo
+
+
+@pytest.mark.parametrize("route", EVERY, ids=route_ids(EVERY))
+def test_wrong_json_shapes_on_every_route(hub, target, canonical_target, cas, route):
+    values, auth = _for(route, hub, cas, _values(canonical_target if route in ALIASES else target))
     path = concrete_path(route, values)
     for method in sorted(route.methods):
         for body in BODIES:
@@ -114,10 +134,11 @@ def test_wrong_json_shapes_on_every_route(hub, target, cas, route):
                 assert_clean(r, f"{method} {path} {body[:60]!r}", allow_501=route is CATCH_ALL)
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=route_ids(ROUTES))
-def test_huge_numbers_in_segments_and_queries(hub, target, cas, route):
+@pytest.mark.parametrize("route", EVERY, ids=route_ids(EVERY))
+def test_huge_numbers_in_segments_and_queries(hub, target, canonical_target, cas, route):
+    repo = canonical_target if route in ALIASES else target
     for number in (BIG, HUGE, "00000000000000000000000000001", "-1"):
-        values, auth = _for(route, hub, cas, _values(target, num=number if number != "-1" else "1",
+        values, auth = _for(route, hub, cas, _values(repo, num=number if number != "-1" else "1",
                                                      size=number if number != "-1" else "5",
                                                      part=number if number != "-1" else "1"))
         path = concrete_path(route, values)

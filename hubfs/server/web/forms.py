@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from hubfs.errors import BadRequestError, HubfsError
 from hubfs.server.hub import Caller
 from hubfs.server.web import session
-from hubfs.server.web.pages_base import error_page, html, page
+from hubfs.server.web.pages_base import error_page, html, page, page_caller
 from hubfs.server.wire import read_body
 
 FORM_MAX = 256 << 10  # bytes of a posted form (a model card edit is the largest)
@@ -58,7 +58,10 @@ def form_route(handler: FormHandler) -> Callable[..., Awaitable[Response]]:
 
 
 def signed_in(request: Request) -> Caller | None:
-    """The browser's signed-in user (a session cookie), or None."""
+    """The browser's signed-in user (a session cookie), or None. A request that also carries a bearer
+    token has it checked as the API does: a wrong or revoked one is a 401, never a sign-in redirect."""
+    if request.headers.get("authorization"):
+        page_caller(request)
     return session.request_user(request)
 
 
