@@ -90,6 +90,9 @@ class HubFileSystem(AbstractFileSystem):
         self._part_pool: ThreadPoolExecutor | None = None
         self._flights = SingleFlight()  # concurrent reads of one range, by any reader of this fs, share a fetch
         self._lock = threading.Lock()
+        # (repo type, "ns/name") of paths found to read as canonical repo "ns" with path "name/...":
+        # hf://gpt2/config.json, when there is no repo gpt2/config.json (see _repo_path)
+        self._canonical: set[tuple[str, str]] = set()
         self._closed = False
         keep_freed_buffers()
 
@@ -152,7 +155,7 @@ class HubFileSystem(AbstractFileSystem):
 
     def _branch_moved(self, path: str, since: int) -> bool:
         try:
-            rp = RepoPath.parse(self._strip_protocol(path))
+            rp = self._repo_path(path)
             return self.client.recheck(rp.repo_type.value, rp.repo_id, rp.revision, since)
         except (HubfsError, ValueError):
             return False  # no such repo or revision, or not a repo path: the first error stands
@@ -168,12 +171,42 @@ class HubFileSystem(AbstractFileSystem):
         rp, snap = self._snapshot(path)
         return rp, snap.sha
 
-    def _snapshot(self, path: str) -> tuple[RepoPath, Snapshot]:
-        """The parsed path and the snapshot its revision points to (the local cache's when offline)."""
+    def _repo_path(self, path: str, *, lookup: bool = False) -> RepoPath:
+        """``path`` parsed. ``hf://gpt2/config.json`` first reads as repo ``gpt2/config.json``; it reads as
+        canonical repo ``gpt2`` and path ``config.json`` once that repo is known to be missing and ``gpt2``
+        to exist (learnt by :meth:`_snapshot`, or asked now with ``lookup``)."""
         rp = RepoPath.parse(self._strip_protocol(path))
+        other = rp.canonical_reading()
+        if other is None:
+            return rp
+        with self._lock:
+            if (rp.repo_type.value, rp.repo_id) in self._canonical:
+                return other
+        if lookup:
+            try:
+                return self._snapshot(path)[0]
+            except FileNotFoundError:
+                pass  # neither repo exists: the namespaced reading's error stands
+        return rp
+
+    def _snapshot(self, path: str) -> tuple[RepoPath, Snapshot]:
+        """The parsed path and the snapshot its revision points to (the local cache's when offline).
+        A missing repo ``ns/name`` is tried once as canonical repo ``ns`` (see :meth:`_repo_path`)."""
+        rp = self._repo_path(path)
         try:
             return rp, self.client.snapshot(rp.repo, rp.revision)
-        except (RepoNotFoundError, RevisionNotFoundError) as exc:
+        except RepoNotFoundError as exc:
+            other = rp.canonical_reading()
+            if other is not None:
+                try:
+                    snap = self.client.snapshot(other.repo, other.revision)
+                except (RepoNotFoundError, RevisionNotFoundError):
+                    raise FileNotFoundError(f"{path}: {exc}") from exc
+                with self._lock:
+                    self._canonical.add((rp.repo_type.value, rp.repo_id))
+                return other, snap
+            raise FileNotFoundError(f"{path}: {exc}") from exc
+        except RevisionNotFoundError as exc:
             raise FileNotFoundError(f"{path}: {exc}") from exc
 
     @staticmethod
@@ -206,7 +239,7 @@ class HubFileSystem(AbstractFileSystem):
         """One round trip for a file not described yet (see peek.py): on a branch not pinned yet, the pin,
         the entry and the first or last 64 KiB; on a pinned one, the entry and the tail of a format
         read from its footer (a parquet file's ``info`` is followed by its footer read)."""
-        rp = RepoPath.parse(self._strip_protocol(path))
+        rp = self._repo_path(path)
         if not rp.path or self.client.config.offline:
             return None
         rev = rp.revision or "main"
@@ -400,7 +433,7 @@ class HubFileSystem(AbstractFileSystem):
     # -- writing -----------------------------------------------------------------------------------
 
     def _queue(self, path: str, make: Any) -> None:
-        rp = RepoPath.parse(self._strip_protocol(path))
+        rp = self._repo_path(path, lookup=True)
         key = (rp.repo_type.value, rp.repo_id, rp.revision or "main")
         op = make(rp)
         ops = op if isinstance(op, list) else [op]
@@ -482,7 +515,7 @@ class HubFileSystem(AbstractFileSystem):
         info = self.info(path1)
         if info["type"] != "file":
             return
-        src, dst = RepoPath.parse(self._strip_protocol(path1)), RepoPath.parse(self._strip_protocol(path2))
+        src, dst = self._repo_path(path1), self._repo_path(path2, lookup=True)
         if info.get("lfs") and (src.repo_type, src.repo_id) == (dst.repo_type, dst.repo_id):
             self._queue(path2, lambda rp: LfsRef(rp.path, info["lfs"]["sha256"], info["size"]))
         else:

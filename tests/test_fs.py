@@ -273,6 +273,31 @@ def test_dataset_and_space_prefixes(fs, api, dataset_id) -> None:
         fs.ls(f"datasets/{space}")  # no dataset of that name
 
 
+def test_canonical_repo_then_a_path(hub, fs) -> None:
+    """hf://gpt2/config.json: no repo gpt2/config.json, so canonical repo gpt2 and its config.json."""
+    from hubfs.client.api import HubClient
+    from hubfs.client.commit import Add
+
+    name = f"canon-{uuid.uuid4().hex[:8]}"
+    with HubClient(hub.endpoint, hub.admin_token) as admin:  # huggingface_hub refuses single-segment ids
+        admin.create_repo("model", name)
+        admin.commit("model", name, [Add("config.json", b'{"n": 1}'), Add("sub/w.txt", b"w")], "seed")
+    assert fsspec.open(f"hf://{name}/config.json", endpoint=hub.endpoint, token=hub.admin_token).open().read() \
+        == b'{"n": 1}'
+    fresh = _fresh(hub)
+    assert fresh.cat(f"hf://{name}/sub/w.txt") == b"w"
+    assert fresh.info(f"{name}/config.json")["name"] == f"{name}/config.json"
+    assert fresh.ls(f"hf://{name}/sub", detail=False) == [f"{name}/sub/w.txt"]
+    assert sorted(fresh.ls(f"hf://{name}", detail=False)) == [f"{name}/.gitattributes", f"{name}/config.json",
+                                                              f"{name}/sub"]
+    fresh.pipe(f"hf://{name}/new.txt", b"new")  # writes take the canonical reading too
+    assert fresh.cat(f"hf://{name}@main/new.txt") == b"new"
+    with pytest.raises(FileNotFoundError):
+        fresh.cat(f"hf://{name}/missing.txt")
+    with pytest.raises(FileNotFoundError):
+        fresh.cat(f"hf://no-such-{name}/config.json")
+
+
 # -- reads -----------------------------------------------------------------------------------------------------------
 
 

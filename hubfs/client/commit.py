@@ -145,17 +145,20 @@ def _upload_one(client: Any, add: Add, actions: dict[str, Any], progress: Any) -
         parts = []
         for n in range(1, math.ceil(add.size / chunk) + 1):
             start = (n - 1) * chunk
+            length = min(chunk, add.size - start)
 
-            def body(start: int = start) -> Iterator[bytes]:
-                return add.pieces(start, min(chunk, add.size - start))
+            def body(start: int = start, length: int = length) -> Iterator[bytes]:
+                return add.pieces(start, length)
 
-            resp = transport.request("PUT", header[str(n)], content=body, auth=False)
+            # a known length, never chunked transfer encoding: S3 and MinIO refuse chunked part uploads
+            resp = transport.request("PUT", header[str(n)], content=body, auth=False,
+                                     headers={"Content-Length": str(length)})
             etag = resp.headers.get("etag", "")
             if not etag:
                 raise HubfsError(f"The hub returned no ETag for part {n} of {add.path}.")
             parts.append({"partNumber": n, "etag": etag})
             if progress is not None:
-                progress.update(min(chunk, add.size - start))
+                progress.update(length)
         transport.request("POST", upload["href"], json_body={"oid": add.sha256, "parts": parts}, auth=False,
                           headers={"Accept": "application/vnd.git-lfs+json"})
     else:

@@ -40,7 +40,7 @@ def request_id(repo: Repo, user: str) -> str:
 def _gated(hub: Hub, request: Request, t: str, ns: str, name: str) -> Repo:
     repo = hub.writable_repo(caller_of(request), repo_type_of(t), f"{ns}/{name}")
     if not repo.gated:
-        raise BadRequestError(f"Repository {repo.repo_id} is not gated: there are no access requests to handle.")
+        raise BadRequestError(f"Repository {repo.public_id} is not gated: there are no access requests to handle.")
     return repo
 
 
@@ -97,7 +97,7 @@ def _handle(request: Request, t: str, ns: str, name: str, body: dict[str, Any]) 
         match = [r["user"] for s in STATUSES for r in hub.meta.access_requests(repo, s) if request_id(repo, r["user"]) == rid]
         user, current = (match[0], hub.meta.access_status(repo, match[0])) if match else (rid or "", None)
     if current is None:
-        raise NotFoundError(f"No access request from {user} on {repo.repo_id}.")
+        raise NotFoundError(f"No access request from {user} on {repo.public_id}.")
     if current == status:
         raise NotFoundError(f"The access request of {user} is already {status}.")
     hub.meta.set_access(repo, user, status)
@@ -119,7 +119,7 @@ def _grant(request: Request, t: str, ns: str, name: str, body: dict[str, Any]) -
     if account is None or account["is_org"]:
         raise NotFoundError(f"User {user} not found.")
     if hub.meta.access_status(repo, user) == "accepted" or hub.meta.is_member(user, repo.namespace):
-        raise BadRequestError(f"{user} already has access to {repo.repo_id}.")
+        raise BadRequestError(f"{user} already has access to {repo.public_id}.")
     hub.meta.set_access(repo, user, "accepted")
     community_of(request).access.set_reason(repo, user, None)
     return json_response({})
@@ -138,7 +138,7 @@ def _ask(request: Request, prefix: str, ns: str, name: str, raw: bytes) -> Respo
     if caller.user is None:
         raise AuthenticationError("You must be authenticated to request access to a gated repo.")
     if not repo.gated:
-        raise BadRequestError(f"Repository {repo.repo_id} is not gated: everyone may download it already.")
+        raise BadRequestError(f"Repository {repo.public_id} is not gated: everyone may download it already.")
     if hub.meta.access_status(repo, caller.user) is None:
         hub.meta.set_access(repo, caller.user, "accepted" if repo.gated == "auto" else "pending")
         fields = _form_fields(request.headers.get("content-type", ""), raw)

@@ -215,10 +215,10 @@ def repo_info(request: Request, t: str, ns: str, name: str, rev: str | None = No
     hub, caller = hub_of(request), caller_of(request)
     try:
         repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
-    except RepoNotFoundError:
+    except RepoNotFoundError as not_found:
         sub = _CANONICAL_SUBRESOURCES.get(name) if ns and not rev else None
-        if sub is None or hub.meta.get_repo(repo_type_of(t), ns) is None:
-            raise
+        if sub is None or not _sees_canonical(hub, caller, repo_type_of(t), ns):
+            raise not_found from None  # a hidden canonical repo reads the same as a missing one
         return sub(request, t, "", ns)  # /api/models/gpt2/refs: canonical gpt2's refs, not repo gpt2/refs
     expand = set(request.query_params.getlist("expand"))
     with hub.git.open(repo.type, repo.repo_id) as g:
@@ -348,6 +348,15 @@ def auth_check(request: Request, t: str, ns: str, name: str, write: str | None =
     else:
         hub.check_gate(caller, hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}"))
     return json_response({})
+
+
+def _sees_canonical(hub: Hub, caller: Caller, repo_type: str, name: str) -> bool:
+    """Whether canonical repo ``name`` exists and ``caller`` may see it."""
+    try:
+        hub.visible_repo(caller, repo_type, name)
+    except RepoNotFoundError:
+        return False
+    return True
 
 
 def _canonical_refs(request: Request, t: str, ns: str, name: str) -> Response:

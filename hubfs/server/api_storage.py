@@ -112,7 +112,7 @@ def _delete_lfs_files(hub: Hub, community: Community, caller: Caller, repo_type:
     linked = {oid for oid, _ in community.lfs_deletions.linked(repo.id)}
     missing = [oid for oid in oids if oid not in linked]
     if missing:
-        raise EntryNotFoundError(f"LFS file {missing[0]} was not found in {repo.type} {repo.repo_id}"
+        raise EntryNotFoundError(f"LFS file {missing[0]} was not found in {repo.type} {repo.public_id}"
                                  f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; nothing was deleted.")
     moved: dict[str, tuple[str, str]] = {}
     if rewrite:
@@ -125,9 +125,7 @@ def _delete_lfs_files(hub: Hub, community: Community, caller: Caller, repo_type:
     removed = 0
     with hub.reclaim.exclusive():  # no commit in flight may reuse an object while its bytes go
         for oid in community.lfs_deletions.unlink(repo.id, repo.uid, oids):
-            path = hub.lfs.path(oid)
-            if path.exists():
-                path.unlink(missing_ok=True)
+            if hub.lfs.delete(oid):  # on disk or in the S3 object store
                 removed += 1
     hub.meta.touch(repo, time.time())
     return {"deleted": len(oids), "objectsRemoved": removed, "rewrittenRefs": sorted(moved)}, moved

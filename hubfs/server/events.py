@@ -50,7 +50,7 @@ def _repo_payload(endpoint: str, repo: Repo) -> dict[str, Any]:
                             "url": repo_urls(endpoint, repo), "owner": {"id": repo.namespace},
                             "headSha": repo.indexed_sha, "tags": list(repo.tags)}
     if repo.type == "space":
-        body["subdomain"] = f"{repo.namespace}-{repo.name}".lower()
+        body["subdomain"] = repo.public_id.replace("/", "-").lower()
     return body
 
 

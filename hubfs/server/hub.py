@@ -197,7 +197,7 @@ class Hub:
                             or self.meta.access_status(repo, caller.user) == "accepted"):
             return
         raise GatedRepoError(
-            f"Access to {repo.type} {repo.repo_id} is restricted. You must have access to it and be authenticated "
+            f"Access to {repo.type} {repo.public_id} is restricted. You must have access to it and be authenticated "
             "to access it. Please ask the repo owner for access.",
             status=401 if caller.user is None else 403,
         )

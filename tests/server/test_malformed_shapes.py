@@ -62,14 +62,15 @@ def target(api) -> str:
 
 
 @pytest.fixture(scope="module")
-def canonical_target(hub, api) -> str:
+def canonical_target(hub) -> str:
     """A canonical repo (no namespace) like ``target``, for the alias spellings of the repo routes."""
-    from huggingface_hub import CommitOperationAdd
+    from hubfs.client.api import HubClient
+    from hubfs.client.commit import Add
 
     name = f"shapes-{uuid.uuid4().hex[:8]}"
-    r = HTTP.post(f"{hub.endpoint}/api/repos/create", json={"name": name, "organization": None}, headers=_auth(hub))
-    assert r.status_code == 200, r.text
-    api.create_commit(name, [CommitOperationAdd("keep.txt", b"keep me")], commit_message="seed")
+    with HubClient(hub.endpoint, hub.admin_token) as client:  # huggingface_hub refuses single-segment ids
+        client.create_repo("model", name)
+        client.commit("model", name, [Add("keep.txt", b"keep me")], "seed")
     r = HTTP.post(f"{hub.endpoint}/api/models/{name}/discussions", json={"title": "pr", "pullRequest": True},
                   headers=_auth(hub))
     assert r.status_code == 200 and r.json()["num"] == 1, r.text

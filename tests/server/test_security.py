@@ -424,23 +424,32 @@ def _revoked_token(hub, user: str) -> str:
 
 
 def test_private_repos_are_invisible_on_every_route(hub, victims) -> None:
-    from routes import ROUTES, concrete_path, route_values
+    from routes import ALIASES, ROUTES, concrete_path, route_values
+
+    from hubfs.client.api import HubClient
+    from hubfs.client.commit import Add
 
     private, _, _ = victims["files"]["private"]
     missing = f"{victims['alice']}/never-existed"
+    canonical = f"private-{_uid()}"  # a private canonical repo (no namespace), on the alias routes
+    with HubClient(hub.endpoint, hub.admin_token) as admin:
+        admin.create_repo("model", canonical, private=True)
+        admin.commit("model", canonical, [Add("w.txt", b"secret")], "seed")
     callers = {"anonymous": None, "read token": hub.add_user(f"bob{_uid()}", role="read"),
                "unrelated write token": victims["tokens"]["carol"], "garbage token": "hf_" + "x" * 34,
                "revoked token": _revoked_token(hub, victims["carol"])}
     checked = 0
     with httpx.Client(timeout=30) as client:
-        for route in ROUTES:
-            groups = route.regex.groupindex  # repo routes: a namespace and a name (not /static/{name})
-            if "ns" not in groups or ("name" not in groups and "name_git" not in groups):
+        for route in ROUTES + ALIASES:
+            groups = route.regex.groupindex  # repo routes: a name, namespaced or canonical (not /static/)
+            if ("name" not in groups and "name_git" not in groups) or route.regex.pattern.startswith("^/static/"):
                 continue
+            spelled_canonical = "ns" not in groups or route in ALIASES
+            pair = (canonical, f"never-{_uid()}") if spelled_canonical else (private, missing)
             for method in sorted(route.methods):
                 for who, token in callers.items():
                     answers = []
-                    for repo in (private, missing):
+                    for repo in pair:
                         path = concrete_path(route, route_values(repo, branch="b", upload_id=str(uuid.UUID(int=1))))
                         if path.endswith("/info/refs"):
                             path += "?service=git-upload-pack"

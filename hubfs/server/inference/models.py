@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hubfs.errors import BadRequestError, HubfsError, ModelLoadError, SafetensorsError
+from hubfs.paths import public_repo_id
 from hubfs.server.git_store import Entry
 from hubfs.server.hub import Hub
 from hubfs.server.inference.batching import Batcher
@@ -54,7 +55,7 @@ class ModelKey:
     task: str  # the transformers pipeline task the model was built for
 
     def __str__(self) -> str:
-        return f"{self.repo_id}@{self.sha[:12]}:{self.task}"
+        return f"{public_repo_id(self.repo_id)}@{self.sha[:12]}:{self.task}"
 
 
 @dataclass

@@ -152,7 +152,7 @@ class Cas:
                 continue
             f = self.store.file_by_sha256(sha) if is_valid_oid(sha) else None
             if f is None or not self.hub.meta.lfs_linked(source, sha) or hash_to_str(f.hash) != xet:
-                failed.append({"sha256": sha, "error": f"No Xet file {xet} with sha256 {sha} in {source.repo_id}."})
+                failed.append({"sha256": sha, "error": f"No Xet file {xet} with sha256 {sha} in {source.public_id}."})
                 continue
             self.hub.meta.link_lfs(target, sha, f.size)
         return failed
