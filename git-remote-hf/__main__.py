@@ -16,13 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["filter-process"]:  # a remote named "filter-process" comes with its URL: the helper
         from git_remote_hf import filter_process
 
-        return filter_process.main()
-    from git_remote_hf.helper import run
+        code = filter_process.main()  # it has closed its transfers and linked what it smudged
+    else:
+        from git_remote_hf.helper import run
 
-    code = run(args)
-    if argv is None:  # the executable: git waits for the helper to exit before it goes on (checkout, refs)
-        # run() has closed the client, the repository and index-pack; what remains is the interpreter's
-        # teardown of some 40k objects (0.2-0.4 s on a busy machine), which nothing needs: skip it.
+        code = run(args)  # it has closed the client, the repository and index-pack
+    if argv is None:  # the executable: git waits for it to exit before it goes on (checkout, refs)
+        # What remains is the interpreter's teardown of some 40k objects (0.2-0.4 s on a busy
+        # machine), which nothing needs: skip it.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
