@@ -12,6 +12,7 @@ WINDOW = 8  # recent reads a stride is judged on
 HISTORY = 64  # recent reads never guessed again
 STRIDE_DEPTH = 8  # guesses in flight: a parquet column's remaining row groups, usually
 SPARSE_SLOTS = 3  # a stride needs at least one read in this many of the slots it spans
+SMALL_READS_MIN = 4  # reads under TWO_POINT_MIN: this many before a stride is believed
 
 
 class StridePrefetcher:
@@ -21,8 +22,9 @@ class StridePrefetcher:
     order (pyarrow asks row groups 0, 8, 2, 3, ...): when they have about the same length and every
     gap between neighbours is about a multiple of the smallest gap, that gap is the stride, and the
     slots missing between them plus ``depth`` past the furthest (and one before the first) are
-    requested at once, widened by the jitter seen. Two reads of 1 MiB or more are evidence enough; more
-    reads must fill at least one slot in :data:`SPARSE_SLOTS` of the span they cover.
+    requested at once, widened by the jitter seen. Two reads of 1 MiB or more are evidence enough; smaller
+    reads need :data:`SMALL_READS_MIN` of them; more reads must fill at least one slot in
+    :data:`SPARSE_SLOTS` of the span they cover.
     Ranges already read, requested or held (``held``) are not asked again. Any other pattern (truly
     random reads) prefetches nothing. ``fetch(start, length)`` returns the bytes; ``warm()`` is
     called once, at the first big random read (to open connections ahead). Not thread-safe: the
@@ -65,8 +67,8 @@ class StridePrefetcher:
         self.history = (self.history + [(start, length)])[-HISTORY:]
         reads = sorted(set(self.history[-WINDOW:]))
         lengths = [n for _, n in reads]
-        if len(reads) < 2 or (len(reads) == 2 and min(lengths) < TWO_POINT_MIN):
-            return
+        if len(reads) < 2 or (len(reads) < SMALL_READS_MIN and min(lengths) < TWO_POINT_MIN):
+            return  # two or three small random reads fit some stride by chance (a % or two of the time)
         if max(lengths) - min(lengths) > max(lengths) // 50:
             return  # a stride repeats one read
         gaps = [b - a for (a, _), (b, _) in pairwise(reads)]
@@ -74,7 +76,10 @@ class StridePrefetcher:
         if stride < max(lengths):
             return
         deviations = [abs(g - round(g / stride) * stride) / round(g / stride) for g in gaps]
-        if max(deviations) > max(4096, stride // 100):
+        # big reads (row groups) jitter by a per cent of the stride; small ones get no more than an eighth of
+        # their own length: a per cent of a wide stride lets a few random 4 KiB reads pass as a pattern
+        tolerance = stride // 100 if min(lengths) >= TWO_POINT_MIN else max(lengths) // 8
+        if max(deviations) > max(4096, tolerance):
             return
         if (reads[-1][0] - reads[0][0]) // stride + 1 > SPARSE_SLOTS * len(reads):
             return  # mostly empty slots: page-aligned random reads fit any small "stride" and are no pattern
