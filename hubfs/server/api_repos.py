@@ -365,11 +365,6 @@ def _canonical_refs(request: Request, t: str, ns: str, name: str) -> Response:
     return refs(request, t, ns, name)
 
 
-# GET /api/{T}/{name}/{sub} of a canonical repo reads like the info of repo {name}/{sub}: these are
-# answered as the canonical repo's sub-resource when no such namespaced repo exists.
-_CANONICAL_SUBRESOURCES = {"refs": _canonical_refs, "auth-check": auth_check}
-
-
 def _canonical_listings(request: Request, t: str, ns: str, name: str) -> Response:
     """``discussions``, ``likers`` and ``lfs-files`` of a canonical repo (GET listings, like ``refs``)."""
     from hubfs.server import api_discussions, api_likes, api_storage  # they import this module
@@ -379,7 +374,10 @@ def _canonical_listings(request: Request, t: str, ns: str, name: str) -> Respons
     return handler(request, t, ns, name)
 
 
-_CANONICAL_SUBRESOURCES.update(dict.fromkeys(("discussions", "likers", "lfs-files"), _canonical_listings))
+# GET /api/{T}/{name}/{sub} of a canonical repo reads like the info of repo {name}/{sub}: these are
+# answered as the canonical repo's sub-resource when no such namespaced repo exists.
+_CANONICAL_SUBRESOURCES = {"refs": _canonical_refs, "auth-check": auth_check, "discussions": _canonical_listings,
+                           "likers": _canonical_listings, "lfs-files": _canonical_listings}
 
 
 async def not_implemented(request: Request, rest: str = "") -> Response:
