@@ -8,11 +8,18 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch: the LFS filter process, or the remote-helper protocol on stdin/stdout."""
-    # git starts this program for every fetch, push and LFS checkout: skip httpx's command-line client
-    # (its import pulls in click, rich and pygments when they are installed; httpx has a fallback for it).
-    if "httpx" not in sys.modules:
-        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    # git starts this program for every fetch, push and LFS checkout: skip imports the synchronous client
+    # never uses, each with a fallback where it is imported: httpx's command-line client (click, rich and
+    # pygments when they are installed) and the async backends httpcore loads when they are installed
+    # (trio and anyio: 0.1-0.2 s). GIT_REMOTE_HF_LEAN_IMPORTS=0 turns this off.
+    if os.environ.get("GIT_REMOTE_HF_LEAN_IMPORTS", "1") != "0" and "httpx" not in sys.modules:
+        for name in ("httpx._main", "trio", "anyio"):
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     args = sys.argv[1:] if argv is None else argv
+    from git_remote_hf.trace import mark
+
+    role = "filter" if args == ["filter-process"] else "helper"
+    mark(role, "start")
     if args == ["filter-process"]:  # a remote named "filter-process" comes with its URL: the helper
         from git_remote_hf import filter_process
 
@@ -21,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         from git_remote_hf.helper import run
 
         code = run(args)  # it has closed the client, the repository and index-pack
+    mark(role, "exit", str(code))
     if argv is None:  # the executable: git waits for it to exit before it goes on (checkout, refs)
         # What remains is the interpreter's teardown of some 40k objects (0.2-0.4 s on a busy
         # machine), which nothing needs: skip it.

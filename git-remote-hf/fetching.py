@@ -18,6 +18,7 @@ from dulwich.repo import Repo
 from git_remote_hf.packs import IndexPack
 from git_remote_hf.progress import SidebandRelay
 from git_remote_hf.scan import git
+from git_remote_hf.trace import mark
 from hubfs.errors import HubfsError
 
 if TYPE_CHECKING:
@@ -53,7 +54,9 @@ def fetch_batch(session: Session, lines: list[str]) -> None:
             result = session.git.fetch_pack("", determine_wants, repo.get_graph_walker(), sink.write, progress=relay,
                                             depth=depth, shallow_since=_timestamp(session, opts.deepen_since),
                                             shallow_exclude=opts.deepen_not or None)
+            mark("helper", "pack-received", f"{sink.received} bytes")
             lock, connected = sink.finish()
+            mark("helper", "index-pack-done")
         except BaseException:
             sink.abort()
             raise
@@ -65,6 +68,7 @@ def fetch_batch(session: Session, lines: list[str]) -> None:
         repo.close()
     if tips:
         _prefetch_lfs(session, tips)
+        mark("helper", "lfs-prefetch-done")
     if lock is not None:
         session.reply(f"lock {lock}")
     if connected:
@@ -121,16 +125,28 @@ def checkout_tips(session: Session, repo: Repo, wanted: dict[str, str]) -> list[
 
 
 def _prefetch_lfs(session: Session, tips: list[str]) -> None:
-    """Download the tips' missing LFS objects; a failure is a warning (the checkout's filter retries,
-    and what was downloaded stays for the next run)."""
-    from git_remote_hf.lfs_store import lfs_enabled
-    from git_remote_hf.lfs_transfer import prefetch
+    """Download the tips' missing LFS objects: for a clone in a background process that git's checkout
+    overlaps (:mod:`git_remote_hf.background`), else here. A failure is a warning (the checkout's filter
+    retries, and what was downloaded stays for the next run)."""
+    from git_remote_hf import background
+    from git_remote_hf.lfs_transfer import fetch_objects, wanted_objects
 
-    if not lfs_enabled(session.git_dir):  # GIT_REMOTE_HF_LFS=0 or hf.lfs=false: LFS is left to git-lfs, or to nothing
-        return
     try:
-        prefetch(session.git_dir, session.client, session.remote.lfs_url, tips,
-                 progress=session.options.progress and session.options.verbosity > 0)
+        # none with GIT_LFS_SKIP_SMUDGE, GIT_REMOTE_HF_LFS=0 or hf.lfs=false (LFS left to git-lfs, or to nothing)
+        wanted = wanted_objects(session.git_dir, tips)
+        if not wanted:
+            return
+        if session.options.cloning and background.enabled(_config_bool(session, "hf.lfs.background")) and \
+                background.start(session.git_dir, session.client, session.remote.lfs_url, wanted):
+            return
+        fetch_objects(session.git_dir, session.client, session.remote.lfs_url, [p for _, p in wanted],
+                      progress=session.options.progress and session.options.verbosity > 0,
+                      names={p.oid: path for path, p in reversed(wanted)})
     except (HubfsError, OSError) as exc:
         session.err(f"git-remote-hf: warning: LFS download incomplete ({exc}); the checkout fetches what is missing, "
                     "and a rerun resumes.")
+
+
+def _config_bool(session: Session, key: str) -> str:
+    """``git config --type=bool --get key`` in the repo: ``true``, ``false`` or empty when unset."""
+    return git(session.git_dir, "config", "--type=bool", "--get", key, check=False).stdout.decode().strip()

@@ -32,9 +32,11 @@ from itertools import chain
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
+from git_remote_hf.background import POLL, Watch
 from git_remote_hf.lfs_select import PathFilter, skip_smudge
 from git_remote_hf.lfs_store import LfsStore
 from git_remote_hf.pktline import PktLine
+from git_remote_hf.trace import mark
 from hubfs.errors import HubfsError
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer, sha256_file
 
@@ -80,7 +82,10 @@ class FilterServer:
         self._remote: tuple[HubClient, str] | None = None  # made on the first fetch, kept for the next ones
         self.queue: dict[str, LfsPointer] = {}  # delayed, not yet handed to the background fetch
         self.names: dict[str, str] = {}  # oid -> a path, for messages
+        self.handed: set[str] = set()  # oids handed to the background fetch
         self.background: BackgroundFetch | None = None
+        self.watch = Watch.open(git_dir)  # the clone's background download, while it runs
+        self._verify_all: bool | None = None  # hf.lfs.verifySmudge, read when first needed
         self.started = time.time()
 
     # -- protocol ---------------------------------------------------------------------------------
@@ -96,12 +101,18 @@ class FilterServer:
 
     def serve(self) -> None:
         """Answer requests until git closes the pipe."""
+        mark("filter", "handshake-done")
+        counts: dict[str, int] = {}
         while True:
             try:
                 headers = dict(line.partition("=")[::2] for line in self.pkt.read_list())
             except EOFError:
+                mark("filter", "git-done", " ".join(f"{k}={v}" for k, v in counts.items()))
                 return
             command = headers.get("command", "")
+            counts[command] = counts.get(command, 0) + 1
+            if counts[command] == 1:
+                mark("filter", f"first-{command}")
             if command == "list_available_blobs":
                 self._list_available()
                 continue
@@ -179,35 +190,66 @@ class FilterServer:
             if not self.paths.allows(path):  # left out by lfs.fetchinclude/fetchexclude: the pointer stays
                 self._answer(iter([pointer.to_bytes()]))
                 return
-            if can_delay:  # fetched in the background while git goes on; listed once it is here
+            if self.watch is not None and self.watch.brings(pointer.oid):  # the clone's background download
+                if can_delay:  # listed once it is here
+                    self.delayed[path] = pointer
+                    self.pkt.text("status=delayed")
+                    return
+                self.watch.wait_for(pointer.oid)
+            if self.store.has(pointer.oid, pointer.size):
+                pass
+            elif can_delay:  # fetched in the background while git goes on; listed once it is here
                 self.delayed[path] = pointer
                 self.queue[path] = pointer
                 if len(self.queue) >= BATCH_SIZE:
                     self._start_fetch()
                 self.pkt.text("status=delayed")
                 return
-            self._fetch({path: pointer})
+            else:
+                self._fetch({path: pointer})
             if path in self.failed:
                 self._smudge_pointer(path, pointer, can_delay=False)
                 return
         self.smudged[path] = pointer
-        self._answer(self._verified(pointer))
+        self._answer_object(pointer)
 
-    def _verified(self, pointer: LfsPointer) -> Iterator[bytes]:
-        """The object's bytes; raises (after the last byte) if they do not hash to its oid."""
-        digest, size = hashlib.sha256(), 0
-        with open(self.store.path(pointer.oid), "rb") as f:
-            while chunk := f.read(PIECE):
-                digest.update(chunk)
-                size += len(chunk)
-                yield chunk
-        if size != pointer.size or digest.hexdigest() != pointer.oid:
-            raise HubfsError(f"LFS object {pointer.oid} in {self.store.objects} is corrupt (sha256 "
-                             f"{digest.hexdigest()}, {size} bytes); refused. Remove it and fetch again.")
+    def _answer_object(self, pointer: LfsPointer) -> None:
+        """``status=success``, the stored object's bytes, and a final ``status=error`` if they do not hash
+        to its oid (git then does not check the file out). An object this clone downloaded and verified
+        moments ago (:meth:`_fresh`) is sent without hashing it again."""
+        self.pkt.text("status=success")
+        digest = None if self._fresh(pointer.oid) else hashlib.sha256()
+        try:
+            with open(self.store.path(pointer.oid), "rb", buffering=0) as f:
+                size = self.pkt.content_from(f, None if digest is None else digest.update)
+            if size != pointer.size or (digest is not None and digest.hexdigest() != pointer.oid):
+                found = f"sha256 {digest.hexdigest()}, " if digest is not None else ""
+                raise HubfsError(f"LFS object {pointer.oid} in {self.store.objects} is corrupt ({found}{size} bytes); "
+                                 "refused. Remove it and fetch again.")
+        except (HubfsError, OSError) as err:
+            self.log.write(f"git-remote-hf: {err}\n")
+            self.pkt.flush()
+            self.pkt.text("status=error")
+            return
+        self.pkt.flush()
+        self.pkt.flush()  # an empty status list: success stands
+
+    def _fresh(self, oid: str) -> bool:
+        """Whether this clone's download stored ``oid`` (hashed as it arrived, seconds ago), unless
+        ``hf.lfs.verifySmudge`` asks to hash every object again as it is checked out."""
+        if self.watch is not None and oid not in self.watch.done:
+            self.watch.refresh()
+        fresh = ((self.watch is not None and oid in self.watch.done)
+                 or (self.background is not None and oid in self.background.stored))
+        if fresh and self._verify_all is None:
+            self._verify_all = _git("--git-dir", str(self.git_dir), "config", "--type=bool", "--get",
+                                    "hf.lfs.verifySmudge") == "true"
+        return fresh and not self._verify_all
 
     def _start_fetch(self) -> None:
         """Hand the queued delayed objects to the background fetch (made on first use)."""
-        queued, self.queue = self.queue, {}
+        queued = {path: p for path, p in self.queue.items() if p.oid not in self.handed}
+        self.queue = {}
         if not queued:
             return
         if self.background is None:
@@ -222,13 +264,15 @@ class FilterServer:
                 self.failed.update((path, str(err)) for path in queued)
                 return
         self.names.update((p.oid, path) for path, p in queued.items())
+        self.handed.update(p.oid for p in queued.values())
+        mark("filter", "own-fetch", f"{len(queued)} objects")
         self.background.submit(queued.values())
 
     def _list_available(self) -> None:
         """git asks which delayed paths are ready: block until at least one is (stored, or failed), as the
         protocol wants, and list those; an empty list once none is left."""
+        ready = self._from_watch() if self.watch is not None else []
         self._start_fetch()
-        ready: list[str] = []
         while self.delayed and not ready:
             waiting = {p: ptr for p, ptr in self.delayed.items() if p not in self.failed}
             if self.background is not None and waiting:
@@ -245,6 +289,23 @@ class FilterServer:
                     self.failed.setdefault(path, "it could not be fetched")
         self.pkt.text(*(f"pathname={p}" for p in ready))
         self.pkt.text("status=success")
+
+    def _from_watch(self) -> list[str]:
+        """The delayed paths the clone's background download has stored, waiting while it still brings
+        some; the ones it failed or left are queued for the filter's own fetch (all, once it has ended)."""
+        watch = self.watch
+        assert watch is not None
+        while True:
+            watch.refresh()
+            ready = [path for path, ptr in self.delayed.items() if ptr.oid in watch.done]
+            waiting = any(watch.brings(ptr.oid) for ptr in self.delayed.values())
+            if ready or not waiting:
+                break
+            time.sleep(POLL)
+        for path, ptr in self.delayed.items():
+            if path not in ready and not watch.brings(ptr.oid) and not self.store.has(ptr.oid, ptr.size):
+                self.queue.setdefault(path, ptr)
+        return ready
 
     def _fetch(self, wanted: dict[str, LfsPointer]) -> None:
         """Fetch the objects of ``wanted`` (path -> pointer) in one run; failures recorded per path."""
@@ -267,6 +328,9 @@ class FilterServer:
         if self.background is not None:
             self.background.close()
             self.background = None
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
         if self._remote is not None:
             self._remote[0].close()
             self._remote = None
@@ -366,4 +430,5 @@ def main() -> int:
         server.close()
         if server.smudged:
             server.link_smudged()
+            mark("filter", "linked")
     return 0

@@ -228,12 +228,16 @@ def serve(session: Session, stdin: BinaryIO) -> int:
     """Answer git's commands until it closes stdin or sends the final blank line."""
     from git_remote_hf.fetching import fetch_batch
     from git_remote_hf.pushing import push_batch
+    from git_remote_hf.trace import mark
+
+    mark("helper", "imported")
 
     while True:
         raw = stdin.readline()
         if not raw:
             return 0
         line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+        mark("helper", "command", line.split(" ", 1)[0] or "end")
         if line == "":
             return 0
         if line == "capabilities":

@@ -37,7 +37,7 @@ from hubfs.lfs import LfsPointer
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["BackgroundFetch", "LfsTransferError", "batch_url", "fetch_objects", "prefetch", "upload"]
+__all__ = ["BackgroundFetch", "LfsTransferError", "batch_url", "fetch_objects", "prefetch", "upload", "wanted_objects"]
 
 BATCH_SIZE = 100
 SMALL = 1 << 20  # objects up to this size are fetched whole into memory (no partial file to resume)
@@ -62,23 +62,31 @@ def prefetch(git_dir: Path, client: HubClient, lfs_url: str, tips: list[str], *,
     Raises :class:`LfsTransferError` naming what failed; what did arrive stays (complete objects in
     ``objects/``, partial ones in ``incomplete/`` for the next run).
     """
-    git_dir = Path(git_dir)
-    if skip_smudge() or not tips or not lfs_enabled(git_dir):
-        return
-    wanted = tree_pointers(git_dir, tips, PathFilter.from_git(git_dir))
+    wanted = wanted_objects(Path(git_dir), tips)
     fetch_objects(git_dir, client, lfs_url, [p for _, p in wanted], ref=ref, progress=progress,
-                  names={p.oid: path for path, p in wanted})
+                  names={p.oid: path for path, p in reversed(wanted)})
+
+
+def wanted_objects(git_dir: Path, tips: list[str]) -> list[tuple[str, LfsPointer]]:
+    """``(path, pointer)`` of the LFS files in the trees of ``tips`` (in path order) that a checkout smudges:
+    none with ``GIT_LFS_SKIP_SMUDGE=1`` or when the user opted out (see :func:`prefetch`)."""
+    if skip_smudge() or not tips or not lfs_enabled(git_dir):
+        return []
+    return tree_pointers(git_dir, tips, PathFilter.from_git(git_dir))
 
 
 def fetch_objects(git_dir: Path, client: HubClient, lfs_url: str, pointers: Iterable[LfsPointer], *,
-                  ref: str | None = None, progress: bool | None = None, names: dict[str, str] | None = None) -> None:
-    """Download the objects of ``pointers`` that the store lacks; ``names`` (oid -> path) for messages."""
+                  ref: str | None = None, progress: bool | None = None, names: dict[str, str] | None = None,
+                  on_done: Callable[[LfsPointer, str | None], None] | None = None) -> None:
+    """Download the objects of ``pointers`` that the store lacks; ``names`` (oid -> path) for messages;
+    ``on_done(pointer, why)`` is told of each object as it settles (``why`` None once it is stored)."""
     store = LfsStore(git_dir)
     todo = store.missing(pointers)
     if not todo:
         return
     with _Downloads(client, store, batch_url(lfs_url), ref, _Progress.maybe("Downloading", todo, progress),
                     names or {}) as run:
+        run.on_done = on_done
         run.all(todo)
 
 
@@ -242,6 +250,7 @@ class BackgroundFetch:
         self.run = _Downloads(client, LfsStore(git_dir), batch_url(lfs_url), None, None, names)
         self.run.on_done = self._settle
         self.failed: dict[str, str] = {}
+        self.stored: set[str] = set()  # downloaded (and verified) by this fetch
         self._submitted: set[str] = set()
         self._settled: set[str] = set()
         self._cond = threading.Condition()
@@ -270,6 +279,8 @@ class BackgroundFetch:
             self._settled.add(pointer.oid)
             if why is not None:
                 self.failed[pointer.oid] = why
+            else:
+                self.stored.add(pointer.oid)
             self._cond.notify_all()
 
     def wait(self, oids: set[str], gather: float = 0.05) -> None:

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import io
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 __all__ = ["MAX_DATA", "PktLine"]
 
 MAX_DATA = 65516
+PACKETS_PER_WRITE = 16  # about 1 MiB: the size the filter gives its pipe to git
 
 
 class PktLine:
@@ -72,3 +74,26 @@ class PktLine:
             view = memoryview(chunk)
             for i in range(0, len(view), MAX_DATA):
                 self.write(bytes(view[i:i + MAX_DATA]))
+
+    def content_from(self, f: io.RawIOBase | io.BufferedIOBase, on_data: Callable[[memoryview], object] | None = None) -> int:
+        """The rest of the file ``f`` as packets (no flush): read straight into a buffer of
+        :data:`PACKETS_PER_WRITE` framed packets, written at once (one system call for about 1 MiB instead
+        of two per 64 KiB packet). ``on_data`` sees each packet's data (to hash it); returns the bytes sent."""
+        buf = memoryview(bytearray(PACKETS_PER_WRITE * (MAX_DATA + 4)))
+        total, eof = 0, False
+        while not eof:
+            end = 0
+            while end + 4 + MAX_DATA <= len(buf):
+                n = f.readinto(buf[end + 4:end + 4 + MAX_DATA])
+                if not n:
+                    eof = True
+                    break
+                buf[end:end + 4] = b"%04x" % (n + 4)
+                if on_data is not None:
+                    on_data(buf[end + 4:end + 4 + n])
+                end += n + 4
+                total += n
+            if end:
+                self.wr.write(buf[:end])
+        return total
+

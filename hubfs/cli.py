@@ -33,21 +33,14 @@ def _size(text: str) -> int:
     return int(text)
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def _duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``15m``, ``12h``, ``30d`` or ``2w``."""
-    value, unit = text.strip().lower(), 1
-    if value[-1:] in _DURATION_UNITS:
-        value, unit = value[:-1], _DURATION_UNITS[value[-1]]
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h``, ``30d`` or ``2w`` (:func:`hubfs.durations.parse_duration`)."""
+    from hubfs.durations import parse_duration
+
     try:
-        seconds = float(value) * unit
-    except ValueError:
-        seconds = float("nan")
-    if not 0 <= seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 3600, 90s, 15m, 12h, 30d or 2w")
-    return seconds
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _when(ts: float | None) -> str:
@@ -58,13 +51,26 @@ def _when(ts: float | None) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from hubfs.server.app import serve
+    from hubfs.server.db.url import configure as configure_database
+
+    url = configure_database(_data_dir(args), args.database_url)  # remembered in DATA/database.json (no password)
+    if args.database_url:  # this process, its workers and git hooks use it as given (a password in it too)
+        os.environ["HUBFS_DATABASE_URL"] = url
 
     serve(_data_dir(args), args.host, args.port, public_url=args.public_url,
           regular_max_size=args.regular_max_size, multipart_chunk_size=args.multipart_chunk_size,
           access_log=args.access_log, cdn_url=args.cdn_url, send_timeout=args.send_timeout,
           gc_interval=args.gc_interval, gc_grace=args.gc_grace, allow_signup=args.allow_signup,
           inference=_inference_options(args), jobs=_jobs_options(args), object_store=args.object_store,
-          s3_endpoint_url=args.s3_endpoint_url)
+          s3_endpoint_url=args.s3_endpoint_url,
+          workers=args.workers)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from hubfs.server.db_migrate import migrate
+
+    migrate(config.data_dir(args.source), args.to, force=args.force, say=print)
     return 0
 
 
@@ -202,7 +208,7 @@ def _hub_sqlite(args: argparse.Namespace) -> Path:
     from hubfs.errors import NotFoundError
 
     path = _data_dir(args) / "hub.sqlite"
-    if not path.is_file():
+    if not path.is_file() and not (path.parent / "database.json").is_file():  # PostgreSQL: DATA/database.json
         raise NotFoundError(f"No hub data in {_data_dir(args)} (no hub.sqlite).")
     return path
 
@@ -341,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep LFS objects in S3-compatible storage (credentials: the standard AWS environment "
                             "and files); downloads redirect to presigned URLs. Remembered in the data folder")
     serve.add_argument("--s3-endpoint-url", metavar="URL", help="the S3 API's URL (MinIO, Ceph, ...; default AWS)")
+    serve.add_argument("--database-url", metavar="URL", default=None,
+                       help="metadata in PostgreSQL: postgresql://user@host:port/db (password via PGPASSFILE or "
+                            "PGPASSWORD; also HUBFS_DATABASE_URL; remembered in the data folder); default: DATA/hub.sqlite")
     serve.add_argument("--cdn-url", help="redirect LFS downloads to this origin (e.g. another `hubfs serve` "
                                          "on the same --data, or a caching proxy in front of this hub)")
     serve.add_argument("--gc-interval", type=_duration, default=6 * 3600, metavar="DURATION",
@@ -373,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--jobs-user", metavar="USER",
                        help="run local jobs as this OS user (hub running as root, --jobs-dir outside the data "
                             "folder); without it local jobs run as the hub's user and can read its files")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="worker processes accepting on the one port (default 1; not with --jobs)")
     serve.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
@@ -429,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX")
     move.add_argument("--s3-endpoint-url", metavar="URL", help="the S3 API's URL (MinIO, Ceph, ...; default AWS)")
     move.set_defaults(func=cmd_storage_migrate)
+
+    dbm = sub.add_parser("migrate", help="copy a hub's SQLite metadata into PostgreSQL and switch its data folder to it")
+    dbm.add_argument("--from", dest="source", metavar="DATA", help="the hub's data folder (default: as for serve)")
+    dbm.add_argument("--to", required=True, metavar="postgresql://USER@HOST:PORT/DB")
+    dbm.add_argument("--force", action="store_true", help="copy even into a database that already holds rows "
+                                                          "(those tables are emptied first)")
+    dbm.set_defaults(func=cmd_migrate)
 
     _add_mount_commands(sub)
 

@@ -10,6 +10,8 @@ hubfs's own variables, each read by one function here and nowhere else:
 | variable            | read by              | meaning                                                            |
 | ------------------- | -------------------- | ------------------------------------------------------------------ |
 | HUBFS_MALLOPT       | malloc_tuning()      | 0: leave glibc's allocator alone (see hubfs.client.malloc)         |
+| HUBFS_LOADER_HUGEPAGES | loader_hugepages() | 0: the loader's fresh buffers keep 4 KiB pages (hubfs.loader.pages) |
+| HUBFS_LOADER_CACHESTAT | loader_cachestat() | 0: zero-copy loads populate every page, cached or not (same)      |
 | HUBFS_DATA          | data_dir()           | the embedded hub's data folder (default ./hubfs-data)              |
 | HUBFS_NO_SENDFILE   | sendfile_enabled()   | set: the hub copies file bodies instead of using sendfile          |
 | HUBFS_REQUEST_LOG   | request_log()        | a file the hub appends "METHOD PATH RANGE" to per request (tests)  |
@@ -109,6 +111,17 @@ class HubConfig:
 def malloc_tuning() -> bool:
     """Whether hubfs may tune glibc's allocator for big reads (``HUBFS_MALLOPT=0`` says no)."""
     return os.environ.get("HUBFS_MALLOPT", "1").strip() != "0"
+
+
+def loader_hugepages() -> bool:
+    """Whether the loader may advise huge pages for its fresh buffers (``HUBFS_LOADER_HUGEPAGES=0`` says no)."""
+    return os.environ.get("HUBFS_LOADER_HUGEPAGES", "1").strip() != "0"
+
+
+def loader_cachestat() -> bool:
+    """Whether zero-copy loads skip populating tensors already in the page cache (``HUBFS_LOADER_CACHESTAT=0``:
+    populate them all)."""
+    return os.environ.get("HUBFS_LOADER_CACHESTAT", "1").strip() != "0"
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:

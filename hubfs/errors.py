@@ -141,6 +141,12 @@ class OfflineEntryNotFoundError(OfflineModeError, FileNotFoundError):
     code, status = "Offline", 0
 
 
+class ServiceUnavailableError(HubfsError, ConnectionError):
+    """The hub cannot answer now (its metadata database is unreachable); retry shortly."""
+
+    code, status = "ServiceUnavailable", 503
+
+
 class HubConnectionError(HubfsError, ConnectionError):
     """The hub could not be reached, or kept failing after retries."""
 

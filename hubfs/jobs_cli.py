@@ -16,10 +16,10 @@ import sys
 import time
 from typing import Any
 
+from hubfs.durations import parse_duration
 from hubfs.errors import BadRequestError, HubfsError
 
 TERMINAL = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _transport(args: argparse.Namespace) -> Any:
@@ -54,13 +54,13 @@ def _pairs(items: list[str] | None, what: str, from_env: bool) -> dict[str, str]
 
 
 def _timeout(text: str | None) -> int | None:
+    """Whole seconds of ``--timeout`` (:func:`hubfs.durations.parse_duration`), None when not given."""
     if not text:
         return None
-    unit = _UNITS.get(text[-1], 0)
     try:
-        return int(float(text[:-1]) * unit) if unit else int(float(text))
-    except ValueError:
-        raise BadRequestError(f"invalid --timeout {text!r}: use e.g. 300, 90s, 5m, 2h") from None
+        return int(parse_duration(text))
+    except BadRequestError as exc:
+        raise BadRequestError(f"--timeout: {exc.message}") from None
 
 
 def _row(job: dict[str, Any]) -> str:
@@ -193,7 +193,7 @@ def register(sub: Any) -> None:
     p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable (repeatable)")
     p.add_argument("-s", "--secrets", action="append", metavar="K[=V]",
                    help="secret variable; K alone takes the value of $K here (repeatable)")
-    p.add_argument("--timeout", help="time limit: seconds, or 90s, 5m, 2h, 1d")
+    p.add_argument("--timeout", help="time limit: seconds, or 90s, 5m, 2h, 1d, 1w")
     p.add_argument("-d", "--detach", action="store_true", help="print the job id and return")
     p.set_defaults(func=_checked_run)
 

@@ -23,6 +23,8 @@ if [ "$(id -u)" = 0 ]; then
   # The web interface's browser tests: headless Chromium and its driver, from Debian.
   have_deb chromium || need+=(chromium)
   have_deb chromium-driver || need+=(chromium-driver)
+  # The PostgreSQL metadata tests: a throwaway cluster (initdb, pg_ctl from /usr/lib/postgresql/*/bin).
+  have_deb postgresql || need+=(postgresql)
   if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     apt_log=$(mktemp)

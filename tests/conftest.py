@@ -1,5 +1,9 @@
 """Test session set-up: one real embedded hub on loopback for the whole run.
 
+``HUBFS_TEST_BACKEND=postgres-s3`` starts that hub with its metadata in a throwaway PostgreSQL
+cluster (``tests/pg_cluster.py``) and its objects in moto's S3 server (``tests/server/moto_s3.py``);
+unset, it keeps SQLite and the local object store.
+
 huggingface_hub reads HF_ENDPOINT and HF_HOME at import, so the server is started (and the
 environment set) in ``pytest_configure``, before any test module imports it. Xet is on, as in a
 default install; ``HF_XET_CACHE`` belongs to this session's server (hf_xet caches shards per
@@ -21,12 +25,38 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import HubServer  # noqa: E402
 
 _SESSION: dict[str, object] = {}
+BACKEND = os.environ.get("HUBFS_TEST_BACKEND", "")
+
+
+def _backend_args(root: Path) -> tuple[list[str], dict[str, str]]:
+    """The session hub's ``serve`` flags and environment for ``HUBFS_TEST_BACKEND`` (its servers are
+    kept in ``_SESSION["backend"]`` and stopped at the end)."""
+    if not BACKEND:
+        return [], {}
+    if BACKEND != "postgres-s3":
+        raise pytest.UsageError(f"HUBFS_TEST_BACKEND={BACKEND!r}: the only other backend is postgres-s3")
+    import contextlib
+
+    sys.path.insert(0, str(Path(__file__).parent / "server"))
+    from moto_s3 import s3_server
+    from pg_cluster import PgCluster
+
+    stack = contextlib.ExitStack()
+    _SESSION["backend"] = stack
+    cluster = PgCluster().start()
+    stack.callback(cluster.close)
+    s3 = stack.enter_context(s3_server(root))
+    args = ["--database-url", cluster.new_database("session"), "--object-store", f"s3://{s3.bucket()}/hub",
+            "--s3-endpoint-url", s3.endpoint]
+    return args, s3.hub_env
 
 
 def pytest_configure(config: pytest.Config) -> None:
     root = Path(tempfile.mkdtemp(prefix="hubfs-tests-"))
-    server = HubServer(root / "hub").start()
-    _SESSION.update(server=server, root=root)
+    _SESSION.update(root=root)
+    args, env = _backend_args(root)
+    server = HubServer(root / "hub", *args, env=env).start()
+    _SESSION.update(server=server)
     os.environ.pop("HF_HUB_DISABLE_XET", None)
     os.environ.update(
         HF_ENDPOINT=server.endpoint,
@@ -44,6 +74,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     server = _SESSION.get("server")
     if isinstance(server, HubServer):
         server.stop()
+    backend = _SESSION.get("backend")
+    if backend is not None:
+        backend.close()  # type: ignore[attr-defined]
     root = _SESSION.get("root")
     if isinstance(root, Path) and not os.environ.get("HUBFS_KEEP_TEST_DATA"):
         shutil.rmtree(root, ignore_errors=True)

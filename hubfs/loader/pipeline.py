@@ -22,17 +22,16 @@ Yielded tensors own their memory (or their mapping): nothing is reused under the
 from __future__ import annotations
 
 import collections
-import ctypes
-import functools
 import math
-import mmap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, is_dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hubfs.errors import SafetensorsError
 from hubfs.loader.header import TensorInfo, torch_dtype, torch_shape
+from hubfs.loader.pages import byte_view, host_buffer
+from hubfs.loader.pages import populate as fault_in
 from hubfs.loader.sources import Checkpoint, FileSource
 
 if TYPE_CHECKING:
@@ -129,6 +128,7 @@ class Loader:
         self.window = self.threads * 2
         self._torch = torch
         self._streams: dict[torch.device, Any] = {}
+        self._cached_files: dict[str, bool] = {}  # file -> all of it in the page cache (when asked)
 
     # -- planning ------------------------------------------------------------------------------------
 
@@ -153,6 +153,14 @@ class Loader:
         out = torch.empty(0, dtype=dtype).set_(storage, info.start // size, shape, _contiguous_strides(shape))
         return out
 
+    def _in_page_cache(self, info: TensorInfo) -> bool:
+        """Whether ``info``'s bytes are all in the page cache (asked for the whole file first, once per load)."""
+        src = self.ckpt.source(info)
+        whole = self._cached_files.get(info.file)
+        if whole is None:
+            whole = self._cached_files[info.file] = bool(src.in_page_cache(0, src.size))
+        return whole or bool(src.in_page_cache(info.start, info.nbytes))
+
     # -- running -------------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
@@ -175,10 +183,12 @@ class Loader:
                             break
                         item = self.items[idx]
                         nbytes = item.info.nbytes
-                        if not self._cheap(item) and pending_bytes and pending_bytes + nbytes > self.budget:
+                        mapped = self._zero_copy(item)
+                        cheap = mapped or nbytes == 0 or item.device.type == "meta"
+                        if not cheap and pending_bytes and pending_bytes + nbytes > self.budget:
                             break
                         idx += 1
-                        job = self._start(item)
+                        job = self._start(item, mapped)
                         jobs.append(job)
                         if job.left == 0:
                             continue
@@ -210,20 +220,20 @@ class Loader:
     def _stages(self, item: Item) -> bool:
         return self.stage_all or _accelerated(item.device)
 
-    def _cheap(self, item: Item) -> bool:
-        return item.info.nbytes == 0 or item.device.type == "meta" or self._zero_copy(item)
-
-    def _start(self, item: Item) -> _Job:
-        """A job for ``item``: done already (empty, meta, zero-copy), or with its raw bytes allocated."""
+    def _start(self, item: Item, mapped: bool) -> _Job:
+        """A job for ``item`` (``mapped``: on the zero-copy path): done already (empty, meta, zero-copy, in
+        the page cache), or with pieces to read or to fault in."""
         torch = self._torch
         info = item.info
         if info.nbytes == 0 or item.device.type == "meta":
             job = _Job(item, None, 0)
             job.result = torch.empty(torch_shape(info), dtype=torch_dtype(info), device=item.device)
             return job
-        if self._zero_copy(item):
-            job = _Job(item, None, math.ceil(info.nbytes / self.chunk) if self.populate else 0)
+        if mapped:
+            job = _Job(item, None, 0)
             job.result = self._mapped(item)
+            if self.populate and not self._in_page_cache(info):
+                job.left = math.ceil(info.nbytes / self.chunk)  # fault in from the disk, in parallel
             return job
         if _accelerated(item.device):
             with self._stream_ctx(item.device):
@@ -238,7 +248,7 @@ class Loader:
         start = job.item.info.start + off
         if job.raw is None:  # a mapped tensor: fault its pages in (kernel side, no copy)
             storage = self.storages[job.item.info.file]
-            return _Piece(job, off, length, pool.submit(_populate, storage.data_ptr() + start, length))
+            return _Piece(job, off, length, pool.submit(fault_in, storage.data_ptr() + start, length))
         if not self._stages(job.item):
             view = byte_view(job.raw)[off:off + length]
             return _Piece(job, off, length, pool.submit(_read, src, start, view, None))
@@ -332,49 +342,6 @@ def _read(src: FileSource, offset: int, view: memoryview, wait: Any) -> None:
     if got != len(view):
         raise SafetensorsError(f"{src.name}: truncated: {len(view)} bytes wanted at offset {offset}, got {got} "
                                f"(the file is {src.size} bytes)")
-
-
-OWN_MAPPING_MIN = 1 << 20  # CPU buffers this big get their own anonymous mapping
-
-
-def host_buffer(nbytes: int) -> torch.Tensor:
-    """``nbytes`` of CPU memory as a uint8 tensor. Big ones get their own anonymous mapping, unmapped when
-    the last tensor using it goes: glibc's heap keeps freed buffers of that size (its adaptive mmap
-    threshold), so the peak memory of a streamed load would grow with the model. (No MADV_HUGEPAGE:
-    with THP defrag on "madvise", the kernel compacts memory synchronously, stalling for seconds.)"""
-    import torch
-
-    if nbytes < OWN_MAPPING_MIN:
-        return torch.empty(nbytes, dtype=torch.uint8)
-    region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return torch.frombuffer(region, dtype=torch.uint8)
-
-
-def byte_view(t: torch.Tensor) -> memoryview:
-    """A writable byte view of a contiguous uint8 CPU tensor's memory."""
-    return memoryview(cast(Any, t.numpy())).cast("B")
-
-
-MADV_POPULATE_READ = 22  # Linux 5.14+: fault a range in, read-only, without touching it from user space
-
-
-@functools.cache
-def _madvise() -> Callable[..., int] | None:
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return cast(Callable[..., int], fn)
-
-
-def _populate(addr: int, length: int) -> None:
-    """Worker: make ``length`` mapped bytes at ``addr`` resident (a no-op where the kernel cannot)."""
-    madvise = _madvise()
-    page = mmap.PAGESIZE
-    lo = addr - addr % page
-    if madvise is not None and length > 0:
-        madvise(lo, addr + length - lo, MADV_POPULATE_READ)  # EINVAL on old kernels: left lazy
 
 
 def _accelerated(device: torch.device) -> bool:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from hubfs.errors import EntryNotFoundError, HubfsError, InvalidNameError, OfflineModeError, SafetensorsError
 from hubfs.loader.header import Header, TensorInfo, read_header
+from hubfs.loader.pages import cached as page_cached
 from hubfs.paths import RepoPath
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ class FileSource:
     def readinto(self, offset: int, buf: memoryview) -> int:
         """Fill ``buf`` from ``offset``; returns the bytes read (fewer only at the end of the file)."""
         raise NotImplementedError
+
+    def in_page_cache(self, offset: int, length: int) -> bool | None:
+        """Whether those bytes are all in the page cache (None: cannot be told)."""
+        return None
 
     def read(self, offset: int, length: int) -> bytes:
         buf = bytearray(max(0, min(length, self.size - offset)))
@@ -88,6 +93,10 @@ class LocalFile(FileSource):
                 break
             got += n
         return got
+
+    def in_page_cache(self, offset: int, length: int) -> bool | None:
+        fd = self._fd
+        return None if fd is None else page_cached(fd, offset, length)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -124,6 +133,9 @@ class HubFile(FileSource):
                 raise SafetensorsError(f"{self.name}: the hub sent {offset + got} bytes of {self.size} (truncated?)")
             got += n
         return got
+
+    def in_page_cache(self, offset: int, length: int) -> bool | None:
+        return self._blob.in_page_cache(offset, length) if self._blob is not None else False
 
     def close(self) -> None:
         if self._blob is not None:
@@ -215,10 +227,12 @@ def mount_of(path: str) -> tuple[str, str, str] | None:
     return best
 
 
-def local_fs_allows_mmap(path: str) -> bool:
-    """False on network and FUSE file systems (mmap there means page-sized remote reads)."""
-    found = mount_of(path)
-    if found is None:
+def local_fs_allows_mmap(path: str, found: tuple[str, str, str] | None | bool = False) -> bool:
+    """False on network and FUSE file systems (mmap there means page-sized remote reads). ``found``:
+    :func:`mount_of` ``path`` when the caller has it already."""
+    if found is False:
+        found = mount_of(path)
+    if not isinstance(found, tuple):
         return True
     fstype = found[1]
     return not (fstype.startswith("fuse") or fstype in NETWORK_FS)
@@ -237,7 +251,8 @@ def resolve(src: str | os.PathLike[str], *, revision: str | None = None, endpoin
             raise InvalidNameError(f"{text} names revision {rp.revision!r} but revision={revision!r} was given")
         return _hub_checkpoint(text, rp, rp.revision or revision, endpoint, token)
     if os.path.exists(text):
-        mounted = _in_hubfs_mount(text)
+        found = mount_of(text)
+        mounted = _in_hubfs_mount(text, found)
         if mounted is not None:
             rp, mount_endpoint, cache_dir = mounted
             try:
@@ -247,7 +262,7 @@ def resolve(src: str | os.PathLike[str], *, revision: str | None = None, endpoin
                     raise
                 log.warning("%s: reading through the kernel (no mmap): the mount's hub is not usable here: %s",
                             text, exc)
-        return _local_checkpoint(text)
+        return _local_checkpoint(text, local_fs_allows_mmap(text, found))
     if text.endswith((".safetensors", ".json")) or text.startswith((".", "/", "~")) or os.sep + os.sep in text:
         raise FileNotFoundError(f"{text}: no such file or folder")
     try:
@@ -257,8 +272,7 @@ def resolve(src: str | os.PathLike[str], *, revision: str | None = None, endpoin
     return _hub_checkpoint(text, rp, revision, endpoint, token)
 
 
-def _local_checkpoint(path: str) -> Checkpoint:
-    allow = local_fs_allows_mmap(path)
+def _local_checkpoint(path: str, allow: bool) -> Checkpoint:
     index = None
     if path.endswith(INDEX_SUFFIX) and os.path.isfile(path):  # an index names its folder's shards
         path, index = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
@@ -399,9 +413,9 @@ def _hub_layout(text: str, hub: HubContext, snap: Snapshot, path: str) -> Checkp
     return _layout(where, names, lambda n: open_file(prefix + n), read_small, hub, index)
 
 
-def _in_hubfs_mount(path: str) -> tuple[RepoPath, str | None, str | None] | None:
-    """(repo path, endpoint, cache dir) of a path inside a hubfs mount, or None (not in one)."""
-    found = mount_of(path)
+def _in_hubfs_mount(path: str, found: tuple[str, str, str] | None) -> tuple[RepoPath, str | None, str | None] | None:
+    """(repo path, endpoint, cache dir) of a path inside a hubfs mount (``found``: its :func:`mount_of`),
+    or None (not in one)."""
     if found is None or found[1] != HUBFS_FSTYPE:
         return None
     mountpoint, _, source = found

@@ -4,11 +4,10 @@ the reason given when it was rejected, and the answers to the request form (tabl
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from hubfs.server.db import DbTarget, open_db
 from hubfs.server.metadata import Repo
-from hubfs.server.sqlite_db import SqliteDb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS access_details (
@@ -19,8 +18,8 @@ CREATE TABLE IF NOT EXISTS access_details (
 class AccessStore:
     """Rejection reasons and form fields of access requests, by repo uid and user."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA)
+    def __init__(self, target: DbTarget) -> None:
+        self._db = open_db(target, SCHEMA)
 
     def set_reason(self, repo: Repo, user: str, reason: str | None) -> None:
         with self._db.tx() as db:

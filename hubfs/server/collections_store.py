@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from hubfs.server.sqlite_db import SqliteDb
+from hubfs.server.db import Conn, DbTarget, Row, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -58,16 +56,16 @@ class ItemRow:
     note: str | None
 
 
-def _collection(row: sqlite3.Row) -> CollectionRow:
+def _collection(row: Row) -> CollectionRow:
     return CollectionRow(row["id"], row["namespace"], row["title"], row["description"], bool(row["private"]),
                          row["theme"], row["position"], row["created_at"], row["updated_at"])
 
 
-def _item(row: sqlite3.Row) -> ItemRow:
+def _item(row: Row) -> ItemRow:
     return ItemRow(row["id"], row["collection"], row["kind"], row["ref"], row["position"], row["note"])
 
 
-def _reorder(db: sqlite3.Connection, table: str, where: str, args: tuple[str, ...], moved: str | None,
+def _reorder(db: Conn, table: str, where: str, args: tuple[str, ...], moved: str | None,
              to: int | None) -> None:
     """Renumber the rows of ``table`` matching ``where`` 0..n-1, ``moved`` placed at index ``to``."""
     ids = [r[0] for r in db.execute(f"SELECT id FROM {table} WHERE {where} ORDER BY position, created_at", args)]
@@ -80,8 +78,8 @@ def _reorder(db: sqlite3.Connection, table: str, where: str, args: tuple[str, ..
 class CollectionsStore:
     """Collections of one hub."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA)
+    def __init__(self, target: DbTarget) -> None:
+        self._db = open_db(target, SCHEMA)
 
     def create(self, namespace: str, title: str, description: str | None, private: bool) -> CollectionRow:
         cid = secrets.token_hex(12)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from hubfs.server.access_store import AccessStore
 from hubfs.server.collections_store import CollectionsStore
+from hubfs.server.db import Database, DbTarget
 from hubfs.server.lfs_tombstones import LfsDeletions
 from hubfs.server.likes_store import LikesStore
 from hubfs.server.webhooks_store import WebhookStore
@@ -28,8 +29,9 @@ class Community:
     lfs_deletions: LfsDeletions
 
     @classmethod
-    def open(cls, data_dir: Path) -> Community:
-        db = Path(data_dir) / "hub.sqlite"
+    def open(cls, data_dir: Path, database: Database | None = None) -> Community:
+        """The stores of the hub in ``data_dir``, on its open ``database`` when given (one pool)."""
+        db: DbTarget = database if database is not None else Path(data_dir) / "hub.sqlite"
         return cls(LikesStore(db), CollectionsStore(db), WebhookStore(db), AccessStore(db), LfsDeletions(db))
 
 

@@ -178,7 +178,7 @@ class _Target:
 def _target(where: Path | str | Hub) -> _Target:
     if isinstance(where, (str, Path)):
         data = Path(where)
-        if not (data / "hub.sqlite").is_file():
+        if not (data / "hub.sqlite").is_file() and not (data / "database.json").is_file():  # or PostgreSQL
             raise NotFoundError(f"No hub data in {data} (no hub.sqlite).")
         return _Target(data, LfsStore(data), Metadata(data / "hub.sqlite"), ReclaimLock(data / "gc.lock"))
     return _Target(where.data_dir, where.lfs, where.meta, where.reclaim)

@@ -15,6 +15,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
@@ -35,6 +36,7 @@ from hubfs.errors import (
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
 from hubfs.paths import is_commit_sha
 from hubfs.server.faults import fault_point
+from hubfs.server.ref_lock import RefLocks
 
 if TYPE_CHECKING:
     from dulwich.object_store import ObjectContainer
@@ -106,20 +108,22 @@ class _ImmutableCache(Generic[K, V]):
 
 class GitCaches:
     """What a :class:`GitStore` remembers across its repositories and threads: LRUs of facts about
-    immutable git objects (which never go stale), and the locks that serialize ref updates per repo."""
+    immutable git objects (which never go stale), and the locks that serialize ref updates per repo
+    (:mod:`hubfs.server.ref_lock`: across processes and hosts too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, locks: RefLocks | None = None) -> None:
         self.blob_info: _ImmutableCache[bytes, tuple[int, LfsPointer | None]] = _ImmutableCache(200_000)
         self.commit_trees: _ImmutableCache[tuple[str, int, str], bytes] = _ImmutableCache(50_000)  # (repo, gen, commit)
         self.trees: _ImmutableCache[bytes, Tree] = _ImmutableCache(8192)  # parsed trees by sha
         self.last_commits: _ImmutableCache[tuple[str, int, str, str], CommitInfo] = _ImmutableCache(100_000)
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._locks = locks
 
-    def repo_lock(self, path: Path) -> threading.Lock:
-        """The lock that serializes ref updates of the repository at ``path``."""
-        with self._guard:
-            return self._locks.setdefault(str(path), threading.Lock())
+    def repo_lock(self, path: Path) -> AbstractContextManager[None]:
+        """``with caches.repo_lock(path):`` holds the ref-update lock of the repository at ``path``
+        against every thread, process and host (see :class:`hubfs.server.ref_lock.RefLocks`)."""
+        if self._locks is None:
+            self._locks = RefLocks(Path(path).parent.parent.parent)
+        return self._locks.hold(path)
 
 
 class RefMovedError(PreconditionFailedError):
@@ -507,12 +511,14 @@ def _check_no_conflict(files: dict[str, tuple[bytes, int]], path: str) -> None:
 class GitStore:
     """Bare repositories under ``root/repos/{type}/{ns}/{name}.git``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, db: object = None) -> None:
+        """``db``: the hub's database; a PostgreSQL one (with ``session_lock``) makes the ref locks
+        advisory locks, else they are file locks beside each repo."""
         self.root = Path(root) / "repos"
         self.root.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._generation: dict[str, int] = {}
-        self.caches = GitCaches()
+        self.caches = GitCaches(RefLocks(self.root, getattr(db, "session_lock", None)))
 
     def path(self, repo_type: str, repo_id: str) -> Path:
         ns, name = repo_id.split("/")

@@ -44,7 +44,7 @@ def _git_volume(hub: Hub) -> None:
 def report(hub: Hub) -> dict[str, Any]:
     """The health report (blocking: it queries the database and the object store)."""
     checks = {
-        "database": _check(lambda: _database(hub), kind="sqlite"),
+        "database": _check(lambda: _database(hub), kind=hub.db.kind),
         "objectStore": _check(hub.lfs.store.check, kind=hub.lfs.store.kind),
         "gitVolume": _check(lambda: _git_volume(hub)),
     }

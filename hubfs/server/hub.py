@@ -31,6 +31,8 @@ from hubfs.errors import (
 )
 from hubfs.paths import is_pr_ref, public_repo_id, validate_name, validate_repo_id, validate_revision
 from hubfs.server.cards import DEFAULT_GITATTRIBUTES, CardParser, card_tags, readme_text, space_readme
+from hubfs.server.db import open_database
+from hubfs.server.db.url import database_url
 from hubfs.server.faults import fault_point
 from hubfs.server.gc import ReclaimLock
 from hubfs.server.git_store import Change, GitRepo, GitStore
@@ -67,8 +69,9 @@ class Hub:
                  cdn_url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.meta = Metadata(self.data_dir / "hub.sqlite")
-        self.git = GitStore(self.data_dir)
+        self.db = open_database(database_url(self.data_dir))  # DATA/hub.sqlite or PostgreSQL (DATA/database.json)
+        self.meta = Metadata(self.db)
+        self.git = GitStore(self.data_dir, self.db)
         self.lfs = LfsStore(self.data_dir)
         self.xet = XetStore(self.data_dir, self.lfs.tmp_dir)
         self.objects = Objects(self.lfs, self.xet)
@@ -397,8 +400,20 @@ def comment_event(author: str, text: str) -> dict[str, Any]:
 
 
 def _load_secret(path: Path) -> bytes:
+    """The data folder's secret, the one every hub process on it signs with: created once, atomically
+    (written whole to a temporary, then hard-linked into place; a process that loses the race reads
+    the winner's), never per-process random."""
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip().encode()

@@ -8,9 +8,8 @@ where old commits still hold its pointer; it stops counting once the repo links 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from hubfs.server.sqlite_db import SqliteDb
+from hubfs.server.db import DbTarget, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS lfs_deleted (
@@ -21,8 +20,8 @@ CREATE TABLE IF NOT EXISTS lfs_deleted (
 class LfsDeletions:
     """Tombstones of permanently deleted LFS objects."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA)
+    def __init__(self, target: DbTarget) -> None:
+        self._db = open_db(target, SCHEMA)
 
     def deleted(self, repo_uid: str) -> set[str]:
         """The oids this repo deleted and has not linked again since."""

@@ -8,10 +8,9 @@ transaction as the like itself.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
+from hubfs.server.db import DbTarget, open_db
 from hubfs.server.metadata import Repo
-from hubfs.server.sqlite_db import SqliteDb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS likes (
@@ -23,8 +22,8 @@ CREATE INDEX IF NOT EXISTS likes_by_user ON likes (user, created_at);
 class LikesStore:
     """Likes of one hub."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA)
+    def __init__(self, target: DbTarget) -> None:
+        self._db = open_db(target, SCHEMA)
 
     def set(self, repo: Repo, user: str, liked: bool) -> int:
         """Like (or unlike) ``repo`` as ``user`` (idempotent); returns the repo's new like count."""

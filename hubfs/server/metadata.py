@@ -1,8 +1,8 @@
-"""SQLite metadata: users, orgs, tokens (hashed), repos and their settings, the model-card index,
+"""The hub's metadata: users, orgs, tokens (hashed), repos and their settings, the model-card index,
 gated-access grants and discussions.
 
-One connection per thread, WAL mode, so ``hubfs user add`` can run beside a live server. The class
-is the one interface the server uses; a PostgreSQL implementation can replace it.
+In ``DATA/hub.sqlite`` (one connection per thread, WAL mode, so ``hubfs user add`` can run beside a
+live server) or in PostgreSQL: the database is chosen by URL (:mod:`hubfs.server.db`), the SQL is one copy.
 """
 
 from __future__ import annotations
@@ -10,17 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hubfs.errors import BadRequestError, ConflictError, NotFoundError
-from hubfs.server.sqlite_db import SqliteDb, Transaction
+from hubfs.server.db import Conn, Database, DbTarget, Row, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -128,34 +127,39 @@ class Viewer:
 
 
 class Metadata:
-    """All metadata of one hub, in ``DIR/hub.sqlite``."""
+    """All metadata of one hub: ``target`` is the hub's open database, or ``DATA/hub.sqlite`` for the
+    database of the data folder ``DATA`` (see :func:`hubfs.server.db.open_db`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._db = SqliteDb(self.path, SCHEMA)
+    def __init__(self, target: DbTarget) -> None:
+        self._db = open_db(target, SCHEMA)
         self._migrate()
+
+    @property
+    def db(self) -> Database:
+        """The database (shared with the other stores of the hub)."""
+        return self._db
 
     def _migrate(self) -> None:
         """Add the columns newer versions use to a hub.sqlite made by an older one (idempotent)."""
         added = {"tokens": [("expires_at", "REAL")]}
 
-        def missing(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        def missing() -> list[tuple[str, str, str]]:
             out = []
             for table, columns in added.items():
-                have = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+                have = set(self._db.columns(table))
                 out += [(table, name, kind) for name, kind in columns if name not in have]
             return out
 
-        if not missing(self._db.conn()):
+        if not missing():
             return  # the usual case: no write lock taken
         with self._tx() as db:
-            for table, name, kind in missing(db):  # re-checked under the lock: another process may have migrated
+            for table, name, kind in missing():  # re-checked under the lock: another process may have migrated
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
-    def _tx(self) -> Transaction:
+    def _tx(self) -> AbstractContextManager[Conn]:
         return self._db.tx()
 
-    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[Row]:
         return self._db.query(sql, args)
 
     # -- accounts ------------------------------------------------------------------------------
@@ -168,7 +172,7 @@ class Metadata:
             db.execute("INSERT INTO accounts VALUES (?,?,?,?,?)",
                        (name, int(is_org), fullname or name, email or f"{name}@users.noreply.hubfs", time.time()))
 
-    def account(self, name: str) -> sqlite3.Row | None:
+    def account(self, name: str) -> Row | None:
         rows = self._query("SELECT * FROM accounts WHERE name=?", (name,))
         return rows[0] if rows else None
 
@@ -186,13 +190,13 @@ class Metadata:
     def orgs_of(self, user: str) -> list[str]:
         return [r["org"] for r in self._query("SELECT org FROM members WHERE user=? ORDER BY org", (user,))]
 
-    def memberships(self, user: str) -> list[sqlite3.Row]:
+    def memberships(self, user: str) -> list[Row]:
         """The user's orgs with their role and the org's full name and email (``org, role, fullname, email``)."""
         return self._query("SELECT m.org AS org, m.role AS role, a.fullname AS fullname, a.email AS email "
                            "FROM members m LEFT JOIN accounts a ON a.name = m.org WHERE m.user=? ORDER BY m.org",
                            (user,))
 
-    def members_of(self, org: str) -> list[sqlite3.Row]:
+    def members_of(self, org: str) -> list[Row]:
         """An org's members with their role (``user, role``), by name."""
         return self._query("SELECT user, role FROM members WHERE org=? ORDER BY user", (org,))
 
@@ -276,7 +280,7 @@ class Metadata:
 
     # -- repos ---------------------------------------------------------------------------------
 
-    def _repo(self, row: sqlite3.Row, tags: list[str] | None = None) -> Repo:
+    def _repo(self, row: Row, tags: list[str] | None = None) -> Repo:
         """A repo from its row; its tags are read here unless given (listings read them all at once)."""
         if tags is None:
             tags = [r["tag"] for r in self._query("SELECT tag FROM repo_tags WHERE repo=? ORDER BY rowid",
@@ -415,11 +419,12 @@ class Metadata:
         window = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
         rows = self._query(f"SELECT * FROM repos WHERE {where} ORDER BY {column + ', ' if column else ''}namespace, name"
                            + window, args)
-        tags: dict[int, list[str]] = {}  # every matching repo's tags in one query, not one per repo
-        if with_tags and rows:
-            ids = json.dumps([r["id"] for r in rows])
-            for t in self._query("SELECT repo, tag FROM repo_tags WHERE repo IN (SELECT value FROM json_each(?)) "
-                                 "ORDER BY rowid", (ids,)):
+        tags: dict[int, list[str]] = {}  # the matching repos' tags in one query per 500, not one per repo
+        ids = [r["id"] for r in rows] if with_tags else []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for t in self._query(f"SELECT repo, tag FROM repo_tags WHERE repo IN ({','.join('?' * len(chunk))}) "
+                                 "ORDER BY rowid", chunk):
                 tags.setdefault(t["repo"], []).append(t["tag"])
         return [self._repo(r, tags.get(r["id"], [])) for r in rows]
 
@@ -476,7 +481,7 @@ class Metadata:
         rows = self._query("SELECT status FROM access_grants WHERE repo=? AND user=?", (repo.id, user))
         return rows[0]["status"] if rows else None
 
-    def access_requests(self, repo: Repo, status: str) -> list[sqlite3.Row]:
+    def access_requests(self, repo: Repo, status: str) -> list[Row]:
         return self._query("SELECT * FROM access_grants WHERE repo=? AND status=? ORDER BY created_at", (repo.id, status))
 
     # -- discussions ---------------------------------------------------------------------------
@@ -495,11 +500,11 @@ class Metadata:
         with self._tx() as db:
             db.execute("DELETE FROM discussions WHERE repo=? AND num=?", (repo.id, num))
 
-    def discussion(self, repo: Repo, num: int) -> sqlite3.Row | None:
+    def discussion(self, repo: Repo, num: int) -> Row | None:
         rows = self._query("SELECT * FROM discussions WHERE repo=? AND num=?", (repo.id, num))
         return rows[0] if rows else None
 
-    def discussions(self, repo: Repo) -> list[sqlite3.Row]:
+    def discussions(self, repo: Repo) -> list[Row]:
         return self._query("SELECT * FROM discussions WHERE repo=? ORDER BY num DESC", (repo.id,))
 
     def update_discussion(self, repo: Repo, num: int, **fields: Any) -> None:

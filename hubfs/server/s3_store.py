@@ -1,6 +1,7 @@
 """LFS objects in S3-compatible object storage (AWS S3, MinIO, ...), through boto3.
 
-Layout under ``s3://bucket/prefix``: verified objects at ``lfs/ab/cd/<sha256>``; client uploads land
+Layout under ``s3://bucket/prefix``: verified objects at ``lfs/ab/cd/<sha256>``; Xet xorbs and shards at
+``xet/xorbs/<h[:2]>/<hash>`` and ``xet/shards/<sha256>`` (see ``xet/store.py``); client uploads land
 at ``staging/<upload id>`` (a presigned PUT, or an S3 multipart upload with presigned parts) and
 become objects only in :meth:`S3ObjectStore.promote`, which streams the staged bytes once through
 sha256 and checks their size before a server-side copy to the final key. S3 itself gives no sha256
@@ -157,6 +158,51 @@ class S3ObjectStore:
             self._probe().head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise HubfsError(f"S3 bucket {self.bucket} is not reachable: {type(exc).__name__}") from None
+
+    # -- named blobs: Xet xorbs and shards (``xet/...``), beside the LFS objects ------------------------
+
+    def put_blob(self, name: str, path: Path) -> None:
+        """Upload the file ``path`` as ``name`` (S3 makes an object visible only once it is whole)."""
+        self.client.upload_file(str(path), self.bucket, self._key(name))
+
+    def has_blob(self, name: str) -> bool:
+        return self._head(self._key(name)) is not None
+
+    def fetch_blob(self, name: str, dest: Path) -> bool:
+        """Download ``name`` into ``dest``; False when it is not stored."""
+        try:
+            self.client.download_file(self.bucket, self._key(name), str(dest))
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return True
+
+    def blob_tail(self, name: str, length: int) -> bytes:
+        """The last ``length`` bytes of ``name`` (FileNotFoundError when it is not stored)."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(name), Range=f"bytes=-{length}")["Body"]
+        except ClientError as exc:
+            if _missing(exc):
+                raise FileNotFoundError(name) from None
+            raise
+        with body:
+            return bytes(body.read())
+
+    def blob_range_url(self, name: str, start: int, end: int, ttl: int) -> str:
+        """A presigned GET of bytes ``start``-``end`` (inclusive) of ``name``. The Range header is part of the
+        signature, so the URL reads that range and nothing else (the client must send exactly
+        ``Range: bytes=start-end``, as Xet clients do with a reconstruction's ``url_range``)."""
+        return str(self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(name), "Range": f"bytes={start}-{end}"},
+            ExpiresIn=ttl))
+
+    def blob_names(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Every (name, size) stored under ``prefix`` (e.g. ``xet/``)."""
+        strip = len(self._key(""))
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                yield item["Key"][strip:], int(item["Size"])
 
     # -- uploads straight to the store (presigned), promoted once verified --------------------------
 

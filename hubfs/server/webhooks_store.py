@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from hubfs.server.sqlite_db import SqliteDb
+from hubfs.server.db import DbTarget, Row, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhooks (
@@ -68,12 +66,12 @@ class Delivery:
     last_error: str | None
 
 
-def _webhook(row: sqlite3.Row) -> Webhook:
+def _webhook(row: Row) -> Webhook:
     return Webhook(row["id"], row["owner"], row["url"], json.loads(row["watched"]), json.loads(row["domains"]),
                    row["secret"], bool(row["disabled"]), row["created_at"])
 
 
-def _delivery(row: sqlite3.Row) -> Delivery:
+def _delivery(row: Row) -> Delivery:
     return Delivery(row["id"], row["webhook"], row["scope"], row["action"], json.loads(row["payload"]), row["status"],
                     row["attempts"], row["next_at"], row["created_at"], row["done_at"], row["response_status"],
                     row["last_error"])
@@ -82,8 +80,8 @@ def _delivery(row: sqlite3.Row) -> Delivery:
 class WebhookStore:
     """The webhooks of one hub and their deliveries."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA)
+    def __init__(self, target: DbTarget) -> None:
+        self._db = open_db(target, SCHEMA)
 
     # -- webhooks ----------------------------------------------------------------------------------
 
@@ -138,10 +136,10 @@ class WebhookStore:
             status, error = ("pending", None) if pending < MAX_PENDING else \
                 ("dropped", f"the delivery queue is full ({MAX_PENDING} pending)")
             cur = db.execute("INSERT INTO webhook_deliveries (webhook, scope, action, payload, status, next_at, "
-                             "created_at, done_at, last_error) VALUES (?,?,?,?,?,?,?,?,?)",
+                             "created_at, done_at, last_error) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
                              (hook_id, scope, action, json.dumps(payload), status, now, now,
                               None if status == "pending" else now, error))
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     def claim(self, now: float, lease: float, limit: int = 32) -> list[Delivery]:
         """Take up to ``limit`` deliveries due at ``now`` for ``lease`` seconds (their ``next_at`` moves

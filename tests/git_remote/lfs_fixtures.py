@@ -77,6 +77,19 @@ def clone_no_checkout(env: dict[str, str], endpoint: str, repo_id: str, dest: Pa
     return dest / ".git"
 
 
+def hub_clone(env: dict[str, str], hub: HubServer, tmp_path: Path, files: dict[str, bytes]) -> Path:
+    """A no-checkout clone of a new hub repo holding ``files``, set up the way the helper sets up a clone."""
+    from git_remote_hf.lfs_store import configure_repo
+
+    with HubClient(hub.endpoint, hub.admin_token) as client:
+        repo_id = new_repo(client)
+        commit_files(client, repo_id, files)
+    git_dir = clone_no_checkout(env, hub.endpoint, repo_id, tmp_path / "clone")
+    git(env, git_dir.parent, "remote", "set-url", "origin", f"hf://{repo_id}")
+    configure_repo(git_dir)
+    return git_dir.parent
+
+
 def head(env: dict[str, str], repo: Path) -> str:
     return git(env, repo, "rev-parse", "HEAD").stdout.decode().strip()
 

@@ -12,11 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from lfs_fixtures import ATTRS, clone_no_checkout, commit_files, git, git_env, new_repo, pointer_of
+from lfs_fixtures import ATTRS, git, git_env, hub_clone, pointer_of
 
 from git_remote_hf.filter_process import reflink
 from git_remote_hf.lfs_store import FILTER_PROCESS, LfsStore, configure_repo
-from hubfs.client.api import HubClient
 from hubfs.lfs import LfsPointer
 
 
@@ -101,23 +100,12 @@ def test_clean_is_byte_identical_to_git_lfs_and_checkout_smudges(tmp_path: Path,
     assert git(env, repo, "status", "--porcelain").stdout.strip() == b"A  ptr.bin"
 
 
-def _hub_clone(env: dict[str, str], hub, tmp_path: Path, files: dict[str, bytes]) -> Path:
-    """A no-checkout clone of a new hub repo holding ``files``, set up the way the helper sets up a clone."""
-    with HubClient(hub.endpoint, hub.admin_token) as client:
-        repo_id = new_repo(client)
-        commit_files(client, repo_id, files)
-    git_dir = clone_no_checkout(env, hub.endpoint, repo_id, tmp_path / "clone")
-    git(env, git_dir.parent, "remote", "set-url", "origin", f"hf://{repo_id}")
-    configure_repo(git_dir)
-    return git_dir.parent
-
-
 def test_checkout_fetches_missing_objects_through_delay(tmp_path: Path, env: dict[str, str], hub) -> None:
     """Nothing prefetched: every object is delayed, fetched in the background (two batch calls) and checked
     out as it arrives."""
     files = {f"d{i % 3}/w{i}.bin": os.urandom(5000 + i) for i in range(130)}
     files["plain.txt"] = b"text\n"
-    repo = _hub_clone(env, hub, tmp_path, files)
+    repo = hub_clone(env, hub, tmp_path, files)
     git(env, repo, "checkout", "-q", "main")
     for name, content in files.items():
         assert (repo / name).read_bytes() == content
@@ -127,7 +115,7 @@ def test_checkout_fetches_missing_objects_through_delay(tmp_path: Path, env: dic
 
 def test_skip_smudge_and_fetchexclude_leave_pointers(tmp_path: Path, env: dict[str, str], hub) -> None:
     files = {"keep.bin": os.urandom(4000), "skip/me.bin": os.urandom(4000)}
-    repo = _hub_clone(env, hub, tmp_path, files)
+    repo = hub_clone(env, hub, tmp_path, files)
     git(env, repo, "config", "lfs.fetchexclude", "skip/")
     git(env, repo, "checkout", "-q", "main")
     assert (repo / "keep.bin").read_bytes() == files["keep.bin"]
@@ -169,7 +157,7 @@ def test_a_non_pointer_under_filter_lfs_passes_through(tmp_path: Path, env: dict
 
 def test_hardlink_mode_keeps_one_copy(tmp_path: Path, env: dict[str, str], hub) -> None:
     files = {"a.bin": os.urandom(1_500_000), "b.bin": os.urandom(700_000)}
-    repo = _hub_clone(env, hub, tmp_path, files)
+    repo = hub_clone(env, hub, tmp_path, files)
     git(env, repo, "config", "hf.lfs.linkMode", "hardlink")
     git(env, repo, "checkout", "-q", "main")
     store = LfsStore(repo / ".git")
@@ -184,7 +172,7 @@ def test_hardlink_mode_keeps_one_copy(tmp_path: Path, env: dict[str, str], hub) 
 
 def test_default_mode_reflinks_where_possible_else_copies(tmp_path: Path, env: dict[str, str], hub) -> None:
     files = {"a.bin": os.urandom(1_000_000)}
-    repo = _hub_clone(env, hub, tmp_path, files)
+    repo = hub_clone(env, hub, tmp_path, files)
     git(env, repo, "checkout", "-q", "main")
     work, obj = repo / "a.bin", LfsStore(repo / ".git").path(pointer_of(files["a.bin"]).oid)
     assert work.read_bytes() == files["a.bin"] == obj.read_bytes()
@@ -233,7 +221,7 @@ def _one_copy(work: Path, obj: Path) -> bool:
 def test_filter_speaks_the_protocol_for_delay_directly(tmp_path: Path, env: dict[str, str], hub) -> None:
     """list_available_blobs lists the delayed paths once fetched; a failed fetch ends in status=error."""
     files = {"a.bin": os.urandom(3000)}
-    repo = _hub_clone(env, hub, tmp_path, files)
+    repo = hub_clone(env, hub, tmp_path, files)
     ghost = LfsPointer("ef" * 32, 10)
 
     def pkt(s: bytes) -> bytes:
@@ -267,6 +255,6 @@ def test_local_filter_wins_over_a_global_git_lfs_install(tmp_path: Path, env: di
     git(lfs_env, tmp_path, "lfs", "install", "--skip-repo")
     assert "git-lfs filter-process" in git(env, tmp_path, "config", "--global", "filter.lfs.process").stdout.decode()
     files = {"w.bin": os.urandom(3000)}
-    repo = _hub_clone(env, hub, tmp_path, files)
+    repo = hub_clone(env, hub, tmp_path, files)
     git(env, repo, "checkout", "-q", "main")
     assert (repo / "w.bin").read_bytes() == files["w.bin"]

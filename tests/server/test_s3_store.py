@@ -235,7 +235,7 @@ def test_git_lfs_push_and_clone_through_the_store(s3, s3_hub, tmp_path):
 
 
 def test_xet_uploads_still_work_beside_the_store(s3, s3_hub, tmp_path, monkeypatch):
-    """The official client's default (Xet) keeps its xorbs on the data volume; resolve serves them."""
+    """The official client's default (Xet) keeps its xorbs in the bucket too; resolve serves them."""
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
     hub, _ = s3_hub
     api, repo_id = _repo(hub)

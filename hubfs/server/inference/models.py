@@ -1,5 +1,6 @@
-"""Loaded inference models: files of a repo at a commit materialised from the hub's own storage, models
-built with :mod:`hubfs.loader`, kept in an LRU bounded by count and memory, loaded once per key.
+"""Loaded inference models: the small files of a repo at a commit materialised from the hub's own storage,
+models built with :mod:`hubfs.loader` from the weights where the hub stores them (no copy), kept in an
+LRU bounded by count and memory, loaded once per key.
 
 A model is keyed by (repo id, commit sha, transformers pipeline task). The commit is resolved per request
 (:meth:`ModelCache.current`), so a new commit to ``main`` is picked up by the next request: a new key,
@@ -26,6 +27,7 @@ from hubfs.paths import public_repo_id
 from hubfs.server.git_store import Entry
 from hubfs.server.hub import Hub
 from hubfs.server.inference.batching import Batcher
+from hubfs.server.inference.weights import open_weights
 from hubfs.server.metadata import Repo
 
 log = logging.getLogger("hubfs.server.inference")
@@ -200,7 +202,8 @@ class ModelCache:
         folder = self.materialise(repo, key.sha, entries)
         files_done = time.perf_counter()
         try:
-            pipe = build_pipeline(folder, key.task, self.device)
+            with open_weights(self.hub, repo, entries, str(folder)) as weights:
+                pipe = build_pipeline(folder, key.task, self.device, weights)
         except (SafetensorsError, ModelLoadError, OSError, ValueError, KeyError) as exc:
             raise BadRequestError(f"Model {repo.public_id} cannot run {key.task}: {exc}") from None
         seconds = time.perf_counter() - started
@@ -219,9 +222,10 @@ class ModelCache:
     # -- files of a commit on local disk -------------------------------------------------------
 
     def materialise(self, repo: Repo, sha: str, entries: list[Entry]) -> Path:
-        """A folder holding ``repo``'s files at ``sha`` (safetensors weights, configs, tokenizer files;
-        other weight formats left out): LFS objects hard-linked from the store where they lie whole,
-        written otherwise. Built in a temporary folder and renamed into place, so it is whole or absent."""
+        """A folder holding ``repo``'s small files at ``sha`` (configs, tokenizer and processor files; no
+        weights: the loader reads those from the hub's storage, see :mod:`.weights`): LFS objects
+        hard-linked from the store where they lie whole, written otherwise. Built in a temporary folder
+        and renamed into place, so it is whole or absent."""
         folder = self._folder(repo, sha)
         if folder.is_dir():
             return folder
@@ -233,7 +237,7 @@ class ModelCache:
         try:
             with self.hub.git.open(repo.type, repo.repo_id) as g:
                 for e in entries:
-                    if e.path.endswith(OTHER_WEIGHTS) or e.size > FILE_MAX:
+                    if e.path.endswith((*OTHER_WEIGHTS, ".safetensors")) or e.size > FILE_MAX:
                         continue
                     dest = tmp / e.path
                     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@ it and its output in the shapes ``huggingface_hub``'s ``InferenceClient`` parses
 
 Bodies follow the Hub's task API: ``{"inputs": ..., "parameters": {...}}`` (feature-extraction takes its
 parameters at the top level too; image tasks take raw image bytes, or base64 in ``inputs``). A malformed
-body raises 422. Models are built with :func:`hubfs.loader.from_pretrained`; tokenizers and image
-processors come from the same folder.
+body raises 422. Models are built on the meta device and filled by :mod:`hubfs.loader` (from the hub's
+storage, see :mod:`.weights`); configs, tokenizers and image processors come from the repo's small files.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubfs.errors import BadRequestError, HubfsError, ModelLoadError
+
+if TYPE_CHECKING:
+    from hubfs.loader.handle import SafeOpen
 
 log = logging.getLogger("hubfs.server.inference")
 
@@ -85,8 +88,9 @@ def pipeline_task(task: str) -> str:
 # -- building ------------------------------------------------------------------------------------
 
 
-def build_pipeline(folder: Path, task: str, device: str) -> Any:
-    """A transformers pipeline for ``task`` whose model was loaded by hubfs.loader from ``folder``."""
+def build_pipeline(folder: Path, task: str, device: str, weights: SafeOpen | None = None) -> Any:
+    """A transformers pipeline for ``task``: its config, tokenizer or image processor from ``folder``, its
+    weights from ``weights`` (a loader handle; None: the safetensors in ``folder``), loaded by hubfs.loader."""
     import transformers
 
     from hubfs.loader import from_pretrained
@@ -94,9 +98,10 @@ def build_pipeline(folder: Path, task: str, device: str) -> Any:
     class_name, kind = PIPELINES[task]
     auto = getattr(transformers, class_name)
     try:
-        model = from_pretrained(auto, folder, device=device, strict=True)
+        model = from_pretrained(auto, folder, device=device, strict=True) if weights is None else \
+            _from_weights(auto, folder, weights, device)
     except ModelLoadError:
-        model = _renamed(auto, folder, device)
+        model = _renamed(auto, folder if weights is None else weights, device)
     extra: dict[str, Any] = {}
     if kind == "tokenizer":
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
@@ -110,16 +115,33 @@ def build_pipeline(folder: Path, task: str, device: str) -> Any:
     return transformers.pipeline(task, model=model, device=model.device, **extra)  # type: ignore[call-overload]
 
 
-def _renamed(auto: Any, folder: Path, device: str) -> Any:
+def _from_weights(auto: Any, folder: Path, weights: SafeOpen, device: str) -> Any:
+    """``auto``'s model for ``folder``'s config.json, built on the meta device and filled from ``weights``
+    (as :func:`hubfs.loader.from_pretrained` does for a folder: the config's dtype, else float32)."""
+    import torch
+
+    from hubfs.loader.api import to_device, to_dtype
+    from hubfs.loader.modules import _build_on_meta, load_into, read_config
+
+    config = read_config(weights, folder)
+    declared = config.get("dtype") or config.get("torch_dtype")
+    dtype = (to_dtype(declared) if isinstance(declared, str) and declared != "auto" else None) or torch.float32
+    model = _build_on_meta(auto, config, dtype)
+    load_into(model, weights, device=to_device(device), dtype=dtype, strict=True)
+    return model.eval()
+
+
+def _renamed(auto: Any, src: Path | SafeOpen, device: str) -> Any:
     """The model of a checkpoint whose tensor names transformers renames on load (e.g. ViT's legacy names in
     transformers 5): the tensors are read by hubfs.loader, transformers maps their names into the model."""
     import transformers
 
     from hubfs.loader import load
 
+    folder = src if isinstance(src, Path) else Path(src.checkpoint.name)
     config = transformers.AutoConfig.from_pretrained(folder)
     model_class = auto._model_mapping[type(config)]
-    tensors = load(folder, device=device)
+    tensors = load(src, device=device)
     model = model_class.from_pretrained(None, config=config, state_dict=tensors)
     log.info("inference: %s loaded with transformers' tensor renames", folder.name)
     return model.to(device).eval()

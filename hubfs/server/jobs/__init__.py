@@ -14,7 +14,7 @@ from hubfs.server.jobs.store import JobsStore
 
 def start(hub: Hub, options: JobsOptions) -> JobRunner:
     """The hub's job runner; jobs a previous run left live are marked ERROR first."""
-    return JobRunner(hub, JobsStore(hub.data_dir / "hub.sqlite"), options)
+    return JobRunner(hub, JobsStore(hub.db), options)
 
 
 __all__ = ["JobRunner", "JobsOptions", "start"]

@@ -119,10 +119,13 @@ def local_command(image: str, command: list[str]) -> list[str]:
 
 
 def container_command(runtime: str, name: str, image: str, command: list[str], env_names: list[str],
-                      workdir: Path, flavor: Flavor) -> list[str]:
-    """``<runtime> run`` for a container job; the environment passes by name (values stay out of argv)."""
+                      workdir: Path, flavor: Flavor, mounts: list[tuple[Path, str]] | None = None) -> list[str]:
+    """``<runtime> run`` for a container job; the environment passes by name (values stay out of argv);
+    ``mounts``: (host folder, container path) of the job's volumes."""
     argv = [runtime, "run", "--rm", "--init", "--name", name, "-v", f"{workdir}:/work", "-w", "/work",
             "--cpus", str(flavor.cpus), "--memory", f"{flavor.ram_gb}g"]
+    for folder, path in mounts or []:
+        argv += ["-v", f"{folder}:{path}"]
     if flavor.gpu:
         argv += ["--gpus", "all"] if runtime == "docker" else ["--device", "nvidia.com/gpu=all"]
     for key in env_names:

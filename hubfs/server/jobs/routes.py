@@ -3,7 +3,7 @@
 
 - ``GET /api/jobs/hardware`` -> ``[{name, prettyName, cpu, ram, accelerator, unitCostUSD, ...}]``
 - ``POST /api/jobs/{ns}`` ``{dockerImage|spaceId, command, arguments, environment, secrets, flavor,
-  timeoutSeconds, labels}`` -> the job
+  timeoutSeconds, labels, volumes}`` -> the job (bucket volumes only: :mod:`volumes`)
 - ``GET /api/jobs/{ns}?stage=S&label=k=v`` -> jobs, newest first (Link-paginated)
 - ``GET /api/jobs/{ns}/{id}`` -> ``{id, createdAt, startedAt, finishedAt, dockerImage, command, environment,
   secrets (names only), flavor, labels, status: {stage, message}, durations, owner, initiator}``
@@ -39,7 +39,7 @@ from starlette.responses import Response, StreamingResponse
 from hubfs.errors import AuthenticationError, BadRequestError, HubfsError, NotFoundError, PermissionDeniedError
 from hubfs.server.http import Router, json_response
 from hubfs.server.hub import Caller, Hub
-from hubfs.server.jobs import images, metrics
+from hubfs.server.jobs import images, metrics, volumes
 from hubfs.server.jobs.runner import JobRunner
 from hubfs.server.jobs.store import LIVE, TERMINAL, Job, JobSpec, spec_summary
 from hubfs.server.wire import caller_of, endpoint_of, hub_of, iso, page, read_json
@@ -155,15 +155,14 @@ def parse_spec(body: dict[str, Any]) -> tuple[JobSpec, dict[str, str]]:
     labels = body.get("labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         raise BadRequestError("labels must be an object of strings.")
-    if body.get("volumes"):
-        raise BadRequestError("Volumes are not supported by this hub's jobs; read and push with HF_TOKEN instead.")
     if body.get("expose") or body.get("ssh") or body.get("network"):
         raise BadRequestError("Exposed ports, SSH and network groups are not supported by this hub's jobs.")
     env = _strings(body.get("environment"), "environment")
     secret_values = _strings(body.get("secrets"), "secrets")
     spec = JobSpec(image=image.strip(), command=list(command), arguments=list(arguments), environment=env,
                    secret_names=sorted(secret_values), flavor=flavor.name,
-                   timeout=int(timeout) if timeout is not None else None, labels=dict(labels))
+                   timeout=int(timeout) if timeout is not None else None, labels=dict(labels),
+                   volumes=volumes.parse_volumes(body.get("volumes")))
     return spec, secret_values
 
 
@@ -187,6 +186,7 @@ def _run_job(request: Request, namespace: str, body: dict[str, Any], endpoint: s
     _signed_in(caller)
     hub.require_write(caller, namespace)
     spec, secret_values = parse_spec(body)
+    volumes.check_access(hub, runner_of(request).buckets, caller, spec.volumes)
     return _start(request, namespace, spec, secret_values, endpoint)
 
 
@@ -244,6 +244,7 @@ def _rerun_job(request: Request, namespace: str, job_id: str, endpoint: str) -> 
     if job.spec.secret_names:
         raise BadRequestError("This job had secrets, and this hub does not keep secret values: run it again "
                               "with them (hf jobs run --secrets ...).")
+    volumes.check_access(hub_of(request), runner_of(request).buckets, caller_of(request), job.spec.volumes)
     return _start(request, namespace, job.spec, {}, endpoint)
 
 

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import IO
 
 from hubfs.errors import HubfsError
+from hubfs.server.buckets.store import BucketStore
 from hubfs.server.hub import Hub
-from hubfs.server.jobs import images
+from hubfs.server.jobs import images, volumes
 from hubfs.server.jobs.store import CANCELED, COMPLETED, ERROR, Job, JobsStore
 from hubfs.server.metadata import TOKEN_ID_LEN, hash_token
 
@@ -98,6 +99,7 @@ class JobRunner:
     def __init__(self, hub: Hub, store: JobsStore, options: JobsOptions) -> None:
         options = dataclasses.replace(options, jobs_dir=options.jobs_dir.resolve())  # cwd, HOME, mounts: absolute
         self.hub, self.store, self.options = hub, store, options
+        self.buckets = BucketStore(hub.db)  # the buckets behind job volumes
         self.options.jobs_dir.mkdir(parents=True, exist_ok=True)
         self._uid: tuple[int, int] | None = None
         if options.user:
@@ -236,10 +238,11 @@ class JobRunner:
         env = self._job_env(live, token, work)
         flavor = images.flavor_of(spec.flavor)
         argv = [*spec.command, *spec.arguments]
+        mounts = volumes.prepare(self.hub, self.buckets, spec.volumes, work)
         limits = images.limits(flavor, timeout)
         wrapped = False
         if self.options.runtime == "local":
-            argv = images.local_command(spec.image, argv)
+            argv = images.local_command(spec.image, volumes.rewrite(argv, mounts))
             prlimit = shutil.which("prlimit")
             if prlimit:  # limits set before the command starts: nothing it forks escapes them
                 argv = [prlimit, *(f"--{name}={value}" for name, value in limits.items()), "--", *argv]
@@ -247,7 +250,7 @@ class JobRunner:
         else:
             passed = [k for k in env if k not in ("PATH", "HOME", "TMPDIR", "LANG")]
             argv = images.container_command(self.options.runtime, f"hubfs-job-{job.id}", spec.image, argv,
-                                            passed, work, flavor)
+                                            passed, work, flavor, mounts)
         self._append(job.id, log_event(f"===== Job started at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} "
                                        "====="))
         as_user: dict[str, object] = {}

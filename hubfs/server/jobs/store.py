@@ -9,13 +9,11 @@ pid from ours after a restart) and the public id of the token minted for it.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hubfs.server.sqlite_db import SqliteDb
+from hubfs.server.db import DbTarget, Row, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -33,7 +31,7 @@ LIVE = (SCHEDULING, RUNNING)
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What to run: image, command, environment, the names of its secrets, flavor, timeout, labels."""
+    """What to run: image, command, environment, the names of its secrets, flavor, timeout, labels, volumes."""
 
     image: str
     command: list[str]
@@ -44,6 +42,7 @@ class JobSpec:
     timeout: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     space_id: str | None = None
+    volumes: list[dict[str, Any]] = field(default_factory=list)  # the Hub's Volume dicts (bucket volumes only)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, separators=(",", ":"))
@@ -71,7 +70,7 @@ class Job:
     token_id: str | None
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: Row) -> Job:
     return Job(row["id"], row["owner"], row["created_by"], JobSpec.from_json(row["spec"]), row["stage"],
                row["message"], row["created_at"], row["started_at"], row["finished_at"], row["pid"],
                row["pid_start"], row["token_id"])
@@ -80,8 +79,8 @@ def _job(row: sqlite3.Row) -> Job:
 class JobsStore:
     """The jobs of one hub."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA)
+    def __init__(self, target: DbTarget) -> None:
+        self._db = open_db(target, SCHEMA)
 
     def add(self, job_id: str, owner: str, created_by: str, spec: JobSpec) -> Job:
         with self._db.tx() as db:
@@ -129,4 +128,4 @@ def spec_summary(spec: JobSpec) -> dict[str, Any]:
     return {"dockerImage": spec.image if not spec.space_id else None, "spaceId": spec.space_id,
             "command": spec.command, "arguments": spec.arguments, "environment": spec.environment,
             "secrets": {name: "******" for name in spec.secret_names}, "flavor": spec.flavor,
-            "labels": spec.labels or None, "timeout": spec.timeout}
+            "labels": spec.labels or None, "timeout": spec.timeout, "volumes": spec.volumes or None}

@@ -11,10 +11,9 @@ import hashlib
 import hmac
 import secrets
 import time
-from pathlib import Path
 
 from hubfs.errors import BadRequestError, NotFoundError
-from hubfs.server.sqlite_db import SqliteDb
+from hubfs.server.db import DbTarget, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS web_passwords (
@@ -81,8 +80,8 @@ _DUMMY = f"scrypt${N}${R}${P}${_b64(b'0' * SALT_BYTES)}${_b64(b'1' * KEY_BYTES)}
 class PasswordStore:
     """The ``web_passwords`` table of ``DIR/hub.sqlite`` (safe beside a running server: WAL)."""
 
-    def __init__(self, sqlite_path: Path) -> None:
-        self._db = SqliteDb(Path(sqlite_path), SCHEMA)
+    def __init__(self, target: DbTarget) -> None:
+        self._db = open_db(target, SCHEMA)
 
     def set_password(self, user: str, password: str) -> None:
         """Set (or replace) ``user``'s password; existing browser sessions of the user end."""
@@ -91,7 +90,7 @@ class PasswordStore:
             if not db.execute("SELECT 1 FROM accounts WHERE name=? AND is_org=0", (user,)).fetchone():
                 raise NotFoundError(f"No user named {user}.")
             db.execute("INSERT INTO web_passwords (user, hash, epoch, updated_at) VALUES (?,?,0,?) "
-                       "ON CONFLICT(user) DO UPDATE SET hash=excluded.hash, epoch=epoch+1, "
+                       "ON CONFLICT(user) DO UPDATE SET hash=excluded.hash, epoch=web_passwords.epoch+1, "
                        "updated_at=excluded.updated_at", (user, encoded, time.time()))
 
     def check(self, user: str, password: str) -> bool:

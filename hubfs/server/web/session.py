@@ -20,14 +20,13 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hubfs.errors import CsrfError, TooManyRequestsError
+from hubfs.server.db import open_db
 from hubfs.server.hub import Caller, Hub
-from hubfs.server.sqlite_db import SqliteDb
 from hubfs.server.web.passwords import SCHEMA as PASSWORD_SCHEMA
 from hubfs.server.web.passwords import PasswordStore
 
@@ -99,9 +98,8 @@ class WebAuth:
 
     def __init__(self, hub: Hub, *, allow_signup: bool = False, limiter: LoginLimiter | None = None) -> None:
         self.hub = hub
-        path = Path(hub.data_dir) / "hub.sqlite"
-        self._db = SqliteDb(path, SCHEMA)
-        self.passwords = PasswordStore(path)
+        self._db = open_db(hub.db, SCHEMA)
+        self.passwords = PasswordStore(hub.db)
         self.allow_signup = allow_signup
         self.limiter = limiter or LoginLimiter()
         self._session_key = hub.derive_key("web-session")

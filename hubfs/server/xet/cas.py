@@ -10,7 +10,9 @@
   never stand for another user's object.
 - Reconstructions answer only for files linked to the token's repo, and their xorb URLs are signed
   for exactly the byte ranges they list (a range outside them is refused), so no one reads chunks of
-  a xorb that belong to files they cannot see.
+  a xorb that belong to files they cannot see. With S3 object storage they are presigned GETs of the
+  bucket's xorb object whose signature covers the ``Range`` header (one URL per range): the bytes
+  never pass through the hub, and the store refuses any other range.
 - Dedup answers HMAC their chunk hashes with a fresh key (``format.build_dedup_shard``).
 """
 
@@ -42,7 +44,7 @@ from hubfs.server.xet.format import (
     parse_shard,
     str_to_hash,
 )
-from hubfs.server.xet.store import StoredXorb, XetFile, XetStore
+from hubfs.server.xet.store import StoredXorb, XetFile, XetStore, xorb_name
 from hubfs.server.xet.tokens import CasGrant
 
 XORB_URL_TTL = 3600  # seconds a reconstruction's xorb URLs stay valid (hf_xet asks again on 403)
@@ -219,7 +221,15 @@ class Cas:
             merged = _merge(ranges)
             spans = [(cs, ce, *x.byte_range(cs, ce)) for cs, ce in merged]
             name = hash_to_str(xh)
-            if version == 1:
+            if self.store.remote is not None:  # presigned GETs of the bucket's object, one per range
+                remote = self.store.remote
+                fetch[name] = [{"range": {"start": cs, "end": ce},
+                                "url": remote.blob_range_url(xorb_name(xh), a, b, XORB_URL_TTL),
+                                "url_range": {"start": a, "end": b}} if version == 1 else
+                               {"url": remote.blob_range_url(xorb_name(xh), a, b, XORB_URL_TTL),
+                                "ranges": [{"chunks": {"start": cs, "end": ce}, "bytes": {"start": a, "end": b}}]}
+                               for cs, ce, a, b in spans]
+            elif version == 1:
                 fetch[name] = [{"range": {"start": cs, "end": ce}, "url": self.xorb_url(cas_url, x, [(a, b)]),
                                 "url_range": {"start": a, "end": b}} for cs, ce, a, b in spans]
             else:

@@ -16,7 +16,16 @@ Contract:
   Xet clients get the xorb as a chunk stream with compression scheme 0: each chunk's 8-byte header is
   generated around its slice (:meth:`XetStore.xorb_layout`); chunk ``i`` starts at ``sum(8 + len)`` of
   the chunks before it. A xorb's hash covers its chunks' content, not their encoding.
-- The class is the one interface the server uses for Xet data; object storage can replace it.
+- The class is the one interface the server uses for Xet data.
+
+With S3 object storage (``DATA/object-store.json``, see ``object_store.py``) xorbs and shards live in
+the bucket as ``xet/xorbs/<h[:2]>/<hash>`` and ``xet/shards/<sha256>``, and the local ``xorbs/``
+folder is only a cache (any file in it may be deleted at any time). A xorb goes to the bucket in
+its *framed* form: every chunk's scheme-0 header and content back to back (exactly the stream Xet
+clients read), then the index trailer with its own magic. So a reconstruction can hand clients
+presigned GETs of byte ranges of the bucket object itself (``remote.blob_range_url``), each signed for
+its one range; the hub reads a xorb's index with two small ranged GETs, and downloads a whole xorb
+into the cache only when it must read content itself (shard verification, plain downloads).
 """
 
 from __future__ import annotations
@@ -30,11 +39,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from hubfs.server.db.sqlite import SqliteDb
 from hubfs.server.http import FileSlice, Segment
 from hubfs.server.lfs_store import locked_temp
-from hubfs.server.sqlite_db import SqliteDb
+from hubfs.server.object_store import open_object_store
 from hubfs.server.xet.format import (
+    CHUNK_HEADER_LEN,
     HASH_LEN,
     Term,
     XorbContent,
@@ -55,7 +67,8 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 """
 
-TRAILER_MAGIC = b"HUBFSXD1"
+TRAILER_MAGIC = b"HUBFSXD1"  # chunk content back to back (local disk)
+FRAMED_MAGIC = b"HUBFSXF1"  # each chunk's scheme-0 header, then its content (object storage)
 _TRAILER = struct.Struct("<I8s")  # chunk count, magic; preceded by count x (32-byte hash) then count x u32 length
 _TERM = struct.Struct("<32sIII")  # xorb hash, chunk start, chunk end, unpacked bytes
 READ_BATCH = 8 << 20  # bytes of chunk data read at a time when streaming a file's content
@@ -72,6 +85,7 @@ class StoredXorb:
     lengths: list[int]
     offsets: list[int]  # start of each chunk in the served stream (scheme-0 headers), plus the stream's end
     data_offsets: list[int]  # start of each chunk's content in the file, plus the content's end
+    framed: bool = False  # the file holds the served stream itself (headers included), not bare content
 
     @property
     def stream_size(self) -> int:
@@ -83,6 +97,34 @@ class StoredXorb:
     def byte_range(self, start: int, end: int) -> tuple[int, int]:
         """The inclusive physical byte range of chunks ``[start, end)``."""
         return self.offsets[start], self.offsets[end] - 1
+
+    def content_spans(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Where the content of chunks ``[start, end)`` lies in the file: (offset, length) pieces."""
+        if not self.framed:
+            return [(self.data_offsets[start], self.data_offsets[end] - self.data_offsets[start])]
+        return [(self.offsets[i] + CHUNK_HEADER_LEN, self.lengths[i]) for i in range(start, end)]
+
+
+class RemoteBlobs(Protocol):
+    """Named blobs in object storage (``S3ObjectStore`` implements it), for xorbs and shards."""
+
+    def put_blob(self, name: str, path: Path) -> None:
+        """Upload the file ``path`` as ``name`` (whole: the blob appears complete or not at all)."""
+
+    def fetch_blob(self, name: str, dest: Path) -> bool:
+        """Download ``name`` into ``dest``; False when it is not stored."""
+
+    def blob_tail(self, name: str, length: int) -> bytes:
+        """The last ``length`` bytes of ``name`` (FileNotFoundError when it is not stored)."""
+
+    def blob_range_url(self, name: str, start: int, end: int, ttl: int) -> str:
+        """A presigned GET of bytes ``start``-``end`` (inclusive) of ``name``, signed for that range only."""
+
+
+def xorb_name(h: bytes) -> str:
+    """A xorb's blob name in object storage (the same path as under ``DATA``)."""
+    name = hash_to_str(h)
+    return f"xet/xorbs/{name[:2]}/{name}"
 
 
 @dataclass(frozen=True)
@@ -107,7 +149,11 @@ def _unpack_terms(blob: bytes) -> tuple[Term, ...]:
 class XetStore:
     """Xorbs, shards and the Xet index of one hub (``data_dir/xet``); temporaries go to ``tmp_dir``."""
 
-    def __init__(self, data_dir: Path, tmp_dir: Path, index_cache: int = 64) -> None:
+    def __init__(self, data_dir: Path, tmp_dir: Path, index_cache: int = 64, remote: RemoteBlobs | None = None) -> None:
+        if remote is None:
+            store = open_object_store(Path(data_dir))
+            remote = store if store.kind == "s3" else None  # type: ignore[assignment]
+        self.remote = remote
         self.root = Path(data_dir) / "xet"
         self.xorb_dir = self.root / "xorbs"
         self.shard_dir = self.root / "shards"
@@ -126,20 +172,27 @@ class XetStore:
         return self.xorb_dir / name[:2] / name
 
     def has_xorb(self, h: bytes) -> bool:
-        return bool(self.db.query("SELECT 1 FROM xorbs WHERE hash=?", (h,))) and self.xorb_path(h).exists()
+        """Stored: its row exists (inserted only once the bytes are in place) and, on local disk, its file."""
+        row = bool(self.db.query("SELECT 1 FROM xorbs WHERE hash=?", (h,)))
+        return row and (self.remote is not None or self.xorb_path(h).exists())
 
     def put_xorb(self, h: bytes, content: XorbContent) -> bool:
         """Store a validated xorb whose hash is ``h``; False when it was stored already (kept as is)."""
         if self.has_xorb(h):
             return False
         fd, tmp = locked_temp(self.tmp_dir)
+        framed = self.remote is not None
         try:
             with os.fdopen(fd, "wb", closefd=False) as f:
                 for chunk in content.chunks:
+                    if framed:
+                        f.write(plain_header(len(chunk)))
                     f.write(chunk)
                 f.write(b"".join(content.hashes))
                 f.write(struct.pack(f"<{len(content.chunks)}I", *content.lengths))
-                f.write(_TRAILER.pack(len(content.chunks), TRAILER_MAGIC))
+                f.write(_TRAILER.pack(len(content.chunks), FRAMED_MAGIC if framed else TRAILER_MAGIC))
+            if self.remote is not None:
+                self.remote.put_blob(xorb_name(h), tmp)  # the bucket first: the row below says "stored"
             final = self.xorb_path(h)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
@@ -161,61 +214,124 @@ class XetStore:
         if not self.db.query("SELECT 1 FROM xorbs WHERE hash=?", (h,)):
             return None
         try:
-            with open(self.xorb_path(h), "rb") as f:
-                f.seek(-_TRAILER.size, os.SEEK_END)
-                count, magic = _TRAILER.unpack(f.read(_TRAILER.size))
-                if magic != TRAILER_MAGIC:
-                    raise OSError(f"xorb {hash_to_str(h)} has no index trailer")
-                f.seek(-_TRAILER.size - count * (HASH_LEN + 4), os.SEEK_END)
-                raw = f.read(count * (HASH_LEN + 4))
+            framed, hashes, lengths = self._read_index(h)
         except FileNotFoundError:
             return None
-        hashes = [raw[i * HASH_LEN:(i + 1) * HASH_LEN] for i in range(count)]
-        lengths = list(struct.unpack_from(f"<{count}I", raw, count * HASH_LEN))
-        data_offsets = [0]
-        for n in lengths:
-            data_offsets.append(data_offsets[-1] + n)
-        stored = StoredXorb(h, str(self.xorb_path(h)), hashes, lengths, plain_offsets(lengths), data_offsets)
+        offsets = plain_offsets(lengths)
+        if framed:
+            data_offsets = [o + CHUNK_HEADER_LEN for o in offsets[:-1]] + [offsets[-1]]
+        else:
+            data_offsets = [0]
+            for n in lengths:
+                data_offsets.append(data_offsets[-1] + n)
+        stored = StoredXorb(h, str(self.xorb_path(h)), hashes, lengths, offsets, data_offsets, framed)
         with self._lock:
             self._cache[h] = stored
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return stored
 
+    def _read_index(self, h: bytes) -> tuple[bool, list[bytes], list[int]]:
+        """(framed, chunk hashes, chunk lengths) from the xorb's trailer: the cached file's, else two
+        ranged reads of the bucket's object. FileNotFoundError when neither holds it."""
+        name = hash_to_str(h)
+
+        def tail(n: int) -> bytes:
+            try:
+                with open(self.xorb_path(h), "rb") as f:
+                    f.seek(-n, os.SEEK_END)
+                    return f.read(n)
+            except FileNotFoundError:
+                if self.remote is None:
+                    raise
+                return self.remote.blob_tail(xorb_name(h), n)
+
+        count, magic = _TRAILER.unpack(tail(_TRAILER.size))
+        if magic not in (TRAILER_MAGIC, FRAMED_MAGIC):
+            raise OSError(f"xorb {name} has no index trailer")
+        raw = tail(_TRAILER.size + count * (HASH_LEN + 4))[:count * (HASH_LEN + 4)]
+        hashes = [raw[i * HASH_LEN:(i + 1) * HASH_LEN] for i in range(count)]
+        return magic == FRAMED_MAGIC, hashes, list(struct.unpack_from(f"<{count}I", raw, count * HASH_LEN))
+
     def _term_xorb(self, term: Term) -> StoredXorb:
         x = self.xorb(term.xorb)
         if x is None:
             raise FileNotFoundError(f"xorb {hash_to_str(term.xorb)} is not stored")
+        if self.remote is not None and not os.path.exists(x.path):
+            self._fetch(x.hash)
         return x
+
+    def _fetch(self, h: bytes) -> None:
+        """Download a xorb from the bucket into the local cache (atomic rename)."""
+        assert self.remote is not None
+        fd, tmp = locked_temp(self.tmp_dir)
+        try:
+            if not self.remote.fetch_blob(xorb_name(h), tmp):
+                raise FileNotFoundError(f"xorb {hash_to_str(h)} is missing from the object store")
+            final = self.xorb_path(h)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+            os.close(fd)
 
     def chunk_data(self, terms: Iterable[Term]) -> Iterator[bytes]:
         """The content of ``terms`` in order, in pieces of up to :data:`READ_BATCH` bytes."""
         for term in terms:
             x = self._term_xorb(term)
             with open(x.path, "rb") as f:
-                pos, end = x.data_offsets[term.start], x.data_offsets[term.end]
-                while pos < end:
-                    piece = os.pread(f.fileno(), min(READ_BATCH, end - pos), pos)
-                    if not piece:
-                        raise OSError(f"xorb {hash_to_str(term.xorb)} is shorter than its index")
-                    pos += len(piece)
-                    yield piece
+                for pos, length in x.content_spans(term.start, term.end):
+                    end = pos + length
+                    while pos < end:
+                        piece = os.pread(f.fileno(), min(READ_BATCH, end - pos), pos)
+                        if not piece:
+                            raise OSError(f"xorb {hash_to_str(term.xorb)} is shorter than its index")
+                        pos += len(piece)
+                        yield piece
 
     def file_layout(self, terms: Iterable[Term]) -> list[Segment]:
-        """A file's content as slices of xorb files, one per term (for a plain download)."""
+        """A file's content as slices of xorb files (one per term; per chunk for framed xorbs), for a
+        plain download."""
         out: list[Segment] = []
         for term in terms:
             x = self._term_xorb(term)
-            a, b = x.data_offsets[term.start], x.data_offsets[term.end]
-            out.append(FileSlice(x.path, a, b - a))
+            out += [FileSlice(x.path, a, n) for a, n in x.content_spans(term.start, term.end)]
         return out
 
     def xorb_layout(self, x: StoredXorb) -> list[Segment]:
         """The xorb as Xet clients read it: each chunk's scheme-0 header, then its content."""
+        if x.framed:
+            if self.remote is not None and not os.path.exists(x.path):
+                self._fetch(x.hash)
+            return [FileSlice(x.path, 0, x.stream_size)]
         out: list[Segment] = []
         for i, n in enumerate(x.lengths):
             out += [plain_header(n), FileSlice(x.path, x.data_offsets[i], n)]
         return out
+
+    @staticmethod
+    def write_framed(src: Path, dest: Path) -> None:
+        """Write the framed form (see the module docstring) of the local xorb file ``src`` to ``dest``
+        (for ``hubfs storage migrate``); a file already framed is copied as is."""
+        with open(src, "rb") as f:
+            f.seek(-_TRAILER.size, os.SEEK_END)
+            count, magic = _TRAILER.unpack(f.read(_TRAILER.size))
+            if magic not in (TRAILER_MAGIC, FRAMED_MAGIC):
+                raise OSError(f"{src} has no xorb index trailer")
+            index_len = count * (HASH_LEN + 4)
+            f.seek(-_TRAILER.size - index_len, os.SEEK_END)
+            index = f.read(index_len)
+            lengths = struct.unpack_from(f"<{count}I", index, count * HASH_LEN)
+            f.seek(0)
+            with open(dest, "wb") as out:
+                for n in lengths:
+                    if magic == TRAILER_MAGIC:
+                        out.write(plain_header(n))
+                    else:
+                        out.write(f.read(CHUNK_HEADER_LEN))
+                    out.write(f.read(n))
+                out.write(index)
+                out.write(_TRAILER.pack(count, FRAMED_MAGIC))
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -273,6 +389,8 @@ class XetStore:
         try:
             with os.fdopen(fd, "wb", closefd=False) as f:
                 f.write(body)
+            if self.remote is not None:
+                self.remote.put_blob(f"xet/shards/{final.name}", tmp)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)

@@ -1,0 +1,144 @@
+"""The speed paths of a clone, each with its off switch, with real git and no git-lfs on PATH: the LFS download
+in a background process that the checkout overlaps (and the filter's fallback when it leaves objects out),
+smudged bytes framed in large writes, and the lean imports of the executable."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lfs_fixtures import VENV_BIN, commit_files, git, git_env, hub_clone, new_repo, pointer_of
+
+from git_remote_hf.background import STATUS_FILE
+from git_remote_hf.lfs_store import LfsStore
+from git_remote_hf.pktline import MAX_DATA, PktLine
+from git_remote_hf.trace import TRACE_ENV
+from hubfs.client.api import HubClient
+
+
+@pytest.fixture
+def env(tmp_path: Path, hub) -> dict[str, str]:
+    return git_env(tmp_path, lfs=False, endpoint=hub.endpoint, token=hub.admin_token)
+
+
+def marks(trace: Path) -> list[tuple[int, str, str, str]]:
+    """``(pid, role, phase, detail)`` of each line of a GIT_REMOTE_HF_TRACE file."""
+    out = []
+    for line in trace.read_text().splitlines():
+        _, pid, role, phase, *detail = line.split(" ", 4)
+        out.append((int(pid), role, phase, detail[0] if detail else ""))
+    return out
+
+
+def own_fetches(trace: Path) -> int:
+    """How many objects the filter fetched itself (the fallback)."""
+    return sum(int(detail.split()[0]) for _, role, phase, detail in marks(trace) if (role, phase) == ("filter", "own-fetch"))
+
+
+@pytest.mark.parametrize("switch", ["default", "env-off", "config-off"])
+def test_clone_downloads_lfs_in_the_background_or_in_the_helper(tmp_path: Path, env: dict[str, str], hub,
+                                                                switch: str) -> None:
+    """By default a child process downloads while git checks out, and the filter takes every object from it;
+    switched off, the helper downloads before it answers. Same worktree either way."""
+    files = {f"w/{i:02d}.bin": os.urandom(20_000 + i) for i in range(40)}
+    files.update({f"t/{i:02d}.txt": b"text %d\n" % i for i in range(60)})
+    with HubClient(hub.endpoint, hub.admin_token) as client:
+        repo_id = new_repo(client)
+        commit_files(client, repo_id, files)
+    trace = tmp_path / "trace"
+    run_env, options = {**env, TRACE_ENV: str(trace)}, []
+    if switch == "env-off":
+        run_env["GIT_REMOTE_HF_BACKGROUND"] = "0"
+    elif switch == "config-off":
+        options = ["-c", "hf.lfs.background=false"]
+    git(run_env, tmp_path, "clone", "-q", *options, f"hf://{repo_id}", "c")
+    repo = tmp_path / "c"
+    for name, content in files.items():
+        assert (repo / name).read_bytes() == content
+    assert git(env, repo, "status", "--porcelain").stdout == b""
+    git(env, repo, "fsck", "--full")
+    seen = marks(trace)
+    helper = {pid for pid, role, _, _ in seen if role == "helper"}
+    child = [(pid, phase, detail) for pid, role, phase, detail in seen if role == "prefetch"]
+    if switch == "default":
+        assert any(phase == "background-prefetch" and detail.endswith("40 objects") for _, _, phase, detail in seen)
+        assert child and {pid for pid, _, _ in child}.isdisjoint(helper)  # another process
+        assert ("done", "0 failed") in [(phase, detail) for _, phase, detail in child]
+    else:
+        assert not child and not any(phase == "background-prefetch" for _, _, phase, _ in seen)
+    assert own_fetches(trace) == 0  # the filter found every object stored, or brought by the child
+    assert not (repo / ".git/lfs" / STATUS_FILE).exists()
+
+
+def test_filter_follows_the_background_download_and_fetches_what_it_left(tmp_path: Path, env: dict[str, str],
+                                                                         hub) -> None:
+    """The checkout waits for objects the running child brings; one it failed, and the ones it had not
+    reached when it ended, the filter fetches itself. This test plays the child (the status file and its lock)."""
+    files = {f"w{i}.bin": os.urandom(5000 + i) for i in range(6)}
+    files["plain.txt"] = b"plain\n"
+    repo = hub_clone(env, hub, tmp_path, files)
+    store, ptr = LfsStore(repo / ".git"), {name: pointer_of(data) for name, data in files.items()}
+    fd = os.open(repo / ".git/lfs" / STATUS_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"".join(b"want %s\n" % ptr[f"w{i}.bin"].oid.encode() for i in range(6)))
+        store.put_verified(files["w0.bin"], ptr["w0.bin"])
+        os.write(fd, b"ok %s\n" % ptr["w0.bin"].oid.encode())
+        trace = tmp_path / "trace"
+        checkout = subprocess.Popen(["git", "checkout", "-q", "main"], cwd=repo, env={**env, TRACE_ENV: str(trace)},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not (trace.exists() and "first-smudge" in trace.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # the filter has answered "delayed" for w1..w5 and waits
+        assert checkout.poll() is None
+        store.put_verified(files["w1.bin"], ptr["w1.bin"])
+        os.write(fd, b"ok %s\n" % ptr["w1.bin"].oid.encode())
+        os.write(fd, b"fail %s the server said no\n" % ptr["w2.bin"].oid.encode())
+    finally:
+        os.close(fd)  # the child ends, w3..w5 never came
+    _, err = checkout.communicate(timeout=60)
+    assert checkout.returncode == 0, err
+    for name, content in files.items():
+        assert (repo / name).read_bytes() == content
+    assert git(env, repo, "status", "--porcelain").stdout == b""
+    assert own_fetches(trace) == 4  # w2..w5; w0 and w1 came from the child
+
+
+@pytest.mark.parametrize("size", [0, 1, MAX_DATA, MAX_DATA + 1, 16 * MAX_DATA, 16 * MAX_DATA + 7, 40 * MAX_DATA - 3])
+def test_content_from_frames_a_file_as_git_reads_it(tmp_path: Path, size: int) -> None:
+    """Packets of at most 65,516 bytes, many to a write, that read back as the file's bytes."""
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    out, seen = io.BytesIO(), []
+    with open(tmp_path / "f", "rb", buffering=0) as f:
+        sent = PktLine(io.BytesIO(), out).content_from(f, lambda view: seen.append(bytes(view)))
+    assert sent == size and b"".join(seen) == data
+    out.write(b"0000")
+    packets = list(PktLine(io.BytesIO(out.getvalue()), io.BytesIO()).read_content())
+    assert b"".join(packets) == data and all(0 < len(p) <= MAX_DATA for p in packets)
+
+
+@pytest.mark.parametrize("lean", ["1", "0"])
+def test_the_executable_skips_async_backends_unless_told_not_to(tmp_path: Path, lean: str) -> None:
+    """git starts the helper and the filter for every clone: httpcore's async backends (trio, anyio) stay
+    unimported; GIT_REMOTE_HF_LEAN_IMPORTS=0 leaves the imports as they are."""
+    probe = ("import sys\nfrom git_remote_hf.__main__ import main\nmain(['origin', 'hf://a/b'])\n"
+             "import httpcore\nprint(sorted(m for m in ('trio', 'anyio') if sys.modules.get(m) is not None))\n")
+    out = subprocess.run([str(VENV_BIN / "python"), "-c", probe], input=b"", capture_output=True, check=True,
+                         env={**os.environ, "GIT_REMOTE_HF_LEAN_IMPORTS": lean, "GIT_DIR": str(tmp_path)}).stdout
+    loaded = out.decode().strip()
+    if lean == "1":
+        assert loaded == "[]"
+    else:  # as installed: the test environment has both (selenium brings trio)
+        assert loaded == str(sorted(m for m in ("trio", "anyio") if _importable(m)))
+
+
+def _importable(name: str) -> bool:
+    return subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, check=False).returncode == 0
