@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = ["ENV", "STATUS_FILE", "Watch", "enabled", "start"]
 ENV = "GIT_REMOTE_HF_BACKGROUND"
 STATUS_FILE = "hf-prefetch"  # under .git/lfs
 POLL = 0.005  # seconds between looks at the status file while waiting for the child
+GONE_POLL = 0.1  # seconds between the child's checks that the repository still exists
 
 
 def status_path(git_dir: Path) -> Path:
@@ -56,8 +58,8 @@ def enabled(config_value: str | None, env: Mapping[str, str] | None = None) -> b
 
 def start(git_dir: Path, client: HubClient, lfs_url: str, wanted: list[tuple[str, LfsPointer]]) -> bool:
     """Fork the child that downloads the objects of ``wanted`` (``(path, pointer)``, in checkout order) the
-    store lacks; True once it runs (False: nothing to fetch, or it could not start, and the caller
-    downloads in the foreground)."""
+    store lacks: True once it runs, or when none is missing; False when it could not start (the caller
+    then downloads in the foreground)."""
     from git_remote_hf.lfs_store import LfsStore
 
     todo = LfsStore(git_dir).missing(p for _, p in wanted)
@@ -114,6 +116,7 @@ def _download(git_dir: Path, client: HubClient, lfs_url: str, todo: list[LfsPoin
             line = f"fail {pointer.oid} {' '.join(why.split())}\n"
         os.write(fd, line.encode("utf-8", "replace"))  # O_APPEND: each line lands whole
 
+    threading.Thread(target=_exit_when_gone, args=(git_dir,), daemon=True).start()
     # a client of its own: the parent closes the inherited one's connections when it exits
     own = HubClient(client.endpoint, client.config.token or False)
     try:
@@ -125,6 +128,15 @@ def _download(git_dir: Path, client: HubClient, lfs_url: str, todo: list[LfsPoin
         path.unlink(missing_ok=True)
         mark("prefetch", "done", f"{failures} failed")
     return 1 if failures else 0
+
+
+def _exit_when_gone(git_dir: Path) -> None:
+    """End the child at once if the repository is removed under it (git removes a clone that failed after
+    the fetch), so that it recreates no folder there."""
+    while True:
+        time.sleep(GONE_POLL)
+        if not git_dir.is_dir():
+            os._exit(1)
 
 
 class Watch:

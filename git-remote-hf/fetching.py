@@ -1,6 +1,8 @@
 """The ``fetch`` batch: dulwich negotiates with the hub and the pack goes, as sent, to ``git index-pack``
 (:mod:`git_remote_hf.packs`; same SHAs); ``--depth``/``--deepen``/``--shallow-since``/``--shallow-exclude``
-make a shallow fetch; then the LFS objects of the tree git is about to check out are downloaded.
+make a shallow fetch; then the LFS objects of the tree git is about to check out are downloaded: during
+a clone by a background process that git's checkout overlaps (:mod:`git_remote_hf.background`), else
+before the helper answers.
 
 During a clone (``option cloning true``) the new repository is first configured so that its checkout
 smudges LFS pointers through ``git-remote-hf filter-process`` (no git-lfs needed).
@@ -129,7 +131,7 @@ def _prefetch_lfs(session: Session, tips: list[str]) -> None:
     overlaps (:mod:`git_remote_hf.background`), else here. A failure is a warning (the checkout's filter
     retries, and what was downloaded stays for the next run)."""
     from git_remote_hf import background
-    from git_remote_hf.lfs_transfer import fetch_objects, wanted_objects
+    from git_remote_hf.lfs_select import wanted_objects
 
     try:
         # none with GIT_LFS_SKIP_SMUDGE, GIT_REMOTE_HF_LFS=0 or hf.lfs=false (LFS left to git-lfs, or to nothing)
@@ -139,6 +141,8 @@ def _prefetch_lfs(session: Session, tips: list[str]) -> None:
         if session.options.cloning and background.enabled(_config_bool(session, "hf.lfs.background")) and \
                 background.start(session.git_dir, session.client, session.remote.lfs_url, wanted):
             return
+        from git_remote_hf.lfs_transfer import fetch_objects
+
         fetch_objects(session.git_dir, session.client, session.remote.lfs_url, [p for _, p in wanted],
                       progress=session.options.progress and session.options.verbosity > 0,
                       names={p.oid: path for path, p in reversed(wanted)})

@@ -1,9 +1,13 @@
 """``git-remote-hf filter-process``: git's long-running filter protocol (version 2; clean, smudge, delay) for
 ``filter=lfs`` paths, with content in the repo's ``.git/lfs`` (:class:`~git_remote_hf.lfs_store.LfsStore`).
 
-* smudge: a pointer becomes its object's bytes, read from the store and checked against the oid as they
-  are sent (a mismatch ends the answer with ``status=error``, so git does not check the file out). A
-  missing object is answered ``status=delayed`` when git allows it and fetched in the background
+* smudge: a pointer becomes its object's bytes, read from the store straight into ~1 MiB writes of
+  packets and checked against the oid as they are sent (a mismatch ends the answer with
+  ``status=error``, so git does not check the file out); an object this clone's own download verified
+  seconds ago is not hashed twice (``hf.lfs.verifySmudge=true`` hashes every one). A missing object
+  that the clone's background download (:mod:`git_remote_hf.background`) is still to bring is answered
+  ``status=delayed`` and listed once it is stored. Any other missing object is answered
+  ``status=delayed`` when git allows it and fetched by the filter
   (:class:`~git_remote_hf.lfs_transfer.BackgroundFetch`: batch calls of 100 as the requests come,
   pipelined), and git checks out each delayed file as soon as it has arrived. Input
   that is not a pointer passes through; so do pointers under ``GIT_LFS_SKIP_SMUDGE=1`` and pointers of

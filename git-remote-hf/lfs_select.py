@@ -14,10 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from git_remote_hf.lfs_store import lfs_enabled
 from hubfs.errors import HubfsError
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
 
-__all__ = ["PathFilter", "skip_smudge", "tree_pointers"]
+__all__ = ["PathFilter", "skip_smudge", "tree_pointers", "wanted_objects"]
 
 
 def skip_smudge(env: Mapping[str, str] | None = None) -> bool:
@@ -112,3 +113,12 @@ def tree_pointers(git_dir: Path, tips: Iterable[str], paths: PathFilter | None =
         if pointer is not None:
             out.extend((path, pointer) for path in small[sha])
     return out
+
+
+def wanted_objects(git_dir: Path, tips: list[str]) -> list[tuple[str, LfsPointer]]:
+    """``(path, pointer)`` of the LFS files in the trees of ``tips`` (in path order) that a checkout smudges
+    and ``lfs.fetchinclude``/``lfs.fetchexclude`` allow: none with ``GIT_LFS_SKIP_SMUDGE=1``, or when the
+    user opted out of the helper's LFS handling (:func:`~git_remote_hf.lfs_store.lfs_enabled`)."""
+    if skip_smudge() or not tips or not lfs_enabled(git_dir):
+        return []
+    return tree_pointers(git_dir, tips, PathFilter.from_git(git_dir))

@@ -25,8 +25,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 
-from git_remote_hf.lfs_select import PathFilter, skip_smudge, tree_pointers
-from git_remote_hf.lfs_store import LfsStore, lfs_enabled
+from git_remote_hf.lfs_select import wanted_objects
+from git_remote_hf.lfs_store import LfsStore
 from hubfs.client.api import HubClient
 from hubfs.client.commit import Add, upload_lfs_objects
 from hubfs.client.download import PARALLEL_MIN, RemoteFile, fetch_file
@@ -37,7 +37,7 @@ from hubfs.lfs import LfsPointer
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["BackgroundFetch", "LfsTransferError", "batch_url", "fetch_objects", "prefetch", "upload", "wanted_objects"]
+__all__ = ["BackgroundFetch", "LfsTransferError", "batch_url", "fetch_objects", "prefetch", "upload"]
 
 BATCH_SIZE = 100
 SMALL = 1 << 20  # objects up to this size are fetched whole into memory (no partial file to resume)
@@ -65,14 +65,6 @@ def prefetch(git_dir: Path, client: HubClient, lfs_url: str, tips: list[str], *,
     wanted = wanted_objects(Path(git_dir), tips)
     fetch_objects(git_dir, client, lfs_url, [p for _, p in wanted], ref=ref, progress=progress,
                   names={p.oid: path for path, p in reversed(wanted)})
-
-
-def wanted_objects(git_dir: Path, tips: list[str]) -> list[tuple[str, LfsPointer]]:
-    """``(path, pointer)`` of the LFS files in the trees of ``tips`` (in path order) that a checkout smudges:
-    none with ``GIT_LFS_SKIP_SMUDGE=1`` or when the user opted out (see :func:`prefetch`)."""
-    if skip_smudge() or not tips or not lfs_enabled(git_dir):
-        return []
-    return tree_pointers(git_dir, tips, PathFilter.from_git(git_dir))
 
 
 def fetch_objects(git_dir: Path, client: HubClient, lfs_url: str, pointers: Iterable[LfsPointer], *,

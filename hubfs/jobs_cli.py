@@ -1,4 +1,4 @@
-"""``hubfs jobs list|run|logs|inspect|cancel``: the documented ``hf jobs`` commands, against any hub that
+"""``hubfs jobs list|run|uv run|logs|inspect|cancel``: the documented ``hf jobs`` commands, against any hub that
 serves the Jobs API (``hubfs serve --jobs``, or the Hub).
 
 ``run`` follows the job's logs until it ends and exits 1 unless it COMPLETED (``--detach``: print the
@@ -20,6 +20,7 @@ from hubfs.durations import parse_duration
 from hubfs.errors import BadRequestError, HubfsError
 
 TERMINAL = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
+UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # the Hub's default for uv jobs
 
 
 def _transport(args: argparse.Namespace) -> Any:
@@ -93,18 +94,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     if timeout:
         spec["timeoutSeconds"] = timeout
     job = transport.request("POST", f"/api/jobs/{ns}", json_body=spec, retry=False).json()
-    print(f"Job started: {ns}/{job['id']}", file=sys.stderr)
-    if args.detach:
-        print(job["id"])
+    return _follow(transport, ns, job["id"], args.detach)
+
+
+def _follow(transport: Any, ns: str, job_id: str, detach: bool) -> int:
+    """Print the id (``detach``) or follow the job's logs to its end: 0 when it COMPLETED, else 1."""
+    print(f"Job started: {ns}/{job_id}", file=sys.stderr)
+    if detach:
+        print(job_id)
         return 0
-    _stream(transport, ns, job["id"], follow=True)
-    final = _wait(transport, ns, job["id"])
+    _stream(transport, ns, job_id, follow=True)
+    final = _wait(transport, ns, job_id)
     stage, message = final["status"]["stage"], final["status"].get("message")
     if stage != "COMPLETED":
-        print(f"hubfs: job {job['id']} finished with stage {stage}" + (f": {message}" if message else ""),
+        print(f"hubfs: job {job_id} finished with stage {stage}" + (f": {message}" if message else ""),
               file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_uv_run(args: argparse.Namespace) -> int:
+    """``uv run SCRIPT ARGS...`` as a job. A script (or argument) that is a local file is shipped as the
+    Hub does it: uploaded to the caller's ``jobs-artifacts`` bucket and mounted at ``/data`` -- that
+    upload is Xet, done by ``huggingface_hub``'s own ``run_uv_job`` (needed for local files only)."""
+    from hubfs.config import HubConfig
+
+    transport = _transport(args)
+    ns, _ = _namespace(transport, args)
+    uv_args = [a for dep in args.with_ or [] for a in ("--with", dep)] + (["--python", args.python] if args.python else [])
+    env, secrets = _pairs(args.env, "--env", False), _pairs(args.secrets, "--secrets", True)
+    timeout = _timeout(args.timeout)
+    if not any(os.path.isfile(a) for a in [args.script, *args.script_args]):
+        spec: dict[str, Any] = {"dockerImage": args.image, "command": ["uv", "run", *uv_args, args.script,
+                                                                        *args.script_args],
+                                "arguments": [], "environment": env, "flavor": args.flavor}
+        if secrets:
+            spec["secrets"] = secrets
+        if timeout:
+            spec["timeoutSeconds"] = timeout
+        job = transport.request("POST", f"/api/jobs/{ns}", json_body=spec, retry=False).json()
+        return _follow(transport, ns, job["id"], args.detach)
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise HubfsError("hubfs jobs uv run with a local file needs huggingface_hub (pip install huggingface_hub): "
+                         "it uploads the files to your jobs-artifacts bucket over Xet") from None
+    config = HubConfig.load(args.endpoint, args.token)
+    api = HfApi(endpoint=config.endpoint, token=config.token or False)
+    info = api.run_uv_job(args.script, script_args=args.script_args, dependencies=args.with_, python=args.python,
+                          image=args.image, env=env, secrets=secrets or None, flavor=args.flavor, timeout=timeout,
+                          namespace=ns)
+    return _follow(transport, ns, info.id, args.detach)
 
 
 def _stream(transport: Any, ns: str, job_id: str, *, follow: bool) -> None:
@@ -196,6 +236,23 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", help="time limit: seconds, or 90s, 5m, 2h, 1d, 1w")
     p.add_argument("-d", "--detach", action="store_true", help="print the job id and return")
     p.set_defaults(func=_checked_run)
+
+    uv = jobs.add_parser("uv", help="run a Python script with inline dependencies (as `hf jobs uv run`)")
+    p = uv.add_subparsers(dest="uv_action", required=True).add_parser(
+        "run", help="run SCRIPT (a local file, a URL or a command) with `uv run` and follow its logs")
+    common(p)
+    p.add_argument("script")
+    p.add_argument("script_args", nargs=argparse.REMAINDER)
+    p.add_argument("--with", dest="with_", action="append", metavar="DEP", help="extra dependency (repeatable)")
+    p.add_argument("--python", help="Python version for uv")
+    p.add_argument("--image", default=UV_IMAGE, help=f"image with uv (default {UV_IMAGE})")
+    p.add_argument("--flavor", default="cpu-basic", help="hardware flavor (default cpu-basic)")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable (repeatable)")
+    p.add_argument("-s", "--secrets", action="append", metavar="K[=V]",
+                   help="secret variable; K alone takes the value of $K here (repeatable)")
+    p.add_argument("--timeout", help="time limit: seconds, or 90s, 5m, 2h, 1d, 1w")
+    p.add_argument("-d", "--detach", action="store_true", help="print the job id and return")
+    p.set_defaults(func=cmd_uv_run)
 
     p = jobs.add_parser("logs", help="print a job's logs (-f: until it ends)")
     common(p)

@@ -1,5 +1,6 @@
 """Metadata database benchmark: the hub's stores on SQLite (WAL, one file) and on PostgreSQL
-(a throwaway local cluster, ``scripts/benchlib/pg.py``, fsync on), measured in the same run.
+(a throwaway local cluster, ``scripts/benchlib/pg.py``, fsync on unless ``--no-fsync``), measured in the
+same run. SQLite runs WAL with ``synchronous=NORMAL`` (no fsync per commit); PostgreSQL's commits fsync.
 
 Rows, each on both backends:
 
@@ -29,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchlib.machine import machine_info, machine_line
-from benchlib.pg import pg_cluster
+from benchlib.machine import machine_info, machine_line, tool_version
+from benchlib.pg import pg_bin, pg_cluster
 from benchlib.table import print_table, ratio
 
 from hubfs.server.db import Database, open_database
@@ -86,9 +87,11 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-fsync", action="store_true", help="run PostgreSQL with fsync off (the lock's own cost)")
     args = parser.parse_args()
-    print(machine_line(machine_info(), packages=["psycopg"]))
-    with tempfile.TemporaryDirectory(prefix="hubfs-bench-db-") as tmp, pg_cluster(Path(tmp), durable=True) as url:
+    info = machine_info({"postgres": tool_version([str(pg_bin() / "postgres"), "--version"])}, packages=["psycopg"])
+    print(machine_line(info, tools=["postgres"], packages=["psycopg"]))
+    with tempfile.TemporaryDirectory(prefix="hubfs-bench-db-") as tmp, pg_cluster(Path(tmp), durable=not args.no_fsync) as url:
         sqlite = open_database(f"sqlite:///{Path(tmp) / 'hub.sqlite'}")
         postgres = open_database(url)
         results = {"sqlite": measure(sqlite, args.ops, args.threads, 1),

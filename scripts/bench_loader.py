@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import os
 import re
@@ -163,6 +164,15 @@ def best(runs: int, fn: Callable[[], float]) -> float:
     return min(fn() for _ in range(runs))
 
 
+def interleaved(runs: int, fns: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """The best of ``runs`` of each of ``fns``, run in turns (one of each, ``runs`` times)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            times[name].append(fn())
+    return {name: min(t) for name, t in times.items()}
+
+
 @contextlib.contextmanager
 def env(name: str, value: str) -> Iterator[None]:
     """``name=value`` in this process's environment for the block (hubfs reads its switches per call)."""
@@ -214,12 +224,18 @@ def bench_local(folder: Path, seeds: dict[str, int], size: int, args: argparse.N
         check(got, seeds, "safetensors local")
         return secs
 
-    out = {"hubfs_s": best(args.runs, hubfs_mapped), "safetensors_s": best(args.runs, safetensors)}
-    with env("HUBFS_LOADER_CACHESTAT", "0"):
-        out["hubfs_populated_s"] = best(args.runs, hubfs_mapped)
-    out["hubfs_read_s"] = best(args.runs, hubfs_read)
-    with env("HUBFS_LOADER_HUGEPAGES", "0"):
-        out["hubfs_read_small_s"] = best(args.runs, hubfs_read)
+    def populated() -> float:
+        with env("HUBFS_LOADER_CACHESTAT", "0"):
+            return hubfs_mapped()
+
+    def read_small() -> float:
+        with env("HUBFS_LOADER_HUGEPAGES", "0"):
+            return hubfs_read()
+
+    # taken in turns, so that a busy spell of a shared machine does not fall on one of them only
+    out: dict[str, float] = interleaved(args.runs, {"hubfs_s": hubfs_mapped, "safetensors_s": safetensors,
+                                                    "hubfs_populated_s": populated})
+    out.update(interleaved(args.runs, {"hubfs_read_s": hubfs_read, "hubfs_read_small_s": read_small}))
     for key in list(out):
         out[key.removesuffix("_s") + "_gbs"] = size / out[key] / GB
     print(f"local: hubfs {out['hubfs_gbs']:.2f} GB/s (all populated {out['hubfs_populated_gbs']:.2f}, mmap=False "
@@ -416,11 +432,13 @@ def bench_quant(folder: Path, seeds: dict[str, int], args: argparse.Namespace, d
         _sync(device)
         return time.perf_counter() - t0
 
-    plain = best(args.runs, lambda: run(None))
+    times = interleaved(args.runs, {"plain": lambda: run(None),
+                                    **{kind: functools.partial(run, kind) for kind in QUANT_KINDS},
+                                    **{f"{kind} alone": functools.partial(alone, kind) for kind in QUANT_KINDS}})
+    plain = times["plain"]
     out: dict[str, Any] = {"plain_s": plain, "bytes": len(keys) * per, "kinds": {}}
     for kind in QUANT_KINDS:
-        with_q = best(args.runs, lambda: run(kind))
-        arithmetic = best(args.runs, lambda: alone(kind))
+        with_q, arithmetic = times[kind], times[f"{kind} alone"]
         out["kinds"][kind] = {"load_s": with_q, "quantizer_s": arithmetic, "overhead": with_q / plain - 1,
                               "loader_overhead": (with_q - arithmetic - plain) / plain}
         print(f"quantize {kind} ({device}): plain {plain:.3f} s, with {kind} {with_q:.3f} s, {kind} alone "

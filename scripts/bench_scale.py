@@ -106,10 +106,10 @@ def wrk_rate(hub: HubServer, paths: list[str], args, tmp: Path) -> float:
                       f'wrk.headers["Authorization"] = "Bearer {hub.admin_token}"\n'
                       "i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n")
     threads = max(1, min(2, args.connections))
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{args.connections}", f"-d{args.seconds}s", "-s", str(script),
-                          hub.endpoint], capture_output=True, text=True, check=True).stdout
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if bad or "Socket errors" in out:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "30s",
+                          "-s", str(script), hub.endpoint], capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if re.search(r"Non-2xx or 3xx responses: (\d+)", out) or (errors and any(int(n) for n in errors.groups())):
         raise RuntimeError(f"wrk saw errors:\n{out}")
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not m:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import mmap
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -37,6 +38,7 @@ FREE_MARGIN = 512 << 20  # free memory beyond twice the buffer before huge pages
 MADV_HUGEPAGE = 14
 MADV_POPULATE_READ = 22  # Linux 5.14+: fault a range in, read-only, without touching it from user space
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
+LINUX = sys.platform.startswith("linux")  # the advice numbers and the system call number are Linux's
 
 
 def host_buffer(nbytes: int, *, huge: bool | None = None) -> torch.Tensor:
@@ -107,7 +109,7 @@ class _CacheStat(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in ("cache", "dirty", "writeback", "evicted", "recently_evicted")]
 
 
-SYS_CACHESTAT = 451  # the same number on every architecture (Linux 6.5+)
+SYS_CACHESTAT = 451  # Linux 6.5+; one number on every architecture (alpha aside, which then fails: ENOSYS)
 
 
 def cached(fd: int, offset: int, length: int) -> bool | None:
@@ -124,13 +126,16 @@ def cached(fd: int, offset: int, length: int) -> bool | None:
     page = mmap.PAGESIZE
     first = offset - offset % page
     stat = _CacheStat()
-    if fn(SYS_CACHESTAT, fd, ctypes.byref(_Range(first, offset + length - first)), ctypes.byref(stat), 0) != 0:
+    span = _Range(first, offset + length - first)
+    if fn(ctypes.c_long(SYS_CACHESTAT), ctypes.c_long(fd), ctypes.byref(span), ctypes.byref(stat), ctypes.c_long(0)):
         return None
     return bool(stat.cache >= -(-(offset + length - first) // page))
 
 
 @functools.cache
 def _libc_fn(name: str) -> Callable[..., int] | None:
+    if not LINUX:
+        return None
     try:
         fn = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):

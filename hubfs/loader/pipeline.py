@@ -3,7 +3,10 @@
 Per tensor, one of three paths:
 
 - **zero-copy**: a local, mappable file to the CPU without dtype change or quantizing: a view of a
-  private (copy-on-write) mapping of the file, as safetensors does; nothing is read up front;
+  private (copy-on-write) mapping of the file, as safetensors does. A tensor whose bytes are all in the
+  page cache is handed out at once (its pages fault in cheaply on first touch); the others are
+  populated ahead by the ``threads`` workers, ``chunk`` bytes a piece (reading the disk in parallel),
+  before they are handed out (see :mod:`hubfs.loader.pages`);
 - **direct**: to the CPU otherwise: ``threads`` workers ``pread`` pieces of ``chunk`` bytes straight
   into the tensor's raw bytes, then it is cast or quantized in place of the raw buffer;
 - **staged**: to an accelerator: workers read pieces into a ring of reused staging buffers (pinned
@@ -15,7 +18,8 @@ Reads are submitted in file-offset order, at most ``window`` pieces ahead, and t
 order as soon as their last piece landed. Host memory stays bounded whatever the model size: the ring
 (``slots x chunk``) on the staged path; the raw buffers of tensors in flight (on the device, or on the
 CPU on the direct path) are capped at ``max(2 x largest tensor, threads x chunk)``; CPU buffers of 1 MiB
-or more are anonymous mappings of their own, returned to the system when freed (see :func:`host_buffer`).
+or more are anonymous mappings of their own (huge pages where they fit), returned to the system when
+freed (see :func:`~hubfs.loader.pages.host_buffer`).
 Yielded tensors own their memory (or their mapping): nothing is reused under the caller.
 """
 
@@ -364,7 +368,6 @@ def _tensors_of(obj: Any) -> list[torch.Tensor]:
     if is_dataclass(obj) and not isinstance(obj, type):
         return [v for f in fields(obj) if isinstance(v := getattr(obj, f.name), torch.Tensor)]
     return []
-
 
 
 __all__ = ["DIRECT_CHUNK", "STAGE_CHUNK", "Item", "Loader", "Quantizer", "StagingRing", "byte_view", "default_threads",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from lfs_fixtures import VENV_BIN, commit_files, git, git_env, hub_clone, new_repo, pointer_of
+from proxy import Proxy
 
 from git_remote_hf.background import STATUS_FILE
 from git_remote_hf.lfs_store import LfsStore
@@ -109,6 +110,69 @@ def test_filter_follows_the_background_download_and_fetches_what_it_left(tmp_pat
         assert (repo / name).read_bytes() == content
     assert git(env, repo, "status", "--porcelain").stdout == b""
     assert own_fetches(trace) == 4  # w2..w5; w0 and w1 came from the child
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_objects_the_clone_downloaded_are_not_hashed_twice_unless_asked(tmp_path: Path, env: dict[str, str], hub,
+                                                                       verify: bool) -> None:
+    """An object the running child reported stored (it hashed it as it arrived) is sent without a second
+    hash; with hf.lfs.verifySmudge=true every object is hashed again, and one damaged since is refused.
+    The store object is damaged behind the child's back here to tell the two apart."""
+    files = {"w.bin": os.urandom(200_000)}
+    repo = hub_clone(env, hub, tmp_path, files)
+    if verify:
+        git(env, repo, "config", "hf.lfs.verifySmudge", "true")
+    pointer = pointer_of(files["w.bin"])
+    damaged = b"\xff" * pointer.size
+    LfsStore(repo / ".git").path(pointer.oid).parent.mkdir(parents=True)
+    LfsStore(repo / ".git").path(pointer.oid).write_bytes(damaged)
+    fd = os.open(repo / ".git/lfs" / STATUS_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"want %s\nok %s\n" % (pointer.oid.encode(), pointer.oid.encode()))
+        proc = git(env, repo, "checkout", "-q", "main", check=False)
+    finally:
+        os.close(fd)
+    if verify:
+        assert proc.returncode != 0 and b"corrupt" in proc.stderr
+        assert not (repo / "w.bin").exists() or (repo / "w.bin").read_bytes() != damaged
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert (repo / "w.bin").read_bytes() == damaged  # trusted: the download's own check stands
+
+
+def test_the_child_ends_when_the_repository_is_removed(tmp_path: Path, env: dict[str, str], hub) -> None:
+    """A --no-checkout clone returns while the child still downloads (here through a slow link); removing
+    the clone ends the child, which recreates nothing there."""
+    files = {f"w{i}.bin": os.urandom(300_000 + i) for i in range(12)}
+    with HubClient(hub.endpoint, hub.admin_token) as client:
+        repo_id = new_repo(client)
+        commit_files(client, repo_id, files)
+    proxy = Proxy(int(hub.endpoint.rsplit(":", 1)[1]), rate=100_000)  # 3 s per object and connection
+    trace = tmp_path / "trace"
+    try:
+        git({**env, "HF_ENDPOINT": proxy.endpoint, TRACE_ENV: str(trace)}, tmp_path, "clone", "-q", "--no-checkout",
+            f"hf://{repo_id}", "c")
+        child = {int(detail.split()[1].rstrip(",")) for _, _, phase, detail in marks(trace)
+                 if phase == "background-prefetch"}  # "pid N, M objects", written before the fork's answer
+        assert len(child) == 1 and _alive(*child) and (tmp_path / "c/.git/lfs" / STATUS_FILE).exists()
+        subprocess.run(["rm", "-rf", str(tmp_path / "c")], check=True)
+        deadline = time.monotonic() + 3  # the download itself would take 6 s more
+        while _alive(*child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(*child)
+        time.sleep(0.3)
+        assert not (tmp_path / "c").exists()
+    finally:
+        proxy.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited child not yet reaped by init counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 @pytest.mark.parametrize("size", [0, 1, MAX_DATA, MAX_DATA + 1, 16 * MAX_DATA, 16 * MAX_DATA + 7, 40 * MAX_DATA - 3])

@@ -95,7 +95,11 @@ def test_sequential_read_uses_1mib_requests(logged, mounter) -> None:
     assert len(got) <= 16, got
     log.clear()
     warm = subprocess.run(["cat", str(mount / "seq.bin")], capture_output=True, check=True)
-    assert warm.stdout == big["seq.bin"] and log.lines() == []  # keep_cache: the page cache answers
+    assert warm.stdout == big["seq.bin"]
+    # keep_cache: the page cache answers. Only pages the kernel reclaimed since (a VM's proactive reclaim
+    # pages out idle page cache within seconds) may be asked again, as small reads: never the file again
+    again = ranges(log, "seq.bin")
+    assert sum(b - a for a, b in again) <= size // 8 and all(b - a < MiB for a, b in again), again
 
 
 def test_stalled_or_stopped_hub_gives_eio(tmp_hub, mounter) -> None:

@@ -8,6 +8,7 @@ is never served from another worker's old handle.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,6 +35,22 @@ def trio(tmp_path: Path):
     yield servers
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+def pg_trio(tmp_path: Path):
+    """Like ``trio``, with the metadata in a throwaway PostgreSQL cluster (remembered in the data folder)."""
+    from pg_cluster import pg_cluster
+
+    data = tmp_path / "hub"
+    with pg_cluster(tmp_path) as url:
+        servers = [HubServer(data, "--database-url", url).start()]
+        servers += [HubServer(data).start() for _ in range(2)]
+        try:
+            yield servers
+        finally:
+            for s in servers:
+                s.stop()
 
 
 def _api(hub: HubServer) -> HfApi:
@@ -134,6 +151,14 @@ def test_three_processes_on_one_folder_lose_nothing(trio, tmp_path):
     _concurrent_commits_and_pushes(trio, tmp_path)
 
 
+def test_three_processes_with_postgres_lose_nothing(pg_trio, tmp_path):
+    _concurrent_commits_and_pushes(pg_trio, tmp_path)
+
+
+def test_delete_and_recreate_is_seen_by_the_others_with_postgres(pg_trio, tmp_path):
+    _delete_and_recreate(pg_trio, tmp_path)
+
+
 def test_one_process_with_three_workers_loses_nothing(tmp_hub, tmp_path):
     hub = tmp_hub("--workers", "3")
     _wait_children(hub, 3)
@@ -159,17 +184,23 @@ def _wait_children(hub: HubServer, n: int, timeout: float = 30) -> list[int]:
 
 def test_a_killed_worker_is_replaced_and_the_others_serve(tmp_hub):
     hub = tmp_hub("--workers", "2")
-    api = _api(hub)
-    api.create_repo("admin/k")
+    auth = {"authorization": f"Bearer {hub.admin_token}"}
+    assert httpx.post(f"{hub.endpoint}/api/repos/create", json={"name": "k", "organization": "admin"},
+                      headers=auth).status_code == 200
     first = _wait_children(hub, 2)
     os.kill(first[0], signal.SIGKILL)
-    for i in range(20):  # every request answered, whichever worker takes it
-        api.create_commit("admin/k", [CommitOperationAdd(f"f{i}", b"x")], commit_message=f"c{i}")
+    for i in range(20):  # every request (each on a new connection) answered, whichever worker takes it
+        line = {"key": "file", "value": {"path": f"f{i}", "content": "eA==", "encoding": "base64"}}
+        body = '{"key": "header", "value": {"summary": "c"}}\n' + json.dumps(line)
+        r = httpx.post(f"{hub.endpoint}/api/models/admin/k/commit/main", content=body,
+                       headers={**auth, "content-type": "application/x-ndjson"})
+        assert r.status_code == 200, r.text
     deadline = time.time() + 30
     while len(_children(hub)) < 2 or first[0] in _children(hub):
         assert time.time() < deadline, "the supervisor never replaced the worker"
         time.sleep(0.2)
-    assert len(api.list_repo_files("admin/k")) == 21
+    files = httpx.get(f"{hub.endpoint}/api/models/admin/k/tree/main", headers=auth).json()
+    assert len(files) == 21
 
 
 def test_each_worker_sees_a_commit_at_once(trio):
@@ -276,9 +307,13 @@ def test_sessions_csrf_and_signed_urls_verify_on_any_worker(trio, tmp_path):
 
 
 def test_delete_and_recreate_through_one_worker_is_seen_by_the_others(trio, tmp_path):
+    _delete_and_recreate(trio, tmp_path)
+
+
+def _delete_and_recreate(hubs: list[HubServer], tmp_path: Path) -> None:
     """b holds a handle on the repo's path; a deletes the repo and creates another of the same name:
     b serves the new repo, never a file of the old one (whose objects were packed by a git push)."""
-    a, b, _ = trio
+    a, b, _ = hubs
     repo_id = "admin/again"
     _api(a).create_repo(repo_id)
     env = _git_env(tmp_path)
@@ -295,3 +330,14 @@ def test_delete_and_recreate_through_one_worker_is_seen_by_the_others(trio, tmp_
     r = httpx.get(f"{b.endpoint}/{repo_id}/resolve/{old}/secret.txt")
     assert r.status_code == 404, "the old commit is gone with the old repo, on every worker"
     assert "secret.txt" not in _api(b).list_repo_files(repo_id)
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--workers", "0"], "--workers must be 1 or more"),
+                                               (["--workers", "2", "--jobs"], "--jobs runs jobs in one process")])
+def test_bad_worker_settings_are_refused_before_anything_starts(tmp_path, args, message):
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "hubfs.cli", "serve", "--data", str(tmp_path / "hub"), "--port", "0",
+                          *args], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 1 and message in out.stderr
+    assert not (tmp_path / "hub" / "admin.token").exists()

@@ -10,6 +10,7 @@ loaded once, while the old one ages out of the LRU. Two requests for the same co
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -62,12 +63,13 @@ class ModelKey:
 
 @dataclass
 class LoadedModel:
-    """A transformers pipeline over a model loaded by hubfs.loader, its weight bytes and its batcher."""
+    """A transformers pipeline over a model loaded by hubfs.loader, its weight bytes, batcher and files."""
 
     key: ModelKey
     pipeline: Any
     size: int
     batcher: Batcher
+    folder: Path  # its small files (shared by every model with the same ones)
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -99,6 +101,7 @@ class ModelCache:
         self._lock = threading.Lock()
         self._loaded: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
         self._inflight: dict[ModelKey, Future[LoadedModel]] = {}
+        self._inflight_folders: dict[ModelKey, Path] = {}
         self.stats = Stats()
 
     # -- the repo at its current commit --------------------------------------------------------
@@ -145,34 +148,44 @@ class ModelCache:
             if waiting is None:
                 mine: Future[LoadedModel] = Future()
                 self._inflight[key] = mine
+                self._inflight_folders[key] = self._folder(entries)
         if waiting is not None:
             return waiting.result()
         try:
             model = self._load(repo, key, entries, size)
         except BaseException as exc:
             with self._lock:
-                del self._inflight[key]
+                del self._inflight[key], self._inflight_folders[key]
             mine.set_exception(exc)
             raise
         with self._lock:
-            del self._inflight[key]
+            del self._inflight[key], self._inflight_folders[key]
             self._loaded[key] = model
             self._evict(keep=key)
-            self._drop_old_folders(repo, key.sha)
+            self._drop_unused_folders()
         mine.set_result(model)
         return model
 
-    def _drop_old_folders(self, repo: Repo, sha: str) -> None:
-        """Remove the files of ``repo``'s other commits that no loaded model or load under way uses
-        (called under the lock, after a load of ``sha``); temporaries of loads under way are left alone."""
-        in_use = {k.sha for k in (*self._loaded, *self._inflight) if k.repo_id == repo.repo_id} | {sha}
-        parent = self._folder(repo, sha).parent
-        for old in parent.iterdir():
+    def _drop_unused_folders(self) -> None:
+        """Remove the file folders that no loaded model or load under way uses (called under the lock,
+        after a load); temporaries of loads under way are left alone."""
+        in_use = {m.folder.name for m in self._loaded.values()} | {f.name for f in self._inflight_folders.values()}
+        for old in self.root.iterdir():
             if not old.name.startswith(".") and old.name not in in_use:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def _folder(self, repo: Repo, sha: str) -> Path:
-        return self.root / repo.repo_id.replace("/", "--").lstrip("-") / sha
+    @staticmethod
+    def small_files(entries: list[Entry]) -> list[Entry]:
+        """The files a model's folder holds: all but weights (safetensors and other formats) and huge files."""
+        return [e for e in entries if not e.path.endswith((*OTHER_WEIGHTS, ".safetensors")) and e.size <= FILE_MAX]
+
+    def _folder(self, entries: list[Entry]) -> Path:
+        """The folder of these small files, named by their paths and contents: a new commit that changes
+        only weights (or another repo with the same configs and tokenizer) uses the same one."""
+        digest = hashlib.sha256()
+        for e in sorted(self.small_files(entries), key=lambda e: e.path):
+            digest.update(f"{e.path}\0{e.lfs.oid if e.lfs else e.oid}\n".encode())
+        return self.root / digest.hexdigest()[:40]
 
     def _evict(self, keep: ModelKey) -> None:
         """Drop least recently used models (never ``keep``) until the count and memory bounds hold."""
@@ -217,28 +230,26 @@ class ModelCache:
 
         batcher = Batcher(lambda task, inputs, params: run_batch(pipe, task, inputs, params),
                           max_batch=self.options.max_batch, window=self.options.batch_window)
-        return LoadedModel(key, pipe, size, batcher)
+        return LoadedModel(key, pipe, size, batcher, folder)
 
     # -- files of a commit on local disk -------------------------------------------------------
 
     def materialise(self, repo: Repo, sha: str, entries: list[Entry]) -> Path:
         """A folder holding ``repo``'s small files at ``sha`` (configs, tokenizer and processor files; no
-        weights: the loader reads those from the hub's storage, see :mod:`.weights`): LFS objects
-        hard-linked from the store where they lie whole, written otherwise. Built in a temporary folder
-        and renamed into place, so it is whole or absent."""
-        folder = self._folder(repo, sha)
+        weights: the loader reads those from the hub's storage, see :mod:`.weights`), reused when it
+        exists (see :meth:`_folder`): LFS objects hard-linked from the store where they lie whole, written
+        otherwise. Built in a temporary folder and renamed into place, so it is whole or absent."""
+        folder = self._folder(entries)
         if folder.is_dir():
             return folder
         if not any(e.path.endswith(".safetensors") for e in entries):
             raise BadRequestError(f"Model {repo.public_id} has no safetensors weights at {sha[:12]}: nothing "
                                   "to run (other weight formats are not loaded).")
-        tmp = folder.parent / f".tmp-{uuid.uuid4().hex}"
+        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir(parents=True)
         try:
             with self.hub.git.open(repo.type, repo.repo_id) as g:
-                for e in entries:
-                    if e.path.endswith((*OTHER_WEIGHTS, ".safetensors")) or e.size > FILE_MAX:
-                        continue
+                for e in self.small_files(entries):
                     dest = tmp / e.path
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     if e.lfs is None:

@@ -100,3 +100,21 @@ def test_bad_volume_is_refused(jobs_hub, volume: dict[str, str], message: str) -
                    headers={"authorization": f"Bearer {jobs_hub.alice_token}"},
                    json={"dockerImage": "python:3.12", "command": ["python", "-c", "1"], "volumes": [volume]})
     assert r.status_code == 400 and message in r.json()["error"], r.text
+
+
+def test_hubfs_jobs_uv_run_ships_local_files(jobs_hub, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    marker = uuid.uuid4().hex[:8]
+    (tmp_path / "job.py").write_text(SCRIPT)
+    (tmp_path / "cfg.yaml").write_text(f"lr: {marker}\n")
+    env = {**os.environ, "HF_ENDPOINT": jobs_hub.endpoint, "HF_TOKEN": jobs_hub.alice_token,
+           "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "HF_HUB_DISABLE_EXPERIMENTAL_WARNING": "1"}
+    done = subprocess.run([sys.executable, "-m", "hubfs.cli", "jobs", "uv", "run", "--with", "huggingface_hub",
+                           "--timeout", "2m", "job.py", "cfg.yaml", "x"], check=False, cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"ran job.py config: lr: {marker} args: ['x'] job:" in done.stdout, done.stdout[-2000:]
+    job_id = re.search(r"Job started: \S+/([0-9a-f]{24})", done.stderr)
+    assert job_id, done.stderr[-2000:]
+    job = jobs_hub.api(jobs_hub.alice_token).inspect_job(job_id=job_id.group(1))
+    assert job.status.stage == "COMPLETED" and job.command[-3:] == ["/data/job.py", "/data/cfg.yaml", "x"]

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -187,3 +188,49 @@ def test_storage_migrate_moves_xet_data(tmp_path):
             assert log.count(r"^GET /cas/[^/]+/v\d/reconstructions/") and not log.count(r"^GET /cas/[^/]+/xorb/")
         finally:
             hub.stop()
+
+
+def _sigv4_presigned_ok(url: str, headers: dict[str, str], secret: str, now: float) -> bool:
+    """What S3 checks on a presigned GET (SigV4, query string): the signature over the method, path,
+    query, signed headers (with the values the client sends) and the expiry. moto does not check
+    presigned URLs at all (its auth check reads only an Authorization header), so the tests do it here."""
+    import calendar
+    import hmac
+    from urllib.parse import quote
+
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    signature = query.pop("X-Amz-Signature", "")
+    amz_date, scope = query["X-Amz-Date"], query["X-Amz-Credential"].split("/", 1)[1]
+    issued = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+    if now > issued + int(query["X-Amz-Expires"]):
+        return False
+    signed = query["X-Amz-SignedHeaders"].split(";")
+    values = {"host": parts.netloc, **{k.lower(): v for k, v in headers.items()}}
+    canonical_query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
+    canonical = "\n".join(["GET", parts.path, canonical_query, "".join(f"{h}:{values.get(h, '')}\n" for h in signed),
+                           ";".join(signed), "UNSIGNED-PAYLOAD"])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + secret).encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest(), signature)
+
+
+def test_presigned_xorb_urls_hold_only_for_their_range_and_hour(s3, s3_hub):
+    hub, _, _ = s3_hub
+    api, repo_id = _repo(hub)
+    api.upload_file(path_or_fileobj=os.urandom(1 << 20), path_in_repo="p.bin", repo_id=repo_id)
+    body = _reconstruction(hub, repo_id, "p.bin", 1)
+    entry = next(iter(body["fetch_info"].values()))[0]
+    url, a, b = entry["url"], entry["url_range"]["start"], entry["url_range"]["end"]
+    secret, now = s3.hub_env["AWS_SECRET_ACCESS_KEY"], time.time()
+    right = {"range": f"bytes={a}-{b}"}
+    assert _sigv4_presigned_ok(url, right, secret, now), "a valid SigV4 presigned GET"
+    assert not _sigv4_presigned_ok(url, {"range": f"bytes={a + 1}-{b}"}, secret, now), "another range is refused"
+    assert not _sigv4_presigned_ok(url, {}, secret, now), "so is the whole object"
+    sig = parse_qs(urlsplit(url).query)["X-Amz-Signature"][0]
+    assert not _sigv4_presigned_ok(url.replace(sig, sig[::-1]), right, secret, now), "a tampered signature"
+    assert not _sigv4_presigned_ok(url.replace("/xet/xorbs/", "/xet/xorbz/"), right, secret, now), "another key"
+    assert _sigv4_presigned_ok(url, right, secret, now + 3500)
+    assert not _sigv4_presigned_ok(url, right, secret, now + 3700), "expired after an hour"
