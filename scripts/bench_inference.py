@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(["scenario", "hubfs hub", "peer (transformers local / no batching)", "ratio", "goal", "met"], rows,
                 right=(1, 2, 3))
     print(f"(cold TTFT runs: hub {', '.join(f'{t:.3f}' for t in hub_times)}; local "
-          f"{', '.join(f'{t:.3f}' for t in local_times)}; median hub {statistics.median(hub_times):.3f} s)")
+          f"{', '.join(f'{t:.3f}' for t in local_times)}; medians: hub {statistics.median(hub_times):.3f} s, local "
+          f"{statistics.median(local_times):.3f} s, {ratio(statistics.median(hub_times), statistics.median(local_times))})")
     if args.json:
         write_json(args.json, machine, args, device=device, weights_bytes=weights, hub_ttft=hub_times,
                    local_ttft=local_times, rps_batched=rps_batched, rps_single=rps_single)

@@ -132,7 +132,7 @@ class Loader:
         self.window = self.threads * 2
         self._torch = torch
         self._streams: dict[torch.device, Any] = {}
-        self._cached_files: dict[str, bool] = {}  # file -> all of it in the page cache (when asked)
+        self._cached_files: dict[str, bool] = {}  # file -> all of it seems in the page cache (when asked)
 
     # -- planning ------------------------------------------------------------------------------------
 
@@ -158,11 +158,11 @@ class Loader:
         return out
 
     def _in_page_cache(self, info: TensorInfo) -> bool:
-        """Whether ``info``'s bytes are all in the page cache (asked for the whole file first, once per load)."""
+        """Whether ``info``'s bytes are all in the page cache (the whole file sampled first, once per load)."""
         src = self.ckpt.source(info)
         whole = self._cached_files.get(info.file)
         if whole is None:
-            whole = self._cached_files[info.file] = bool(src.in_page_cache(0, src.size))
+            whole = self._cached_files[info.file] = bool(src.probably_in_page_cache())
         return whole or bool(src.in_page_cache(info.start, info.nbytes))
 
     # -- running -------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from hubfs.errors import EntryNotFoundError, HubfsError, InvalidNameError, OfflineModeError, SafetensorsError
 from hubfs.loader.header import Header, TensorInfo, read_header
 from hubfs.loader.pages import cached as page_cached
+from hubfs.loader.pages import probably_cached
 from hubfs.paths import RepoPath
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ class FileSource:
 
     def in_page_cache(self, offset: int, length: int) -> bool | None:
         """Whether those bytes are all in the page cache (None: cannot be told)."""
+        return None
+
+    def probably_in_page_cache(self) -> bool | None:
+        """Whether all of the file seems to be in the page cache (a sample; None: cannot be told)."""
         return None
 
     def read(self, offset: int, length: int) -> bytes:
@@ -98,6 +103,10 @@ class LocalFile(FileSource):
         fd = self._fd
         return None if fd is None else page_cached(fd, offset, length)
 
+    def probably_in_page_cache(self) -> bool | None:
+        fd = self._fd
+        return None if fd is None else probably_cached(fd, self.size)
+
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -136,6 +145,9 @@ class HubFile(FileSource):
 
     def in_page_cache(self, offset: int, length: int) -> bool | None:
         return self._blob.in_page_cache(offset, length) if self._blob is not None else False
+
+    def probably_in_page_cache(self) -> bool | None:
+        return self._blob.probably_in_page_cache() if self._blob is not None else False
 
     def close(self) -> None:
         if self._blob is not None:

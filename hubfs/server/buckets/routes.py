@@ -3,7 +3,8 @@
 
 - ``POST /api/buckets/{ns}/{name}`` ``{private?}`` -> ``{url, id, name}``; 409 when it exists
 - ``GET /api/buckets/{ns}/{name}`` -> ``{id, private, createdAt, size, totalFiles}``
-- ``GET /api/buckets/{ns}/{name}/tree[/{prefix}]`` -> ``[{type: "file", path, size, xetHash, mtime}]``
+- ``GET /api/buckets/{ns}/{name}/tree[/{prefix}][?recursive=true]`` -> ``[{type: "file", path, size, xetHash,
+  mtime} | {type: "directory", path}]``
 - ``GET /api/buckets/{ns}/{name}/xet-read-token|xet-write-token`` -> a CAS token (JSON and headers)
 - ``POST /api/buckets/{ns}/{name}/batch`` (NDJSON of ``addFile``/``deleteFile``) -> ``{failed: [{path, error}]}``
 - ``GET /buckets/{ns}/{name}/resolve/{path}``: the file's bytes
@@ -22,6 +23,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
@@ -102,12 +104,25 @@ def bucket_info(request: Request, ns: str, name: str) -> Response:
 
 
 def bucket_tree(request: Request, ns: str, name: str, prefix: str = "") -> Response:
+    """The files under ``prefix`` (``?recursive=true``: at every depth; else its files and folders)."""
     hub, store = hub_of(request), store_of(request)
     bucket = tokens.visible(hub, store, caller_of(request), _bucket_id(ns, name))
-    start = prefix.strip("/")
-    files = store.files(bucket.id, f"{start}/" if start else "")
-    return json_response([{"type": "file", "path": f.path, "size": f.size, "xetHash": f.xet_hash,
-                           "mtime": iso(f.mtime / 1000)} for f in files])
+    start = unquote(prefix).strip("/")
+    base = f"{start}/" if start else ""
+    recursive = request.query_params.get("recursive", "").lower() in ("true", "1")
+    out: list[dict[str, Any]] = []
+    folders: set[str] = set()
+    for f in store.files(bucket.id, base):
+        rest = f.path[len(base):]
+        if not recursive and "/" in rest:
+            folder = base + rest.split("/", 1)[0]
+            if folder not in folders:
+                folders.add(folder)
+                out.append({"type": "directory", "path": folder})
+            continue
+        out.append({"type": "file", "path": f.path, "size": f.size, "xetHash": f.xet_hash,
+                    "mtime": iso(f.mtime / 1000)})
+    return json_response(out)
 
 
 def _token(request: Request, ns: str, name: str, scope: str) -> Response:

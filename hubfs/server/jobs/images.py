@@ -1,6 +1,8 @@
 """What a job's image and flavor mean on this hub.
 
-Runtimes (the operator's choice, ``hubfs serve --jobs --jobs-runtime local|docker|podman``):
+Runtimes: the operator chooses one per hub with ``hubfs serve --jobs --jobs-runtime local|docker|podman``;
+the default is ``local``, nothing is detected or chosen per job, and ``docker``/``podman`` are refused at
+start-up when the command is not on ``PATH``. A job's ``dockerImage`` never picks the runtime.
 
 - ``local`` (the default): the job runs as a process of the hub's user, in its own process group
   and working directory (``--jobs-dir``/<id>/work), with a clean environment (the server's own
@@ -10,7 +12,12 @@ Runtimes (the operator's choice, ``hubfs serve --jobs --jobs-runtime local|docke
   ``uv run`` commands run with ``uv`` when it is installed, else with the hub's Python after checking
   that the script's inline (PEP 723) dependencies are importable (:mod:`hubfs.server.jobs.uvshim`).
 - ``docker`` / ``podman``: the command runs in ``IMAGE`` with ``<runtime> run --rm``, the job's working
-  directory mounted at ``/work``; the hub must be reachable from the container (``--public-url``).
+  directory mounted at ``/work`` and its bucket volumes at their mount paths; the hub must be reachable
+  from the container (``--public-url``) and the image pullable. Only the argv this builds is tested here
+  (no container runtime or image registry on the test machines); the local runtime is what runs jobs.
+
+Bucket volumes (how ``hf jobs uv run script.py`` ships a local script) are copied into the job's folder
+when it starts: :mod:`hubfs.server.jobs.volumes`.
 
 Flavors are the Hub's names. CPU flavors limit the job's address space to the flavor's RAM
 (``RLIMIT_AS``) and, with a timeout, its CPU time to timeout x vCPUs (``RLIMIT_CPU``); GPU flavors are

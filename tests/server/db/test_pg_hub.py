@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -182,3 +183,15 @@ def test_ref_lock_excludes_across_processes(tmp_path: Path, pg: PgCluster, backe
     assert counter.read_text() == "90"
     if backend == "file":
         assert (root / "model" / "ns" / "name.git.reflock").exists()  # beside the repo, not inside it
+
+
+def test_serve_with_an_unreachable_database_fails_clearly_without_showing_the_password(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://hub:topsecret@127.0.0.1:{port}/meta"
+    done = _cli("serve", "--data", str(tmp_path / "hub"), "--port", "0", "--database-url", url)
+    assert done.returncode != 0
+    assert "metadata database postgresql://hub@127.0.0.1" in done.stderr and "does not answer" in done.stderr
+    assert "topsecret" not in done.stderr + done.stdout
+    assert "topsecret" not in (tmp_path / "hub" / "database.json").read_text()

@@ -61,3 +61,17 @@ def test_memory_limit_of_the_flavor(tmp_path: Path) -> None:
     assert runner.wait(job.id, 30)
     lines = [json.loads(line)["data"] for line in runner.log_path(job.id).read_bytes().splitlines()]
     assert "16" in lines, lines
+
+
+def test_container_argv_mounts_work_and_volumes_and_passes_env_by_name(tmp_path: Path) -> None:
+    from hubfs.server.jobs import images, volumes
+
+    mounts = [(tmp_path / "work" / "data", "/data")]
+    argv = images.container_command("podman", "hubfs-job-x", "python:3.12", ["python", "/data/a.py"],
+                                    ["HF_TOKEN", "JOB_ID"], tmp_path / "work", images.flavor_of("cpu-basic"), mounts)
+    assert argv[:3] == ["podman", "run", "--rm"] and argv[-3:] == ["python:3.12", "python", "/data/a.py"]
+    assert f"{tmp_path / 'work'}:/work" in argv and f"{tmp_path / 'work' / 'data'}:/data" in argv
+    assert argv[argv.index("-e") + 1] == "HF_TOKEN" and not any("=" in a for a in argv if a.startswith("HF_"))
+    # a local job sees the volume's folder instead of the mount path
+    assert volumes.rewrite(["uv", "run", "/data/a.py", "/data", "/database"], mounts) == \
+        ["uv", "run", f"{tmp_path}/work/data/a.py", f"{tmp_path}/work/data", "/database"]

@@ -74,6 +74,9 @@ def test_bucket_is_private_to_its_namespace(jobs_hub, tmp_path: Path) -> None:  
     r = httpx.get(f"{jobs_hub.endpoint}/buckets/{bucket}/resolve/dir/s.txt",
                   headers={"authorization": f"Bearer {jobs_hub.alice_token}"})
     assert r.status_code == 200 and r.content == b"alice's secret"
+    top = {(type(x).__name__, x.path) for x in alice.list_bucket_tree(bucket)}
+    assert top == {("BucketFolder", "dir")}
+    assert [x.path for x in alice.list_bucket_tree(bucket, prefix="dir")] == ["dir/s.txt"]
     # a job of bob's cannot mount alice's bucket: it does not exist for him
     volume = [{"type": "bucket", "source": bucket, "mountPath": "/data"}]
     r = httpx.post(f"{jobs_hub.endpoint}/api/jobs/{jobs_hub.bob}", headers=headers,
