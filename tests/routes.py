@@ -40,7 +40,7 @@ def route_values(repo_id: str, **override: str) -> dict[str, str]:
               "branch": "b-" + uuid.uuid4().hex[:6], "tag": "no-such-tag", "rest_raw": "main/keep.txt",
               "rest": "/main", "num": "1", "oid": "a" * 64, "size": "5", "upload_id": "u1", "part": "1",
               "write": "write", "status": "pending", "instance": "0" * 16, "chunk": "0" * 64, "xorb": "0" * 64,
-              "file": "0" * 64, "version": "2", "cas_prefix": "default", "sha": "0" * 40}
+              "file": "0" * 64, "path": "dir/f.txt", "version": "2", "cas_prefix": "default", "sha": "0" * 40}
     values.update(cid="0" * 24, user=ns, slug="s-" + "0" * 24, hook_id="0" * 24, item_id="0" * 24)  # social routes
     values.update(override)
     return values

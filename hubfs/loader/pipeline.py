@@ -138,24 +138,23 @@ class Loader:
 
     def _zero_copy(self, item: Item) -> bool:
         info = item.info
-        src = self.ckpt.source(info)
-        return (self.mmap and not self.stage_all and item.device.type == "cpu" and src.mmap_path is not None
-                and not item.quantize and (item.dtype is None or item.dtype == torch_dtype(info))
-                and info.nbytes > 0 and info.start % max(1, info.itemsize) == 0)
+        return (self.mmap and not self.stage_all and not item.quantize and item.device.type == "cpu"
+                and self.ckpt.files[info.file].mmap_path is not None
+                and (item.dtype is None or item.dtype == torch_dtype(info))
+                and info.end > info.start and info.start % max(1, info.itemsize) == 0)
 
     def _mapped(self, item: Item) -> torch.Tensor:
         torch = self._torch
         info = item.info
-        src = self.ckpt.source(info)
         storage = self.storages.get(info.file)
         if storage is None:
+            src = self.ckpt.source(info)
             assert src.mmap_path is not None
             storage = self.storages[info.file] = torch.UntypedStorage.from_file(src.mmap_path, False, src.size)
         dtype = torch_dtype(info)
         shape = torch_shape(info)
-        size = max(1, dtype.itemsize)
-        out = torch.empty(0, dtype=dtype).set_(storage, info.start // size, shape, _contiguous_strides(shape))
-        return out
+        return torch.empty(0, dtype=dtype).set_(storage, info.start // max(1, dtype.itemsize), shape,
+                                                _contiguous_strides(shape))
 
     def _in_page_cache(self, info: TensorInfo) -> bool:
         """Whether ``info``'s bytes are all in the page cache (the whole file sampled first, once per load)."""
@@ -188,11 +187,16 @@ class Loader:
                         item = self.items[idx]
                         nbytes = item.info.nbytes
                         mapped = self._zero_copy(item)
+                        cold = mapped and self.populate and not self._in_page_cache(item.info)
+                        if mapped and not cold and not jobs:  # ready now, and nothing before it is pending
+                            idx += 1
+                            yield item.info.name, self._mapped(item)
+                            continue
                         cheap = mapped or nbytes == 0 or item.device.type == "meta"
                         if not cheap and pending_bytes and pending_bytes + nbytes > self.budget:
                             break
                         idx += 1
-                        job = self._start(item, mapped)
+                        job = self._start(item, mapped, cold)
                         jobs.append(job)
                         if job.left == 0:
                             continue
@@ -224,9 +228,9 @@ class Loader:
     def _stages(self, item: Item) -> bool:
         return self.stage_all or _accelerated(item.device)
 
-    def _start(self, item: Item, mapped: bool) -> _Job:
-        """A job for ``item`` (``mapped``: on the zero-copy path): done already (empty, meta, zero-copy, in
-        the page cache), or with pieces to read or to fault in."""
+    def _start(self, item: Item, mapped: bool, cold: bool) -> _Job:
+        """A job for ``item`` (``mapped``: on the zero-copy path; ``cold``: not in the page cache): done
+        already (empty, meta, zero-copy and cached), or with pieces to read or to fault in."""
         torch = self._torch
         info = item.info
         if info.nbytes == 0 or item.device.type == "meta":
@@ -236,7 +240,7 @@ class Loader:
         if mapped:
             job = _Job(item, None, 0)
             job.result = self._mapped(item)
-            if self.populate and not self._in_page_cache(info):
+            if cold:
                 job.left = math.ceil(info.nbytes / self.chunk)  # fault in from the disk, in parallel
             return job
         if _accelerated(item.device):

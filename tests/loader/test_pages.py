@@ -103,14 +103,15 @@ def test_page_cache_residency(big: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     try:
         big.read_bytes()
         if not _kernel_has_cachestat():  # the fallback: unknown, so the loader populates as before
-            assert f.in_page_cache(0, f.size) is None
+            assert f.in_page_cache(0, f.size) is None and f.probably_in_page_cache() is None
             return
         assert f.in_page_cache(0, f.size) is True
         assert f.in_page_cache(100, 5) is True and f.in_page_cache(0, 0) is True
+        assert f.size > pages.PROBES * pages.PROBE_BYTES and f.probably_in_page_cache() is True  # sampled
         _evict(big)
-        assert f.in_page_cache(0, f.size) is False
+        assert f.in_page_cache(0, f.size) is False and f.probably_in_page_cache() is False
         monkeypatch.setenv("HUBFS_LOADER_CACHESTAT", "0")
-        assert f.in_page_cache(0, f.size) is None  # switched off: unknown
+        assert f.in_page_cache(0, f.size) is None and f.probably_in_page_cache() is None  # switched off: unknown
     finally:
         f.close()
 

@@ -39,6 +39,7 @@ from hubfs.server import (
     git_http,
 )
 from hubfs.server.app import create_app
+from hubfs.server.buckets import routes as buckets_routes
 from hubfs.server.git_store import GitStore
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.web import forms as web_forms
@@ -46,7 +47,7 @@ from hubfs.server.web import upload as web_upload
 from hubfs.server.xet import routes as xet_routes
 
 MODULES = (api_commit, api_discussions, api_files, api_lfs, api_repos, git_http, xet_routes, api_access_requests,
-           api_collections, api_likes, api_settings, api_storage, api_webhooks, web_forms, web_upload)
+           api_collections, api_likes, api_settings, api_storage, api_webhooks, web_forms, web_upload, buckets_routes)
 # Awaited calls on the hub that are async themselves (they never block the loop).
 AWAITED_HUB_CALLS = {"hub.reclaim.shared_async", "hub_of().cards.front_matter_async"}
 # Plain helpers an async handler may call on the loop on purpose: a few cached reads, cheaper than a hop.

@@ -3,7 +3,7 @@
 
 - ``POST /api/buckets/{ns}/{name}`` ``{private?}`` -> ``{url, id, name}``; 409 when it exists
 - ``GET /api/buckets/{ns}/{name}`` -> ``{id, private, createdAt, size, totalFiles}``
-- ``GET /api/buckets/{ns}/{name}/tree[/{prefix}][?recursive=true]`` -> ``[{type: "file", path, size, xetHash,
+- ``GET /api/buckets/{ns}/{name}/tree[/{path}][?recursive=true]`` -> ``[{type: "file", path, size, xetHash,
   mtime} | {type: "directory", path}]``
 - ``GET /api/buckets/{ns}/{name}/xet-read-token|xet-write-token`` -> a CAS token (JSON and headers)
 - ``POST /api/buckets/{ns}/{name}/batch`` (NDJSON of ``addFile``/``deleteFile``) -> ``{failed: [{path, error}]}``
@@ -76,11 +76,12 @@ def _bucket_id(ns: str, name: str) -> str:
 
 async def create_bucket(request: Request, ns: str, name: str) -> Response:
     body = await read_json(request, 1 << 20)
-    return await run_in_threadpool(_create, request, _bucket_id(ns, name), body)
+    return await run_in_threadpool(_create, request, ns, name, body)
 
 
-def _create(request: Request, bucket_id: str, body: dict[str, Any]) -> Response:
-    hub, caller = hub_of(request), caller_of(request)
+def _create(request: Request, ns: str, name: str, body: dict[str, Any]) -> Response:
+    hub, caller = hub_of(request), caller_of(request)  # a bad token is 401 before a bad name is 400
+    bucket_id = _bucket_id(ns, name)
     hub.require_write(caller, bucket_id.split("/", 1)[0])
     private = body.get("private")
     if private is None:
@@ -103,11 +104,11 @@ def bucket_info(request: Request, ns: str, name: str) -> Response:
                           "size": size, "totalFiles": count})
 
 
-def bucket_tree(request: Request, ns: str, name: str, prefix: str = "") -> Response:
-    """The files under ``prefix`` (``?recursive=true``: at every depth; else its files and folders)."""
+def bucket_tree(request: Request, ns: str, name: str, path: str = "") -> Response:
+    """The files under the folder ``path`` (``?recursive=true``: at every depth; else its files and folders)."""
     hub, store = hub_of(request), store_of(request)
     bucket = tokens.visible(hub, store, caller_of(request), _bucket_id(ns, name))
-    start = unquote(prefix).strip("/")
+    start = unquote(path).strip("/")
     base = f"{start}/" if start else ""
     recursive = request.query_params.get("recursive", "").lower() in ("true", "1")
     out: list[dict[str, Any]] = []
@@ -146,14 +147,13 @@ def write_token(request: Request, ns: str, name: str, rest: str = "") -> Respons
 
 async def batch(request: Request, ns: str, name: str) -> Response:
     """POST /api/buckets/{id}/batch: NDJSON operations applied together; failures listed, not raised."""
-    bucket_id = _bucket_id(ns, name)
     raw = bytes(await read_body(request, MAX_BATCH_BODY, "A batch"))
-    return await run_in_threadpool(_batch, request, bucket_id, raw)
+    return await run_in_threadpool(_batch, request, ns, name, raw)
 
 
-def _batch(request: Request, bucket_id: str, raw: bytes) -> Response:
+def _batch(request: Request, ns: str, name: str, raw: bytes) -> Response:
     hub, store, caller = hub_of(request), store_of(request), caller_of(request)
-    bucket = tokens.visible(hub, store, caller, bucket_id)
+    bucket = tokens.visible(hub, store, caller, _bucket_id(ns, name))
     hub.require_write(caller, bucket.namespace)
     ops = _operations(raw)
     adds: list[BucketFile] = []
@@ -212,21 +212,19 @@ def _added(hub: Hub, store: BucketStore, bucket_id: str, path: str, op: dict[str
 
 async def resolve(request: Request, ns: str, name: str, path: str) -> Response:
     """GET /buckets/{id}/resolve/{path}: the file's bytes, streamed from the xorbs."""
-    bucket_id = _bucket_id(ns, name)
-    f, terms = await run_in_threadpool(_resolved, request, bucket_id, path)
-    chunks: Iterator[bytes] = hub_of(request).xet.chunk_data(terms)
+    f, chunks = await run_in_threadpool(_resolved, request, ns, name, path)
     return StreamingResponse(iterate_in_threadpool(chunks), media_type="application/octet-stream",
                              headers={"Content-Length": str(f.size), "X-Xet-Hash": f.xet_hash})
 
 
-def _resolved(request: Request, bucket_id: str, path: str) -> tuple[BucketFile, Any]:
+def _resolved(request: Request, ns: str, name: str, path: str) -> tuple[BucketFile, Iterator[bytes]]:
     hub, store = hub_of(request), store_of(request)
-    bucket = tokens.visible(hub, store, caller_of(request), bucket_id)
+    bucket = tokens.visible(hub, store, caller_of(request), _bucket_id(ns, name))
     f = store.file(bucket.id, validate_path_in_repo(path))
     stored = hub.xet.file(str_to_hash(f.xet_hash)) if f is not None else None
     if f is None or stored is None:
         raise NotFoundError(f"{path} is not in bucket {bucket.id}.")
-    return f, stored.terms
+    return f, hub.xet.chunk_data(stored.terms)
 
 
 # -- the bucket CAS --------------------------------------------------------------------------------
@@ -337,7 +335,7 @@ def register(router: Router) -> None:
     router.add(["POST"], b, create_bucket)
     router.add(["GET"], b, bucket_info)
     router.add(["GET"], b + "/tree", bucket_tree)
-    router.add(["GET"], b + "/tree/{prefix:path}", bucket_tree)
+    router.add(["GET"], b + "/tree/{path:path}", bucket_tree)
     router.add(["GET"], b + "/xet-read-token{rest:path}", read_token)
     router.add(["GET"], b + "/xet-read-token", read_token)
     router.add(["GET"], b + "/xet-write-token{rest:path}", write_token)
