@@ -39,6 +39,7 @@ def fetch_batch(session: Session, lines: list[str]) -> None:
         from git_remote_hf.lfs_store import configure_repo
 
         configure_repo(session.git_dir)
+        _parallel_checkout(session)
     relay = SidebandRelay(session.progress)
     repo = Repo(str(session.git_dir))
     try:
@@ -76,6 +77,15 @@ def fetch_batch(session: Session, lines: list[str]) -> None:
     if connected:
         session.reply("connectivity-ok")
     session.reply("")
+
+
+def _parallel_checkout(session: Session) -> None:
+    """Let the clone's checkout write files with one worker per core (``checkout.workers=0``, git >= 2.32;
+    an older git ignores it): git then queues the files that need no filter, so the LFS filter starts at
+    once and the background download runs while the workers write the rest. A ``checkout.workers`` the
+    user set (at any level, ``git clone -c checkout.workers=1`` included) is left as it is."""
+    if git(session.git_dir, "config", "--get", "checkout.workers", check=False).returncode == 1:
+        git(session.git_dir, "config", "--local", "checkout.workers", "0", check=False)
 
 
 def _depth(session: Session, repo: Repo, shas: list[ObjectID]) -> int | None:

@@ -11,6 +11,7 @@ file, the tensor and the problem. No torch here (the loader's torch parts import
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -86,15 +87,22 @@ class Header:
 
 def torch_dtype(info: TensorInfo | str) -> torch.dtype:
     """The torch dtype of a tensor (or of a safetensors dtype name); SafetensorsError when torch has none."""
-    import torch
-
     name = info.dtype if isinstance(info, TensorInfo) else info
-    attr = _TORCH_NAMES.get(name)
-    dtype = getattr(torch, attr, None) if attr else None
+    dtype = _torch_dtype(name)
     if dtype is None:
+        import torch
+
         where = f"{info.file}: tensor {info.name!r}: " if isinstance(info, TensorInfo) else ""
         raise SafetensorsError(f"{where}dtype {name} has no torch equivalent in torch {torch.__version__}")
     return dtype
+
+
+@functools.cache
+def _torch_dtype(name: str) -> torch.dtype | None:
+    import torch
+
+    attr = _TORCH_NAMES.get(name)
+    return getattr(torch, attr, None) if attr else None
 
 
 def st_dtype(dtype: torch.dtype) -> str:

@@ -133,7 +133,7 @@ def cached(fd: int, offset: int, length: int) -> bool | None:
     return bool(stat.cache >= -(-(offset + length - first) // page))
 
 
-PROBES = 16  # ranges a file is sampled at to tell whether all of it is probably cached
+PROBES = 4  # ranges a file is sampled at to tell whether all of it is probably cached
 PROBE_BYTES = 64 << 10
 
 

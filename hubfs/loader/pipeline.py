@@ -26,6 +26,7 @@ Yielded tensors own their memory (or their mapping): nothing is reused under the
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -356,6 +357,7 @@ def _accelerated(device: torch.device) -> bool:
     return device.type not in ("cpu", "meta")
 
 
+@functools.lru_cache(maxsize=1024)  # a model has few distinct shapes
 def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     strides, acc = [], 1
     for d in reversed(shape):

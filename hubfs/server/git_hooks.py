@@ -32,6 +32,23 @@ from hubfs.server.xet.store import XetStore
 ZERO = "0" * 40
 
 
+def write_hook(hooks: Path, name: str, script: str) -> Path:
+    """Make ``hooks/name`` the executable ``script``, atomically: a push running the hook while another
+    process (re)installs it sees the old file or the new one, never half of one. No-op when unchanged."""
+    hooks.mkdir(exist_ok=True)
+    path = hooks / name
+    try:
+        if path.read_text() == script and os.access(path, os.X_OK):
+            return path
+    except OSError:
+        pass
+    tmp = hooks / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(script)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+    return path
+
+
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 

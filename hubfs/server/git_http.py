@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 import sys
 import zlib
 from collections.abc import AsyncIterator
@@ -30,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from hubfs.config import HookEnv
 from hubfs.errors import AuthenticationError, HubfsError, RepoNotFoundError
 from hubfs.paths import RepoType, public_repo_id
+from hubfs.server.git_hooks import write_hook
 from hubfs.server.http import Router, json_response
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.metadata import Repo
@@ -55,10 +55,7 @@ exec "{python}" -m hubfs.server.git_hooks "$(basename "$0")"
 def install_hooks(hub: Hub) -> Path:
     """Write ``DATA/hooks/pre-receive`` for this Python; every receive-pack points core.hooksPath here."""
     hooks = hub.data_dir / "hooks"
-    hooks.mkdir(exist_ok=True)
-    script = hooks / "pre-receive"
-    script.write_text(HOOK_SCRIPT.format(python=sys.executable))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    write_hook(hooks, "pre-receive", HOOK_SCRIPT.format(python=sys.executable))
     return hooks
 
 

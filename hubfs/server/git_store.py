@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 FILE_MODE = 0o100644
+STALE_LOCK_AGE = 60.0  # seconds: git holds a ref.lock for milliseconds; one this old was left by a killed process
 ZERO_SHA = b"0" * 40
 
 
@@ -245,6 +246,8 @@ class GitRepo:
                     ok = self.repo.refs.set_if_equals(Ref(ref.encode()), ObjectID(old), ObjectID(new.encode()))
                 break
             except FileLocked:  # git receive-pack holds the same ``ref.lock`` file: wait for it
+                if attempt == 0 and remove_stale_lock(Path(self.repo.controldir()) / f"{ref}.lock"):
+                    continue  # left by a killed process
                 time.sleep(0.005 * min(attempt + 1, 10))
         else:
             raise ConflictError(f"{ref} stayed locked by another writer; retry.")
@@ -574,13 +577,22 @@ class GitStore:
         self._forget(target)
         self.path(repo_type, old_id).rename(target)
 
-    def recover(self) -> int:
-        """Remove ref lock files a killed process left behind (this server is the only writer)."""
-        removed = 0
-        for lock in self.root.glob("*/*/*.git/**/*.lock"):
-            lock.unlink(missing_ok=True)
-            removed += 1
-        return removed
+    def recover(self, stale_after: float = STALE_LOCK_AGE) -> int:
+        """Remove git lock files a killed process left behind: those untouched for ``stale_after``
+        seconds. A live writer holds a ``ref.lock`` for milliseconds, so a hub starting beside other
+        workers or hosts on the same volume never breaks their compare-and-swap."""
+        return sum(remove_stale_lock(lock, stale_after) for lock in self.root.glob("*/*/*.git/**/*.lock"))
+
+
+def remove_stale_lock(lock: Path, stale_after: float = STALE_LOCK_AGE) -> bool:
+    """Delete the git lock file ``lock`` if it is untouched for ``stale_after`` seconds; True if it was."""
+    try:
+        if lock.stat().st_mtime >= time.time() - stale_after:
+            return False
+        lock.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 LAST_COMMITS_MAX_WALK = 2000  # first-parent commits walked at most per call

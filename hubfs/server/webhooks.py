@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import stat
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from hubfs.config import webhook_retry
+from hubfs.server.git_hooks import write_hook
 from hubfs.server.webhooks_store import Delivery, WebhookStore
 
 log = logging.getLogger("hubfs.server.webhooks")
@@ -38,11 +38,7 @@ exec "{python}" -m hubfs.server.git_hooks post-receive
 
 def install_hook(data_dir: Path) -> None:
     """Write ``DATA/hooks/post-receive`` (beside the pre-receive hook) for this Python."""
-    hooks = Path(data_dir) / "hooks"
-    hooks.mkdir(exist_ok=True)
-    script = hooks / "post-receive"
-    script.write_text(HOOK_SCRIPT.format(python=sys.executable))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    write_hook(Path(data_dir) / "hooks", "post-receive", HOOK_SCRIPT.format(python=sys.executable))
 
 
 class Deliverer:

@@ -45,8 +45,8 @@ def own_fetches(trace: Path) -> int:
 @pytest.mark.parametrize("switch", ["default", "env-off", "config-off"])
 def test_clone_downloads_lfs_in_the_background_or_in_the_helper(tmp_path: Path, env: dict[str, str], hub,
                                                                 switch: str) -> None:
-    """By default a child process downloads while git checks out, and the filter takes every object from it;
-    switched off, the helper downloads before it answers. Same worktree either way."""
+    """By default a child process downloads while git checks out (with parallel checkout), and the filter
+    takes every object from it; switched off, the helper downloads before it answers. Same worktree either way."""
     files = {f"w/{i:02d}.bin": os.urandom(20_000 + i) for i in range(40)}
     files.update({f"t/{i:02d}.txt": b"text %d\n" % i for i in range(60)})
     with HubClient(hub.endpoint, hub.admin_token) as client:
@@ -57,7 +57,7 @@ def test_clone_downloads_lfs_in_the_background_or_in_the_helper(tmp_path: Path, 
     if switch == "env-off":
         run_env["GIT_REMOTE_HF_BACKGROUND"] = "0"
     elif switch == "config-off":
-        options = ["-c", "hf.lfs.background=false"]
+        options = ["-c", "hf.lfs.background=false", "-c", "checkout.workers=1"]
     git(run_env, tmp_path, "clone", "-q", *options, f"hf://{repo_id}", "c")
     repo = tmp_path / "c"
     for name, content in files.items():
@@ -74,6 +74,9 @@ def test_clone_downloads_lfs_in_the_background_or_in_the_helper(tmp_path: Path, 
     else:
         assert not child and not any(phase == "background-prefetch" for _, _, phase, _ in seen)
     assert own_fetches(trace) == 0  # the filter found every object stored, or brought by the child
+    # parallel checkout (one worker per core) unless the user chose a number of workers
+    workers = git(env, repo, "config", "--local", "checkout.workers").stdout.strip()
+    assert workers == (b"1" if switch == "config-off" else b"0")
     assert not (repo / ".git/lfs" / STATUS_FILE).exists()
 
 
