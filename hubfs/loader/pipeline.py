@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     import torch
 
 MiB = 1 << 20
-DIRECT_CHUNK = 8 * MiB  # pieces read straight into CPU tensors
-STAGE_CHUNK = 16 * MiB  # pinned staging buffers (fastsafetensors' bounce size; 8-16 MiB ranges for HTTP)
+DIRECT_CHUNK = 8 * MiB  # pieces read straight into CPU tensors from local files
+STAGE_CHUNK = 16 * MiB  # pinned staging buffers (fastsafetensors' bounce size), and ranges from the hub
 
 
 class Quantizer(Protocol):
@@ -108,8 +108,12 @@ def default_threads(ckpt: Checkpoint) -> int:
     """Readers per load: 16 connections for the hub, else 2-8 by CPU count."""
     import os
 
-    remote = any(getattr(f, "url", None) and not getattr(f, "cached", False) for f in ckpt.files.values())
-    return 16 if remote else max(2, min(8, os.cpu_count() or 2))
+    return 16 if _remote(ckpt) else max(2, min(8, os.cpu_count() or 2))
+
+
+def _remote(ckpt: Checkpoint) -> bool:
+    """Whether some file of ``ckpt`` is read from the hub (not from a cached blob)."""
+    return any(getattr(f, "url", None) and not getattr(f, "cached", False) for f in ckpt.files.values())
 
 
 class Loader:
@@ -127,7 +131,7 @@ class Loader:
         self.storages = storages if storages is not None else {}
         self.stage_all = stage
         self.staged = stage or any(_accelerated(i.device) for i in items)
-        self.chunk = chunk or (STAGE_CHUNK if self.staged else DIRECT_CHUNK)
+        self.chunk = chunk or (STAGE_CHUNK if self.staged or _remote(ckpt) else DIRECT_CHUNK)
         largest = max((i.info.nbytes for i in items), default=0)
         self.budget = max(2 * largest, self.threads * self.chunk)
         self.window = self.threads * 2
