@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     url = configure_database(_data_dir(args), args.database_url)  # remembered in DATA/database.json (no password)
     if args.database_url:  # this process, its workers and git hooks use it as given (a password in it too)
-        os.environ["HUBFS_DATABASE_URL"] = url
+        config.export_database_url(url)
 
     serve(_data_dir(args), args.host, args.port, public_url=args.public_url,
           regular_max_size=args.regular_max_size, multipart_chunk_size=args.multipart_chunk_size,

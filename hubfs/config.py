@@ -13,6 +13,8 @@ hubfs's own variables, each read by one function here and nowhere else:
 | HUBFS_LOADER_HUGEPAGES | loader_hugepages() | 0: the loader's fresh buffers keep 4 KiB pages (hubfs.loader.pages) |
 | HUBFS_LOADER_CACHESTAT | loader_cachestat() | 0: zero-copy loads populate every page, cached or not (same)      |
 | HUBFS_DATA          | data_dir()           | the embedded hub's data folder (default ./hubfs-data)              |
+| HUBFS_DATABASE_URL  | database_url_setting() | the hub's metadata database (postgresql://...; `serve --database-url`) |
+| HUBFS_SERVE_SETTINGS | serve_settings()    | set by `hubfs serve --workers` for its worker processes (JSON)     |
 | HUBFS_NO_SENDFILE   | sendfile_enabled()   | set: the hub copies file bodies instead of using sendfile          |
 | HUBFS_REQUEST_LOG   | request_log()        | a file the hub appends "METHOD PATH RANGE" to per request (tests)  |
 | HUBFS_FAULT_PAUSE   | fault_pause()        | <point>:<flag file>: the hub pauses at that point (crash tests)    |
@@ -127,6 +129,26 @@ def loader_cachestat() -> bool:
 def data_dir(explicit: str | Path | None = None) -> Path:
     """The embedded hub's data folder: ``explicit``, else ``HUBFS_DATA``, else ``./hubfs-data``."""
     return Path(explicit or os.environ.get("HUBFS_DATA") or "hubfs-data")
+
+
+def database_url_setting() -> str | None:
+    """The metadata database URL from ``HUBFS_DATABASE_URL``, or None (see hubfs.server.db.url)."""
+    return os.environ.get("HUBFS_DATABASE_URL") or None
+
+
+def export_database_url(url: str) -> None:
+    """Hand ``url`` to this process's children (workers, git hooks) as ``HUBFS_DATABASE_URL``."""
+    os.environ["HUBFS_DATABASE_URL"] = url
+
+
+def serve_settings() -> str:
+    """The JSON settings a ``hubfs serve --workers`` parent left for its workers (``HUBFS_SERVE_SETTINGS``)."""
+    return os.environ["HUBFS_SERVE_SETTINGS"]
+
+
+def export_serve_settings(settings_json: str) -> None:
+    """Hand a worker's settings to the processes spawned next (``HUBFS_SERVE_SETTINGS``)."""
+    os.environ["HUBFS_SERVE_SETTINGS"] = settings_json
 
 
 def sendfile_enabled() -> bool:

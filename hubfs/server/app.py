@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 import uvicorn
 
+from hubfs import config
 from hubfs.errors import BadRequestError
 from hubfs.server import (
     api_access_requests,
@@ -50,7 +50,6 @@ from hubfs.server.xet.cas import Cas
 from hubfs.server.zero_copy import DEFAULT_SEND_TIMEOUT, FileSender
 
 XET_UPLOADS = 4  # xorb bodies (up to 64 MiB each) buffered and validated at once
-SETTINGS_ENV = "HUBFS_SERVE_SETTINGS"  # ServeSettings as JSON, for the processes of --workers
 STARTUP_LOCK = "startup.lock"  # hubs sharing a data folder do their start-up work one at a time
 
 
@@ -167,9 +166,9 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, *, public_u
         from hubfs.server.jobs.http_date import AccurateDate
 
         asgi = AccurateDate(app)
-    config = uvicorn.Config(asgi, **uvicorn_options(access_log, date_header=jobs is None))
+    uv_config = uvicorn.Config(asgi, **uvicorn_options(access_log, date_header=jobs is None))
     redact.install("uvicorn.access")  # after uvicorn.Config, which (re)configures its loggers
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(uv_config).run(sockets=[sock])
 
 
 def uvicorn_options(access_log: bool, date_header: bool) -> dict[str, Any]:
@@ -185,7 +184,8 @@ def configure_logging() -> None:
 @dataclass(frozen=True)
 class ServeSettings:
     """What a hub process needs to build its app; a worker of ``--workers`` reads it from the environment
-    (:data:`SETTINGS_ENV`, JSON), so :func:`worker_app` can be a uvicorn app factory."""
+    (``HUBFS_SERVE_SETTINGS``: :func:`hubfs.config.serve_settings`), so :func:`worker_app` can be a uvicorn
+    app factory."""
 
     data_dir: str
     public_url: str | None = None
@@ -218,8 +218,8 @@ class ServeSettings:
 
 def worker_app() -> App:
     """The uvicorn app factory of one ``--workers`` process (``hubfs.server.app:worker_app``): the
-    settings come from :data:`SETTINGS_ENV`; the parent did the start-up work once."""
-    settings = ServeSettings.from_json(os.environ[SETTINGS_ENV])
+    settings come from ``HUBFS_SERVE_SETTINGS``; the parent did the start-up work once."""
+    settings = ServeSettings.from_json(config.serve_settings())
     configure_logging()
     redact.install("uvicorn.access")
     inference = InferenceOptions(**settings.inference) if settings.inference is not None else None

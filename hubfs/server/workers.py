@@ -27,12 +27,13 @@ Start-up work, and where it runs:
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
+
+from hubfs.config import export_serve_settings
 
 if TYPE_CHECKING:
     from hubfs.server.app import ServeSettings
@@ -42,8 +43,6 @@ FACTORY = "hubfs.server.app:worker_app"
 
 def run_workers(settings: ServeSettings, sock: socket.socket, workers: int, options: dict[str, Any]) -> None:
     """Serve ``sock`` with ``workers`` spawned processes until SIGINT or SIGTERM (then stop them all)."""
-    from hubfs.server.app import SETTINGS_ENV
-
-    os.environ[SETTINGS_ENV] = settings.to_json()  # spawned workers inherit the environment
+    export_serve_settings(settings.to_json())  # spawned workers inherit the environment
     config = uvicorn.Config(FACTORY, factory=True, workers=workers, **options)
     Multiprocess(config, sockets=[sock]).run()

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from hubfs.config import database_url_setting
 from hubfs.errors import BadRequestError, HubfsError
 
 ENV = "HUBFS_DATABASE_URL"
@@ -72,7 +73,7 @@ def write_config(data_dir: Path, url: str) -> None:
 
 def database_url(data_dir: Path, url: str | None = None) -> str:
     """The database of ``data_dir`` (see the module docstring for the order)."""
-    chosen = url or os.environ.get(ENV) or read_config(data_dir)
+    chosen = url or database_url_setting() or read_config(data_dir)
     return check_url(chosen) if chosen else f"sqlite:///{Path(data_dir).absolute() / 'hub.sqlite'}"
 
 
