@@ -351,9 +351,12 @@ def read_config(handle: SafeOpen, src: str | os.PathLike[str]) -> dict[str, Any]
     return config
 
 
-def _build_on_meta(model_class: Any, config: dict[str, Any], dtype: torch.dtype) -> nn.Module:
-    """``model_class`` built from ``config`` on the meta device (no memory, no init work)."""
+def build_on_meta(model_class: Any, config: dict[str, Any], dtype: torch.dtype) -> nn.Module:
+    """``model_class`` built from ``config`` on the meta device (no memory, no init work: its weight
+    initialisers are skipped, see :mod:`hubfs.loader.meta_init`)."""
     import transformers
+
+    from hubfs.loader.meta_init import SkipMetaInit
 
     cfg_class = getattr(model_class, "config_class", None)
     if cfg_class is None or cfg_class is transformers.PretrainedConfig:
@@ -363,7 +366,7 @@ def _build_on_meta(model_class: Any, config: dict[str, Any], dtype: torch.dtype)
                                                                          if k != "model_type"})
     else:
         cfg = cfg_class.from_dict(config)
-    with torch.device("meta"):
+    with torch.device("meta"), SkipMetaInit():
         if hasattr(model_class, "_from_config"):
             model = model_class._from_config(cfg, dtype=dtype)
         else:
@@ -426,7 +429,7 @@ def from_pretrained(
         declared = config.get("dtype") or config.get("torch_dtype")
         target = to_dtype(dtype) or (to_dtype(declared) if isinstance(declared, str) and declared != "auto"
                                      else None) or torch.float32
-        model = _build_on_meta(model_class, config, target)
+        model = build_on_meta(model_class, config, target)
         dev = to_device(device)
         result = load_into(model, handle, device=dev, dtype=target, quantize=quantize, skip=skip,
                            device_map=device_map, strict=strict, threads=threads, key_mapping=key_mapping)

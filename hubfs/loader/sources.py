@@ -301,7 +301,7 @@ def _local_checkpoint(path: str, allow: bool) -> Checkpoint:
             finally:
                 f.close()
 
-        return _layout(path, names, open_file, read_small, index=index)
+        return checkpoint_layout(path, names, open_file, read_small, index=index)
     f = LocalFile(path, mmap=allow)
     return _single(path, f)
 
@@ -315,7 +315,7 @@ def _single(name: str, f: FileSource, hub: HubContext | None = None) -> Checkpoi
     return Checkpoint(name, {f.name: f}, [header], hub=hub)
 
 
-def _layout(folder: str, names: list[str], open_file: Callable[[str], FileSource],
+def checkpoint_layout(folder: str, names: list[str], open_file: Callable[[str], FileSource],
             read_small: Callable[[str], bytes], hub: HubContext | None = None, index: str | None = None
             ) -> Checkpoint:
     """A folder's checkpoint: its one ``*.safetensors.index.json`` (or ``index``) with its shards, or its
@@ -422,7 +422,7 @@ def _hub_layout(text: str, hub: HubContext, snap: Snapshot, path: str) -> Checkp
             f.close()
 
     where = RepoPath(snap.repo.type, snap.repo.id, snap.sha, path).unparse()
-    return _layout(where, names, lambda n: open_file(prefix + n), read_small, hub, index)
+    return checkpoint_layout(where, names, lambda n: open_file(prefix + n), read_small, hub, index)
 
 
 def _in_hubfs_mount(path: str, found: tuple[str, str, str] | None) -> tuple[RepoPath, str | None, str | None] | None:

@@ -117,19 +117,17 @@ def build_pipeline(folder: Path, task: str, device: str, weights: SafeOpen | Non
 
 def _from_weights(auto: Any, folder: Path, weights: SafeOpen, device: str) -> Any:
     """``auto``'s model for ``folder``'s config.json, built on the meta device (its initialisers skipped:
-    :mod:`.meta_init`) and filled from ``weights``, as :func:`hubfs.loader.from_pretrained` does for a
+    :mod:`hubfs.loader.meta_init`) and filled from ``weights``, as :func:`hubfs.loader.from_pretrained` does for a
     folder (the config's dtype, else float32)."""
     import torch
 
     from hubfs.loader.api import to_device, to_dtype
-    from hubfs.loader.modules import _build_on_meta, load_into, read_config
-    from hubfs.server.inference.meta_init import SkipMetaInit
+    from hubfs.loader.modules import build_on_meta, load_into, read_config
 
     config = read_config(weights, folder)
     declared = config.get("dtype") or config.get("torch_dtype")
     dtype = (to_dtype(declared) if isinstance(declared, str) and declared != "auto" else None) or torch.float32
-    with SkipMetaInit():
-        model = _build_on_meta(auto, config, dtype)
+    model = build_on_meta(auto, config, dtype)
     load_into(model, weights, device=to_device(device), dtype=dtype, strict=True)
     return model.eval()
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from hubfs.errors import HubfsError
 from hubfs.loader.handle import SafeOpen
-from hubfs.loader.sources import FileSource, LocalFile, _layout
+from hubfs.loader.sources import FileSource, LocalFile, checkpoint_layout
 from hubfs.server.git_store import Entry
 from hubfs.server.http import FileSlice, Segment
 from hubfs.server.hub import Hub
@@ -111,7 +111,7 @@ def open_weights(hub: Hub, repo: Repo, entries: list[Entry], name: str) -> SafeO
         finally:
             f.close()
 
-    return SafeOpen(_layout(name, sorted(by_path), open_file, read_small))
+    return SafeOpen(checkpoint_layout(name, sorted(by_path), open_file, read_small))
 
 
 def _blob(hub: Hub, repo: Repo, e: Entry) -> bytes:
