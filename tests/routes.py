@@ -17,7 +17,8 @@ def _router(tmp: Path) -> Router:
     return create_app(Hub(tmp)).router
 
 
-_ROUTER = _router(Path(tempfile.mkdtemp(prefix="hubfs-routes-")))
+_DATA = tempfile.TemporaryDirectory(prefix="hubfs-routes-")  # removed when the test process exits
+_ROUTER = _router(Path(_DATA.name))
 ROUTES = list(_ROUTER.routes)
 # the canonical spellings (``/api/models/gpt2``) of the repo routes: their ``ns`` group is empty
 ALIASES = list(_ROUTER.aliases)
