@@ -2,7 +2,7 @@
 # The hubfs loop on this machine: start the embedded hub on loopback, create a user and a repo,
 # upload a small model with the official huggingface_hub client, find it by its card, download it back;
 # then write and read hf:// paths with pandas, mount the repo, clone it with `git clone hf://` (no git-lfs),
-# load its weights with hubfs.loader and use the hubfs CLI.
+# load its weights with hubfs.loader, run it with InferenceClient, run a job and use the hubfs CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +20,8 @@ server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-step "Starting the embedded hub (hubfs serve) on a free loopback port"
-.venv/bin/hubfs serve --data "$work/hub" --host 127.0.0.1 --port 0 >"$work/serve.out" 2>"$work/serve.err" &
+step "Starting the embedded hub (hubfs serve --inference --jobs) on a free loopback port"
+.venv/bin/hubfs serve --data "$work/hub" --host 127.0.0.1 --port 0 --inference --jobs >"$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
 for _ in $(seq 100); do grep -q "^endpoint:" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 cat "$work/serve.out"
@@ -135,6 +135,32 @@ echo "Edited over git." >> "$work/clone/README.md"
 
 step "hubfs.loader: the model's weights from hf:// onto the best device"
 .venv/bin/hubfs load hf://demo/tiny-model --device auto
+
+step "Inference and jobs next to the weights: InferenceClient and hubfs jobs (same API as hf jobs)"
+.venv/bin/python - "$work" <<'PY'
+import sys
+from pathlib import Path
+
+import torch
+from huggingface_hub import HfApi, InferenceClient
+from tokenizers import ByteLevelBPETokenizer
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+folder, api = Path(sys.argv[1]) / "tiny-gpt2", HfApi()
+bpe = ByteLevelBPETokenizer()  # a tokenizer trained here: nothing is downloaded
+bpe.train_from_iterator(["the hub serves models and runs jobs next to the weights"] * 8, vocab_size=300,
+                        min_frequency=1, special_tokens=["<|endoftext|>"])
+tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+torch.manual_seed(0)
+GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(folder)
+tok.save_pretrained(folder)
+(folder / "README.md").write_text("---\npipeline_tag: text-generation\nlibrary_name: transformers\n---\n")
+api.create_repo("demo/tiny-gpt2", exist_ok=True)
+api.upload_folder(folder_path=folder, repo_id="demo/tiny-gpt2")
+client = InferenceClient(model=f"{api.endpoint}/models/demo/tiny-gpt2")
+print("text_generation (random weights):", repr(client.text_generation("the hub", max_new_tokens=6)))
+PY
+.venv/bin/hubfs jobs run python:3.12 python -c "import os; print('a job on the hub, HF_ENDPOINT =', os.environ['HF_ENDPOINT'])"
 
 step "The web interface: open $endpoint/ in a browser"
 curl -s -o /dev/null -w "search page: HTTP %{http_code}\n" "$endpoint/models?search=tiny"

@@ -8,7 +8,9 @@
 - One transaction: the copy is whole or absent. Row counts are compared per table before commit.
 - A target that already holds rows is refused unless ``force`` (then those tables are emptied first).
 - ``DATA/database.json`` then points at the target (no password); ``hub.sqlite`` stays as it was, as
-  a backup. The Xet index (``DATA/xet/index.sqlite``) is not metadata of this kind and stays on SQLite.
+  a backup. The Xet index is among those tables; an older folder's ``DATA/xet/index.sqlite`` is first
+  imported into ``hub.sqlite`` (as the hub's next start would do; the file is kept, renamed
+  ``index.sqlite.imported``), so it comes along too.
 
 Stop the hub before migrating (writes made during the copy would stay behind in SQLite).
 """
@@ -24,6 +26,7 @@ from hubfs.errors import ConflictError, HubfsError, NotFoundError
 from hubfs.server.db import open_database
 from hubfs.server.db.sqlite import SqliteDb
 from hubfs.server.db.url import is_postgres, read_config, redact, write_config
+from hubfs.server.xet.store import import_legacy_index
 
 BATCH = 1000
 
@@ -55,6 +58,7 @@ def migrate(data_dir: Path, to_url: str, *, force: bool = False, say: Callable[[
     if current is not None and is_postgres(current) and not force:
         raise ConflictError(f"{data_dir} already uses {current}; --force copies hub.sqlite over it again.")
     source = SqliteDb(source_path)
+    import_legacy_index(data_dir / "xet", source)
     target = open_database(to_url)
     report = MigrateReport(redact(to_url))
     try:

@@ -24,6 +24,8 @@ from hubfs.config import HookEnv
 from hubfs.errors import InvalidNameError
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
 from hubfs.paths import validate_ref_name
+from hubfs.server.db import open_database
+from hubfs.server.db.url import database_url
 from hubfs.server.lfs_store import LfsStore
 from hubfs.server.metadata import Metadata
 from hubfs.server.objects import Objects
@@ -150,16 +152,20 @@ def pre_receive(stdin: str, env: dict[str, str]) -> list[str]:
     updates = [tuple(line.split()) for line in stdin.splitlines() if line.strip()]
     problems = check_ref_updates(updates)  # type: ignore[arg-type]
     hook = HookEnv.read(env)
-    meta = Metadata(hook.data / "hub.sqlite")
-    repo = meta.get_repo(hook.repo_type, hook.repo_id)
-    lfs = LfsStore(hook.data)
-    objects = Objects(lfs, XetStore(hook.data, lfs.tmp_dir))
+    db = open_database(database_url(hook.data))  # the hub's database: hub.sqlite or PostgreSQL
+    try:
+        meta = Metadata(db)
+        repo = meta.get_repo(hook.repo_type, hook.repo_id)
+        lfs = LfsStore(hook.data)
+        objects = Objects(lfs, XetStore(hook.data, lfs.tmp_dir, db))
 
-    def lfs_ok(pointer: LfsPointer) -> bool:
-        return repo is not None and objects.has(pointer.oid, pointer.size) and meta.lfs_linked(repo, pointer.oid)
+        def lfs_ok(pointer: LfsPointer) -> bool:
+            return repo is not None and objects.has(pointer.oid, pointer.size) and meta.lfs_linked(repo, pointer.oid)
 
-    tips = [new for _, new, _ in updates if new != ZERO]
-    problems += check_blobs(new_objects(tips), hook.regular_max, lfs_ok)
+        tips = [new for _, new, _ in updates if new != ZERO]
+        problems += check_blobs(new_objects(tips), hook.regular_max, lfs_ok)
+    finally:
+        db.close()
     return problems
 
 

@@ -73,7 +73,7 @@ class Hub:
         self.meta = Metadata(self.db)
         self.git = GitStore(self.data_dir, self.db)
         self.lfs = LfsStore(self.data_dir)
-        self.xet = XetStore(self.data_dir, self.lfs.tmp_dir)
+        self.xet = XetStore(self.data_dir, self.lfs.tmp_dir, self.db)
         self.objects = Objects(self.lfs, self.xet)
         self.regular_max_size = regular_max_size
         self.multipart_chunk_size = multipart_chunk_size

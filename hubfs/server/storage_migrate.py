@@ -9,7 +9,7 @@ Run it with the hub stopped: a running hub keeps the store it started with.
 Xet xorbs and shards move too: each xorb is uploaded in its framed form (``xet/store.py``; Xet
 clients then read byte ranges of it through presigned GETs), each shard as is, unless the bucket
 holds it already; once the data folder has switched, the local copies are removed (the local
-``xet/xorbs`` folder is only a cache from then on). The Xet index (``xet/index.sqlite``) stays.
+``xet/xorbs`` folder is only a cache from then on). The Xet index stays in the hub's database.
 """
 
 from __future__ import annotations

@@ -62,6 +62,14 @@ class BucketExistsError(ConflictError):
         self.body = {"url": url}
 
 
+class BatchFailedError(BadRequestError):
+    """422: no operation of a batch applied; the body still names each failure (``failed``)."""
+
+    def __init__(self, message: str, failed: list[dict[str, str]]) -> None:
+        super().__init__(message, status=422)
+        self.body = {"success": 0, "failed": failed}
+
+
 def store_of(request: Request) -> BucketStore:
     return request.scope[STATE_KEY]  # type: ignore[no-any-return]
 
@@ -175,8 +183,10 @@ def _batch(request: Request, ns: str, name: str, raw: bytes) -> Response:
     if count + len(adds) > MAX_FILES:
         raise PayloadTooLargeError(f"A bucket holds at most {MAX_FILES} files on this hub.")
     store.put(bucket.id, adds, deletes)
-    status = 422 if failed and not (adds or deletes) else 200
-    return json_response({"success": len(adds) + len(deletes), "failed": failed}, status=status)
+    if failed and not (adds or deletes):  # nothing applied: the Hub's error shape, still listing each failure
+        raise BatchFailedError(f"No operation was applied: {failed[0]['path'] or '(no path)'}: {failed[0]['error']}",
+                               failed)
+    return json_response({"success": len(adds) + len(deletes), "failed": failed})
 
 
 def _operations(raw: bytes) -> list[dict[str, Any]]:
@@ -186,7 +196,7 @@ def _operations(raw: bytes) -> list[dict[str, Any]]:
             continue
         try:
             op = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequestError("The batch body must be NDJSON: one JSON object a line.") from None
         if not isinstance(op, dict):
             raise BadRequestError("Each line of a batch must be a JSON object.")

@@ -1,9 +1,11 @@
 """Xet storage on local disk: validated xorbs, accepted shards and the index that ties them to files.
 
 Layout under ``DATA/xet``: ``xorbs/<h[:2]>/<hash>`` (the chunks' content back to back, then an index
-trailer: chunk hashes and lengths), ``shards/<sha256 of the body>``, and ``index.sqlite`` with three tables:
+trailer: chunk hashes and lengths) and ``shards/<sha256 of the body>``. The index lives in the hub's
+metadata database (``hub.sqlite`` or PostgreSQL, shared by every host of the hub), three tables:
 ``xorbs`` (stored xorbs), ``files`` (Xet file hash -> sha256, size and reconstruction terms) and
-``chunks`` (the chunk hashes global dedup answers for -> the file that holds them).
+``dedup_chunks`` (the chunk hashes global dedup answers for -> the file that holds them).
+Older hubs kept it in ``DATA/xet/index.sqlite``: its rows are imported once (:func:`import_legacy_index`).
 
 Contract:
 - A xorb is written to a locked temporary in ``DATA/tmp`` and renamed into place only once complete;
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import struct
 import threading
 import time
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from hubfs.server.db.sqlite import SqliteDb
+from hubfs.server.db import Database, DbTarget, open_db
 from hubfs.server.http import FileSlice, Segment
 from hubfs.server.lfs_store import locked_temp
 from hubfs.server.object_store import open_object_store
@@ -66,6 +69,11 @@ CREATE TABLE IF NOT EXISTS files (
     created REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 """
+
+LEGACY_INDEX = "index.sqlite"  # DATA/xet/index.sqlite: where older hubs kept the index
+LEGACY_COLUMNS = {"xorbs": "hash, stream_size, chunks, created", "files": "hash, sha256, size, terms, created",
+                  "dedup_chunks": "hash, file, xorb"}
+IMPORT_BATCH = 1000
 
 TRAILER_MAGIC = b"HUBFSXD1"  # chunk content back to back (local disk)
 FRAMED_MAGIC = b"HUBFSXF1"  # each chunk's scheme-0 header, then its content (object storage)
@@ -146,10 +154,46 @@ def _unpack_terms(blob: bytes) -> tuple[Term, ...]:
     return tuple(Term(xorb=x, unpacked=u, start=s, end=e) for x, s, e, u in _TERM.iter_unpack(blob))
 
 
-class XetStore:
-    """Xorbs, shards and the Xet index of one hub (``data_dir/xet``); temporaries go to ``tmp_dir``."""
+def import_legacy_index(xet_dir: Path, db: Database) -> int:
+    """Copy the rows of an older hub's ``xet_dir/index.sqlite`` into ``db`` (in one write transaction,
+    ``INSERT OR IGNORE``: idempotent, and safe when several processes start at once), then rename the
+    file ``index.sqlite.imported`` (kept as a backup) so later starts skip it. Returns the rows read."""
+    path = Path(xet_dir) / LEGACY_INDEX
+    if not path.is_file():
+        return 0
+    try:
+        legacy = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30)  # never creates an empty file
+    except sqlite3.OperationalError:
+        return 0  # another process imported and renamed it meanwhile
+    read = 0
+    try:
+        present = {r[0] for r in legacy.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        db.ensure_schema(SCHEMA)
+        with db.tx() as conn:
+            for table, columns in LEGACY_COLUMNS.items():
+                if table not in present:
+                    continue
+                rows = legacy.execute(f"SELECT {columns} FROM {table}")
+                marks = ",".join("?" * (columns.count(",") + 1))
+                while batch := rows.fetchmany(IMPORT_BATCH):
+                    conn.executemany(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})", batch)
+                    read += len(batch)
+    finally:
+        legacy.close()
+    try:
+        os.replace(path, path.with_name(LEGACY_INDEX + ".imported"))
+    except FileNotFoundError:
+        pass  # another process renamed it first
+    return read
 
-    def __init__(self, data_dir: Path, tmp_dir: Path, index_cache: int = 64, remote: RemoteBlobs | None = None) -> None:
+
+class XetStore:
+    """Xorbs and shards of one hub (``data_dir/xet``), indexed in the hub's database ``db`` (its open
+    :class:`~hubfs.server.db.Database`, or ``DATA/hub.sqlite`` meaning "the data folder's database");
+    temporaries go to ``tmp_dir``."""
+
+    def __init__(self, data_dir: Path, tmp_dir: Path, db: DbTarget, index_cache: int = 64,
+                 remote: RemoteBlobs | None = None) -> None:
         if remote is None:
             store = open_object_store(Path(data_dir))
             remote = store if store.kind == "s3" else None  # type: ignore[assignment]
@@ -160,7 +204,8 @@ class XetStore:
         self.tmp_dir = Path(tmp_dir)
         for d in (self.xorb_dir, self.shard_dir, self.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.db = SqliteDb(self.root / "index.sqlite", SCHEMA)
+        self.db = open_db(db, SCHEMA)
+        import_legacy_index(self.root, self.db)
         self._cache: OrderedDict[bytes, StoredXorb] = OrderedDict()
         self._cache_size = index_cache
         self._lock = threading.Lock()
@@ -200,8 +245,9 @@ class XetStore:
             tmp.unlink(missing_ok=True)
             os.close(fd)
         stream = plain_offsets(content.lengths)[-1]
-        self.db.conn().execute("INSERT OR IGNORE INTO xorbs VALUES (?,?,?,?)",
-                               (h, stream, len(content.chunks), time.time()))
+        with self.db.tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO xorbs (hash, stream_size, chunks, created) VALUES (?,?,?,?)",
+                         (h, stream, len(content.chunks), time.time()))
         return True
 
     def xorb(self, h: bytes) -> StoredXorb | None:
@@ -336,8 +382,9 @@ class XetStore:
     # -- files ---------------------------------------------------------------------------------
 
     def add_file(self, f: XetFile) -> None:
-        self.db.conn().execute("INSERT OR IGNORE INTO files VALUES (?,?,?,?,?)",
-                               (f.hash, f.sha256, f.size, _pack_terms(f.terms), time.time()))
+        with self.db.tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO files (hash, sha256, size, terms, created) VALUES (?,?,?,?,?)",
+                         (f.hash, f.sha256, f.size, _pack_terms(f.terms), time.time()))
 
     def file_by_sha256(self, oid: str) -> XetFile | None:
         """A Xet file whose content was verified to hash to ``oid`` (None if there is none)."""
@@ -370,7 +417,7 @@ class XetStore:
                 if (n == 0 and i == term.start) or dedup_eligible(x.hashes[i]):
                     entries.append((x.hashes[i], f.hash, term.xorb))
         with self.db.tx() as db:
-            db.executemany("INSERT OR IGNORE INTO dedup_chunks VALUES (?,?,?)", entries)
+            db.executemany("INSERT OR IGNORE INTO dedup_chunks (hash, file, xorb) VALUES (?,?,?)", entries)
 
     def file_with_chunk(self, chunk: bytes) -> tuple[XetFile, bytes] | None:
         """A stored file that holds ``chunk`` (one of the indexed ones) and the xorb the chunk is in."""

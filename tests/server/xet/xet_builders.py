@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from hubfs.server.db import open_database
+from hubfs.server.db.url import database_url
 from hubfs.server.xet.format import (
     CasBlock,
     CasChunk,
@@ -303,11 +304,12 @@ def shard_files(data_dir: Path) -> set[str]:
 
 
 def index_rows(data_dir: Path, table: str, h: bytes | None = None) -> int:
-    db = sqlite3.connect(f"file:{Path(data_dir) / 'xet' / 'index.sqlite'}?mode=ro", uri=True)
+    """Rows of a Xet index table in the data folder's database (hub.sqlite or PostgreSQL)."""
+    db = open_database(database_url(Path(data_dir)))
     try:
         if h is None:
-            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-        return int(db.execute(f"SELECT count(*) FROM {table} WHERE hash=?", (h,)).fetchone()[0])
+            return int(db.query(f"SELECT count(*) FROM {table}")[0][0])
+        return int(db.query(f"SELECT count(*) FROM {table} WHERE hash=?", (h,))[0][0])
     finally:
         db.close()
 
