@@ -6,6 +6,7 @@ dummies, handed to the hub process through the standard AWS variables, never thr
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ class S3Server:
 
 @contextmanager
 def s3_server(tmp: Path) -> Iterator[S3Server]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the test run's output
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from hub_server import HubServer
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from pg_cluster import PgCluster
 
 from hubfs.server.db import Database, SqliteDb, open_database
@@ -179,5 +179,49 @@ def test_migrate_keeps_xet_files_downloadable(tmp_path: Path, pg: PgCluster, leg
     hub = HubServer(data).start()  # on PostgreSQL now (DATA/database.json)
     try:
         _assert_served(hub, "admin/xet", content, tmp_path / "cache")
+    finally:
+        hub.stop()
+
+
+def _git(*args: str, cwd: Path | None = None, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_push_hook_finds_xet_files_in_postgresql(tmp_path: Path, pg: PgCluster) -> None:
+    """The pre-receive hook opens the hub's database: a pushed LFS pointer to a file uploaded through
+    Xet (and not committed) is accepted, its object known from the index; one to an unknown object is refused."""
+    hub = HubServer(tmp_path / "hub", "--database-url", pg.new_database("hook")).start()
+    try:
+        _upload(hub, "admin/hook")
+        api = HfApi(endpoint=hub.endpoint, token=hub.admin_token)
+        content = os.urandom(300_000)
+        before = {p.name for p in (hub.data_dir / "xet" / "xorbs").rglob("*")}
+        api.preupload_lfs_files("admin/hook", [CommitOperationAdd("p.bin", content)])  # uploaded, not committed
+        assert {p.name for p in (hub.data_dir / "xet" / "xorbs").rglob("*")} - before, "the upload must use Xet"
+        assert not (hub.data_dir / "xet" / "index.sqlite").exists()
+        work, home = tmp_path / "work", tmp_path / "home"  # no git-lfs config: pointers are plain files
+        home.mkdir()
+        remote = f"http://user:{hub.admin_token}@{hub.endpoint.split('://', 1)[1]}/admin/hook"
+        assert _git("clone", "-q", remote, str(work), home=home).returncode == 0
+        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(content).hexdigest()}\n" \
+                  f"size {len(content)}\n"
+        (work / "p.bin").write_text(pointer)
+        _git("add", "p.bin", cwd=work, home=home)
+        _git("commit", "-qm", "pointer", cwd=work, home=home)
+        pushed = _git("push", "origin", "main", cwd=work, home=home)
+        assert pushed.returncode == 0, pushed.stderr
+        auth = {"Authorization": f"Bearer {hub.admin_token}"}
+        got = httpx.get(f"{hub.endpoint}/admin/hook/resolve/main/p.bin", headers=auth, follow_redirects=True,
+                        timeout=60)
+        assert got.status_code == 200 and got.content == content
+
+        (work / "bad.bin").write_text(pointer.replace(hashlib.sha256(content).hexdigest(), "ab" * 32))
+        _git("add", "bad.bin", cwd=work, home=home)
+        _git("commit", "-qm", "bad", cwd=work, home=home)
+        refused = _git("push", "origin", "main", cwd=work, home=home)
+        assert refused.returncode != 0 and "was not uploaded to this hub" in refused.stderr
     finally:
         hub.stop()
