@@ -152,7 +152,9 @@ bpe.train_from_iterator(["the hub serves models and runs jobs next to the weight
                         min_frequency=1, special_tokens=["<|endoftext|>"])
 tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", unk_token="<|endoftext|>")
 torch.manual_seed(0)
-GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(folder)
+config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                    bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+GPT2LMHeadModel(config).save_pretrained(folder)
 tok.save_pretrained(folder)
 (folder / "README.md").write_text("---\npipeline_tag: text-generation\nlibrary_name: transformers\n---\n")
 api.create_repo("demo/tiny-gpt2", exist_ok=True)
