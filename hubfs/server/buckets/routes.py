@@ -18,7 +18,6 @@ uploading and changing files need a write token with write rights on the namespa
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -39,10 +38,7 @@ from hubfs.server.wire import caller_of, endpoint_of, hub_of, iso, read_body, re
 from hubfs.server.xet.cas import Cas
 from hubfs.server.xet.format import (
     XetFormatError,
-    check_cas_block,
-    check_file,
     hash_to_str,
-    parse_shard,
     str_to_hash,
 )
 from hubfs.server.xet.routes import MAX_SHARD_BODY, MAX_XORB_BODY, cas_instance
@@ -285,29 +281,11 @@ async def _shard(request: Request, instance: str) -> int:
 def commit_shard(cas: Cas, store: BucketStore, bucket_id: str, body: bytes) -> int:
     """Check a shard against the stored xorbs, hash each file's content, record the files in the Xet
     store and as uploads of the bucket; the number of files. 400 on the first problem."""
-    shard = parse_shard(body)
+    checked = cas.check_shard(body, sha256_given=False)  # hf_xet sends no sha256 for bucket files
     xet = cas.store
-    chunk_lists: dict[bytes, list[tuple[bytes, int]] | None] = {}
-
-    def chunks_of(h: bytes) -> list[tuple[bytes, int]] | None:
-        if h not in chunk_lists:
-            x = xet.xorb(h)
-            chunk_lists[h] = x.chunk_list() if x is not None else None
-        return chunk_lists[h]
-
-    for block in shard.cas:
-        stored = chunks_of(block.xorb)
-        if stored is None:
-            raise XetFormatError(f"The shard lists xorb {hash_to_str(block.xorb)}, which was never uploaded.")
-        check_cas_block(block, stored)
-    # hf_xet sends no sha256 for bucket files: the check runs without it and the hub computes it below
-    sizes = [check_file(dataclasses.replace(f, sha256=f.sha256 or "0" * 64), chunks_of) for f in shard.files]
-    if sum(sizes) > cas.max_shard_file_bytes:
-        raise PayloadTooLargeError(f"The shard describes {sum(sizes)} bytes of files; this hub takes at most "
-                                   f"{cas.max_shard_file_bytes} per shard.")
     files = []
     with cas.hub.reclaim.shared():
-        for f, size in zip(shard.files, sizes):
+        for f, size in zip(checked.shard.files, checked.sizes):
             known = xet.file(f.file_hash)
             if known is None:
                 digest = hashlib.sha256()
