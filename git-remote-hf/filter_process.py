@@ -137,12 +137,18 @@ class FilterServer:
         try:
             self.pkt.content(chunks)
         except (HubfsError, OSError) as err:
-            self.log.write(f"git-remote-hf: {err}\n")
-            self.pkt.flush()
-            self.pkt.text("status=error")
+            self._end_content(err)
             return
+        self._end_content(None)
+
+    def _end_content(self, err: Exception | None) -> None:
+        """Close the content; with ``err`` (logged), the final status says the content is not to be used."""
         self.pkt.flush()
-        self.pkt.flush()  # an empty status list: success stands
+        if err is not None:
+            self.log.write(f"git-remote-hf: {err}\n")
+            self.pkt.text("status=error")
+        else:
+            self.pkt.flush()  # an empty status list: success stands
 
     # -- clean ------------------------------------------------------------------------------------
 
@@ -231,12 +237,9 @@ class FilterServer:
                 raise HubfsError(f"LFS object {pointer.oid} in {self.store.objects} is corrupt ({found}{size} bytes); "
                                  "refused. Remove it and fetch again.")
         except (HubfsError, OSError) as err:
-            self.log.write(f"git-remote-hf: {err}\n")
-            self.pkt.flush()
-            self.pkt.text("status=error")
+            self._end_content(err)
             return
-        self.pkt.flush()
-        self.pkt.flush()  # an empty status list: success stands
+        self._end_content(None)
 
     def _fresh(self, oid: str) -> bool:
         """Whether this clone's download stored ``oid`` (hashed as it arrived, seconds ago), unless

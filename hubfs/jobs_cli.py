@@ -210,6 +210,16 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def job_options(p: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``uv run`` share, as ``hf jobs`` spells them."""
+    p.add_argument("--flavor", default="cpu-basic", help="hardware flavor (default cpu-basic)")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable (repeatable)")
+    p.add_argument("-s", "--secrets", action="append", metavar="K[=V]",
+                   help="secret variable; K alone takes the value of $K here (repeatable)")
+    p.add_argument("--timeout", help="time limit: seconds, or 90s, 5m, 2h, 1d, 1w")
+    p.add_argument("-d", "--detach", action="store_true", help="print the job id and return")
+
+
 def register(sub: Any) -> None:
     """Add ``hubfs jobs ...`` to the ``hubfs`` parser."""
     jobs = sub.add_parser("jobs", help="run and manage jobs on a hub (as `hf jobs`)").add_subparsers(
@@ -229,12 +239,7 @@ def register(sub: Any) -> None:
     common(p)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
-    p.add_argument("--flavor", default="cpu-basic", help="hardware flavor (default cpu-basic)")
-    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable (repeatable)")
-    p.add_argument("-s", "--secrets", action="append", metavar="K[=V]",
-                   help="secret variable; K alone takes the value of $K here (repeatable)")
-    p.add_argument("--timeout", help="time limit: seconds, or 90s, 5m, 2h, 1d, 1w")
-    p.add_argument("-d", "--detach", action="store_true", help="print the job id and return")
+    job_options(p)
     p.set_defaults(func=_checked_run)
 
     uv = jobs.add_parser("uv", help="run a Python script with inline dependencies (as `hf jobs uv run`)")
@@ -246,12 +251,7 @@ def register(sub: Any) -> None:
     p.add_argument("--with", dest="with_", action="append", metavar="DEP", help="extra dependency (repeatable)")
     p.add_argument("--python", help="Python version for uv")
     p.add_argument("--image", default=UV_IMAGE, help=f"image with uv (default {UV_IMAGE})")
-    p.add_argument("--flavor", default="cpu-basic", help="hardware flavor (default cpu-basic)")
-    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable (repeatable)")
-    p.add_argument("-s", "--secrets", action="append", metavar="K[=V]",
-                   help="secret variable; K alone takes the value of $K here (repeatable)")
-    p.add_argument("--timeout", help="time limit: seconds, or 90s, 5m, 2h, 1d, 1w")
-    p.add_argument("-d", "--detach", action="store_true", help="print the job id and return")
+    job_options(p)
     p.set_defaults(func=cmd_uv_run)
 
     p = jobs.add_parser("logs", help="print a job's logs (-f: until it ends)")
