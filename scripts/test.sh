@@ -72,10 +72,17 @@ echo "test.sh: ruff check hubfs git-remote-hf && mypy hubfs git_remote_hf"
 MYPYPATH=.venv/typecheck .venv/bin/mypy -p hubfs -p git_remote_hf
 # With no test paths named, the official-client compatibility suite runs a second time on PostgreSQL +
 # S3 (a throwaway cluster and moto's server, both started by tests/conftest.py).
+# The whole suite runs on 2 pytest-xdist workers, a test file per worker at a time (each worker has its own
+# session hub); `-n 0` (or any -n) in the arguments overrides that.
 whole_suite=1
-for arg in "$@"; do [ -e "${arg%%::*}" ] && whole_suite=0; done
-.venv/bin/python -m pytest "$@"
+workers=(-n 2 --dist loadfile)
+for arg in "$@"; do
+  [ -e "${arg%%::*}" ] && whole_suite=0
+  case "$arg" in -n|-n*|--numprocesses*) workers=() ;; esac
+done
+[ "$whole_suite" = 1 ] || workers=()
+.venv/bin/python -m pytest "${workers[@]}" "$@"
 if [ "$whole_suite" = 1 ] && [ -z "${HUBFS_TEST_BACKEND:-}" ]; then
   echo "test.sh: tests/compat again with PostgreSQL metadata and S3 objects"
-  HUBFS_TEST_BACKEND=postgres-s3 .venv/bin/python -m pytest "$@" tests/compat
+  HUBFS_TEST_BACKEND=postgres-s3 .venv/bin/python -m pytest "${workers[@]}" "$@" tests/compat
 fi

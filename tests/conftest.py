@@ -54,7 +54,14 @@ def _backend_args(root: Path) -> tuple[list[str], dict[str, str]]:
     return args, s3.hub_env
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """This process only hands tests to pytest-xdist workers (``-n N``, N > 0): each worker starts its own hub."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if _xdist_controller(config):
+        return
     root = Path(tempfile.mkdtemp(prefix="hubfs-tests-"))
     _SESSION.update(root=root)
     args, env = _backend_args(root)
