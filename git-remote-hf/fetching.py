@@ -5,13 +5,16 @@ a clone by a background process that git's checkout overlaps (:mod:`git_remote_h
 before the helper answers.
 
 During a clone (``option cloning true``) the new repository is first configured so that its checkout
-smudges LFS pointers through ``git-remote-hf filter-process`` (no git-lfs needed).
+smudges LFS pointers through ``git-remote-hf filter-process`` (no git-lfs needed), and the background
+download starts at once from the hub's tree listing of the remote HEAD (:func:`start_early`), while the
+pack streams; configuration is read once per run (:class:`~git_remote_hf.gitconfig.GitConfig`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
@@ -25,8 +28,9 @@ from hubfs.errors import HubfsError
 
 if TYPE_CHECKING:
     from git_remote_hf.helper import Session
+    from hubfs.lfs import LfsPointer
 
-__all__ = ["checkout_tips", "fetch_batch"]
+__all__ = ["checkout_tips", "fetch_batch", "start_early"]
 
 
 def fetch_batch(session: Session, lines: list[str]) -> None:
@@ -35,11 +39,8 @@ def fetch_batch(session: Session, lines: list[str]) -> None:
     for line in lines:
         _, sha, name = line.split(" ", 2)
         wanted[name] = sha
-    if session.options.cloning:
-        from git_remote_hf.lfs_store import configure_repo
-
-        configure_repo(session.git_dir)
-        _parallel_checkout(session)
+    if session.options.cloning and not session.configured:
+        _configure_clone(session)
     relay = SidebandRelay(session.progress)
     repo = Repo(str(session.git_dir))
     try:
@@ -69,7 +70,14 @@ def fetch_batch(session: Session, lines: list[str]) -> None:
         tips = checkout_tips(session, repo, wanted)
     finally:
         repo.close()
-    if tips:
+    early, session.early = session.early, None
+    if early is not None and tips != [early[1]]:  # the early download was for another commit: stop it
+        from git_remote_hf import background
+
+        background.stop(early[0])
+        mark("helper", "early-prefetch-stopped", f"checkout of {tips} instead of {early[1]}")
+        early = None
+    if tips and early is None:
         _prefetch_lfs(session, tips)
         mark("helper", "lfs-prefetch-done")
     if lock is not None:
@@ -79,13 +87,53 @@ def fetch_batch(session: Session, lines: list[str]) -> None:
     session.reply("")
 
 
-def _parallel_checkout(session: Session) -> None:
-    """Let the clone's checkout write files with one worker per core (``checkout.workers=0``, git >= 2.32;
-    an older git ignores it): git then queues the files that need no filter, so the LFS filter starts at
-    once and the background download runs while the workers write the rest. A ``checkout.workers`` the
-    user set (at any level, ``git clone -c checkout.workers=1`` included) is left as it is."""
-    if git(session.git_dir, "config", "--get", "checkout.workers", check=False).returncode == 1:
-        git(session.git_dir, "config", "--local", "checkout.workers", "0", check=False)
+def _configure_clone(session: Session) -> None:
+    """The new repository's local config, in one write: the LFS filter (:func:`configure_repo`) and parallel
+    checkout with one worker per core (``checkout.workers=0``, git >= 2.32; an older git ignores it): git
+    then queues the files that need no filter, so the LFS filter starts at once and the background
+    download runs while the workers write the rest. A ``checkout.workers`` the user set (at any level,
+    ``git clone -c checkout.workers=1`` included) is left as it is."""
+    from git_remote_hf.lfs_store import configure_repo
+
+    config = session.config
+    extra = [] if config.has("checkout.workers") else [("checkout.workers", "0")]
+    configure_repo(session.git_dir, config, extra)
+    session.configured = True
+
+
+def start_early(session: Session) -> None:
+    """At ``option cloning true`` (right after ``list``): configure the new repository and fork the
+    background download of the LFS objects of the commit the clone checks out (the remote HEAD's), named
+    by the hub's tree listing (:func:`git_remote_hf.background.start_listing`), so that it runs while the
+    pack is fetched and indexed. Nothing when the LFS download would not happen in the background anyway
+    (``GIT_LFS_SKIP_SMUDGE``, LFS or background off, a bare clone), or with ``GIT_REMOTE_HF_EARLY=0`` /
+    ``hf.lfs.early=false``: then it starts once the pack is in, from the trees themselves.
+    :func:`fetch_batch` stops it if the clone checks out another commit after all."""
+    from git_remote_hf import background
+    from git_remote_hf.lfs_select import PathFilter, listed_tree, skip_smudge
+    from git_remote_hf.lfs_store import lfs_enabled
+    from hubfs.client.api import HubClient
+
+    sha, config = session.head_sha, session.config
+    if sha is None or session.early is not None or skip_smudge() or config.get_bool("core.bare"):
+        return
+    if not (lfs_enabled(session.git_dir, config=config) and background.enabled(config.get_bool("hf.lfs.background"))
+            and background.early_enabled(config.get_bool("hf.lfs.early"))):
+        return
+    _configure_clone(session)
+    paths, remote = PathFilter.from_git(session.git_dir, config), session.remote
+    url = f"{HubClient.api_path(remote.repo_type, remote.repo_id)}/tree/{sha}"
+
+    def pages(client: HubClient) -> Iterator[list[tuple[str, LfsPointer]]]:
+        def list_dir(path: str, recursive: bool) -> Iterator[Any]:
+            where = url + ("/" + quote(path, safe="") if path else "")
+            return client.paginate(where, {"recursive": str(recursive).lower(), "expand": "false"})
+
+        return listed_tree(list_dir, paths)
+
+    pid = background.start_listing(session.git_dir, session.client, remote.lfs_url, pages)
+    if pid is not None:
+        session.early = (pid, sha)
 
 
 def _depth(session: Session, repo: Repo, shas: list[ObjectID]) -> int | None:
@@ -115,10 +163,11 @@ def checkout_tips(session: Session, repo: Repo, wanted: dict[str, str]) -> list[
     if session.options.cloning:
         if repo.get_config().get_boolean((b"core",), b"bare", False):
             return []  # a bare clone or mirror checks nothing out
-        head = session.symrefs.get(b"HEAD")
-        for name in ([head.decode()] if head else []) + ["HEAD"]:
+        for name in ([session.head_ref] if session.head_ref else []) + ["HEAD"]:  # as listed to git
             if name in wanted:
                 return [wanted[name]]
+        if session.head_sha is not None and session.head_sha in wanted.values():  # a detached HEAD (a tag, a commit)
+            return [session.head_sha]
         branches = [sha for name, sha in wanted.items() if name.startswith("refs/heads/")]
         return branches[:1]
     try:
@@ -145,10 +194,10 @@ def _prefetch_lfs(session: Session, tips: list[str]) -> None:
 
     try:
         # none with GIT_LFS_SKIP_SMUDGE, GIT_REMOTE_HF_LFS=0 or hf.lfs=false (LFS left to git-lfs, or to nothing)
-        wanted = wanted_objects(session.git_dir, tips)
+        wanted = wanted_objects(session.git_dir, tips, session.config)
         if not wanted:
             return
-        if session.options.cloning and background.enabled(_config_bool(session, "hf.lfs.background")) and \
+        if session.options.cloning and background.enabled(session.config.get_bool("hf.lfs.background")) and \
                 background.start(session.git_dir, session.client, session.remote.lfs_url, wanted):
             return
         from git_remote_hf.lfs_transfer import fetch_objects
@@ -160,7 +209,3 @@ def _prefetch_lfs(session: Session, tips: list[str]) -> None:
         session.err(f"git-remote-hf: warning: LFS download incomplete ({exc}); the checkout fetches what is missing, "
                     "and a rerun resumes.")
 
-
-def _config_bool(session: Session, key: str) -> str:
-    """``git config --type=bool --get key`` in the repo: ``true``, ``false`` or empty when unset."""
-    return git(session.git_dir, "config", "--type=bool", "--get", key, check=False).stdout.decode().strip()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from git_remote_hf.background import POLL, Watch
+from git_remote_hf.gitconfig import GitConfig
 from git_remote_hf.lfs_select import PathFilter, skip_smudge
 from git_remote_hf.lfs_store import LfsStore
 from git_remote_hf.pktline import PktLine
@@ -79,7 +80,8 @@ class FilterServer:
         self.store = LfsStore(git_dir)
         self.log = log if log is not None else sys.stderr
         self.skip = skip_smudge()
-        self.paths = PathFilter.from_git(git_dir)
+        self.config = GitConfig.read(git_dir)  # every setting below, from one read
+        self.paths = PathFilter.from_git(git_dir, self.config)
         self.delayed: dict[str, LfsPointer] = {}
         self.failed: dict[str, str] = {}
         self.smudged: dict[str, LfsPointer] = {}
@@ -249,8 +251,7 @@ class FilterServer:
         fresh = ((self.watch is not None and oid in self.watch.done)
                  or (self.background is not None and oid in self.background.stored))
         if fresh and self._verify_all is None:
-            self._verify_all = _git("--git-dir", str(self.git_dir), "config", "--type=bool", "--get",
-                                    "hf.lfs.verifySmudge") == "true"
+            self._verify_all = self.config.get_bool("hf.lfs.verifySmudge") is True
         return fresh and not self._verify_all
 
     def _start_fetch(self) -> None:
@@ -347,20 +348,18 @@ class FilterServer:
         from git_remote_hf.auth import client_for
         from git_remote_hf.url import parse_remote_url
 
-        gd = str(self.git_dir)
-        remotes = ["origin"] + [r for r in _git("--git-dir", gd, "remote").split() if r != "origin"]
-        for name in remotes:
-            url = _git("--git-dir", gd, "config", "--get", f"remote.{name}.url")
+        urls = self.config.matching("remote", "url")
+        for name in ["origin"] + sorted(r for r in urls if r != "origin"):
+            url = urls.get(name, "").removeprefix("hf::")
             if not url:
                 continue
-            url = url.removeprefix("hf::")
             try:
                 remote = parse_remote_url(url, os.environ)
             except HubfsError:
                 continue
             # remote.<name>.lfsurl is what configure_repo wrote for stock git-lfs; the helper itself follows
             # HF_ENDPOINT, as the git side does, unless lfs.url says otherwise
-            lfs_url = _git("--git-dir", gd, "config", "--get", "lfs.url") or remote.lfs_url
+            lfs_url = self.config.get("lfs.url") or remote.lfs_url
             return client_for(remote, self.git_dir), lfs_url
         raise HubfsError("no hf:// remote in this repository to fetch LFS objects from")
 
@@ -372,7 +371,7 @@ class FilterServer:
         Only files git wrote during this run, with the object's size, are considered, and the link is
         hashed before it replaces the object: a worktree file that differs never enters the store.
         """
-        mode = (_git("--git-dir", str(self.git_dir), "config", "--get", "hf.lfs.linkMode") or "reflink").lower()
+        mode = (self.config.get("hf.lfs.linkMode") or "reflink").lower()
         if mode not in ("reflink", "hardlink"):
             return
         self.store.tmp_dir.mkdir(parents=True, exist_ok=True)

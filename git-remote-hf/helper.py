@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from git_remote_hf.auth import client_for, git_credential
 from git_remote_hf.git_http import HubGitClient
+from git_remote_hf.gitconfig import GitConfig
 from git_remote_hf.messages import describe
 from git_remote_hf.url import Remote, parse_remote_url
 from hubfs.client.api import HubClient
@@ -118,6 +119,18 @@ class Session:
         self._git: HubGitClient | None = None
         self.symrefs: dict[bytes, bytes] = {}
         self.pushing = False
+        self.head_ref: str | None = None  # the branch the listed HEAD names (what a clone checks out)
+        self.head_sha: str | None = None  # its commit (or the commit of a detached HEAD)
+        self.early: tuple[int, str] | None = None  # (pid, commit) of a clone's early LFS download
+        self.configured = False  # the clone's local config is written
+        self._config: GitConfig | None = None
+
+    @property
+    def config(self) -> GitConfig:
+        """The repository's git configuration, read once (:class:`GitConfig`)."""
+        if self._config is None:
+            self._config = GitConfig.read(self.git_dir)
+        return self._config
 
     # -- clients ------------------------------------------------------------------------------------
 
@@ -191,6 +204,7 @@ class Session:
         self.symrefs = dict(symrefs)
         lines = [":object-format sha1"] if self.options.object_format else []
         head = _head_line(self.remote, refs, symrefs, peeled) if not for_push else None
+        self.head_ref, self.head_sha = _head_target(head, refs, peeled)
         for name, sha in sorted(refs.items()):
             if sha is None or name == b"HEAD" or name.endswith(b"^{}"):
                 continue
@@ -200,6 +214,19 @@ class Session:
         if head:
             lines.append(head)
         self.reply(*lines, "")
+
+
+def _head_target(head: str | None, refs: dict[bytes, bytes | None], peeled: dict[bytes, bytes]
+                 ) -> tuple[str | None, str | None]:
+    """(branch, commit) of the ``HEAD`` line given to git (``@<branch> HEAD`` or ``<sha> HEAD``)."""
+    if not head:
+        return None, None
+    target = head.split(" ", 1)[0]
+    if not target.startswith("@"):
+        return None, target
+    name = target[1:].encode()
+    sha = refs.get(name)
+    return target[1:], (peeled.get(name, sha).decode() if sha else None)
 
 
 def _head_line(remote: Remote, refs: dict[bytes, bytes | None], symrefs: dict[bytes, bytes],
@@ -226,7 +253,7 @@ def _head_line(remote: Remote, refs: dict[bytes, bytes | None], symrefs: dict[by
 
 def serve(session: Session, stdin: BinaryIO) -> int:
     """Answer git's commands until it closes stdin or sends the final blank line."""
-    from git_remote_hf.fetching import fetch_batch
+    from git_remote_hf.fetching import fetch_batch, start_early
     from git_remote_hf.pushing import push_batch
     from git_remote_hf.trace import mark
 
@@ -245,8 +272,12 @@ def serve(session: Session, stdin: BinaryIO) -> int:
         elif line.startswith("option "):
             name, _, value = line[len("option "):].partition(" ")
             session.reply(session.options.set(name, value))
+            if name == "cloning" and session.options.cloning:
+                start_early(session)
         elif line in ("list", "list for-push"):
             session.list_refs(for_push=line == "list for-push")
+            if session.options.cloning and not session.pushing:
+                start_early(session)
         elif line.startswith("fetch "):
             fetch_batch(session, _batch(line, stdin))
         elif line.startswith("push "):

@@ -2,7 +2,8 @@
 
 Trees are listed by git itself (``git ls-tree -r -l``) and the candidate blobs (under 1,024 bytes, git-lfs's
 cutoff) read in one ``git cat-file --batch``; a blob is a pointer only if it parses strictly
-(:meth:`hubfs.lfs.LfsPointer.parse`).
+(:meth:`hubfs.lfs.LfsPointer.parse`). Before the pack has arrived, the hub's tree listing names them
+(:func:`listed_pointers`): a clone's download starts from it (:mod:`git_remote_hf.background`).
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import fnmatch
 import os
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from git_remote_hf.gitconfig import GitConfig
 from git_remote_hf.lfs_store import lfs_enabled
 from hubfs.errors import HubfsError
-from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer
+from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer, is_valid_oid
 
-__all__ = ["PathFilter", "skip_smudge", "tree_pointers", "wanted_objects"]
+__all__ = ["PathFilter", "listed_pointers", "listed_tree", "skip_smudge", "tree_pointers", "wanted_objects"]
 
 
 def skip_smudge(env: Mapping[str, str] | None = None) -> bool:
@@ -47,16 +50,12 @@ class PathFilter:
     exclude: tuple[str, ...] = ()
 
     @classmethod
-    def from_git(cls, git_dir: Path) -> PathFilter:
-        """The patterns in the repo's git config (any level)."""
-        out = subprocess.run(["git", "--git-dir", str(git_dir), "config", "-z", "--get-regexp",
-                              r"^lfs\.fetch(in|ex)clude$"], capture_output=True, text=True, check=False).stdout
-        found: dict[str, list[str]] = {"lfs.fetchinclude": [], "lfs.fetchexclude": []}
-        for record in out.split("\0"):
-            key, _, value = record.partition("\n")
-            if key.lower() in found:
-                found[key.lower()] += _split(value)
-        return cls(tuple(found["lfs.fetchinclude"]), tuple(found["lfs.fetchexclude"]))
+    def from_git(cls, git_dir: Path, config: GitConfig | None = None) -> PathFilter:
+        """The patterns in the repo's git config (any level; ``config`` when the caller read it already)."""
+        config = config or GitConfig.read(Path(git_dir))
+        include = [p for v in config.get_all("lfs.fetchinclude") if v for p in _split(v)]
+        exclude = [p for v in config.get_all("lfs.fetchexclude") if v for p in _split(v)]
+        return cls(tuple(include), tuple(exclude))
 
     def allows(self, path: str) -> bool:
         if self.include and not any(_matches(path, p) for p in self.include):
@@ -115,10 +114,53 @@ def tree_pointers(git_dir: Path, tips: Iterable[str], paths: PathFilter | None =
     return out
 
 
-def wanted_objects(git_dir: Path, tips: list[str]) -> list[tuple[str, LfsPointer]]:
+def wanted_objects(git_dir: Path, tips: list[str], config: GitConfig | None = None) -> list[tuple[str, LfsPointer]]:
     """``(path, pointer)`` of the LFS files in the trees of ``tips`` (in path order) that a checkout smudges
     and ``lfs.fetchinclude``/``lfs.fetchexclude`` allow: none with ``GIT_LFS_SKIP_SMUDGE=1``, or when the
     user opted out of the helper's LFS handling (:func:`~git_remote_hf.lfs_store.lfs_enabled`)."""
-    if skip_smudge() or not tips or not lfs_enabled(git_dir):
+    if skip_smudge() or not tips:
         return []
-    return tree_pointers(git_dir, tips, PathFilter.from_git(git_dir))
+    config = config or GitConfig.read(Path(git_dir))
+    if not lfs_enabled(git_dir, config=config):
+        return []
+    return tree_pointers(git_dir, tips, PathFilter.from_git(git_dir, config))
+
+
+def listed_pointers(entries: Iterable[object], paths: PathFilter | None = None, batch: int = 100
+                    ) -> Iterator[list[tuple[str, LfsPointer]]]:
+    """``(path, pointer)`` of the LFS files among the entries of a hub tree listing (``GET .../tree/<sha>?
+    recursive=true``: ``{"type": "file", "path", "lfs": {"oid", "size"}}``), in groups of up to ``batch`` as
+    the (paginated, lazily fetched) ``entries`` come; entries that are not well-formed are skipped."""
+    group: list[tuple[str, LfsPointer]] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") != "file" or not isinstance(entry.get("lfs"), dict):
+            continue
+        path, oid, size = entry.get("path"), entry["lfs"].get("oid"), entry["lfs"].get("size")
+        if not isinstance(path, str) or not isinstance(oid, str) or not is_valid_oid(oid) \
+                or type(size) is not int or size < 0:
+            continue
+        if paths is None or paths.allows(path):
+            group.append((path, LfsPointer(oid, size)))
+            if len(group) >= batch:
+                yield group
+                group = []
+    if group:
+        yield group
+
+
+def listed_tree(list_dir: Callable[[str, bool], Iterable[object]], paths: PathFilter | None = None,
+                workers: int = 4) -> Iterator[list[tuple[str, LfsPointer]]]:
+    """:func:`listed_pointers` of a whole commit, listed folder by folder: ``list_dir(path, recursive)`` gives
+    the tree entries of ``path`` ("" for the root). The root is listed alone, then each top-level folder
+    recursively, ``workers`` at a time (a paginated recursive listing of the root would be one request
+    after another, each as costly to the server as the whole tree); groups come as folders are listed."""
+    root = list(list_dir("", False))
+    yield from listed_pointers(root, paths)
+    folders = [e["path"] for e in root if isinstance(e, dict) and e.get("type") == "directory"
+               and isinstance(e.get("path"), str)]
+    if not folders:
+        return
+    with ThreadPoolExecutor(min(workers, len(folders)), thread_name_prefix="lfs-list") as pool:
+        listings = [pool.submit(lambda folder: list(list_dir(folder, True)), folder) for folder in folders]
+        for done in as_completed(listings):
+            yield from listed_pointers(done.result(), paths)

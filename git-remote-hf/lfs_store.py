@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from git_remote_hf.gitconfig import GitConfig
 from hubfs.errors import IntegrityError
 from hubfs.lfs import LfsPointer, is_valid_oid
 
@@ -122,21 +122,16 @@ class LfsStore:
             return self.add_stream(iter(lambda: f.read(1 << 20), b""))
 
 
-def _git_config(git_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "--git-dir", str(git_dir), "config", *args], capture_output=True, text=True,
-                          check=False)
-
-
-def lfs_enabled(git_dir: Path, env: Mapping[str, str] | None = None) -> bool:
-    """False when the user opted out: ``GIT_REMOTE_HF_LFS=0`` or git config ``hf.lfs=false``."""
+def lfs_enabled(git_dir: Path, env: Mapping[str, str] | None = None, config: GitConfig | None = None) -> bool:
+    """False when the user opted out: ``GIT_REMOTE_HF_LFS=0`` or git config ``hf.lfs=false`` (read from
+    ``config`` when given)."""
     value = (os.environ if env is None else env).get(OPT_OUT_ENV, "").strip().lower()
     if value in ("0", "false", "no", "off"):
         return False
-    answer = _git_config(git_dir, "--type=bool", "--get", "hf.lfs")
-    return answer.stdout.strip() != "false"
+    return (config or GitConfig.read(Path(git_dir))).get_bool("hf.lfs") is not False
 
 
-def configure_repo(git_dir: Path) -> None:
+def configure_repo(git_dir: Path, config: GitConfig | None = None, extra: Sequence[tuple[str, str]] = ()) -> None:
     """Make git use ``git-remote-hf filter-process`` for ``filter=lfs`` paths of this repo (local config,
     which wins over a global git-lfs install), required, so a failed smudge stops the checkout rather than
     leaving a pointer in the worktree. Does nothing when the user opted out (:func:`lfs_enabled`).
@@ -144,35 +139,34 @@ def configure_repo(git_dir: Path) -> None:
     git >= 2.11 uses ``filter.lfs.process``; ``clean``/``smudge`` are not set (git-lfs's global ones,
     if any, are ignored by a git that has ``process``). Each ``hf://`` remote without one gets
     ``remote.<name>.lfsurl`` (its http LFS endpoint, no credentials), so that stock git-lfs commands and
-    hooks, which cannot derive it from an ``hf://`` URL, reach the same server.
+    hooks, which cannot derive it from an ``hf://`` URL, reach the same server. ``extra`` settings are
+    written along (one write for all: :meth:`GitConfig.set_local`); ``config`` is the repo's config, read
+    once by the caller (read here when None).
     """
     git_dir = Path(git_dir)
-    if not lfs_enabled(git_dir):
+    config = config or GitConfig.read(git_dir)
+    if not lfs_enabled(git_dir, config=config):
+        config.set_local(list(extra))
         return
     settings = [("filter.lfs.process", FILTER_PROCESS), ("filter.lfs.required", "true")]
-    settings += [(f"remote.{name}.lfsurl", url) for name, url in hf_remotes(git_dir).items()
-                 if _git_config(git_dir, "--get", f"remote.{name}.lfsurl").returncode != 0]
-    for key, value in settings:
-        answer = _git_config(git_dir, "--local", key, value)
-        if answer.returncode != 0:
-            raise OSError(f"git config {key} failed in {git_dir}: {answer.stderr.strip()}")
+    settings += [(f"remote.{name}.lfsurl", url) for name, url in hf_remotes(git_dir, config=config).items()
+                 if not config.has(f"remote.{name}.lfsurl")]
+    config.set_local(settings + list(extra))
     (git_dir / "lfs").mkdir(exist_ok=True)
 
 
-def hf_remotes(git_dir: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+def hf_remotes(git_dir: Path, env: Mapping[str, str] | None = None, config: GitConfig | None = None) -> dict[str, str]:
     """``{remote name: LFS endpoint}`` for the repo's remotes whose URL is an ``hf://`` (or ``hf::``) URL."""
     from git_remote_hf.url import parse_remote_url
     from hubfs.errors import HubfsError
 
-    out = _git_config(Path(git_dir), "-z", "--get-regexp", r"^remote\..*\.url$").stdout
     found = {}
-    for record in out.split("\0"):
-        key, _, url = record.partition("\n")
-        if not key or not url.startswith(("hf://", "hubfs://", "hf::")):
+    for name, url in (config or GitConfig.read(Path(git_dir))).matching("remote", "url").items():
+        if not url.startswith(("hf://", "hubfs://", "hf::")):
             continue
         try:
             remote = parse_remote_url(url.removeprefix("hf::"), os.environ if env is None else env)
         except HubfsError:
             continue
-        found[key[len("remote."):-len(".url")]] = remote.lfs_url
+        found[name] = remote.lfs_url
     return found

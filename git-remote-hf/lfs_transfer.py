@@ -2,7 +2,8 @@
 
 Download (:func:`prefetch`, :func:`fetch_objects`): up to 100 objects per batch call; the next batch call
 is in flight while the objects of the previous ones download; GETs run 8 at a time at first, one more
-after each object that arrived (up to 64), half as many after a failure. An object of up to 1 MiB is
+after each object that took 30 ms or more to arrive (a latency-bound link; up to 64), half as many
+after a failure. An object of up to 1 MiB is
 fetched whole into memory; a bigger one streams into ``.git/lfs/incomplete/<oid>`` through
 :func:`hubfs.client.download.fetch_file` (8-16 MiB ranges; the partial file is resumed with a Range
 request, in the same run after a dropped connection and on a rerun), at most 8 such at once (2 of 64 MiB
@@ -15,11 +16,13 @@ the same machinery fed over time, for the filter's delayed smudges. Upload (:fun
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -29,7 +32,6 @@ from git_remote_hf.lfs_select import wanted_objects
 from git_remote_hf.lfs_store import LfsStore
 from hubfs.client.api import HubClient
 from hubfs.client.commit import Add, upload_lfs_objects
-from hubfs.client.download import PARALLEL_MIN, RemoteFile, fetch_file
 from hubfs.client.fetch import RangeFetcher
 from hubfs.errors import HubfsError, IntegrityError, LfsTransferError
 from hubfs.lfs import LfsPointer
@@ -44,6 +46,9 @@ SMALL = 1 << 20  # objects up to this size are fetched whole into memory (no par
 MEDIUM_STREAMS, LARGE_STREAMS = 8, 2  # objects over SMALL, and of PARALLEL_MIN and more, at once
 BATCHES_AHEAD = 2
 MIN_STREAMS, START_STREAMS, MAX_STREAMS = 2, 8, 64
+SLOW = 0.03  # seconds: an object that took this long says the link is latency-bound (see _Limiter)
+STREAMS_ENV = "GIT_REMOTE_HF_STREAMS"
+REUSE_ENV = "GIT_REMOTE_HF_REUSE_BUFFERS"
 LFS_JSON = "application/vnd.git-lfs+json"
 
 
@@ -83,25 +88,40 @@ def fetch_objects(git_dir: Path, client: HubClient, lfs_url: str, pointers: Iter
 
 
 class _Limiter:
-    """Adaptive concurrency: ``limit`` streams at once, +1 per success up to MAX_STREAMS, halved on failure."""
+    """Adaptive concurrency: ``limit`` streams at once (START_STREAMS at first), halved on a failure; one
+    more after each success that took SLOW seconds or longer (a link where round trips, not bytes, bound
+    the rate: more streams in flight help), up to MAX_STREAMS; a quick success (loopback, a LAN) leaves
+    it as it is, since more threads there only cost CPU. ``GIT_REMOTE_HF_STREAMS=grow`` adds one after
+    every success, whatever it took (the former rule)."""
 
-    def __init__(self) -> None:
+    def __init__(self, grow_always: bool | None = None) -> None:
         self.limit, self.active = START_STREAMS, 0
+        self.grow_always = (os.environ.get(STREAMS_ENV, "").strip().lower() == "grow") if grow_always is None \
+            else grow_always
         self._cond = threading.Condition()
 
-    def __enter__(self) -> None:
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one stream for the body; it counts as a failure if the body raises."""
         with self._cond:
             self._cond.wait_for(lambda: self.active < self.limit)
             self.active += 1
+        t0 = time.monotonic()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.done(ok, time.monotonic() - t0)
 
-    def done(self, ok: bool) -> None:
+    def done(self, ok: bool, seconds: float = 0.0) -> None:
         with self._cond:
             self.active -= 1
-            self.limit = min(MAX_STREAMS, self.limit + 1) if ok else max(MIN_STREAMS, self.limit // 2)
+            if not ok:
+                self.limit = max(MIN_STREAMS, self.limit // 2)
+            elif self.grow_always or seconds >= SLOW:
+                self.limit = min(MAX_STREAMS, self.limit + 1)
             self._cond.notify_all()
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.done(exc_type is None)
 
 
 class _Downloads:
@@ -120,6 +140,17 @@ class _Downloads:
         self.errors: list[str] = []
         self.on_done: Callable[[LfsPointer, str | None], None] | None = None  # told of each object settled
         self._lock = threading.Lock()
+        self._buffers = threading.local()  # each stream thread's receive buffer (SMALL bytes), reused
+
+    def _buffer(self, size: int) -> memoryview:
+        """This thread's receive buffer, ``size`` bytes of it: one allocation per thread rather than a fresh
+        (mapped, page-faulted, zeroed) 1 MiB per object. ``GIT_REMOTE_HF_REUSE_BUFFERS=0``: a new one each time."""
+        if os.environ.get(REUSE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+            return memoryview(bytearray(size))
+        buf = getattr(self._buffers, "buf", None)
+        if buf is None or len(buf) < size:
+            buf = self._buffers.buf = bytearray(max(size, SMALL))
+        return memoryview(buf)[:size]
 
     def __enter__(self) -> Self:
         return self
@@ -192,7 +223,7 @@ class _Downloads:
         if not action or not action.get("href"):
             return "the server sent no download action"
         try:
-            with self.limiter:
+            with self.limiter.slot():
                 self._download(pointer, action["href"], action.get("header") or {})
         except IntegrityError as err:
             return f"refused: {err} (not stored)"
@@ -204,6 +235,9 @@ class _Downloads:
         if not header and pointer.size <= SMALL:  # one request into memory, checked, one write
             self._download_small(pointer, href)
         else:  # bounded memory: a medium object holds an 8 MiB buffer, a large one up to 6 x 16 MiB ranges
+            # imported here: the module (tqdm, the file cache's locks) costs a clone's processes 0.1-0.2 s
+            from hubfs.client.download import PARALLEL_MIN, RemoteFile, fetch_file
+
             with self.large if pointer.size >= PARALLEL_MIN else self.medium:
                 tmp = self.store.incomplete(pointer.oid)
                 if header:  # an action that needs its own headers: streamed through the transport
@@ -216,8 +250,7 @@ class _Downloads:
             self.progress.object_done()
 
     def _download_small(self, pointer: LfsPointer, href: str) -> None:
-        buf = bytearray(pointer.size)
-        view, got = memoryview(buf), 0
+        view, got = self._buffer(pointer.size), 0
         while got < pointer.size:
             n, _ = self.fetcher.fetch_into(href, got, view[got:])
             if n == 0:
@@ -226,7 +259,7 @@ class _Downloads:
         digest = hashlib.sha256(view[:got]).hexdigest()
         if got != pointer.size or digest != pointer.oid:
             raise IntegrityError(f"got {got} bytes with sha256 {digest}")
-        self.store.put_verified(buf, pointer)
+        self.store.put_verified(view, pointer)
         if self.progress is not None:
             self.progress.update(got)
 
@@ -235,12 +268,15 @@ class BackgroundFetch:
     """Downloads fed over time (the filter's delayed smudges, as git sends them): :meth:`submit` starts the
     batch calls at once (up to 100 objects each, pipelined) and each object's GET as its batch answers;
     :meth:`wait` blocks until one of the given objects is settled (stored, or failed with a reason in
-    ``failed``), so git can check out what arrived while the rest downloads. :meth:`close` waits for
-    what is in flight."""
+    ``failed``), so git can check out what arrived while the rest downloads; :meth:`drain` blocks until
+    every submitted object is settled. :meth:`close` waits for what is in flight. ``on_done(pointer, why)``
+    is told of each object as it settles (``why`` None once it is stored)."""
 
-    def __init__(self, git_dir: Path, client: HubClient, lfs_url: str, names: dict[str, str]) -> None:
+    def __init__(self, git_dir: Path, client: HubClient, lfs_url: str, names: dict[str, str],
+                 on_done: Callable[[LfsPointer, str | None], None] | None = None) -> None:
         self.run = _Downloads(client, LfsStore(git_dir), batch_url(lfs_url), None, None, names)
         self.run.on_done = self._settle
+        self.on_done = on_done
         self.failed: dict[str, str] = {}
         self.stored: set[str] = set()  # downloaded (and verified) by this fetch
         self._submitted: set[str] = set()
@@ -267,6 +303,8 @@ class BackgroundFetch:
             self.run.streams.submit(self.run._one, pointer, by_oid.get(pointer.oid))
 
     def _settle(self, pointer: LfsPointer, why: str | None) -> None:
+        if self.on_done is not None:
+            self.on_done(pointer, why)
         with self._cond:
             self._settled.add(pointer.oid)
             if why is not None:
@@ -274,6 +312,11 @@ class BackgroundFetch:
             else:
                 self.stored.add(pointer.oid)
             self._cond.notify_all()
+
+    def drain(self) -> None:
+        """Block until every object submitted so far is settled."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._submitted <= self._settled)
 
     def wait(self, oids: set[str], gather: float = 0.05) -> None:
         """Block until one of ``oids`` is settled or not being fetched (at once for none); then up to

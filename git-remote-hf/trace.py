@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["TRACE_ENV", "mark"]
+__all__ = ["TRACE_ENV", "mark", "mark_cpu"]
 
 TRACE_ENV = "GIT_REMOTE_HF_TRACE"
 
@@ -29,3 +29,13 @@ def mark(role: str, phase: str, detail: str = "") -> None:
             os.close(fd)
     except OSError:
         pass  # tracing never breaks a clone
+
+
+def mark_cpu(role: str) -> None:
+    """Record the CPU time this process has used (user + system, its threads included), when tracing."""
+    if not os.environ.get(TRACE_ENV):
+        return
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    mark(role, "cpu", f"{used.ru_utime:.2f}u+{used.ru_stime:.2f}s")

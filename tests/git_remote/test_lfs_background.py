@@ -42,11 +42,14 @@ def own_fetches(trace: Path) -> int:
     return sum(int(detail.split()[0]) for _, role, phase, detail in marks(trace) if (role, phase) == ("filter", "own-fetch"))
 
 
-@pytest.mark.parametrize("switch", ["default", "env-off", "config-off"])
+@pytest.mark.parametrize("switch", ["default", "config-once-off", "early-env-off", "early-config-off", "env-off",
+                                    "config-off"])
 def test_clone_downloads_lfs_in_the_background_or_in_the_helper(tmp_path: Path, env: dict[str, str], hub,
                                                                 switch: str) -> None:
-    """By default a child process downloads while git checks out (with parallel checkout), and the filter
-    takes every object from it; switched off, the helper downloads before it answers. Same worktree either way."""
+    """By default a child process, started from the hub's tree listing before the pack arrives, downloads
+    while git fetches and checks out (with parallel checkout), and the filter takes every object from it;
+    with the early start off the child starts once the pack is in (from the trees); with the background
+    download off, the helper downloads before it answers. Same worktree every way."""
     files = {f"w/{i:02d}.bin": os.urandom(20_000 + i) for i in range(40)}
     files.update({f"t/{i:02d}.txt": b"text %d\n" % i for i in range(60)})
     with HubClient(hub.endpoint, hub.admin_token) as client:
@@ -58,6 +61,12 @@ def test_clone_downloads_lfs_in_the_background_or_in_the_helper(tmp_path: Path, 
         run_env["GIT_REMOTE_HF_BACKGROUND"] = "0"
     elif switch == "config-off":
         options = ["-c", "hf.lfs.background=false", "-c", "checkout.workers=1"]
+    elif switch == "config-once-off":  # a git config call per lookup and per setting: the same clone
+        run_env["GIT_REMOTE_HF_CONFIG_ONCE"] = "0"
+    elif switch == "early-env-off":
+        run_env["GIT_REMOTE_HF_EARLY"] = "0"
+    elif switch == "early-config-off":
+        options = ["-c", "hf.lfs.early=false"]
     git(run_env, tmp_path, "clone", "-q", *options, f"hf://{repo_id}", "c")
     repo = tmp_path / "c"
     for name, content in files.items():
@@ -67,12 +76,19 @@ def test_clone_downloads_lfs_in_the_background_or_in_the_helper(tmp_path: Path, 
     seen = marks(trace)
     helper = {pid for pid, role, _, _ in seen if role == "helper"}
     child = [(pid, phase, detail) for pid, role, phase, detail in seen if role == "prefetch"]
-    if switch == "default":
+    phases = [phase for _, _, phase, _ in seen]
+    if switch in ("default", "config-once-off"):
+        assert "early-prefetch" in phases and "background-prefetch" not in phases
+        assert phases.index("early-prefetch") < phases.index("pack-received")  # before the pack was in
+        assert ("listed", "40 objects") in [(phase, detail) for _, phase, detail in child]
+    elif switch.startswith("early"):
         assert any(phase == "background-prefetch" and detail.endswith("40 objects") for _, _, phase, detail in seen)
+        assert "early-prefetch" not in phases
+    if switch in ("env-off", "config-off"):
+        assert not child and "background-prefetch" not in phases and "early-prefetch" not in phases
+    else:
         assert child and {pid for pid, _, _ in child}.isdisjoint(helper)  # another process
         assert ("done", "0 failed") in [(phase, detail) for _, phase, detail in child]
-    else:
-        assert not child and not any(phase == "background-prefetch" for _, _, phase, _ in seen)
     assert own_fetches(trace) == 0  # the filter found every object stored, or brought by the child
     # parallel checkout (one worker per core) unless the user chose a number of workers
     workers = git(env, repo, "config", "--local", "checkout.workers").stdout.strip()
@@ -157,7 +173,7 @@ def test_the_child_ends_when_the_repository_is_removed(tmp_path: Path, env: dict
         git({**env, "HF_ENDPOINT": proxy.endpoint, TRACE_ENV: str(trace)}, tmp_path, "clone", "-q", "--no-checkout",
             f"hf://{repo_id}", "c")
         child = {int(detail.split()[1].rstrip(",")) for _, _, phase, detail in marks(trace)
-                 if phase == "background-prefetch"}  # "pid N, M objects", written before the fork's answer
+                 if phase in ("early-prefetch", "background-prefetch")}  # "pid N[, M objects]", at the fork
         assert len(child) == 1 and _alive(*child) and (tmp_path / "c/.git/lfs" / STATUS_FILE).exists()
         subprocess.run(["rm", "-rf", str(tmp_path / "c")], check=True)
         deadline = time.monotonic() + 3  # the download itself would take 6 s more
