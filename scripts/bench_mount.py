@@ -10,6 +10,9 @@ uploaded by huggingface_hub, in one run:
    answer), against the ``hf://`` filesystem's own throughput: ``hubfs.fs.HubFileSystem().open()``
    read in 8 MiB ``read()`` calls with an empty ``HF_HUB_CACHE`` (as in bench_fs.py). Best of
    ``--runs``; every 64th block and the last one are compared with the source after the clock stops.
+   Also shown: the daemon's CPU seconds per GiB (``/proc/PID/stat``; steadier than MiB/s on a busy
+   machine); ``--compare-hugepages`` adds, in turns, cold reads on a mount started with
+   ``HUBFS_MOUNT_HUGEPAGES=0`` (its heap, where the read buffers live, in 4 KiB pages).
 2. **Warm re-read**: right after each cold read, the same file is read three more times through the
    same mount (``keep_cache``: the kernel's page cache answers), in turns with a local copy of the same
    bytes already in the page cache (read once untimed first), 1 MiB calls as well: both are measured
@@ -72,6 +75,7 @@ from benchlib import (
     add_numbers,
     add_output_args,
     arg_parser,
+    cpu_seconds,
     fuse_unmount,
     is_mounted,
     spawn,
@@ -86,6 +90,7 @@ from benchlib.proxy import MAX_EXCHANGES, ProxyHandle
 from benchlib.table import Row, print_table, size_label, verdict
 
 MIB = 1 << 20
+GIB = 1 << 30
 GB = 1_000_000_000
 BLOCK = 1 << 20  # the mount's and the page cache's read() size (dd bs=1M)
 HF_BLOCK = 8 << 20  # hf://'s read() size (as in bench_fs.py)
@@ -159,13 +164,15 @@ class Mount:
 
 
 @contextlib.contextmanager
-def hubfs_mount(repo: str, mountpoint: Path, endpoint: str, token: str, cache: Path) -> Iterator[Mount]:
-    """``hubfs mount REPO MOUNTPOINT`` (a daemon) with an empty ``cache``; unmounted with ``hubfs umount``
-    (then ``fusermount3 -u``, then the daemon stopped by its PID) however the body ends."""
+def hubfs_mount(repo: str, mountpoint: Path, endpoint: str, token: str, cache: Path,
+                extra_env: dict[str, str] | None = None) -> Iterator[Mount]:
+    """``hubfs mount REPO MOUNTPOINT`` (a daemon) with an empty ``cache`` and ``extra_env`` set; unmounted
+    with ``hubfs umount`` (then ``fusermount3 -u``, then the daemon stopped by its PID) however the body
+    ends."""
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
     mountpoint.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_TOKEN": token}  # not --token: it would show in `ps`
+    env = {**os.environ, **(extra_env or {}), "HF_TOKEN": token}  # not --token: it would show in `ps`
     pid = None
     try:
         t0 = time.perf_counter()
@@ -274,6 +281,7 @@ def read_hf(endpoint: str, token: str, size: int, source: Path, cache: Path) -> 
     return secs
 
 
+NO_HP = "mount cold, HUBFS_MOUNT_HUGEPAGES=0"  # the --compare-hugepages variant
 WARM_READS = 3  # warm re-reads of the mount, each followed by one of the local copy: best of each
 
 
@@ -322,22 +330,36 @@ def page_sizes(path: Path, pages: int = 16384) -> dict[str, int] | None:
 def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: RequestLog,
                args: argparse.Namespace) -> dict[str, Any]:
     size = source.stat().st_size
-    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": []}
+    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: []}
+    daemon_cpu: dict[str, list[float]] = {"mount cold": [], NO_HP: []}  # the daemon's CPU seconds per GiB read
     gb_s: dict[str, list[float]] = {"mount warm": [], "page cache": []}
     every: dict[str, list[list[float]]] = {"mount warm": [], "page cache": []}
     mount_requests = []
     warm_requests: list[list[int]] = []  # per warm re-read: pages the kernel no longer had, asked again
     folios: dict[str, Any] = {}
+    whos = ["mount", "hf", *(["nohp"] if args.compare_hugepages else [])]
     for i in range(args.runs):
-        order = ("mount", "hf") if i % 2 == 0 else ("hf", "mount")
+        order = whos[i % len(whos):] + whos[:i % len(whos)]  # each goes first in turn
         for who in order:
             if who == "hf":
                 mib_s["hf://"].append(size / read_hf(endpoint, token, size, source, tmp / "hf-cache") / MIB)
                 shutil.rmtree(tmp / "hf-cache", ignore_errors=True)
                 continue
+            if who == "nohp":
+                with hubfs_mount(REPO_READ, tmp / "mnt-read", endpoint, token, tmp / "mount-cache",
+                                 {"HUBFS_MOUNT_HUGEPAGES": "0"}) as m:
+                    cpu = cpu_seconds(m.pid) if m.pid else 0.0
+                    mib_s[NO_HP].append(size / read_file(m.path / BIG_NAME, size, source) / MIB)
+                    if m.pid:
+                        daemon_cpu[NO_HP].append((cpu_seconds(m.pid) - cpu) * GIB / size)
+                shutil.rmtree(tmp / "mount-cache", ignore_errors=True)
+                continue
             requests.mark()
             with hubfs_mount(REPO_READ, tmp / "mnt-read", endpoint, token, tmp / "mount-cache") as m:
+                cpu = cpu_seconds(m.pid) if m.pid else 0.0
                 mib_s["mount cold"].append(size / read_file(m.path / BIG_NAME, size, source) / MIB)
+                if m.pid:
+                    daemon_cpu["mount cold"].append((cpu_seconds(m.pid) - cpu) * GIB / size)
                 mount_requests.append(len(requests.since_mark()))
                 # warm: the mount and the local copy read in turns, in the same minute (whatever else runs on
                 # the machine weighs on both alike); the local copy is read once untimed first, as the mount was
@@ -356,13 +378,16 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
                 if not folios:
                     folios = {"mount": page_sizes(m.path / BIG_NAME), "local": page_sizes(source)}
             shutil.rmtree(tmp / "mount-cache", ignore_errors=True)
-        print(f"  read run {i + 1}: cold mount {mib_s['mount cold'][-1]:,.0f} MiB/s ({mount_requests[-1]} requests), "
-              f"hf:// {mib_s['hf://'][-1]:,.0f} MiB/s; warm mount {span(every['mount warm'][-1], '.2f')} GB/s "
+        cpu_note = (f", daemon {daemon_cpu['mount cold'][-1]:.2f} CPU-s/GiB" if daemon_cpu["mount cold"] else "") + (
+            f"; 4 KiB-page heap {mib_s[NO_HP][-1]:,.0f} MiB/s" if mib_s[NO_HP] else "") + (
+            f", daemon {daemon_cpu[NO_HP][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_HP] else "")
+        print(f"  read run {i + 1}: cold mount {mib_s['mount cold'][-1]:,.0f} MiB/s ({mount_requests[-1]} requests"
+              f"{cpu_note}), hf:// {mib_s['hf://'][-1]:,.0f} MiB/s; warm mount {span(every['mount warm'][-1], '.2f')} GB/s "
               f"(hub requests: {'/'.join(map(str, warm_requests[-1]))}), page cache "
               f"{span(every['page cache'][-1], '.2f')} GB/s", flush=True)
     return {"size": size, "mib_s": mib_s, "gb_s": gb_s, "warm_reads": every, "mount_requests": mount_requests,
-            "warm_requests": warm_requests, "page_sizes": folios,
-            "best": {**{k: max(v) for k, v in mib_s.items()}, **{k: max(v) for k, v in gb_s.items()}}}
+            "warm_requests": warm_requests, "page_sizes": folios, "daemon_cpu_s_per_gib": daemon_cpu,
+            "best": {**{k: max(v) for k, v in mib_s.items() if v}, **{k: max(v) for k, v in gb_s.items()}}}
 
 
 # -- 3. ls -lR -----------------------------------------------------------------------------------
@@ -525,9 +550,11 @@ def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
     b, label = read["best"], size_label(read["size"])
     r = b["mount cold"] / b["hf://"]
     paired = statistics.median(m / h for m, h in zip(read["mib_s"]["mount cold"], read["mib_s"]["hf://"]))
+    cpu = read.get("daemon_cpu_s_per_gib", {})
+    cpu_cell = f" (daemon {statistics.median(cpu['mount cold']):.2f} CPU-s/GiB, median)" if cpu.get("mount cold") else ""
     rows = [Row(f"{label} cold sequential read, 1 MiB read() calls, fresh mount + empty cache (MiB/s, best of "
                 f"{args.runs}; {max(read['mount_requests'])} requests)",
-                f"{b['mount cold']:,.0f}", f"hf:// (HubFileSystem, 8 MiB read(), empty cache): {b['hf://']:,.0f}",
+                f"{b['mount cold']:,.0f}{cpu_cell}", f"hf:// (HubFileSystem, 8 MiB read(), empty cache): {b['hf://']:,.0f}",
                 f"{r:.2f}x (median of per-run ratios {paired:.2f}x)", ">= 0.8x hf://", r >= 0.8, r,
                 {"median_paired_ratio": paired})]
     r = b["mount warm"] / b["page cache"]
@@ -538,6 +565,13 @@ def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
                     f"{r:.2f}x (median of per-run ratios {paired:.2f}x)",
                     ">= 0.8x page cache (>= 5 GB/s where the machine allows)", r >= 0.8, r,
                     {"reaches_5_gb_s": b["mount warm"] >= 5, "median_paired_ratio": paired}))
+    if read["mib_s"].get(NO_HP) and cpu.get(NO_HP) and cpu.get("mount cold"):
+        on, off = statistics.median(cpu["mount cold"]), statistics.median(cpu[NO_HP])
+        rows.append(Row(f"{label} cold read, daemon CPU with its heap in huge pages (default) vs "
+                        f"HUBFS_MOUNT_HUGEPAGES=0 (CPU-s/GiB, median of {args.runs}; MiB/s best)",
+                        f"{on:.2f} ({b['mount cold']:,.0f} MiB/s)",
+                        f"HUBFS_MOUNT_HUGEPAGES=0: {off:.2f} ({b[NO_HP]:,.0f} MiB/s)",
+                        f"{on / off:.2f}x the CPU", "", None, on / off))
     return rows
 
 
@@ -553,7 +587,9 @@ def page_sizes_note(sizes: dict[str, Any]) -> str | None:
     return (f"- page cache after the warm reads (first {mount['pages'] * PAGE // MIB} MiB): mounted file "
             f"{held(mount)}, local copy {held(local)}. A kernel without large folios for FUSE keeps a mount's "
             "pages as 4 KiB folios: the copy out of the page cache walks 256 of them per MiB (a fixed cost of the "
-            "kernel, not of the daemon, which is not asked anything on a warm read).")
+            "kernel, not of the daemon, which is not asked anything on a warm read). Linux 6.18 gave FUSE files "
+            "no large folios in any setting tried (writeback cache off or on, max_write 1 MiB = max_pages 256, "
+            "read_ahead_kb 4-16 MiB, keep_cache): only kernels with FUSE large-folio support lift this.")
 
 
 def ls_rows(ls: dict[str, Any], args: argparse.Namespace) -> list[Row]:
@@ -665,6 +701,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 ("--latency-ms", 50.0, "added round-trip time for the random reads"),
                 ("--runs", 3, "repetitions of every scenario; the best counts"))
     p.add_argument("--readers", default="1,4,8", help="counts of concurrent random readers (default 1,4,8)")
+    p.add_argument("--compare-hugepages", action="store_true",
+                   help="cold reads also on a mount with HUBFS_MOUNT_HUGEPAGES=0, in turns (daemon CPU both ways)")
     p.add_argument("--only", default="read,ls,random", help="comma-separated scenarios (default read,ls,random)")
     add_output_args(p)
     args = p.parse_args(argv)

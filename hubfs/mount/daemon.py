@@ -15,6 +15,10 @@ changes now, and each repo's own at its first change). Once the kernel answers i
 only), starts the ``--refresh`` poller, writes a pid file and says ``ready``. It returns when the
 mount goes away (``hubfs umount``, ``fusermount3 -u``, SIGTERM/SIGINT/SIGHUP: libfuse unmounts).
 
+The daemon's environment (:func:`daemon_env`) asks glibc to back its heap with transparent huge pages
+(``HUBFS_MOUNT_HUGEPAGES=0``: not), so the kernel pins and copies every 1 MiB read reply from a few huge
+pages instead of 256 small ones.
+
 :func:`umount` unmounts (lazily when busy or when the daemon is dead: a SIGKILLed daemon leaves a
 mount answering ENOTCONN, which :func:`umount` and the next :func:`start` both clear) and waits for
 the daemon to exit. Log files and pid files live in ``$HF_HOME/hubfs/mounts/``.
@@ -27,13 +31,14 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import re
 import select
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -332,9 +337,7 @@ def start(spec: MountSpec, token: str | None = None, wait: float = START_TIMEOUT
     check_mountpoint(spec.mountpoint)
     log_path = Path(spec.log_file) if spec.log_file else log_file_for(spec.mountpoint)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if token:
-        env["HF_TOKEN"] = token
+    env = daemon_env(token)
     read, write = os.pipe()
     with open(log_path, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "hubfs.mount.daemon", "--notify-fd", str(write), spec.to_json()],
@@ -358,6 +361,28 @@ def start(spec: MountSpec, token: str | None = None, wait: float = START_TIMEOUT
         raise MountError(f"the mount daemon did not get ready within {wait:.0f} s; see {log_path}")
     raise MountError(f"the mount daemon exited ({proc.returncode}) before mounting: {_last_line(log_path)} "
                      f"(log: {log_path})")
+
+
+HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"  # glibc >= 2.35: madvise(MADV_HUGEPAGE) on the heap it grows
+
+
+def daemon_env(token: str | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The daemon's environment: ``base`` (default: this process's), ``HF_TOKEN`` when ``token`` is given,
+    and :data:`HUGETLB_TUNABLE` added to ``GLIBC_TUNABLES`` on glibc unless ``HUBFS_MOUNT_HUGEPAGES=0``
+    (or the caller set ``glibc.malloc.hugetlb`` itself). The read pieces the daemon receives and hands
+    to libfuse (see :mod:`hubfs.mount.readers`) then live in transparent huge pages where the kernel
+    allows them (``/sys/kernel/mm/transparent_hugepage/enabled`` ``madvise`` or ``always``): the
+    kernel pins and copies each reply from one or two folios instead of 256 pages. A tunable is read
+    when a process starts, so ``--foreground`` (serving in the calling process) runs without it; older
+    glibc and kernels without THP ignore it."""
+    env = dict(os.environ if base is None else base)
+    if token:
+        env["HF_TOKEN"] = token
+    tunables = env.get("GLIBC_TUNABLES", "")
+    if (config.mount_hugepages() and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+            and "glibc.malloc.hugetlb=" not in tunables):
+        env["GLIBC_TUNABLES"] = f"{tunables}:{HUGETLB_TUNABLE}" if tunables else HUGETLB_TUNABLE
+    return env
 
 
 def _read_line(fd: int, wait: float) -> str:

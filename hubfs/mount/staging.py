@@ -9,7 +9,8 @@ change), at most ``max_delay`` after the first, on :meth:`~StagingArea.flush` (f
 files and ``.gitattributes`` LFS paths as LFS uploads, a renamed LFS file as an ``lfsFile`` line naming
 the same object (no re-upload), a renamed regular file as its bytes plus a delete.
 
-The Hub has no folders: a folder made here stays local (shown, never committed) until a file lands in it.
+The Hub has no folders: a folder made here stays local (shown, never committed) until a file lands in it,
+and so does a folder whose file was deleted or moved away here (the commit may leave it empty on the hub).
 
 What is staged lives in an :class:`~hubfs.mount.overlay.Overlay` in memory and on disk under ``root``::
 
@@ -65,7 +66,7 @@ from hubfs.errors import (
 )
 from hubfs.mount.batch import Batch, Planner, message
 from hubfs.mount.journal import Journal
-from hubfs.mount.overlay import Attrs, Deleted, Entry, Origin, Overlay, Staged, parents
+from hubfs.mount.overlay import Attrs, Deleted, Entry, Origin, Overlay, Staged, parents, self_and_parents
 from hubfs.paths import RepoRef, validate_path_in_repo
 
 if TYPE_CHECKING:
@@ -238,6 +239,7 @@ class StagingArea:
             if e is not None:
                 self._ov.put(path, None, records)
             self._ov.hide(path, (e.base if e is not None else None) or base, records)
+            self._keep_parent(path, records)
             self._append(records)
             self._gc([e.blob] if e is not None and e.blob else [])
             self._schedule()
@@ -303,6 +305,7 @@ class StagingArea:
             if e is not None:
                 self._ov.put(path, None, records)
             self._ov.hide(path, base, records)
+            self._keep_parent(path, records)
             self._append(records)
             self._schedule()
 
@@ -345,9 +348,17 @@ class StagingArea:
                              Entry("file", origin=origin, base=base, mtime=now), records)
             self._ov.hide(new, base, records)
             self._ov.hide(old, (e.base if e is not None else None) or base, records)
+            self._keep_parent(old, records)
             self._append(records)
             self._gc(freed)
             self._schedule()
+
+    def _keep_parent(self, path: str, records: list[dict[str, Any]]) -> None:
+        """``path`` was removed or moved away (lock held): its folder stays shown as a folder made here, or
+        the commit that deletes the folder's last file on the hub would take the folder away too."""
+        parent = path.rpartition("/")[0]
+        if parent and parent not in self._ov.entries:
+            self._ov.put(parent, Entry("dir", mtime=time.time()), records)
 
     def exchange(self, a: str, b: str) -> None:
         """Swap what is at ``a`` and ``b`` (renameat2's RENAME_EXCHANGE), both existing, neither under the other:
@@ -490,23 +501,33 @@ class StagingArea:
         raise ConflictError(f"{self.repo}@{self.branch} kept moving during {COMMIT_TRIES} commit attempts.")
 
     def _finish(self, batch: Batch, sha: str | None) -> None:
-        """After a commit (or when nothing needed one): unstage what was committed and has not changed since."""
+        """After a commit (or when nothing needed one): unstage what was committed and has not changed since.
+        A deletion stays (rebased on the commit) when a file the batch added at or under it was moved or
+        deleted meanwhile: the commit put that file on the hub, and only the deletion still hides it (a
+        deletion under an existing one adds no record of its own). The batch's files under such a deletion
+        stay staged too, or the deletion would hide them. What was staged meanwhile at, under or above a path
+        the commit changed is rebased on the commit: the mount's own change is no conflict."""
         records: list[dict[str, Any]] = []
         with self._lock:
             freed = list(self._doomed)
+            gone = {a for q, e in batch.files.items() if self._ov.entries.get(q) is not e for a in self_and_parents(q)}
+            kept = {p for p, d in batch.deleted.items() if self._ov.deleted.get(p) is d and p in gone}
             for p, e in batch.files.items():
-                if self._ov.entries.get(p) is e and not (e.blob and self._open.get(e.blob)):
+                if self._ov.entries.get(p) is e and not (e.blob and self._open.get(e.blob)) \
+                        and not any(a in kept for a in self_and_parents(p)):
                     freed.append(e.blob or "")
                     self._ov.put(p, None, records)
             for p, d in batch.deleted.items():
-                if self._ov.deleted.get(p) is d:
+                if self._ov.deleted.get(p) is d and p not in kept:
                     self._ov.mark(p, None, records)
-            if sha is not None:  # what changed again since the snapshot now builds on this commit
-                for p in set(batch.files) | set(batch.deleted):
-                    x, y = self._ov.entries.get(p), self._ov.deleted.get(p)
-                    if x is not None and x.kind == "file":
-                        self._ov.put(p, replace(x, base=sha), records)
-                    if y is not None:
+            if sha is not None:  # what is staged at, under or above a path the commit changed builds on it now
+                touched = set(batch.files) | set(batch.deleted)
+                above = {a for t in touched for a in self_and_parents(t)}
+                for p, staged in list(self._ov.entries.items()):
+                    if staged.kind == "file" and staged.base != sha and any(a in touched for a in self_and_parents(p)):
+                        self._ov.put(p, replace(staged, base=sha), records)
+                for p, whiteout in list(self._ov.deleted.items()):
+                    if whiteout.base != sha and (p in above or any(a in touched for a in self_and_parents(p))):
                         self._ov.mark(p, Deleted(sha), records)
             landed = {a for p in batch.files for a in parents(p)}
             for folder in landed:

@@ -14,6 +14,15 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() 
 
 
 @pytest.fixture(scope="module")
+def users(hub) -> dict[str, str]:
+    """alice and bob of this module alone (the session's users own repos made by other test files), so a
+    namespace listing holds exactly the repos made here."""
+    suffix = uuid.uuid4().hex[:6]
+    alice, bob = f"alice{suffix}", f"bob{suffix}"
+    return {"alice": alice, "alice_token": hub.add_user(alice), "bob": bob, "bob_token": hub.add_user(bob)}
+
+
+@pytest.fixture(scope="module")
 def alice_repos(hub, users) -> dict[str, str]:
     """alice's public model, private model and public dataset, one file each."""
     api = HfApi(endpoint=hub.endpoint, token=users["alice_token"])

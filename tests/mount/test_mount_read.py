@@ -121,6 +121,18 @@ def test_ls_stat_cat_cp_sha256sum(mounted, uploaded, tmp_path) -> None:
     assert int(du.split()[0]) >= sum(len(d) for d in files.values())
 
 
+def test_daemon_heap_huge_pages_both_ways(mounter, uploaded) -> None:
+    """The daemon asks glibc for a huge-page heap (HUBFS_MOUNT_HUGEPAGES, on by default); reads are the same
+    bytes either way."""
+    data = uploaded["files"]["big.bin"]
+    for name, env, asked in (("hp-on", {}, True), ("hp-off", {"HUBFS_MOUNT_HUGEPAGES": "0"}, False)):
+        mount = mounter(uploaded["repo"], env=env, name=name)
+        with open(f"/proc/{mount.pid}/environ", "rb") as f:
+            assert (b"glibc.malloc.hugetlb=1" in f.read()) == asked, name
+        with open(mount / "big.bin", "rb", buffering=0) as f:
+            assert b"".join(iter(lambda: f.read(MiB), b"")) == data, name
+
+
 def test_read_only_and_errno(mounted) -> None:
     root = mounted.path
     for attempt in (lambda: open(root / "README.md", "wb"), lambda: open(root / "new.txt", "w"),  # noqa: SIM115

@@ -19,7 +19,7 @@ from hubfs.errors import (
     RepoNotFoundError,
     errno_for,
 )
-from hubfs.mount.daemon import MountSpec
+from hubfs.mount.daemon import HUGETLB_TUNABLE, MountSpec, daemon_env
 from hubfs.mount.kernel import _unescape
 from hubfs.mount.tree import Tree
 
@@ -74,3 +74,14 @@ def test_spec_travels_without_token() -> None:
 
 def test_mountinfo_escapes() -> None:
     assert _unescape(r"/tmp/with\040space\134x") == "/tmp/with space\\x"
+
+
+def test_daemon_env_asks_glibc_for_huge_pages_unless_switched_off(monkeypatch) -> None:
+    monkeypatch.delenv("HUBFS_MOUNT_HUGEPAGES", raising=False)
+    env = daemon_env("hf_x", {"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "HF_TOKEN": "hf_x", "GLIBC_TUNABLES": HUGETLB_TUNABLE}
+    kept = daemon_env(None, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})["GLIBC_TUNABLES"]
+    assert kept == f"glibc.malloc.arena_max=2:{HUGETLB_TUNABLE}"  # added to the caller's, not replacing them
+    assert daemon_env(None, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
+    monkeypatch.setenv("HUBFS_MOUNT_HUGEPAGES", "0")
+    assert daemon_env(None, {"PATH": "/bin"}) == {"PATH": "/bin"}

@@ -299,6 +299,7 @@ def test_refused_operations_and_posix_errors(mounter, api, repo_id, tmp_path) ->
 
 
 PATHS = ["a", "b", "d", "e", "d/a", "d/b", "d/e", "e/a", "d/e/a"]
+DIFF_COMMIT_DELAY = 0.06  # the differential test's debounce: short, so that its pauses (twice it) cost little
 SEEDED = {"b": b"remote b\n", "d/a": b"remote d/a\n" * 50, "d/e/a": b"remote d/e/a\n"}
 
 
@@ -321,7 +322,7 @@ def test_differential_random_operations(mounter, api, hub, repo_id, tmp_path) ->
 
     examples = 10
     seed(api, repo_id, {f"ex{i}/{p}": d for i in range(examples + 40) for p, d in SEEDED.items()})
-    mount = mounter(repo_id, "--read-write", "--commit-delay", "0.2")
+    mount = mounter(repo_id, "--read-write", "--commit-delay", str(DIFF_COMMIT_DELAY))
     local_root = tmp_path / "local"
     counter = iter(range(10_000))
 
@@ -384,7 +385,7 @@ def test_differential_random_operations(mounter, api, hub, repo_id, tmp_path) ->
 
         @rule()
         def pause(self) -> None:
-            time.sleep(0.35)  # past the commit delay: a commit runs between the steps around it
+            time.sleep(2 * DIFF_COMMIT_DELAY)  # past the commit delay: a commit starts between the steps around it
 
         @invariant()
         def same_tree(self) -> None:

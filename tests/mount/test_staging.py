@@ -229,6 +229,97 @@ def test_writers_go_on_while_a_commit_runs(api: Any, client: HubClient, repo_id:
     assert read(client, repo_id, "c.txt") == b"b" and sa.pending == 0
 
 
+def test_files_a_commit_adds_stay_hidden_when_moved_or_deleted_during_it(api: Any, client: HubClient, repo_id: str,
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rename over a remote file, and a file put into a deleted folder, are being committed; meanwhile the
+    first moves on and the second is deleted. The commit puts both on the hub: the deletions that hide them
+    must stay (found by the mount's differential test with a short commit delay)."""
+    seed(api, repo_id, {"a.txt": b"A", "b.txt": b"B", "d/x.txt": b"X"})
+    sa = staging(client, repo_id, tmp_path / "st")
+    sa.rename("a.txt", "b.txt")  # over the remote b.txt: a deletion there hides it
+    sa.rename("d", "e")
+    sa.mkdir("d")
+    put(sa, "d/new.txt", b"N")  # lands under the deletion of d
+    entered, release = threading.Event(), threading.Event()
+    real = client.commit
+
+    def held(*args: Any, **kw: Any) -> str:
+        entered.set()
+        assert release.wait(10)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(client, "commit", held)
+    result: dict[str, str | None] = {}
+    flusher = threading.Thread(target=lambda: result.setdefault("sha", sa.flush()))
+    flusher.start()
+    assert entered.wait(10)
+    sa.rename("b.txt", "c.txt")
+    sa.unlink("d/new.txt")
+    release.set()
+    flusher.join(10)
+    assert result["sha"] and files(api, repo_id) == {"b.txt", "d/new.txt", "e/x.txt"}  # what the batch held
+    for path in ("b.txt", "d/new.txt"):
+        staged = sa.lookup(path)
+        assert staged is not None and staged.kind == "deleted", path
+    c = sa.lookup("c.txt")
+    assert c is not None and c.kind == "file"
+    assert set(sa.listdir("")[0]) == {"c.txt", "d"} and "b.txt" in sa.listdir("")[1]
+    monkeypatch.setattr(client, "commit", real)
+    assert sa.flush()
+    assert files(api, repo_id) == {"c.txt", "e/x.txt"} and read(client, repo_id, "c.txt") == b"A"
+    assert sa.lookup("b.txt") is None and sa.pending == 0
+
+
+def test_a_file_staged_where_the_running_commit_deletes_a_folder_commits_next(api: Any, client: HubClient,
+                                                                               repo_id: str, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder is moved away and committed; meanwhile a file is put back where the folder was (staged on the
+    commit before). The commit that deleted the folder is the mount's own: the next one has no conflict."""
+    seed(api, repo_id, {"d/a.txt": b"A", "d/b.txt": b"B"})
+    shown = {"sha": client.resolve("model", repo_id, "main", refresh=True)}
+    sa = staging(client, repo_id, tmp_path / "st", base=lambda: shown["sha"], on_commit=lambda sha: shown.update(sha=sha))
+    sa.rename("d", "e")
+    entered, release = threading.Event(), threading.Event()
+    real = client.commit
+
+    def held(*args: Any, **kw: Any) -> str:
+        entered.set()
+        assert release.wait(10)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(client, "commit", held)
+    result: dict[str, str | None] = {}
+    flusher = threading.Thread(target=lambda: result.setdefault("sha", sa.flush()))
+    flusher.start()
+    assert entered.wait(10)
+    sa.mkdir("d")
+    put(sa, "d/b.txt", b"new")  # staged on the commit the mount shows: the one before the running commit
+    release.set()
+    flusher.join(10)
+    assert result["sha"] and files(api, repo_id) == {"e/a.txt", "e/b.txt"}
+    monkeypatch.setattr(client, "commit", real)
+    assert sa.flush()  # no ConflictError: d/b.txt changed on the hub by this mount's own commit only
+    assert files(api, repo_id) == {"e/a.txt", "e/b.txt", "d/b.txt"} and read(client, repo_id, "d/b.txt") == b"new"
+    assert sa.pending == 0
+
+
+def test_a_folder_emptied_here_stays_after_the_commit(api: Any, client: HubClient, repo_id: str, tmp_path: Path) -> None:
+    """Deleting or moving away a folder's last file empties it on the hub, which has no folders: the mount
+    keeps showing the folder, as a local file system would."""
+    seed(api, repo_id, {"d/x.txt": b"X", "f/g/y.txt": b"Y", "keep.txt": b"K"})
+    sa = staging(client, repo_id, tmp_path / "st")
+    sa.unlink("d/x.txt")
+    sa.rename("f/g/y.txt", "y.txt")
+    assert sa.flush() and files(api, repo_id) == {"keep.txt", "y.txt"}
+    for folder in ("d", "f/g"):
+        staged = sa.lookup(folder)
+        assert staged is not None and staged.kind == "dir" and not staged.opaque, folder
+    assert set(sa.listdir("")[0]) == {"d"} and sa.implied("") == {"f"} and sa.pending == 0
+    sa.rmdir("f/g")
+    assert sa.lookup("f") is not None and sa.lookup("f").kind == "dir"  # the hub never had f without g
+
+
 def test_many_changes_make_one_commit(api: Any, client: HubClient, repo_id: str, tmp_path: Path) -> None:
     seed(api, repo_id, {f"old/{i}.txt": b"o" for i in range(5)})
     n = commits(api, repo_id)
