@@ -12,6 +12,9 @@ hubfs's own variables, each read by one function here and nowhere else:
 | HUBFS_MALLOPT       | malloc_tuning()      | 0: leave glibc's allocator alone (see hubfs.client.malloc)         |
 | HUBFS_LOADER_HUGEPAGES | loader_hugepages() | 0: the loader's fresh buffers keep 4 KiB pages (hubfs.loader.pages) |
 | HUBFS_LOADER_CACHESTAT | loader_cachestat() | 0: zero-copy loads populate every page, cached or not (same)      |
+| HUBFS_LOADER_INLINE | loader_inline()      | 0: small local checkpoints are read by a thread pool too (hubfs.loader.pipeline) |
+| HUBFS_INFERENCE_ZERO_COPY | inference_zero_copy() | 0: `serve --inference` copies weights stored whole instead of mapping them |
+| HUBFS_MOUNT_HUGEPAGES | mount_hugepages() | 0: the mount daemon's read buffers keep 4 KiB pages (hubfs.mount.daemon) |
 | HUBFS_DATA          | data_dir()           | the embedded hub's data folder (default ./hubfs-data)              |
 | HUBFS_DATABASE_URL  | database_url_setting() | the hub's metadata database (postgresql://...; `serve --database-url`) |
 | HUBFS_SERVE_SETTINGS | serve_settings()    | set by `hubfs serve --workers` for its worker processes (JSON)     |
@@ -118,6 +121,24 @@ def malloc_tuning() -> bool:
 def loader_hugepages() -> bool:
     """Whether the loader may advise huge pages for its fresh buffers (``HUBFS_LOADER_HUGEPAGES=0`` says no)."""
     return os.environ.get("HUBFS_LOADER_HUGEPAGES", "1").strip() != "0"
+
+
+def mount_hugepages() -> bool:
+    """Whether the mount daemon may back its heap (the read buffers it hands to the kernel) with huge pages
+    (``HUBFS_MOUNT_HUGEPAGES=0`` says no)."""
+    return os.environ.get("HUBFS_MOUNT_HUGEPAGES", "1").strip() != "0"
+
+
+def loader_inline() -> bool:
+    """Whether the loader reads a small local checkpoint on the calling thread, without a pool
+    (``HUBFS_LOADER_INLINE=0`` says no)."""
+    return os.environ.get("HUBFS_LOADER_INLINE", "1").strip() != "0"
+
+
+def inference_zero_copy() -> bool:
+    """Whether ``serve --inference`` maps weights stored whole (an LFS object, a Xet file at the start of its
+    xorb) rather than copying them into memory (``HUBFS_INFERENCE_ZERO_COPY=0`` says no)."""
+    return os.environ.get("HUBFS_INFERENCE_ZERO_COPY", "1").strip() != "0"
 
 
 def loader_cachestat() -> bool:

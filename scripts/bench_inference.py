@@ -3,9 +3,10 @@
 What it measures, in one run and on the same weights (a random-init GPT-2 built here, saved as safetensors):
 
 * time to first token for a cold model: a streamed text-generation request to a hub that has never
-  loaded that commit (resolve ``main``, write the repo's small files, build the model on the meta device
-  and fill it with hubfs.loader straight from the hub's own LFS/Xet storage, build the tokenizer and
-  pipeline, first token over SSE), against transformers' ``from_pretrained`` of the same local folder
+  loaded that commit (resolve ``main``, find the repo's small files on disk -- one folder per content,
+  the warm-up's here --, build the model on the meta device and fill it with hubfs.loader straight from
+  the hub's own LFS/Xet storage -- mapped, as the file lies whole at the start of its xorb --, build the
+  tokenizer and pipeline, first token over SSE), against transformers' ``from_pretrained`` of the same local folder
   (model + tokenizer) plus a ``generate`` of one token, in this process. "Cold" is the same on both
   sides: the model was never loaded in that process, its files are in the page cache (just written),
   and the process has already imported transformers and run one load and generate of another model
@@ -60,19 +61,24 @@ def upload(server: object, folder: Path, repo_id: str) -> None:
 def hub_ttft(client: httpx.Client, server: object, repo_id: str) -> float:
     """Seconds from the request to the first streamed token event. ``client`` is made and connected
     beforehand: the clock measures the hub, not the making of an HTTP client (its SSL context alone
-    takes 10-20 ms) or a TCP handshake."""
+    takes 10-20 ms) or a TCP handshake. The rest of the stream is read after the clock stops, so that the
+    hub has finished generating before the next measurement (of either side) starts."""
     url = f"{server.endpoint}/models/{repo_id}"  # type: ignore[attr-defined]
     client.get(f"{server.endpoint}/api/whoami-v2").raise_for_status()  # the pooled connection is open
+    first = None
     start = time.perf_counter()
     with client.stream("POST", url, json={"inputs": PROMPT, "parameters": {"max_new_tokens": 4}, "stream": True}) as r:
         if r.status_code != 200:
             raise RuntimeError(f"hub answered {r.status_code}: {r.read()[:300]!r}")
         for line in r.iter_lines():
             if line.startswith("data:"):
+                if first is None:
+                    first = time.perf_counter() - start
                 if '"error"' in line:
                     raise RuntimeError(line)
-                return time.perf_counter() - start
-    raise RuntimeError("the hub's stream ended without a token")
+    if first is None:
+        raise RuntimeError("the hub's stream ended without a token")
+    return first
 
 
 def local_ttft(folder: Path, device: str) -> float:

@@ -14,6 +14,8 @@ Per tensor, one of three paths:
   (an event per buffer says when it may be refilled), then the tensor is cast or quantized on the device,
   on that stream; the caller's stream waits on a per-tensor event (no host synchronisation).
 
+A small local checkpoint (``INLINE_MAX``) is read by the calling thread itself by default (``threads`` 0:
+no pool to start, no hand-off per piece; ``HUBFS_LOADER_INLINE=0`` keeps the pool).
 Reads are submitted in file-offset order, at most ``window`` pieces ahead, and tensors come out in that
 order as soon as their last piece landed. Host memory stays bounded whatever the model size: the ring
 (``slots x chunk``) on the staged path; the raw buffers of tensors in flight (on the device, or on the
@@ -33,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hubfs.config import loader_inline
 from hubfs.errors import SafetensorsError
 from hubfs.loader.header import TensorInfo, torch_dtype, torch_shape
 from hubfs.loader.pages import byte_view, host_buffer
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 DIRECT_CHUNK = 8 * MiB  # pieces read straight into CPU tensors from local files
 STAGE_CHUNK = 16 * MiB  # pinned staging buffers (fastsafetensors' bounce size), and ranges from the hub
+INLINE_MAX = 32 * MiB  # local checkpoints up to this size are read inline by default (see default_threads)
 
 
 class Quantizer(Protocol):
@@ -105,10 +109,16 @@ class StagingRing:
 
 
 def default_threads(ckpt: Checkpoint) -> int:
-    """Readers per load: 16 connections for the hub, else 2-8 by CPU count."""
+    """Readers per load: 16 connections for the hub; 0 (read by the calling thread, no pool) for a local
+    checkpoint of at most ``INLINE_MAX`` bytes, where starting and feeding a pool costs more than parallel
+    reads save (``HUBFS_LOADER_INLINE=0``: never); else 2-8 by CPU count."""
     import os
 
-    return 16 if _remote(ckpt) else max(2, min(8, os.cpu_count() or 2))
+    if _remote(ckpt):
+        return 16
+    if loader_inline() and sum(f.size for f in ckpt.files.values()) <= INLINE_MAX:
+        return 0
+    return max(2, min(8, os.cpu_count() or 2))
 
 
 def _remote(ckpt: Checkpoint) -> bool:
@@ -122,10 +132,12 @@ class Loader:
     def __init__(self, ckpt: Checkpoint, items: list[Item], *, threads: int, quantizer: Quantizer | None = None,
                  chunk: int | None = None, mmap: bool = True, populate: bool = True, stage: bool = False,
                  storages: dict[str, torch.UntypedStorage] | None = None) -> None:
-        """``stage``: send CPU tensors through the staging ring too (the accelerator path, run on the CPU)."""
+        """``threads`` 0: every read on the calling thread (no pool); ``stage``: send CPU tensors through the
+        staging ring too (the accelerator path, run on the CPU)."""
         import torch
 
         self.ckpt, self.items, self.threads = ckpt, items, max(1, threads)
+        self.inline = threads <= 0
         self.quantizer = quantizer
         self.mmap, self.populate = mmap, populate
         self.storages = storages if storages is not None else {}
@@ -177,7 +189,7 @@ class Loader:
         if self.staged:
             ring = StagingRing(self.threads + 2, self.chunk, torch.cuda.is_available())
             self.window = len(ring.buffers)
-        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hubfs-load")
+        pool: Any = _Inline() if self.inline else ThreadPoolExecutor(self.threads, thread_name_prefix="hubfs-load")
         inflight: collections.deque[_Piece] = collections.deque()
         jobs: collections.deque[_Job] = collections.deque()
         pending_bytes, idx = 0, 0
@@ -324,6 +336,23 @@ class Loader:
         return _OnStream(stream)
 
 
+class _Inline:
+    """The pool of an inline load: ``submit`` runs the call at once, on the calling thread."""
+
+    def submit(self, fn: Any, *args: Any) -> Future[None]:
+        done: Future[None] = Future()
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised by result(), as a pool's future would
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+        return done
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        return None
+
+
 class _NoStream:
     def __enter__(self) -> None:
         return None
@@ -380,5 +409,5 @@ def _tensors_of(obj: Any) -> list[torch.Tensor]:
     return []
 
 
-__all__ = ["DIRECT_CHUNK", "STAGE_CHUNK", "Item", "Loader", "Quantizer", "StagingRing", "byte_view", "default_threads",
-           "host_buffer"]
+__all__ = ["DIRECT_CHUNK", "INLINE_MAX", "STAGE_CHUNK", "Item", "Loader", "Quantizer", "StagingRing", "byte_view",
+           "default_threads", "host_buffer"]

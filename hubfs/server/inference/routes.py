@@ -8,7 +8,8 @@
 
 Errors have the Hub's shapes: unknown or invisible model 404 (401 anonymous), no runnable task 400, too
 large for ``--max-memory`` 503, malformed body 422, past the per-request timeout 504. Heavy work runs
-in threads, at most ``concurrency`` at once.
+in threads, at most ``concurrency`` at once. A stream's first event (its first token) is made in the
+same worker call that prepared the model, within the timeout; the rest in threads as they are read.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from hubfs.server.wire import INLINE_JSON, caller_of, read_body
 BODY_MAX = 32 << 20
 STATE_KEY = "hubfs.inference"
 T = TypeVar("T")
+Event = dict[str, Any] | str  # one server-sent event: a JSON object, or a literal such as "[DONE]"
+Started = tuple[list[Event], Iterator[Event]]  # a stream's events made already, and the rest
 
 
 def service_of(request: Request) -> InferenceService:
@@ -68,14 +71,14 @@ async def task_api(request: Request, ns: str, name: str, task: str | None = None
     body = await _parse(raw, request.headers.get("content-type", ""))
     repo_id = f"{ns}/{name}"
     if isinstance(body, dict) and body.get("stream") and (task or "") in ("", "text-generation"):
-        def start() -> tuple[Prepared, chat.GenRequest]:
+        def start() -> Started:
             prepared = svc.prepare(caller_of(request), repo_id, task, body, None)
             if prepared.task != "text-generation":
                 raise HubfsError(f"Streaming is for text-generation, not {prepared.task}.", status=400)
-            return prepared, chat.parse_stream_generation(prepared.inputs, body.get("parameters") or {})
+            req = chat.parse_stream_generation(prepared.inputs, body.get("parameters") or {})
+            return _started(_generation_events(prepared, req))
 
-        prepared, req = await _off_loop(request, start)
-        return _sse(_generation_events(prepared, req))
+        return _sse(*await _off_loop(request, start))
 
     def run() -> Any:
         prepared = svc.prepare(caller_of(request), repo_id, task, body, raw if body is None else None)
@@ -102,10 +105,14 @@ async def chat_completions(request: Request, ns: str | None = None, name: str | 
             raise HubfsError(f"Model {model_id}'s tokenizer has no chat template: use text generation.", status=400)
         return prepared
 
+    if streamed:
+        def start_stream() -> Started:
+            prepared = start()
+            return _started(_chat_events(prepared, req, prepared.repo.public_id))
+
+        return _sse(*await _off_loop(request, start_stream))
     prepared = await _off_loop(request, start)
     public = prepared.repo.public_id
-    if streamed:
-        return _sse(_chat_events(prepared, req, public))
     return json_response(await _off_loop(request, lambda: chat.complete(prepared.model.pipeline, req, public)))
 
 
@@ -124,11 +131,24 @@ def stats(request: Request) -> Response:
 # -- server-sent events --------------------------------------------------------------------------
 
 
-def _sse(events: Iterator[dict[str, Any] | str]) -> Response:
+def _started(events: Iterator[Event]) -> Started:
+    """``events`` with its first event made now (blocking: in the worker that prepared the model, so the
+    first token goes out without another trip to a thread); the generation's errors become events."""
+    first = next(events, None)
+    return ([] if first is None else [first]), events
+
+
+def _sse(first: list[Event], events: Iterator[Event]) -> Response:
+    """Server-sent events: ``first`` (made already), then ``events``, each made in a worker thread."""
+    def encode(event: Event) -> bytes:
+        text = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
+        return f"data: {text}\n\n".encode()
+
     async def body() -> AsyncIterator[bytes]:
+        for event in first:
+            yield encode(event)
         async for event in iterate_in_threadpool(events):
-            text = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
-            yield f"data: {text}\n\n".encode()
+            yield encode(event)
 
     return StreamingResponse(body(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -139,7 +159,7 @@ def _error_event(exc: BaseException) -> dict[str, Any]:
     return {"error": message, "error_type": "generation"}
 
 
-def _chat_events(prepared: Prepared, req: chat.GenRequest, model_id: str) -> Iterator[dict[str, Any] | str]:
+def _chat_events(prepared: Prepared, req: chat.GenRequest, model_id: str) -> Iterator[Event]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     count = 0
     try:
@@ -153,33 +173,43 @@ def _chat_events(prepared: Prepared, req: chat.GenRequest, model_id: str) -> Ite
     yield "[DONE]"
 
 
-def _generation_events(prepared: Prepared, req: chat.GenRequest) -> Iterator[dict[str, Any] | str]:
-    """TGI's stream: one ``{"token": ...}`` event per piece, the last one with ``generated_text``."""
+def _generation_events(prepared: Prepared, req: chat.GenRequest) -> Iterator[Event]:
+    """TGI's stream: one ``{"token": ...}`` event per piece, the last one with ``generated_text`` and
+    ``details``. The first piece goes out as soon as it is made (when more may follow); each later one
+    once the next is known, so that the last can say it is. When the first piece turns out to be the
+    only one, an end event follows it (TGI's end-of-sequence token: special, empty text) with those fields."""
     text, count = "", 0
+
+    def event(piece: str, last: bool, special: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": count, "token": {"id": count, "text": piece, "logprob": 0.0,
+                                                         "special": special},
+                               "generated_text": None, "details": None}
+        if last:
+            made = count - 1 if special else count
+            out["generated_text"] = text
+            out["details"] = {"finish_reason": "length" if made >= req.max_new_tokens else "eos_token",
+                              "generated_tokens": made, "seed": req.seed}
+        return out
+
+    held: str | None = None  # a piece made but not sent yet: the next one tells whether it is the last
     try:
-        for piece, last in _lookahead(chat.stream(prepared.model.pipeline, req)):
+        for piece in chat.stream(prepared.model.pipeline, req):
+            if held is not None:
+                yield event(held, False)
             text += piece
             count += 1
-            event: dict[str, Any] = {"index": count, "token": {"id": count, "text": piece, "logprob": 0.0,
-                                                                "special": False},
-                                     "generated_text": None, "details": None}
-            if last:
-                event["generated_text"] = text
-                event["details"] = {"finish_reason": "length" if count >= req.max_new_tokens else "eos_token",
-                                    "generated_tokens": count, "seed": req.seed}
-            yield event
+            if count == 1 and req.max_new_tokens > 1:
+                yield event(piece, False)  # the first token, at once
+                continue
+            held = piece
     except Exception as exc:  # noqa: BLE001 - the stream has started: report it in the stream
         yield _error_event(exc)
-
-
-def _lookahead(pieces: Iterator[str]) -> Iterator[tuple[str, bool]]:
-    previous: str | None = None
-    for piece in pieces:
-        if previous is not None:
-            yield previous, False
-        previous = piece
-    if previous is not None:
-        yield previous, True
+        return
+    if held is not None:
+        yield event(held, True)
+    elif count:
+        count += 1
+        yield event("", True, special=True)
 
 
 def register(router: Router) -> None:

@@ -1,9 +1,11 @@
 """A model repo's safetensors weights read straight from the hub's own storage, with no copy on disk.
 
-An object stored whole in the LFS store is opened as a local file (the loader maps it: zero-copy CPU
-tensors); one stored as a Xet file is read slice by slice from its xorbs (``preadv`` into the tensors'
-memory). Sharded checkpoints (``*.safetensors.index.json``) are resolved and validated by the loader,
-exactly as for a folder. Blocking: call it off the event loop.
+An object stored whole in the LFS store is opened as a local file, and a Xet file whose content is one
+slice at the start of a local xorb (as a new file that fits one xorb is stored) as that prefix of the
+xorb: the loader maps either (zero-copy CPU tensors, as transformers maps a local file;
+``HUBFS_INFERENCE_ZERO_COPY=0`` copies them instead). Any other Xet file is read slice by slice from its
+xorbs (``preadv`` into the tensors' memory). Sharded checkpoints (``*.safetensors.index.json``) are
+resolved and validated by the loader, exactly as for a folder. Blocking: call it off the event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import threading
 from collections.abc import Sequence
 
+from hubfs.config import inference_zero_copy
 from hubfs.errors import HubfsError
 from hubfs.loader.handle import SafeOpen
 from hubfs.loader.sources import FileSource, LocalFile, checkpoint_layout
@@ -71,6 +74,18 @@ class LayoutFile(FileSource):
             os.close(fd)
 
 
+class PrefixFile(LocalFile):
+    """The first ``length`` bytes of a local file (a Xet file stored whole at the start of one xorb), read
+    with ``preadv`` and mapped (zero-copy CPU tensors) as if they were a file of their own."""
+
+    def __init__(self, path: str, length: int, name: str) -> None:
+        super().__init__(path, mmap=True, name=name)
+        if length > self.size:
+            self.close()
+            raise HubfsError(f"{path} is shorter than the {length} bytes of {name} it should hold.")
+        self.size = length
+
+
 class BytesFile(FileSource):
     """A small file held in memory (a safetensors file committed to git rather than LFS)."""
 
@@ -87,6 +102,7 @@ def open_weights(hub: Hub, repo: Repo, entries: list[Entry], name: str) -> SafeO
     """The repo's root-folder checkpoint (its index and shards, or its one ``.safetensors`` file) as a
     loader handle over the hub's storage; ``name`` names it in messages."""
     by_path = {e.path: e for e in entries if "/" not in e.path}
+    zero_copy = inference_zero_copy()
 
     def open_file(path: str) -> FileSource:
         e = by_path[path]
@@ -97,8 +113,11 @@ def open_weights(hub: Hub, repo: Repo, entries: list[Entry], name: str) -> SafeO
         if stored is None or stored.size != e.lfs.size:
             raise HubfsError(f"The content of {e.path} ({e.lfs.oid}) is missing from this hub's storage.", status=404)
         whole = stored.layout[0] if len(stored.layout) == 1 else None
-        if isinstance(whole, FileSlice) and whole.offset == 0 and os.path.getsize(whole.path) == whole.length:
-            return LocalFile(whole.path, mmap=True, name=label)  # the LFS object itself: mapped, zero-copy
+        if isinstance(whole, FileSlice) and whole.offset == 0:
+            if os.path.getsize(whole.path) == whole.length:  # the LFS object itself
+                return LocalFile(whole.path, mmap=zero_copy, name=label)
+            if zero_copy:  # a Xet file at the start of its xorb
+                return PrefixFile(whole.path, whole.length, label)
         return LayoutFile(label, stored.layout)
 
     def read_small(path: str) -> bytes:

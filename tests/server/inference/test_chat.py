@@ -104,3 +104,48 @@ def test_stop_sequences_cut_the_answer_streamed_or_not(inf_hub, uploaded, built)
     assert out.choices[0].message.content == want and out.choices[0].finish_reason == "stop"
     streamed = c.chat_completion(MESSAGES, model=uploaded["gpt2"], max_tokens=8, stop=[stop], stream=True)
     assert "".join(ch.choices[0].delta.content or "" for ch in streamed) == want
+
+
+def stream_events(server, repo_id: str, parameters: dict) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    """The JSON events of one streamed text-generation request (raw server-sent events)."""
+    import json
+
+    with httpx.stream("POST", model_url(server, repo_id), timeout=120,
+                      headers={"authorization": f"Bearer {server.admin_token}"},
+                      json={"inputs": "the hub serves", "parameters": parameters, "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        return [json.loads(line[len("data:"):]) for line in r.iter_lines() if line.startswith("data:")]
+
+
+def test_streamed_generation_events_first_token_at_once_last_one_whole(inf_hub, uploaded) -> None:
+    """TGI's shapes: every event a token; the first goes out before the next is known (no text of the
+    whole yet), the last carries the whole text and the details."""
+    events = stream_events(inf_hub, uploaded["gpt2"], {"max_new_tokens": 6})
+    assert len(events) >= 2 and [e["index"] for e in events] == list(range(1, len(events) + 1))
+    assert all(e["generated_text"] is None and e["details"] is None for e in events[:-1])
+    last = events[-1]
+    assert last["generated_text"] == "".join(e["token"]["text"] for e in events)
+    assert last["details"]["generated_tokens"] == len(events) and not any(e["token"]["special"] for e in events)
+    assert last["details"]["finish_reason"] in ("length", "eos_token")
+
+    one = stream_events(inf_hub, uploaded["gpt2"], {"max_new_tokens": 1})  # the first token is the last
+    assert len(one) == 1 and one[0]["generated_text"] == one[0]["token"]["text"] == events[0]["token"]["text"]
+    assert one[0]["details"] == {"finish_reason": "length", "generated_tokens": 1, "seed": None}
+
+
+def test_stream_ending_after_its_first_token_closes_with_an_end_event(inf_hub, uploaded) -> None:
+    """A stop sequence inside the first piece ends the stream after it: the first token went out at once,
+    so an end event (special, empty text, as TGI's end-of-sequence token) carries the whole text."""
+    first = stream_events(inf_hub, uploaded["gpt2"], {"max_new_tokens": 6})[0]["token"]["text"]
+    stop = first[-1]
+    assert len(first) >= 2 and first.index(stop) > 0, first
+    events = stream_events(inf_hub, uploaded["gpt2"], {"max_new_tokens": 6, "stop": [stop]})
+    cut = first[:first.index(stop)]
+    assert [(e["token"]["text"], e["token"]["special"]) for e in events] == [(cut, False), ("", True)]
+    assert events[0]["generated_text"] is None and events[1]["generated_text"] == cut
+    assert events[1]["details"]["generated_tokens"] == 1 and events[1]["details"]["finish_reason"] == "eos_token"
+
+    c = InferenceClient(model=model_url(inf_hub, uploaded["gpt2"]), token=inf_hub.admin_token, timeout=120)
+    outs = list(c.text_generation("the hub serves", max_new_tokens=6, stop=[stop], stream=True, details=True))
+    assert [o.token.special for o in outs] == [False, True] and outs[-1].generated_text == cut
+    assert "".join(c.text_generation("the hub serves", max_new_tokens=6, stop=[stop], stream=True)) == cut
