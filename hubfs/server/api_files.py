@@ -64,8 +64,9 @@ def _add_xet_hashes(hub: Hub, items: list[dict[str, Any]]) -> None:
             item["xetHash"] = found[item["lfs"]["oid"]]
 
 
-def _add_last_commits(g: GitRepo, sha: str, items: list[dict[str, Any]]) -> None:
-    found = last_commits(g, sha, [i["path"] for i in items])
+def _add_last_commits(hub: Hub, g: GitRepo, sha: str, items: list[dict[str, Any]]) -> None:
+    with hub.history_walks:
+        found = last_commits(g, sha, [i["path"] for i in items])
     for item in items:
         info = found.get(item["path"])
         if info:
@@ -85,7 +86,7 @@ def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Respons
         items = [entry_json(e) for e in chunk]
         _add_xet_hashes(hub, items)
         if expand:
-            _add_last_commits(g, sha, items)
+            _add_last_commits(hub, g, sha, items)
     return json_response(items, headers=headers)
 
 
@@ -142,7 +143,7 @@ def _paths_info(hub: Hub, caller: Caller, repo_type: str, repo_id: str, rev: str
                 items.append(entry_json(entry))
         _add_xet_hashes(hub, items)
         if expand:
-            _add_last_commits(g, sha, items)
+            _add_last_commits(hub, g, sha, items)
     return json_response(items)
 
 

@@ -11,6 +11,7 @@ import hmac
 import logging
 import os
 import secrets
+import threading
 import time
 import uuid
 from base64 import b64decode
@@ -82,6 +83,9 @@ class Hub:
         self._secret = _load_secret(self.data_dir / "secret.key")
         self.reclaim = ReclaimLock(self.data_dir / "gc.lock")  # gc: exclusive; writers that reuse objects: shared
         self.cards = CardParser()
+        # History walks (lastCommit of expanded listings) are CPU-bound Python: one at a time per process,
+        # so that they queue instead of starving every other request of the interpreter lock.
+        self.history_walks = threading.BoundedSemaphore(1)
 
     # -- start-up ------------------------------------------------------------------------------
 
