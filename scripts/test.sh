@@ -72,10 +72,10 @@ echo "test.sh: ruff check hubfs git-remote-hf && mypy hubfs git_remote_hf"
 MYPYPATH=.venv/typecheck .venv/bin/mypy -p hubfs -p git_remote_hf
 # With no test paths named, the official-client compatibility suite runs a second time on PostgreSQL +
 # S3 (a throwaway cluster and moto's server, both started by tests/conftest.py).
-# The whole suite runs on 2 pytest-xdist workers, a test file per worker at a time (each worker has its own
+# The whole suite runs on 3 pytest-xdist workers (tests wait on servers and subprocesses: 3 beat 2 on 2 cores), a test file per worker at a time (each worker has its own
 # session hub); `-n 0` (or any -n) in the arguments overrides that.
 whole_suite=1
-workers=(-n 2 --dist loadfile)
+workers=(-n 3 --dist loadfile)
 for arg in "$@"; do
   [ -e "${arg%%::*}" ] && whole_suite=0
   case "$arg" in -n|-n*|--numprocesses*) workers=() ;; esac
