@@ -72,8 +72,9 @@ echo "test.sh: ruff check hubfs git-remote-hf && mypy hubfs git_remote_hf"
 MYPYPATH=.venv/typecheck .venv/bin/mypy -p hubfs -p git_remote_hf
 # With no test paths named, the official-client compatibility suite runs a second time on PostgreSQL +
 # S3 (a throwaway cluster and moto's server, both started by tests/conftest.py).
-# The whole suite runs on 3 pytest-xdist workers (tests wait on servers and subprocesses: 3 beat 2 on 2 cores), a test file per worker at a time (each worker has its own
-# session hub); `-n 0` (or any -n) in the arguments overrides that.
+# The whole suite runs on 3 pytest-xdist workers, a test file per worker at a time, each with its own session
+# hub (tests mostly wait on servers and subprocesses: on 2 cores, 3 workers took 9.5 min, 2 took 12.4);
+# any -n in the arguments (`-n 0`: one process) overrides that.
 whole_suite=1
 workers=(-n 3 --dist loadfile)
 for arg in "$@"; do
