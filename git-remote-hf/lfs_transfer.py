@@ -9,13 +9,24 @@ fetched whole into memory; a bigger one streams into ``.git/lfs/incomplete/<oid>
 request, in the same run after a dropped connection and on a rerun), at most 8 such at once (2 of 64 MiB
 and more) to bound memory. Its sha256 and size are checked, and only then is it renamed into
 ``objects/``: an object whose bytes do not match its oid is never stored. :class:`BackgroundFetch` is
-the same machinery fed over time, for the filter's delayed smudges. Upload (:func:`upload`): the batch ``upload`` operation through
+the same machinery fed over time, for the filter's delayed smudges.
+
+hubfs's stream transfer: every download batch offers ``hubfs-stream``; a hub that answers with it
+(the embedded hub, from its own disk) sends many objects back to back in one POST answer
+(``.../objects/stream``), so a clone of many small objects costs a few round trips instead of one per
+object. Once a batch answer said so, objects of up to ``STREAM_MAX`` bytes travel in groups (up to
+``STREAM_GROUP`` bytes each, ``STREAMS_AT_ONCE`` at once) and later batch calls are skipped; each object
+is checked (size, sha256) and stored as it arrives, and whatever a failed stream did not deliver goes
+the basic way (batch hrefs, one GET each). Bigger objects always go the basic way (ranged, resumable).
+Off: ``GIT_REMOTE_HF_LFS_STREAM=0`` (the batch then offers only ``basic``). Upload (:func:`upload`): the batch ``upload`` operation through
 :func:`hubfs.client.commit.upload_lfs_objects` (basic PUT or the Hub's multipart), then ``verify``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
 import sys
 import threading
@@ -28,12 +39,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 
+from git_remote_hf import trace
 from git_remote_hf.lfs_select import wanted_objects
 from git_remote_hf.lfs_store import LfsStore
 from hubfs.client.api import HubClient
 from hubfs.client.commit import Add, upload_lfs_objects
 from hubfs.client.fetch import RangeFetcher
-from hubfs.errors import HubfsError, IntegrityError, LfsTransferError
+from hubfs.errors import HubConnectionError, HubfsError, IntegrityError, LfsTransferError
 from hubfs.lfs import LfsPointer
 
 if TYPE_CHECKING:
@@ -49,7 +61,36 @@ MIN_STREAMS, START_STREAMS, MAX_STREAMS = 2, 8, 64
 SLOW = 0.03  # seconds: an object that took this long says the link is latency-bound (see _Limiter)
 STREAMS_ENV = "GIT_REMOTE_HF_STREAMS"
 REUSE_ENV = "GIT_REMOTE_HF_REUSE_BUFFERS"
+STREAM_ENV = "GIT_REMOTE_HF_LFS_STREAM"
+STREAM_TRANSFER = "hubfs-stream"
+STREAM_MAX = 8 << 20  # objects up to this size may travel in a stream
+STREAM_GROUP, STREAM_GROUP_MIN, STREAM_GROUP_OBJECTS = 32 << 20, 4 << 20, 1000  # bytes, bytes, objects per stream
+STREAMS_AT_ONCE = 4
 LFS_JSON = "application/vnd.git-lfs+json"
+
+
+def stream_enabled() -> bool:
+    """Whether download batches offer hubfs's stream transfer (``GIT_REMOTE_HF_LFS_STREAM``, default on)."""
+    return os.environ.get(STREAM_ENV, "").strip().lower() not in ("0", "false", "no", "off")
+
+
+def stream_groups(pointers: list[LfsPointer], ways: int = STREAMS_AT_ONCE) -> list[list[LfsPointer]]:
+    """``pointers`` (objects of at most ``STREAM_MAX`` bytes) cut, in order, into groups for streams: about
+    a ``ways``-th of their bytes each (within ``STREAM_GROUP_MIN``..``STREAM_GROUP``), at most
+    ``STREAM_GROUP_OBJECTS`` objects, never empty."""
+    target = min(STREAM_GROUP, max(STREAM_GROUP_MIN, sum(p.size for p in pointers) // max(1, ways)))
+    groups: list[list[LfsPointer]] = []
+    group: list[LfsPointer] = []
+    size = 0
+    for pointer in pointers:
+        if group and (size + pointer.size > target or len(group) >= STREAM_GROUP_OBJECTS):
+            groups.append(group)
+            group, size = [], 0
+        group.append(pointer)
+        size += pointer.size
+    if group:
+        groups.append(group)
+    return groups
 
 
 def batch_url(lfs_url: str) -> str:
@@ -137,6 +178,10 @@ class _Downloads:
         self.streams = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="lfs-get")
         self.ranges = ThreadPoolExecutor(8, thread_name_prefix="lfs-range")
         self.medium, self.large = threading.BoundedSemaphore(MEDIUM_STREAMS), threading.BoundedSemaphore(LARGE_STREAMS)
+        self.stream_url = url.removesuffix("/batch") + "/stream"
+        self.offer_stream = stream_enabled()
+        self.streaming = False  # a batch answer chose the stream transfer: small objects travel in streams
+        self.stream_pool = ThreadPoolExecutor(STREAMS_AT_ONCE, thread_name_prefix="lfs-stream")
         self.errors: list[str] = []
         self.on_done: Callable[[LfsPointer, str | None], None] | None = None  # told of each object settled
         self._lock = threading.Lock()
@@ -156,7 +201,7 @@ class _Downloads:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for pool in (self.batches, self.streams, self.ranges):
+        for pool in (self.batches, self.stream_pool, self.streams, self.ranges):
             pool.shutdown(wait=True, cancel_futures=True)
         self.fetcher.close()
         if self.progress is not None:
@@ -173,15 +218,16 @@ class _Downloads:
         calls = [self.batches.submit(self._batch, chunk) for chunk in chunks]  # at most BATCHES_AHEAD run at once
         gets: list[Future[None]] = []
         for chunk, call in zip(chunks, calls):
+            if self.streaming and call.cancel():  # streams need no batch answer
+                gets += self.dispatch(chunk, None)
+                continue
             try:
                 answer = call.result()
             except HubfsError as err:
                 for call_left in calls:
                     call_left.cancel()
                 raise LfsTransferError(f"LFS batch request to {self.client.endpoint} failed: {err}") from err
-            by_oid = {o.get("oid"): o for o in answer.get("objects", []) if isinstance(o, dict)}
-            for pointer in chunk:
-                gets.append(self.streams.submit(self._one, pointer, by_oid.get(pointer.oid)))
+            gets += self.dispatch(chunk, answer)
         for get in gets:
             get.result()
         if self.errors:
@@ -191,13 +237,89 @@ class _Downloads:
                                    f"(rerun to resume):\n  {shown}{more}")
 
     def _batch(self, chunk: list[LfsPointer]) -> dict[str, Any]:
-        body: dict[str, Any] = {"operation": "download", "transfers": ["basic"], "hash_algo": "sha256",
+        transfers = [STREAM_TRANSFER, "basic"] if self.offer_stream else ["basic"]
+        body: dict[str, Any] = {"operation": "download", "transfers": transfers, "hash_algo": "sha256",
                                 "objects": [{"oid": p.oid, "size": p.size} for p in chunk]}
         if self.ref:
             body["ref"] = {"name": self.ref}
         answer = self.client.transport.request("POST", self.url, json_body=body,
                                                headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON}).json()
-        return answer if isinstance(answer, dict) else {}
+        if not isinstance(answer, dict):
+            return {}
+        if self.offer_stream and answer.get("transfer") == STREAM_TRANSFER:
+            self.streaming = True
+        return answer
+
+    def dispatch(self, chunk: list[LfsPointer], answer: dict[str, Any] | None) -> list[Future[None]]:
+        """Start downloading ``chunk``: each object by its own GET (the batch ``answer``'s hrefs), or, once
+        the hub streams, the small ones in streams and the rest by their GETs (``answer`` None: no batch
+        call was made for ``chunk``; one is made for the objects that need hrefs)."""
+        by_oid = {o.get("oid"): o for o in (answer or {}).get("objects", []) if isinstance(o, dict)}
+        if not self.streaming:
+            return [self.streams.submit(self._one, p, by_oid.get(p.oid)) for p in chunk]
+        small = [p for p in chunk if p.size <= STREAM_MAX and not (by_oid.get(p.oid) or {}).get("error")]
+        rest = [p for p in chunk if p not in small]
+        futures = [self.stream_pool.submit(self._stream_group, group) for group in stream_groups(small)]
+        if rest and answer is None:
+            futures.append(self.batches.submit(self._basic, rest))
+        else:
+            futures += [self.streams.submit(self._one, p, by_oid.get(p.oid)) for p in rest]
+        return futures
+
+    def _basic(self, pointers: list[LfsPointer]) -> None:
+        """Download ``pointers`` the basic way: a batch call for their hrefs, then one GET each (in the
+        stream pool, in parallel); every object settles, a failed batch call included."""
+        try:
+            answer = self._batch(pointers)
+        except Exception as err:  # noqa: BLE001 (every object must settle)
+            for pointer in pointers:
+                self._settle_failed(pointer, f"LFS batch request to {self.client.endpoint} failed: {err}")
+            return
+        by_oid = {o.get("oid"): o for o in answer.get("objects", []) if isinstance(o, dict)}
+        for get in [self.streams.submit(self._one, p, by_oid.get(p.oid)) for p in pointers]:
+            get.result()
+
+    def _settle_failed(self, pointer: LfsPointer, why: str) -> None:
+        self._fail(pointer, why)
+        if self.on_done is not None:
+            self.on_done(pointer, why)
+
+    def _stream_group(self, group: list[LfsPointer]) -> None:
+        """Receive ``group`` in one stream, storing each object as it arrives; what the stream did not
+        deliver (refused, cut off) goes the basic way."""
+        settled = 0
+        try:
+            body = json.dumps({"objects": [{"oid": p.oid, "size": p.size} for p in group]}).encode()
+            with self.fetcher.post_stream(self.stream_url, body, {"Content-Type": LFS_JSON}) as resp:
+                for pointer in group:
+                    why = self._receive(resp, pointer)
+                    if why is not None:
+                        self._fail(pointer, why)
+                    if self.on_done is not None:
+                        self.on_done(pointer, why)
+                    settled += 1
+        except (HubfsError, OSError, httpx.HTTPError, http.client.HTTPException) as err:
+            trace.mark("lfs", "stream-fallback", f"{len(group) - settled} objects: {' '.join(str(err).split())[:160]}")
+        if settled < len(group):
+            self._basic(group[settled:])
+
+    def _receive(self, resp: Any, pointer: LfsPointer) -> str | None:
+        """Read ``pointer``'s bytes off the stream and store them if they check out: None, else why not (the
+        stream stays in step: exactly ``size`` bytes are read either way). A stream cut short raises."""
+        view, got = self._buffer(pointer.size), 0
+        while got < pointer.size:
+            n = resp.readinto(view[got:])
+            if not n:
+                raise HubConnectionError(f"the LFS stream ended {pointer.size - got} bytes into object {pointer.oid}")
+            got += n
+        digest = hashlib.sha256(view).hexdigest()
+        if digest != pointer.oid:
+            return f"refused: got {got} bytes with sha256 {digest} (not stored)"
+        self.store.put_verified(view, pointer)
+        if self.progress is not None:
+            self.progress.update(got)
+            self.progress.object_done()
+        return None
 
     def _one(self, pointer: LfsPointer, entry: dict[str, Any] | None) -> None:
         """Download one object; a failure is recorded, and ``on_done`` is told either way."""
@@ -289,7 +411,10 @@ class BackgroundFetch:
             new = [p for p in self.run.store.missing(pointers) if p.oid not in self._submitted]
             self._submitted.update(p.oid for p in new)
         for i in range(0, len(new), BATCH_SIZE):
-            self.run.batches.submit(self._chunk, new[i:i + BATCH_SIZE])
+            if self.run.streaming:  # streams need no batch answer
+                self.run.dispatch(new[i:i + BATCH_SIZE], None)
+            else:
+                self.run.batches.submit(self._chunk, new[i:i + BATCH_SIZE])
 
     def _chunk(self, chunk: list[LfsPointer]) -> None:
         try:
@@ -298,9 +423,7 @@ class BackgroundFetch:
             for pointer in chunk:
                 self._settle(pointer, f"LFS batch request to {self.run.client.endpoint} failed: {err}")
             return
-        by_oid = {o.get("oid"): o for o in answer.get("objects", []) if isinstance(o, dict)}
-        for pointer in chunk:
-            self.run.streams.submit(self.run._one, pointer, by_oid.get(pointer.oid))
+        self.run.dispatch(chunk, answer)
 
     def _settle(self, pointer: LfsPointer, why: str | None) -> None:
         if self.on_done is not None:

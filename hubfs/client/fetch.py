@@ -5,6 +5,7 @@ buffer, and ``HTTPResponse.read(n)`` a new ``bytes`` object, with the GIL releas
 ranges fetched from threads run in parallel and no byte is copied twice. Retries, redirects (no
 token across origins) and errors follow :mod:`hubfs.client.policy`, as metadata does, and the final
 URL (a CDN's signed URL, say) is reused for later ranges until it fails, then re-resolved.
+:meth:`RangeFetcher.post_stream` reads a POST's streamed answer the same way (hubfs's LFS streams).
 
 A URL that a proxy from the environment applies to, and every URL when the transport has an injected
 httpx transport (tests), goes through the transport's httpx client instead, streamed the same way.
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -262,23 +264,48 @@ class RangeFetcher:
                 done(reusable and not resp.will_close)
         raise HubfsError(f"Too many redirects for {safe_url(url)}.")
 
-    def _send(self, url: str, headers: dict[str, str]) -> tuple[Any, Callable[[bool], None]]:
-        """Send a GET of ``url``; (the answer with its head read, a callable to release it, told whether
-        its connection may be reused). Through httpx when a proxy applies or the transport is injected."""
+    @contextmanager
+    def post_stream(self, url: str, body: bytes, headers: dict[str, str]) -> Iterator[Any]:
+        """POST ``body`` to ``url`` (the token only to the hub, as for GETs) and yield the answer, read with
+        ``readinto``/``read`` (``length``: bytes still expected). Not retried and no redirect followed:
+        an error answer raises its hub error, a 3xx a :class:`HubfsError`, and a caller that loses the
+        body midway decides what to do. The connection is kept only if the body was read to its end."""
+        self.transport.check_online("POST", url)
+        hdrs = {"Accept-Encoding": "identity", "User-Agent": self.transport.client.headers.get("user-agent", "hubfs"),
+                **self.transport.auth_headers(url), **headers}
+        resp, done = self._send(url, hdrs, "POST", body)
+        reusable = False
+        try:
+            if resp.status >= 300:
+                answer = {k.lower(): v for k, v in resp.headers.items()}
+                if resp.status >= 400:
+                    raise answer_error(resp.status, answer, resp.read(), "POST", url)
+                raise HubfsError(f"POST {safe_url(url)} answered {resp.status}, not the body asked for.")
+            yield resp
+            reusable = resp.isclosed() and not resp.will_close
+        finally:
+            done(reusable)
+
+    def _send(self, url: str, headers: dict[str, str], method: str = "GET",
+              body: bytes | None = None) -> tuple[Any, Callable[[bool], None]]:
+        """Send a GET (or ``method`` with ``body``) of ``url``; (the answer with its head read, a callable to
+        release it, told whether its connection may be reused). Through httpx when a proxy applies or the
+        transport is injected."""
         if self.transport.injected or proxy_for(url, self.transport.proxies):
             client = self.transport.client
-            answer = _HttpxAnswer(client.send(client.build_request("GET", url, headers=headers), stream=True))
+            request = client.build_request(method, url, headers=headers, content=body)
+            answer = _HttpxAnswer(client.send(request, stream=True))
             return answer, lambda _reusable: answer.close()
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         conn, reused = self._take(url)
         try:
-            resp = _exchange(conn, path, headers)
+            resp = _exchange(conn, path, headers, method, body)
         except (OSError, http.client.HTTPException):
             if not reused:
                 raise
             conn = self._take_new(url)  # an idle connection the server closed: once more, on a new one
-            resp = _exchange(conn, path, headers)
+            resp = _exchange(conn, path, headers, method, body)
 
         def done(reusable: bool) -> None:
             if reusable:
@@ -364,10 +391,11 @@ class _KernelTimeoutConnection(http.client.HTTPConnection):
         self.sock.settimeout(None)
 
 
-def _exchange(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
-    """Send a GET and read the answer's head; the connection is closed if that fails."""
+def _exchange(conn: http.client.HTTPConnection, path: str, headers: dict[str, str], method: str = "GET",
+              body: bytes | None = None) -> http.client.HTTPResponse:
+    """Send a request (a GET unless told) and read the answer's head; the connection is closed if that fails."""
     try:
-        conn.request("GET", path, headers=headers)
+        conn.request(method, path, body=body, headers=headers)
         return conn.getresponse()
     except BaseException:
         conn.close()

@@ -1,7 +1,7 @@
 """The Git LFS batch API and its transfers, at ``{E}/{P}{ns}/{name}.git/info/lfs/...``.
 
 Wire contract: the git-lfs batch and basic-transfer specs plus the Hub's multipart extension
-(``hub-api.md`` 5.4-5.5). Upload, part, completion and verify hrefs are HMAC-signed and expire:
+(``hub-api.md`` 5.4-5.5), and hubfs's own ``hubfs-stream`` download transfer (:func:`stream`). Upload, part, completion and verify hrefs are HMAC-signed and expire:
 the official client sends no Authorization header on them. Every upload is hashed and its size
 checked before it is stored. An object is served or accepted as "already there" only for a repo
 that proved possession of it (uploaded or committed it): content ids carry no repo identity.
@@ -20,10 +20,10 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hubfs.errors import BadRequestError, IntegrityError, NotFoundError, PayloadTooLargeError
+from hubfs.errors import BadRequestError, ConflictError, IntegrityError, NotFoundError, PayloadTooLargeError
 from hubfs.lfs import is_valid_oid
 from hubfs.paths import RepoType, public_repo_id
-from hubfs.server.http import RangedBody, Router, json_response
+from hubfs.server.http import RangedBody, Router, Segment, json_response
 from hubfs.server.hub import Caller, Hub
 from hubfs.server.lfs_store import ObjectWriter
 from hubfs.server.metadata import Repo
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 LFS_JSON = "application/vnd.git-lfs+json"
 MAX_PARTS = 10_000
+STREAM_TRANSFER = "hubfs-stream"  # a download batch that offers it learns that .../objects/stream answers
+MAX_STREAM_OBJECTS = 1000
 
 
 def _repo_id(name_git: str, ns: str) -> str:
@@ -57,7 +59,9 @@ async def batch(request: Request, prefix: str, ns: str, name_git: str) -> Respon
     other object, even one stored for another repo, gets a signed ``upload`` href
     (basic PUT, or the HF multipart header with ``chunk_size`` and numbered part URLs when the client
     offers ``multipart`` and the object is larger than one chunk) and a signed ``verify`` href.
-    Download: a signed ``download`` href, or a per-object 404 error.
+    Download: a signed ``download`` href, or a per-object 404 error; the answer's ``transfer`` is
+    ``hubfs-stream`` when the client offered it and the hub sends the bytes itself (not from S3): the
+    objects' hrefs work all the same, and :func:`stream` sends many objects in one answer.
     """
     hub, caller, endpoint = hub_of(request), caller_of(request), endpoint_of(request)
     repo_type = RepoType.parse(prefix.rstrip("/") or "model").value
@@ -129,7 +133,61 @@ def _batch(hub: Hub, caller: Caller, endpoint: str, repo_type: str, repo_id: str
                 href = f"{base}/{oid}/{size}?{hub.sign(f'upload|{repo.id}|{oid}|{size}')}"
                 entry["actions"] = {"upload": {"href": href}, "verify": {"href": verify}}
         out.append(entry)
-    return {"transfer": "multipart" if use_multipart else "basic", "objects": out, "hash_algo": "sha256"}
+    streams = operation == "download" and STREAM_TRANSFER in transfers and not hub.lfs.remote
+    transfer = "multipart" if use_multipart else STREAM_TRANSFER if streams else "basic"
+    return {"transfer": transfer, "objects": out, "hash_algo": "sha256"}
+
+
+async def stream(request: Request, prefix: str, ns: str, name_git: str) -> Response:
+    """POST .../objects/stream {objects:[{oid,size}]} -> the objects' bytes back to back, in the order asked.
+
+    hubfs's extension for many small objects in one round trip (a clone's LFS files): the same access
+    rules as a download batch (the repo visible to the caller, its gate passed, every object one this
+    repo holds); at most ``MAX_STREAM_OBJECTS`` objects, none twice. The whole request fails before a
+    byte is sent: 404 naming an object the repo does not hold, 422 for a malformed one or a wrong size,
+    409 for an object only in the object store (S3: use the batch hrefs). ``Content-Length`` is the sum
+    of the sizes; Range is honoured, so a cut answer is resumed where it broke off.
+    """
+    hub, caller = hub_of(request), caller_of(request)
+    repo_type = RepoType.parse(prefix.rstrip("/") or "model").value
+    repo_id = _repo_id(name_git, ns)
+    body = await read_json(request)
+    layout, size = await run_in_threadpool(_stream_layout, hub, caller, repo_type, repo_id, body)
+    return RangedBody(request, size, {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"},
+                      layout=layout)
+
+
+def _stream_layout(hub: Hub, caller: Caller, repo_type: str, repo_id: str,
+                   body: dict[str, Any]) -> tuple[list[Segment], int]:
+    """The layout and size of a stream answer (blocking: access and store checks); see :func:`stream`."""
+    objects = body.get("objects")
+    if not isinstance(objects, list) or not objects:
+        raise BadRequestError("An LFS stream needs a non-empty 'objects' list.")
+    if len(objects) > MAX_STREAM_OBJECTS:
+        raise BadRequestError(f"An LFS stream sends at most {MAX_STREAM_OBJECTS} objects, not {len(objects)}.",
+                              status=413)
+    repo = hub.visible_repo(caller, repo_type, repo_id)
+    hub.check_gate(caller, repo)
+    if hub.lfs.remote:
+        raise ConflictError("This hub keeps LFS objects in its object store: download them through the batch API.")
+    layout: list[Segment] = []
+    seen: set[str] = set()
+    total = 0
+    for obj in objects:
+        oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
+        if not isinstance(oid, str) or not is_valid_oid(oid) or not isinstance(size, int) or size < 0:
+            raise BadRequestError("Invalid object: oid must be sha256 hex, size an integer >= 0.", status=422)
+        if oid in seen:
+            raise BadRequestError(f"Object {oid} is asked for twice.", status=422)
+        seen.add(oid)
+        stored = hub.objects.get(oid) if hub.meta.lfs_linked(repo, oid) else None
+        if stored is None:
+            raise NotFoundError(f"Object {oid} does not exist in this repository.")
+        if stored.size != size:
+            raise BadRequestError(f"Object {oid} has {stored.size} bytes, not {size}.", status=422)
+        layout.extend(stored.layout)
+        total += size
+    return layout, total
 
 
 def _signed_repo(hub: Hub, q: QueryParams, prefix: str, ns: str, name_git: str, action: str, *fields: object) -> Repo:
@@ -315,6 +373,7 @@ def _s3(hub: Hub) -> S3ObjectStore:
 def register(router: Router) -> None:
     L = "/{prefix:prefix}{ns}/{name_git}/info/lfs/objects"
     router.add(["POST"], L + "/batch", batch)
+    router.add(["POST"], L + "/stream", stream)
     router.add(["PUT"], L + "/{oid}/{size:int}", upload)
     router.add(["POST"], L + "/{oid}/{size:int}/verify", verify)
     router.add(["PUT"], L + "/{oid}/{size:int}/parts/{upload_id}/{part:int}", upload_part)

@@ -50,9 +50,12 @@ def _setup(tmp_path: Path, log_hub, files: dict[str, bytes]) -> tuple[dict[str, 
     return env, git_dir, repo_id, head(env, git_dir.parent)
 
 
-def test_prefetch_gets_exactly_the_missing_objects_with_pipelined_batches(tmp_path: Path, log_hub,
+@pytest.mark.parametrize("stream", [False, True], ids=["basic", "stream"])
+def test_prefetch_gets_exactly_the_missing_objects_with_pipelined_batches(tmp_path: Path, log_hub, stream: bool,
+                                                                         monkeypatch: pytest.MonkeyPatch,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     server, log, client = log_hub
+    monkeypatch.setenv("GIT_REMOTE_HF_LFS_STREAM", "1" if stream else "0")
     rng = random.Random(1)
     files = {f"w/{i:03d}.bin": rng.randbytes(rng.randrange(100, 3000)) for i in range(150)}
     files["small.txt"] = b"not lfs\n"
@@ -72,12 +75,18 @@ def test_prefetch_gets_exactly_the_missing_objects_with_pipelined_batches(tmp_pa
     assert not store.has(pointer_of(files["small.txt"]).oid, len(files["small.txt"]))
     missing = {pointer_of(d).oid for p, d in files.items() if p.endswith(".bin") and p not in have}
     gets = lfs_gets(log)
-    assert sorted(g[1].split("/objects/")[1].split("?")[0] for g in gets) == sorted(missing)
     lines = log.lines()
     batches = [i for i, ln in enumerate(lines) if ln[0] == "POST" and ln[1].endswith("/objects/batch")]
-    assert len(batches) == 2  # 128 objects: 100 + 28
-    last_get = max(i for i, ln in enumerate(lines) if ln[0] == "GET")
-    assert batches[1] < last_get, "the second batch call waited for every download of the first"
+    streams = log.matching("POST", r"/objects/stream$")
+    if stream:  # one stream answer per batch of 100 carries its small objects (~200 KB): no GET at all
+        assert gets == [] and len(streams) == 2, lines
+        assert 1 <= len(batches) <= 2  # the first answer says "stream"; the second call may be in flight already
+    else:
+        assert streams == []
+        assert sorted(g[1].split("/objects/")[1].split("?")[0] for g in gets) == sorted(missing)
+        assert len(batches) == 2  # 128 objects: 100 + 28
+        last_get = max(i for i, ln in enumerate(lines) if ln[0] == "GET")
+        assert batches[1] < last_get, "the second batch call waited for every download of the first"
     assert not list((git_dir / "lfs" / "incomplete").glob("*"))
 
     log.clear()  # everything is here: no request at all
@@ -115,15 +124,20 @@ def test_interrupted_download_resumes_with_a_range(tmp_path: Path, log_hub) -> N
     assert fetched <= 0.55 * len(data)
 
 
-def test_object_whose_bytes_do_not_match_is_refused(tmp_path: Path, log_hub) -> None:
-    server, _, client = log_hub
+@pytest.mark.parametrize("stream", [False, True], ids=["basic", "stream"])
+def test_object_whose_bytes_do_not_match_is_refused(tmp_path: Path, log_hub, stream: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    server, log, client = log_hub
+    monkeypatch.setenv("GIT_REMOTE_HF_LFS_STREAM", "1" if stream else "0")
     good, bad = b"good content\n" * 100, b"soon corrupted\n" * 100
     _, git_dir, repo_id, tip = _setup(tmp_path, log_hub, {"good.bin": good, "bad.bin": bad})
     stored = server.data_dir / "lfs" / pointer_of(bad).oid[:2] / pointer_of(bad).oid[2:4] / pointer_of(bad).oid
     assert stored.exists(), "the hub's LFS layout changed; this test corrupts an object on its disk"
     stored.write_bytes(b"X" * len(bad))  # same size, other bytes: a fault no real server makes on demand
+    log.clear()
     with pytest.raises(LfsTransferError, match=f"bad.bin.*{pointer_of(bad).oid}.*refused"):
         prefetch(git_dir, client, _lfs_url(server.endpoint, repo_id), [tip])
+    assert len(log.matching("POST", r"/objects/stream$")) == (1 if stream else 0)
     store = LfsStore(git_dir)
     assert store.has(pointer_of(good).oid, len(good))
     assert not store.has(pointer_of(bad).oid, len(bad))
@@ -212,3 +226,43 @@ def test_fetch_objects_reports_objects_the_server_lacks(tmp_path: Path, log_hub)
     with pytest.raises(LfsTransferError, match=f"weights.bin \\(oid {ghost.oid}, 77 bytes\\)"):
         fetch_objects(git_dir, client, _lfs_url(server.endpoint, repo_id), [ghost], names={ghost.oid: "weights.bin"})
     assert not LfsStore(git_dir).has(ghost.oid, 77)
+
+
+def test_a_stream_cut_short_keeps_what_arrived_and_fetches_the_rest_one_by_one(tmp_path: Path, log_hub) -> None:
+    server, log, _ = log_hub
+    rng = random.Random(5)
+    files = {f"w/{i}.bin": rng.randbytes(512 * 1024) for i in range(6)}  # 3 MiB: one stream
+    _, git_dir, repo_id, tip = _setup(tmp_path, log_hub, files)
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    # connection 1 carries the batch call (small answers); connection 2, the stream, dies 1.3 MiB in
+    proxy = Proxy(port, cut_after=1300 * 1024, cuts=2)
+    log.clear()
+    try:
+        with HubClient(proxy.endpoint, server.admin_token, max_retries=0) as cut:
+            prefetch(git_dir, cut, _lfs_url(proxy.endpoint, repo_id), [tip])
+    finally:
+        proxy.close()
+    store = LfsStore(git_dir)
+    for data in files.values():
+        assert store.path(pointer_of(data).oid).read_bytes() == data
+    assert len(log.matching("POST", r"/objects/stream$")) == 1
+    fetched_one_by_one = {g[1].split("/objects/")[1].split("?")[0] for g in lfs_gets(log)}
+    assert fetched_one_by_one == {pointer_of(files[f"w/{i}.bin"]).oid for i in range(2, 6)}  # 0 and 1 arrived whole
+    assert not list((git_dir / "lfs" / "incomplete").glob("*"))
+
+
+def test_objects_too_big_for_a_stream_take_their_own_ranged_gets(tmp_path: Path, log_hub) -> None:
+    from git_remote_hf.lfs_transfer import STREAM_MAX
+
+    server, log, client = log_hub
+    rng = random.Random(6)
+    big = rng.randbytes(STREAM_MAX + 1)
+    files = {"big.bin": big, **{f"s{i}.bin": rng.randbytes(3000) for i in range(5)}}
+    _, git_dir, repo_id, tip = _setup(tmp_path, log_hub, files)
+    log.clear()
+    prefetch(git_dir, client, _lfs_url(server.endpoint, repo_id), [tip])
+    store = LfsStore(git_dir)
+    for data in files.values():
+        assert store.path(pointer_of(data).oid).read_bytes() == data
+    assert len(log.matching("POST", r"/objects/stream$")) == 1
+    assert {g[1].split("/objects/")[1].split("?")[0] for g in lfs_gets(log)} == {pointer_of(big).oid}
