@@ -15,6 +15,8 @@ hubfs's own variables, each read by one function here and nowhere else:
 | HUBFS_LOADER_INLINE | loader_inline()      | 0: small local checkpoints are read by a thread pool too (hubfs.loader.pipeline) |
 | HUBFS_INFERENCE_ZERO_COPY | inference_zero_copy() | 0: `serve --inference` copies weights stored whole instead of mapping them |
 | HUBFS_MOUNT_HUGEPAGES | mount_hugepages() | 0: the mount daemon's read buffers keep 4 KiB pages (hubfs.mount.daemon) |
+| HUBFS_MOUNT_PASSTHROUGH | mount_passthrough() | 0: no FUSE passthrough of cached blobs (hubfs.mount.passthrough) |
+| HUBFS_MOUNT_KEEP_READS | mount_keep_reads() | 0: files read whole through a mount are not kept in the cache (hubfs.client.keeper) |
 | HUBFS_DATA          | data_dir()           | the embedded hub's data folder (default ./hubfs-data)              |
 | HUBFS_DATABASE_URL  | database_url_setting() | the hub's metadata database (postgresql://...; `serve --database-url`) |
 | HUBFS_SERVE_SETTINGS | serve_settings()    | set by `hubfs serve --workers` for its worker processes (JSON)     |
@@ -127,6 +129,18 @@ def mount_hugepages() -> bool:
     """Whether the mount daemon may back its heap (the read buffers it hands to the kernel) with huge pages
     (``HUBFS_MOUNT_HUGEPAGES=0`` says no)."""
     return os.environ.get("HUBFS_MOUNT_HUGEPAGES", "1").strip() != "0"
+
+
+def mount_passthrough() -> bool:
+    """Whether a read-only mount run as root may hand reads of complete cached blobs to the kernel (FUSE
+    passthrough, see hubfs.mount.passthrough); ``HUBFS_MOUNT_PASSTHROUGH=0`` says no."""
+    return os.environ.get("HUBFS_MOUNT_PASSTHROUGH", "1").strip() != "0"
+
+
+def mount_keep_reads() -> bool:
+    """Whether a mount keeps a file it served whole, in order, in the local cache as its blob
+    (``HUBFS_MOUNT_KEEP_READS=0`` says no)."""
+    return os.environ.get("HUBFS_MOUNT_KEEP_READS", "1").strip() != "0"
 
 
 def loader_inline() -> bool:

@@ -213,12 +213,5 @@ class BlockCache:
             data_path.unlink(missing_ok=True)  # corrupted: start over rather than serve bad bytes
             map_path.unlink(missing_ok=True)
             return None
-        blob = self.cache.blob(repo_type, repo_id, oid)
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        with self.cache.lock(repo_type, repo_id, oid):
-            if not blob.exists() or blob.stat().st_size != size:  # missing, or truncated: replace it
-                os.replace(data_path, blob)
-            else:
-                data_path.unlink(missing_ok=True)
-            map_path.unlink(missing_ok=True)
-        return self.cache.link(repo_type, repo_id, commit, path, oid)
+        map_path.unlink(missing_ok=True)
+        return self.cache.adopt(data_path, repo_type, repo_id, oid, size, commit, path)

@@ -138,6 +138,20 @@ class HubCache:
             _link_or_copy(rel, blob, target)
         return target
 
+    def adopt(self, tmp: Path, repo_type: str, repo_id: str, etag: str, size: int, commit: str, path: str) -> Path:
+        """Make the verified file ``tmp`` the blob ``etag`` (renamed into place under the blob's lock unless a
+        blob of the right size is already there; ``tmp`` is gone either way) and link it into the commit's
+        snapshot as ``path``; the snapshot path."""
+        blob = self.blob(repo_type, repo_id, etag)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock(repo_type, repo_id, etag):
+            if not blob.exists() or blob.stat().st_size != size:  # missing, or truncated: replace it
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, blob)
+            else:
+                tmp.unlink(missing_ok=True)
+        return self.link(repo_type, repo_id, commit, path, etag)
+
     def scan(self) -> list[CachedRepo]:
         """Every cached repo with its size on disk and revisions."""
         out: list[CachedRepo] = []

@@ -11,6 +11,10 @@ Where bytes come from, first that applies:
    the sparse :class:`~hubfs.client.blocks.BlockCache` for big LFS objects, as concurrent 16 MiB
    ranges when big. Concurrent reads of the same range share one fetch (:class:`SingleFlight`).
 
+With ``ReaderDeps.keep_reads`` (the mount), a file handed out whole and in order from its first byte is
+kept in the cache as its blob (:class:`~hubfs.client.keeper.StreamKeeper`), so the next open reads it
+locally.
+
 No fsspec here: the filesystem, the mount and the loader all build readers from a :class:`ReadTarget`
 (what to read) and :class:`ReaderDeps` (the shared fetcher, pools and caches).
 """
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hubfs.client.fetch import RangeFetcher, content_hash
+from hubfs.client.keeper import StreamKeeper
 from hubfs.client.readahead import ReadAhead
 from hubfs.client.stride import STRIDE_DEPTH, StridePrefetcher
 from hubfs.config import PART_SIZE, PROBE_SIZE
@@ -121,6 +126,7 @@ class ReaderDeps:
     offline: bool = False
     flights: SingleFlight = field(default_factory=SingleFlight)
     alloc: Callable[[int], Any] | None = None
+    keep_reads: bool = False  # keep files read whole, in order, in the cache (see the module doc)
 
     def prefetch_pool(self) -> Executor:
         return self.pool if isinstance(self.pool, Executor) else self.pool()
@@ -173,6 +179,7 @@ class FileReader:
         self._edge_start, self._edge = edge if (edge is not None and self._fd is None) else (0, b"")
         self._next_seq = 0
         self._stream: ReadAhead | None = None
+        self._keeper: StreamKeeper | None = None
         self._closed = False
         self._blocks = self._block_cache()
         self._strides = StridePrefetcher(self._fetch_plain, _Lazy(deps), held=self._holds,
@@ -260,12 +267,27 @@ class FileReader:
                 parts.append(self._edge[pos - self._edge_start: min(end, edge_end) - self._edge_start])
             else:
                 parts.append(self._stream_or_random(pos, end, length))
+            if self.deps.keep_reads:
+                self._keep(pos, parts[-1])
             pos += len(parts[-1])
             with self._lock:
                 self._next_seq = pos
             if not parts[-1]:
                 break
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _keep(self, pos: int, data: Any) -> None:
+        """Hand ``data`` (read at ``pos``) to the keeper, started by a read from offset 0 (see the module doc)."""
+        with self._lock:
+            keeper = self._keeper
+            if keeper is None and pos == 0 and self.deps.cache is not None and self.size and self.target.etag:
+                try:
+                    keeper = self._keeper = StreamKeeper(self.deps.cache, self.target, self.size,
+                                                         self.deps.prefetch_pool())
+                except OSError:
+                    return
+            if keeper is not None:
+                keeper.write(pos, data)
 
     def _stream_or_random(self, pos: int, end: int, length: int) -> bytes:
         with self._lock:
@@ -341,6 +363,9 @@ class FileReader:
                 self._stream = None
             self._strides.cancel()
             self._edge = b""
+            if self._keeper is not None:
+                self._keeper.drop()  # a file read whole is complete already: its check goes on
+                self._keeper = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -3,7 +3,8 @@
 Built the way :meth:`hubfs.fs.HubFileSystem.reader_deps` builds them (no fsspec, no HTTP of its own):
 the complete blob in the local cache when there is one, the sparse block cache for partial reads of
 big LFS objects, the read-ahead stream for sequential reads, exactly the bytes asked for random ones,
-and one fetch for concurrent readers of one range. The range fetcher gets the mount's ``timeout``
+and one fetch for concurrent readers of one range; a file served whole, in order, is kept in the cache
+as its blob (``HUBFS_MOUNT_KEEP_READS=0``: not), so its next open is local. The range fetcher gets the mount's ``timeout``
 and ``max_retries``, so that a stalled or vanished hub fails a read with EIO instead of hanging it.
 
 :func:`reply` answers a FUSE read (libfuse's ``read_buf``) without the copy mfusepy's ``read`` makes
@@ -34,7 +35,7 @@ from hubfs.client.cache import HubCache
 from hubfs.client.fetch import RangeFetcher
 from hubfs.client.malloc import keep_freed_buffers
 from hubfs.client.reader import FileReader, ReaderDeps, ReadTarget, SingleFlight
-from hubfs.config import malloc_tuning
+from hubfs.config import malloc_tuning, mount_keep_reads
 
 if TYPE_CHECKING:
     from hubfs.mount.ops import Handle
@@ -151,7 +152,7 @@ class Readers:
         self.part_pool = ThreadPoolExecutor(workers, thread_name_prefix="hubfs-mount-part")
         cache = HubCache(client.config.cache_dir)
         self.deps = ReaderDeps(self.fetcher, self.pool, self.part_pool, BlockCache(cache) if block_cache else None,
-                               cache, client.config.offline, SingleFlight())
+                               cache, client.config.offline, SingleFlight(), keep_reads=mount_keep_reads())
         self._kernel_deps = replace(self.deps, alloc=malloc_piece)
         keep_freed_buffers()
         one_arena()

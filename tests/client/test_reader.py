@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 from hub_server import HubServer
+from reader_targets import target_of
 
 from hubfs.client import HubClient
 from hubfs.client.blocks import BlockCache
 from hubfs.client.cache import HubCache
 from hubfs.client.download import Downloader
 from hubfs.client.fetch import RangeFetcher
-from hubfs.client.reader import FileReader, ReaderDeps, ReadTarget, probe
+from hubfs.client.reader import FileReader, ReaderDeps, probe
 from hubfs.errors import OfflineModeError
 
 MiB = 1 << 20
@@ -64,11 +65,7 @@ def world(tmp_path_factory) -> Iterator[tuple[HubServer, Log, HubClient, str, st
     server.stop()
 
 
-def _target(client: HubClient, rid: str, sha: str, path: str) -> ReadTarget:
-    entry = client.paths_info("model", rid, sha, [path])[0]
-    lfs = entry.get("lfs") or {}
-    return ReadTarget("model", rid, sha, path, client.file_url("model", rid, sha, path), entry["size"],
-                      entry["oid"], lfs.get("oid") or "")
+_target = target_of
 
 
 def _deps(client: HubClient, cache: Path, *, offline: bool = False, blocks: bool = False) -> ReaderDeps:

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
-from mounting import MiB, Mount, alive, hubfs, is_mounted, mounting
+from mounting import MiB, Mount, alive, hubfs, is_mounted, mounting, wait_for
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
                                 reason="needs /dev/fuse and root")
@@ -276,3 +276,24 @@ def test_miss_rechecks_the_branch(mounter, api, repo_id) -> None:
     time.sleep(1.1)  # the kernel and the mount trust a miss for 1 s
     api.create_commit(repo_id, [CommitOperationAdd("b.txt", b"b\n")], commit_message="v2")
     assert (mount / "b.txt").read_bytes() == b"b\n"  # found at once, long before the next poll
+
+
+def test_a_file_read_whole_is_kept_in_the_cache_both_ways(mounter, uploaded, tmp_path) -> None:
+    """``HUBFS_MOUNT_KEEP_READS`` (on by default): a file the mount served whole, in order, becomes its blob in
+    the mount's cache (shared with hf:// and huggingface_hub), so its next open is local; off: nothing kept."""
+    from hubfs.client.cache import HubCache
+
+    data = uploaded["files"]["big.bin"]
+    for name, env, kept in (("keep-on", {}, True), ("keep-off", {"HUBFS_MOUNT_KEEP_READS": "0"}, False)):
+        cache_dir = tmp_path / f"cache-{name}"
+        mount = mounter(uploaded["repo"], "--cache-dir", str(cache_dir), env=env, name=name)
+        assert subprocess.run(["cat", str(mount / "big.bin")], capture_output=True, check=True).stdout == data
+        blob = HubCache(cache_dir).blob("model", uploaded["repo"], hashlib.sha256(data).hexdigest())
+        if kept:
+            wait_for(lambda: blob.exists(), what="the blob of a file read whole")  # noqa: B023
+            assert blob.read_bytes() == data
+        else:
+            time.sleep(1)
+            assert not blob.exists()
+        assert not list(cache_dir.rglob("*.incomplete"))
+        assert (mount / "big.bin").read_bytes() == data
