@@ -6,12 +6,13 @@ loader) fetched every byte anyway: keeping them makes the next open a local read
 kernel serves from the blob itself) and shares them with ``hf://``, ``hubfs download`` and
 huggingface_hub. Contract:
 
-- bytes are written as they are handed out, in file order from offset 0, to a private
-  ``blobs/<etag>.<pid>-<id>.incomplete`` file; a gap (a seek), a close before the end or any OS error
-  (a full disk) drops that file and keeping stops for the stream: reads never fail because of it;
-- once the last byte is written the file is verified in ``pool`` (sha256 of an LFS object, the git blob
-  id of a regular file, and the size), then renamed into place under the blob's lock and linked into
-  the commit's snapshot (:meth:`~hubfs.client.cache.HubCache.adopt`); bytes that do not verify are
+- bytes are written where they belong as they arrive (:meth:`StreamKeeper.write_at`, from any thread:
+  the read-ahead's fetch threads, off the path that answers reads) into a private
+  ``blobs/<etag>.<pid>-<id>.incomplete`` file, and the ranges written are counted; a close before they
+  cover the file, or any OS error (a full disk), drops that file: reads never fail because of it;
+- once the ranges cover the file it is verified in ``pool`` (sha256 of an LFS object, the git blob id
+  of a regular file, and the size), then renamed into place under the blob's lock and linked into the
+  commit's snapshot (:meth:`~hubfs.client.cache.HubCache.adopt`); bytes that do not verify are
   dropped, never served.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,37 +45,45 @@ class StreamKeeper:
         blob.parent.mkdir(parents=True, exist_ok=True)
         self.tmp: Path = blob.with_name(f"{blob.name}.{os.getpid()}-{id(self):x}.incomplete")
         self._fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self.next = 0  # where the next byte handed out must start
+        self._lock = threading.Lock()
+        self._have: list[tuple[int, int]] = []  # sorted, merged [start, end) ranges written
 
     @property
     def active(self) -> bool:
         """Whether bytes are still being kept (not dropped, not complete)."""
         return self._fd >= 0
 
-    def write(self, offset: int, data: Any) -> None:
-        """Keep ``data`` (any buffer) handed out at ``offset``; anything but the next bytes drops the file."""
-        if self._fd < 0 or not len(data):
-            return
-        if offset != self.next:
-            self.drop()
-            return
-        view = memoryview(data).cast("B")
-        try:
-            done = 0
-            while done < len(view):
-                done += os.pwrite(self._fd, view[done:], offset + done)
-        except OSError as err:
-            log.info("not keeping %s in the cache: %s", self.target.path, err)
-            self.drop()
-            return
-        self.next += len(view)
-        if self.next >= self.size:
+    def write_at(self, offset: int, pieces: list[Any]) -> None:
+        """Keep ``pieces`` (buffers, back to back) that belong at ``offset``; thread-safe."""
+        with self._lock:
+            if self._fd < 0:
+                return
+            at = offset
+            try:
+                for piece in pieces:
+                    view = memoryview(piece).cast("B")
+                    done = 0
+                    while done < len(view):
+                        done += os.pwrite(self._fd, view[done:], at + done)
+                    at += len(view)
+            except OSError as err:
+                log.info("not keeping %s in the cache: %s", self.target.path, err)
+                self._drop()
+                return
+            if at > offset:
+                self._have = _merged(self._have, offset, at)
+            if self._have != [(0, self.size)]:
+                return
             os.close(self._fd)
             self._fd = -1
-            self.pool.submit(self._finish)
+        self.pool.submit(self._finish)
 
     def drop(self) -> None:
         """Stop keeping and remove the partial file (idempotent; a complete file is left to its check)."""
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -98,3 +108,14 @@ class StreamKeeper:
             while n := f.readinto(buf):
                 digest.update(buf[:n])
         return digest.hexdigest()
+
+
+def _merged(ranges: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    """``ranges`` (sorted, merged) with [start, end) added."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted([*ranges, (start, end)]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out

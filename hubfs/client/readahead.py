@@ -28,12 +28,16 @@ class ReadAhead:
     """The bytes of ``url`` from ``start`` to ``size``, in order, fetched ahead on ``pool``.
 
     ``piece`` is the read size the caller is expected to use; ``alloc`` makes the pieces' buffers (see
-    :meth:`~hubfs.client.fetch.RangeFetcher.fetch_pieces`). Not thread-safe: one reader.
+    :meth:`~hubfs.client.fetch.RangeFetcher.fetch_pieces`); ``on_range(start, pieces)`` is told of each
+    range as it arrives, in the pool's thread (a :class:`~hubfs.client.keeper.StreamKeeper` writing it
+    down). Not thread-safe: one reader.
     """
 
     def __init__(self, fetcher: RangeFetcher, pool: Executor, url: str, start: int, size: int, piece: int,
-                 part: int = PART_SIZE, depth: int = DEPTH, alloc: Callable[[int], Any] | None = None) -> None:
+                 part: int = PART_SIZE, depth: int = DEPTH, alloc: Callable[[int], Any] | None = None,
+                 on_range: Callable[[int, list[Any]], None] | None = None) -> None:
         self.fetcher, self.pool, self.url, self.size, self.alloc = fetcher, pool, url, size, alloc
+        self.on_range = on_range
         self.pos = start
         self.piece = max(MIN_PIECE, min(piece, part))
         self._max_pieces = max(1, part // self.piece)
@@ -120,13 +124,18 @@ class ReadAhead:
     def _schedule(self) -> None:
         while self._may_schedule():
             length = min((self._next // self.piece + self._pieces_per_part) * self.piece, self.size) - self._next
-            if self.alloc is None:
-                future = self.pool.submit(self.fetcher.fetch_pieces, self.url, self._next, length, self.piece)
-            else:
-                future = self.pool.submit(self.fetcher.fetch_pieces, self.url, self._next, length, self.piece,
-                                          self.alloc)
+            future = self.pool.submit(self._fetch, self._next, length)
             self._inflight.append((self._next, length, future))
             self._next += length
+
+    def _fetch(self, start: int, length: int) -> list[Any]:
+        if self.alloc is None:
+            pieces = self.fetcher.fetch_pieces(self.url, start, length, self.piece)
+        else:
+            pieces = self.fetcher.fetch_pieces(self.url, start, length, self.piece, self.alloc)
+        if self.on_range is not None:
+            self.on_range(start, pieces)
+        return pieces
 
     def close(self) -> None:
         """Drop what was fetched and cancel what has not started (running ranges finish on their own)."""

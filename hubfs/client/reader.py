@@ -11,9 +11,9 @@ Where bytes come from, first that applies:
    the sparse :class:`~hubfs.client.blocks.BlockCache` for big LFS objects, as concurrent 16 MiB
    ranges when big. Concurrent reads of the same range share one fetch (:class:`SingleFlight`).
 
-With ``ReaderDeps.keep_reads`` (the mount), a file handed out whole and in order from its first byte is
-kept in the cache as its blob (:class:`~hubfs.client.keeper.StreamKeeper`), so the next open reads it
-locally.
+With ``ReaderDeps.keep_reads`` (the mount), a file streamed from its first byte to its last is kept in
+the cache as its blob (:class:`~hubfs.client.keeper.StreamKeeper`, fed by the read-ahead as ranges
+arrive), so the next open reads it locally.
 
 No fsspec here: the filesystem, the mount and the loader all build readers from a :class:`ReadTarget`
 (what to read) and :class:`ReaderDeps` (the shared fetcher, pools and caches).
@@ -267,8 +267,6 @@ class FileReader:
                 parts.append(self._edge[pos - self._edge_start: min(end, edge_end) - self._edge_start])
             else:
                 parts.append(self._stream_or_random(pos, end, length))
-            if self.deps.keep_reads:
-                self._keep(pos, parts[-1])
             pos += len(parts[-1])
             with self._lock:
                 self._next_seq = pos
@@ -276,18 +274,21 @@ class FileReader:
                 break
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _keep(self, pos: int, data: Any) -> None:
-        """Hand ``data`` (read at ``pos``) to the keeper, started by a read from offset 0 (see the module doc)."""
-        with self._lock:
-            keeper = self._keeper
-            if keeper is None and pos == 0 and self.deps.cache is not None and self.size and self.target.etag:
-                try:
-                    keeper = self._keeper = StreamKeeper(self.deps.cache, self.target, self.size,
-                                                         self.deps.prefetch_pool())
-                except OSError:
-                    return
-            if keeper is not None:
-                keeper.write(pos, data)
+    def _keeper_for(self, start: int) -> StreamKeeper | None:
+        """The keeper of this reader, started (once) by a stream that reads on from the file's start (from 0,
+        or from the end of the first bytes the opener had), which it is given (see the module doc)."""
+        if self._keeper is not None or not self.deps.keep_reads or self.deps.cache is None or not self.size:
+            return self._keeper
+        edge_at_start = self._edge_start == 0 and len(self._edge) > 0
+        if not self.target.etag or not (start == 0 or (edge_at_start and start <= len(self._edge))):
+            return None
+        try:
+            self._keeper = StreamKeeper(self.deps.cache, self.target, self.size, self.deps.prefetch_pool())
+        except OSError:
+            return None
+        if edge_at_start:
+            self._keeper.write_at(0, [self._edge])
+        return self._keeper
 
     def _stream_or_random(self, pos: int, end: int, length: int) -> bytes:
         with self._lock:
@@ -312,8 +313,10 @@ class FileReader:
             if stream is not None:
                 stream.close()
             assert self.size is not None
+            keeper = self._keeper_for(start)
             stream = self._stream = ReadAhead(self.deps.fetcher, self.deps.parts(), self.target.url, start,
-                                              self.size, length, alloc=self.deps.alloc)
+                                              self.size, length, alloc=self.deps.alloc,
+                                              on_range=keeper.write_at if keeper is not None else None)
         return stream.read(end - start)
 
     def _random(self, start: int, end: int, *, observe: bool) -> bytes:
