@@ -7,7 +7,8 @@ before the helper answers.
 During a clone (``option cloning true``) the new repository is first configured so that its checkout
 smudges LFS pointers through ``git-remote-hf filter-process`` (no git-lfs needed), and the background
 download starts at once from the hub's tree listing of the remote HEAD (:func:`start_early`), while the
-pack streams; configuration is read once per run (:class:`~git_remote_hf.gitconfig.GitConfig`).
+pack streams; configuration is read once per run (:class:`~git_remote_hf.gitconfig.GitConfig`). A clone
+that checks nothing out (``--no-checkout``, ``--sparse``) downloads no LFS object: its checkouts do.
 """
 
 from __future__ import annotations
@@ -110,12 +111,13 @@ def start_early(session: Session) -> None:
     ``hf.lfs.early=false``: then it starts once the pack is in, from the trees themselves.
     :func:`fetch_batch` stops it if the clone checks out another commit after all."""
     from git_remote_hf import background
+    from git_remote_hf.clone_args import checks_out
     from git_remote_hf.lfs_select import PathFilter, listed_tree, skip_smudge
     from git_remote_hf.lfs_store import lfs_enabled
     from hubfs.client.api import HubClient
 
     sha, config = session.head_sha, session.config
-    if sha is None or session.early is not None or skip_smudge() or config.get_bool("core.bare"):
+    if sha is None or session.early is not None or skip_smudge() or config.get_bool("core.bare") or not checks_out():
         return
     if not (lfs_enabled(session.git_dir, config=config) and background.enabled(config.get_bool("hf.lfs.background"))
             and background.early_enabled(config.get_bool("hf.lfs.early"))):
@@ -187,11 +189,16 @@ def checkout_tips(session: Session, repo: Repo, wanted: dict[str, str]) -> list[
 
 def _prefetch_lfs(session: Session, tips: list[str]) -> None:
     """Download the tips' missing LFS objects: for a clone in a background process that git's checkout
-    overlaps (:mod:`git_remote_hf.background`), else here. A failure is a warning (the checkout's filter
+    overlaps (:mod:`git_remote_hf.background`), else here; nothing for a clone that checks nothing out
+    (:func:`~git_remote_hf.clone_args.checks_out`: the filter fetches what a later checkout smudges). A failure is a warning (the checkout's filter
     retries, and what was downloaded stays for the next run)."""
     from git_remote_hf import background
+    from git_remote_hf.clone_args import checks_out
     from git_remote_hf.lfs_select import wanted_objects
 
+    if session.options.cloning and not checks_out():
+        mark("helper", "no-checkout", "LFS objects come when a checkout smudges them")
+        return
     try:
         # none with GIT_LFS_SKIP_SMUDGE, GIT_REMOTE_HF_LFS=0 or hf.lfs=false (LFS left to git-lfs, or to nothing)
         wanted = wanted_objects(session.git_dir, tips, session.config)

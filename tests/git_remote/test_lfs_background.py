@@ -160,9 +160,20 @@ def test_objects_the_clone_downloaded_are_not_hashed_twice_unless_asked(tmp_path
         assert (repo / "w.bin").read_bytes() == damaged  # trusted: the download's own check stands
 
 
+START_CHILD = """import sys
+from pathlib import Path
+from git_remote_hf import background
+from git_remote_hf.lfs_select import wanted_objects
+from hubfs.client.api import HubClient
+git_dir, tip, endpoint, token = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+client = HubClient(endpoint, token)
+assert background.start(git_dir, client, endpoint + "/" + sys.argv[5] + ".git/info/lfs", wanted_objects(git_dir, [tip]))
+"""
+
+
 def test_the_child_ends_when_the_repository_is_removed(tmp_path: Path, env: dict[str, str], hub) -> None:
-    """A --no-checkout clone returns while the child still downloads (here through a slow link); removing
-    the clone ends the child, which recreates nothing there."""
+    """A helper that started the background download exits while the child still downloads (here through a
+    slow link); removing the clone ends the child, which recreates nothing there."""
     files = {f"w{i}.bin": os.urandom(300_000 + i) for i in range(12)}
     with HubClient(hub.endpoint, hub.admin_token) as client:
         repo_id = new_repo(client)
@@ -170,10 +181,13 @@ def test_the_child_ends_when_the_repository_is_removed(tmp_path: Path, env: dict
     proxy = Proxy(int(hub.endpoint.rsplit(":", 1)[1]), rate=100_000)  # 3 s per object and connection
     trace = tmp_path / "trace"
     try:
-        git({**env, "HF_ENDPOINT": proxy.endpoint, TRACE_ENV: str(trace)}, tmp_path, "clone", "-q", "--no-checkout",
-            f"hf://{repo_id}", "c")
+        git(env, tmp_path, "clone", "-q", "--no-checkout", f"hf://{repo_id}", "c")  # downloads no LFS object
+        assert not any(p.is_file() for p in (tmp_path / "c/.git/lfs").rglob("*"))
+        tip = git(env, tmp_path / "c", "rev-parse", "HEAD").stdout.decode().strip()
+        subprocess.run([sys.executable, "-c", START_CHILD, str(tmp_path / "c/.git"), tip, proxy.endpoint,
+                        hub.admin_token, repo_id], env={**os.environ, TRACE_ENV: str(trace)}, check=True, timeout=60)
         child = {int(detail.split()[1].rstrip(",")) for _, _, phase, detail in marks(trace)
-                 if phase in ("early-prefetch", "background-prefetch")}  # "pid N[, M objects]", at the fork
+                 if phase == "background-prefetch"}  # "pid N, M objects", at the fork
         assert len(child) == 1 and _alive(*child) and (tmp_path / "c/.git/lfs" / STATUS_FILE).exists()
         subprocess.run(["rm", "-rf", str(tmp_path / "c")], check=True)
         deadline = time.monotonic() + 3  # the download itself would take 6 s more
