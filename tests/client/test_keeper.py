@@ -67,8 +67,9 @@ def test_a_file_streamed_whole_becomes_its_blob(world, tmp_path: Path, path: str
     with FileReader(target, _deps(client, tmp_path, pool)) as reader:
         assert not reader.local
         assert _read_all(reader, len(data), piece=256 * 1024 + 3) == data
+        cache = HubCache(tmp_path)
+        assert cache.blob("model", rid, target.etag).exists()  # in place with the last byte, before the close
     _settled(pool)
-    cache = HubCache(tmp_path)
     assert cache.blob("model", rid, target.etag).read_bytes() == data
     assert cache.snapshot("model", rid, sha, path).read_bytes() == data
     assert _leftovers(tmp_path) == []
@@ -135,4 +136,22 @@ def test_two_readers_of_one_file_keep_one_blob(world, tmp_path: Path) -> None:
     deadline = time.monotonic() + 5
     while _leftovers(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert _leftovers(tmp_path) == []
+
+
+def test_ranges_written_out_of_order_are_hashed_once_the_gaps_fill(world, tmp_path: Path) -> None:
+    from hubfs.client.keeper import StreamKeeper
+
+    _, client, rid, sha, content = world
+    target, data = _target(client, rid, sha, "w.bin"), content["w.bin"]
+    keeper = StreamKeeper(HubCache(tmp_path), target, len(data))
+    cuts = [0, 1000, 700_000, 2 * MiB, len(data)]
+    spans = list(zip(cuts, cuts[1:]))
+    for a, b in [spans[2], spans[0], spans[3]]:  # the second span last: nothing can be checked before it
+        keeper.write_at(a, [data[a:(a + b) // 2], data[(a + b) // 2:b]])
+        assert keeper.active
+    a, b = spans[1]
+    keeper.write_at(a, [memoryview(data)[a:b]])
+    assert not keeper.active
+    assert HubCache(tmp_path).blob("model", rid, target.etag).read_bytes() == data
     assert _leftovers(tmp_path) == []
