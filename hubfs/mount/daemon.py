@@ -14,6 +14,9 @@ left staged; the whole hub: :mod:`hubfs.mount.hub_writes`, which opens every sta
 changes now, and each repo's own at its first change). Once the kernel answers it raises the bdi ``read_ahead_kb`` (root
 only), starts the ``--refresh`` poller, writes a pid file and says ``ready``. It returns when the
 mount goes away (``hubfs umount``, ``fusermount3 -u``, SIGTERM/SIGINT/SIGHUP: libfuse unmounts).
+A read-only mount run as root on Linux >= 6.9 mounts ``/dev/fuse`` itself (:mod:`hubfs.mount.session`)
+so that files whose complete blob is cached pass through to it (:mod:`hubfs.mount.passthrough`; the
+log says whether the kernel agreed); ``HUBFS_MOUNT_PASSTHROUGH=0``: libfuse mounts, as for the others.
 
 The daemon's environment (:func:`daemon_env`) asks glibc to back its heap with transparent huge pages
 (``HUBFS_MOUNT_HUGEPAGES=0``: not), so the kernel pins and copies every 1 MiB read reply from a few huge
@@ -27,6 +30,7 @@ the daemon to exit. Log files and pid files live in ``$HF_HOME/hubfs/mounts/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,6 +40,7 @@ import re
 import select
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -60,10 +65,13 @@ from hubfs.paths import RepoRef, RepoType
 
 if TYPE_CHECKING:
     from hubfs.mount.hub_writes import HubWrites
+    from hubfs.mount.passthrough import Backings
+    from hubfs.mount.session import OwnSession
     from hubfs.mount.writable import StagedWrites
 
 log = logging.getLogger("hubfs.mount")
 
+MAX_IDLE_THREADS = 64  # libfuse's worker threads kept waiting for requests
 READ_AHEAD_KB = 4096  # the bdi read-ahead set after mounting: 1 MiB requests, up to 4 in flight (see inorder.py)
 START_TIMEOUT = 120.0  # seconds `hubfs mount` waits for the daemon to say ready
 COMMIT_DELAY = 2.0  # a read-write mount commits this long after the last change (closed file, rm, mv, ...)
@@ -233,7 +241,11 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
             if spec.read_write:
                 writes = HubWrites(client, ns, readers, debounce=spec.commit_delay)
         shown = writes.ns if isinstance(writes, StagedWrites) else ns
-        ops = HubOperations(shown, readers, timeouts=timeouts, writes=writes, stream_window=spec.read_ahead_kb << 10)
+        others = allow_other(spec)
+        fsname = f"hubfs:{spec.describe() if repo is not None else client.endpoint}"
+        own = _own_session(spec, fsname, others)
+        ops = HubOperations(shown, readers, timeouts=timeouts, writes=writes, stream_window=spec.read_ahead_kb << 10,
+                            backings=own[1] if own is not None else None)
         ns.on_change = ops.changed
         if isinstance(writes, HubWrites) and writes.recover():
             log.info("read-write: staged changes of earlier mounts recovered; committing them")
@@ -242,13 +254,12 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
         watcher = threading.Thread(target=_announce, args=(spec, ops, poller, failed, what, notify),
                                    name="hubfs-announce", daemon=True)
         watcher.start()
-        others = allow_other(spec)
         log.info("mounting %s at %s%s", what, spec.mountpoint, " (allow_other)" if others else "")
         shared = {"allow_other": True, "default_permissions": True} if others else {}
         try:
-            fuse_class(mfusepy)(ops, spec.mountpoint, foreground=True, raw_fi=True, ro=not spec.read_write, subtype="hubfs",
-                       fsname=f"hubfs:{spec.describe() if repo is not None else client.endpoint}",
-                       max_idle_threads=64, **shared)
+            with own[0].replacing(mfusepy) if own is not None else contextlib.nullcontext():
+                fuse_class(mfusepy)(ops, spec.mountpoint, foreground=True, raw_fi=True, ro=not spec.read_write,
+                                    subtype="hubfs", fsname=fsname, max_idle_threads=MAX_IDLE_THREADS, **shared)
         except RuntimeError as exc:  # libfuse's status: a failed mount, or a loop ended by a signal
             failed.set()
             if not ops.initialized.is_set():
@@ -268,6 +279,28 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
         if readers is not None:
             readers.close()
         client.close()
+
+
+PASSTHROUGH_KERNEL = (6, 9)  # the first Linux with FUSE passthrough
+
+
+def _own_session(spec: MountSpec, fsname: str, others: bool) -> tuple[OwnSession, Backings] | None:
+    """The session of our own that lets cached blobs pass through (:mod:`hubfs.mount.passthrough`): for
+    a read-only mount run as root on Linux >= 6.9, unless ``HUBFS_MOUNT_PASSTHROUGH=0``; None: libfuse
+    mounts as usual."""
+    if not config.mount_passthrough() or spec.read_write or os.geteuid() != 0:
+        return None
+    found = re.match(r"(\d+)\.(\d+)", platform.release()) if platform.system() == "Linux" else None
+    if found is None or (int(found.group(1)), int(found.group(2))) < PASSTHROUGH_KERNEL:
+        log.info("FUSE passthrough of cached blobs: off (needs Linux >= 6.9)")
+        return None
+    from hubfs.mount.passthrough import Backings, Channel
+    from hubfs.mount.session import OwnSession
+
+    channel = Channel()
+    session = OwnSession(channel, spec.mountpoint, fsname, ro=True, allow_other=others,
+                         idle_threads=MAX_IDLE_THREADS)
+    return session, Backings(channel)
 
 
 def _staged(client: HubClient, view: object, readers: object, spec: MountSpec) -> StagedWrites:
@@ -305,6 +338,10 @@ def _announce(spec: MountSpec, ops: object, poller: object, failed: threading.Ev
         if failed.wait(0.01):
             return
     os.stat(spec.mountpoint)  # returns once init is answered: the bdi now takes a new read-ahead
+    if ops.backings is not None:
+        cache = ops.readers.deps.cache
+        log.info("FUSE passthrough of cached blobs: %s",
+                 ops.backings.probe(cache.root if cache is not None else Path(tempfile.gettempdir())))
     if kernel.set_read_ahead(spec.mountpoint, spec.read_ahead_kb):
         log.info("bdi read_ahead_kb = %d", spec.read_ahead_kb)
     else:

@@ -10,7 +10,9 @@ Reads go through a :class:`~hubfs.mount.repo.Namespace` (one repo, or the whole 
   the kernel's concurrent read-ahead requests share it, put back in file order by
   :class:`~hubfs.mount.inorder.InOrder` unless it reads a complete cached blob) and sets ``keep_cache``
   when the kernel's cached pages of that path hold the same content (same etag), so warm re-reads and
-  ``mmap`` come from the page cache; never ``direct_io`` (mmap must work);
+  ``mmap`` come from the page cache; never ``direct_io`` (mmap must work). With ``backings`` (FUSE
+  passthrough, :mod:`hubfs.mount.passthrough`) a file whose complete blob is cached is handed to the
+  kernel instead, which then reads and maps the blob without asking the daemon;
 - ``read_buf`` (what libfuse calls; ``read`` serves direct callers): the reply goes out without a copy
   through Python ``bytes`` (:func:`hubfs.mount.readers.reply`);
 - a refresh that changes files calls :meth:`HubOperations.changed`: those paths' pages and attributes
@@ -45,6 +47,7 @@ from typing import Any, Protocol, TypeVar
 from hubfs.errors import errno_for
 from hubfs.mount.inorder import InOrder
 from hubfs.mount.libfuse import Invalidator, load
+from hubfs.mount.passthrough import Backings
 from hubfs.mount.readers import Readers, reply
 from hubfs.mount.repo import NEGATIVE_TTL, Namespace, Node
 
@@ -179,9 +182,11 @@ class HubOperations(Operations):
     use_ns = True  # times in ns
 
     def __init__(self, ns: Namespace, readers: Readers, *, timeouts: Timeouts | None = None,
-                 writes: WriteOps | None = None, stream_window: int = MAX_REQUEST) -> None:
+                 writes: WriteOps | None = None, stream_window: int = MAX_REQUEST,
+                 backings: Backings | None = None) -> None:
         """``stream_window``: the kernel's read-ahead window in bytes (the bdi ``read_ahead_kb``): how far
-        ahead of a stream its read-ahead requests may come (see :mod:`hubfs.mount.inorder`)."""
+        ahead of a stream its read-ahead requests may come (see :mod:`hubfs.mount.inorder`).
+        ``backings``: FUSE passthrough of cached blobs (:mod:`hubfs.mount.passthrough`), or None."""
         self.ns, self.readers = ns, readers
         self.stream_window = stream_window
         self.timeouts = timeouts or Timeouts()
@@ -191,6 +196,8 @@ class HubOperations(Operations):
         self.initialized = threading.Event()
         self.uid, self.gid = os.getuid(), os.getgid()
         self._handles: dict[int, tuple[Handle, str, str]] = {}  # fh -> (handle, mount path, etag)
+        self.backings = backings
+        self._through: set[int] = set()  # handles opened in passthrough
         self._paths = _Paths()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -227,6 +234,8 @@ class HubOperations(Operations):
         with self._lock:
             for p in full:
                 self._paths.cached.pop(p, None)
+        if self.backings is not None:
+            self.backings.changed(full)
         self.invalidator.invalidate(full)
 
     # -- metadata -----------------------------------------------------------------------------------------
@@ -294,14 +303,23 @@ class HubOperations(Operations):
         if node.is_dir or node.view is None:
             raise _fuse.FuseOSError(errno.EISDIR)
         opened = self.readers.open(node.view.target(node), for_kernel=True)
+        route = None  # passthrough: (backing id, reads still come here)
+        if self.backings is not None and node.etag:
+            route = self.backings.open(rel, node.etag, opened.blob_fd)
         # a cached blob needs no order (read_buf passes its fd); else the kernel reads ahead up to two windows
         # (the current one and the next, asynchronously)
         reader: Handle = opened if opened.local else InOrder(opened, 2 * self.stream_window + MAX_REQUEST)
         with self._lock:
             others = self._paths.open.get(rel, {})
             keep = self._paths.cached.get(rel) == node.etag and all(e == node.etag for e in others)
-            self._paths.cached[rel] = node.etag
-        return self._register(fi, reader, rel, node.etag, keep=keep)
+            if route is None:
+                self._paths.cached[rel] = node.etag
+        self._register(fi, reader, rel, node.etag, keep=keep and route is None)
+        if route is not None and self.backings is not None:
+            with self._lock:
+                self._through.add(fi.fh)
+            self.backings.channel.mark(fi.fh, *route)  # the OPEN reply passes it through (see passthrough.py)
+        return 0
 
     def _register(self, fi: Any, handle: Handle, path: str, etag: str, *, keep: bool) -> int:
         with self._lock:
@@ -336,6 +354,11 @@ class HubOperations(Operations):
                     del counts[etag]
             if not counts:
                 self._paths.open.pop(rel, None)
+            through = fi.fh in self._through
+            self._through.discard(fi.fh)
+        if self.backings is not None and handle is not None and etag:
+            self.backings.channel.unmark(fi.fh)
+            self.backings.release(rel, through)
         if handle is not None:
             handle.close()
         return 0
