@@ -283,7 +283,7 @@ class FileReader:
         if not self.target.etag or not (start == 0 or (edge_at_start and start <= len(self._edge))):
             return None
         try:
-            self._keeper = StreamKeeper(self.deps.cache, self.target, self.size)
+            self._keeper = StreamKeeper(self.deps.cache, self.target, self.size, self.deps.prefetch_pool())
         except OSError:
             return None
         if edge_at_start:

@@ -106,7 +106,7 @@ def test_a_read_that_does_not_fetch_the_whole_file_keeps_nothing(world, tmp_path
     assert _leftovers(tmp_path) == []
 
 
-def test_bytes_that_do_not_match_the_hash_are_not_kept(world, tmp_path: Path) -> None:
+def test_bytes_that_do_not_match_the_hash_are_removed_again(world, tmp_path: Path) -> None:
     _, client, rid, sha, content = world
     # the hub sends w.bin's bytes, but the target names another hash: what a corrupted answer looks like
     target = replace(_target(client, rid, sha, "w.bin"), lfs_oid="ab" * 32)
@@ -114,7 +114,9 @@ def test_bytes_that_do_not_match_the_hash_are_not_kept(world, tmp_path: Path) ->
     with FileReader(target, _deps(client, tmp_path, pool)) as reader:
         assert _read_all(reader, len(content["w.bin"])) == content["w.bin"]
     _settled(pool)
-    assert not HubCache(tmp_path).blob("model", rid, "ab" * 32).exists()
+    cache = HubCache(tmp_path)
+    assert not cache.blob("model", rid, "ab" * 32).exists()
+    assert not cache.snapshot("model", rid, sha, "w.bin").is_symlink()
     assert _leftovers(tmp_path) == []
 
 
@@ -139,12 +141,12 @@ def test_two_readers_of_one_file_keep_one_blob(world, tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
-def test_ranges_written_out_of_order_are_hashed_once_the_gaps_fill(world, tmp_path: Path) -> None:
+def test_ranges_written_out_of_order_complete_the_file_once_the_gaps_fill(world, tmp_path: Path) -> None:
     from hubfs.client.keeper import StreamKeeper
 
     _, client, rid, sha, content = world
     target, data = _target(client, rid, sha, "w.bin"), content["w.bin"]
-    keeper = StreamKeeper(HubCache(tmp_path), target, len(data))
+    keeper = StreamKeeper(HubCache(tmp_path), target, len(data), ThreadPoolExecutor(1))
     cuts = [0, 1000, 700_000, 2 * MiB, len(data)]
     spans = list(zip(cuts, cuts[1:]))
     for a, b in [spans[2], spans[0], spans[3]]:  # the second span last: nothing can be checked before it
@@ -152,6 +154,6 @@ def test_ranges_written_out_of_order_are_hashed_once_the_gaps_fill(world, tmp_pa
         assert keeper.active
     a, b = spans[1]
     keeper.write_at(a, [memoryview(data)[a:b]])
-    assert not keeper.active
+    assert not keeper.active and keeper.checked is not None and keeper.checked.result() is True
     assert HubCache(tmp_path).blob("model", rid, target.etag).read_bytes() == data
     assert _leftovers(tmp_path) == []
