@@ -95,6 +95,9 @@ def measure_helper(endpoint: str, token: str, src: Source, env: dict[str, str], 
     henv = helper_env(tmp, endpoint, token)
     hf_url, stock_url = f"hf://{REPO_ID}", f"{endpoint}/{REPO_ID}"
     dest = tmp / "helper-clones"
+    # Clones are removed only at the end: ext4 steers new inodes away from ones deleted in the last minute
+    # (``recently_deleted``), which made every clone after a removed one pay for thousands of deletions.
+    done_dirs: list[Path] = []
     times: dict[str, list[float]] = {"helper": [], "stock": [], "skip_smudge": [], "raw": []}
     for i in range(args.runs):
         d = dest / str(i)
@@ -111,7 +114,7 @@ def measure_helper(endpoint: str, token: str, src: Source, env: dict[str, str], 
         times["raw"].append(raw_download(endpoint, token, src, d / "raw"))
         print(f"  run {i + 1}/{args.runs}: hf:// {times['helper'][-1]:.2f}s, stock {times['stock'][-1]:.2f}s, "
               f"skip-smudge {times['skip_smudge'][-1]:.2f}s + raw LFS {times['raw'][-1]:.2f}s", flush=True)
-        shutil.rmtree(d)
+        done_dirs.append(d)
     out: dict[str, Any] = {"times": times, "best": {k: min(v) for k, v in times.items()}}
     # bytes on the wire (every response byte through a counting proxy) against pack + LFS bytes
     proxy = ProxyHandle(endpoint, 0)
@@ -125,31 +128,32 @@ def measure_helper(endpoint: str, token: str, src: Source, env: dict[str, str], 
     lfs = len(src.oids) * src.lfs_size
     out["wire"] = {"bytes": stats["down_head_bytes"] + stats["down_body_bytes"], "pack": pack, "lfs": lfs,
                    "requests": stats["requests"]}
-    shutil.rmtree(dest / "wire")
     # disk with no second copy of LFS content (hardlinks here: reflinks are invisible to a byte count)
     run(["git", "clone", "-q", "--config", "hf.lfs.linkMode=hardlink", hf_url, str(dest / "disk")], henv)
     out["disk"] = {"clone": disk_bytes(dest / "disk"), "worktree": worktree_bytes(dest / "disk")}
     run(["git", "clone", "-q", stock_url, str(dest / "disk-stock")], env)
     out["disk"]["stock"] = disk_bytes(dest / "disk-stock")
-    shutil.rmtree(dest)
+    done_dirs.append(dest)
+    dest = tmp / "helper-latency-clones"
     # the same clones with injected latency on every round trip, --runs times each, alternating
     proxy = ProxyHandle(endpoint, args.latency_ms / 1000)
     lat_times: dict[str, list[float]] = {"helper": [], "stock": []}
     try:
         for i in range(args.runs):
-            pairs = [("helper", ["git", "clone", "-q", hf_url, str(dest / "lh")], {**henv, "HF_ENDPOINT": proxy.endpoint}),
-                     ("stock", ["git", "clone", "-q", f"{proxy.endpoint}/{REPO_ID}", str(dest / "ls")], env)]
+            d = dest / str(i)
+            pairs = [("helper", ["git", "clone", "-q", hf_url, str(d / "lh")], {**henv, "HF_ENDPOINT": proxy.endpoint}),
+                     ("stock", ["git", "clone", "-q", f"{proxy.endpoint}/{REPO_ID}", str(d / "ls")], env)]
             for name, argv, e in (pairs if i % 2 == 0 else pairs[::-1]):
                 os.sync()
                 lat_times[name].append(timed(argv, e))
-            check_clone(dest / "lh", src, henv, smudged=True)
-            check_clone(dest / "ls", src, env, smudged=True)
+            check_clone(d / "lh", src, henv, smudged=True)
+            check_clone(d / "ls", src, env, smudged=True)
             print(f"  {args.latency_ms:g} ms run {i + 1}/{args.runs}: hf:// {lat_times['helper'][-1]:.2f}s, "
                   f"stock {lat_times['stock'][-1]:.2f}s", flush=True)
-            shutil.rmtree(dest)
     finally:
         proxy.stop()
-        shutil.rmtree(dest, ignore_errors=True)
+        for folder in [*done_dirs, dest]:
+            shutil.rmtree(folder, ignore_errors=True)
     out["latency"] = {k: min(v) for k, v in lat_times.items()}
     out["latency_times"] = lat_times
     return out
