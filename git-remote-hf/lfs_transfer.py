@@ -417,6 +417,9 @@ class BackgroundFetch:
                 self.run.batches.submit(self._chunk, new[i:i + BATCH_SIZE])
 
     def _chunk(self, chunk: list[LfsPointer]) -> None:
+        if self.run.streaming:  # an earlier batch answer said so: no batch call for this one
+            self.run.dispatch(chunk, None)
+            return
         try:
             answer = self.run._batch(chunk)
         except Exception as err:  # noqa: BLE001 (every object of the chunk must settle)

@@ -266,3 +266,25 @@ def test_objects_too_big_for_a_stream_take_their_own_ranged_gets(tmp_path: Path,
         assert store.path(pointer_of(data).oid).read_bytes() == data
     assert len(log.matching("POST", r"/objects/stream$")) == 1
     assert {g[1].split("/objects/")[1].split("?")[0] for g in lfs_gets(log)} == {pointer_of(big).oid}
+
+
+def test_a_background_fetch_that_streams_skips_the_later_batch_calls(tmp_path: Path, log_hub) -> None:
+    from git_remote_hf.lfs_transfer import BackgroundFetch
+
+    server, log, client = log_hub
+    rng = random.Random(7)
+    files = {f"w/{i:03d}.bin": rng.randbytes(2000 + i) for i in range(450)}  # 5 batches' worth
+    _, git_dir, repo_id, _ = _setup(tmp_path, log_hub, files)
+    log.clear()
+    fetch = BackgroundFetch(git_dir, client, _lfs_url(server.endpoint, repo_id), {})
+    try:
+        fetch.submit(pointer_of(d) for d in files.values())
+        fetch.drain()
+    finally:
+        fetch.close()
+    assert fetch.failed == {}
+    store = LfsStore(git_dir)
+    for data in files.values():
+        assert store.path(pointer_of(data).oid).read_bytes() == data
+    assert len(log.matching("POST", r"/objects/batch$")) <= 2  # the first answer, and one already in flight
+    assert log.matching("POST", r"/objects/stream$") and lfs_gets(log) == []
