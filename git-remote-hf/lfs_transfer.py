@@ -217,9 +217,10 @@ class _Downloads:
         chunks = [todo[i:i + BATCH_SIZE] for i in range(0, len(todo), BATCH_SIZE)]
         calls = [self.batches.submit(self._batch, chunk) for chunk in chunks]  # at most BATCHES_AHEAD run at once
         gets: list[Future[None]] = []
+        unasked: list[LfsPointer] = []  # chunks whose batch call was cancelled: streamed all at once
         for chunk, call in zip(chunks, calls):
             if self.streaming and call.cancel():  # streams need no batch answer
-                gets += self.dispatch(chunk, None)
+                unasked += chunk
                 continue
             try:
                 answer = call.result()
@@ -228,6 +229,8 @@ class _Downloads:
                     call_left.cancel()
                 raise LfsTransferError(f"LFS batch request to {self.client.endpoint} failed: {err}") from err
             gets += self.dispatch(chunk, answer)
+        if unasked:
+            gets += self.dispatch(unasked, None)
         for get in gets:
             get.result()
         if self.errors:
@@ -410,11 +413,21 @@ class BackgroundFetch:
         with self._cond:
             new = [p for p in self.run.store.missing(pointers) if p.oid not in self._submitted]
             self._submitted.update(p.oid for p in new)
-        for i in range(0, len(new), BATCH_SIZE):
-            if self.run.streaming:  # streams need no batch answer
-                self.run.dispatch(new[i:i + BATCH_SIZE], None)
-            else:
-                self.run.batches.submit(self._chunk, new[i:i + BATCH_SIZE])
+        if self.run.streaming:  # streams need no batch answer
+            self.run.dispatch(new, None)
+            return
+        chunks = [new[i:i + BATCH_SIZE] for i in range(0, len(new), BATCH_SIZE)]
+        for chunk in chunks[:BATCHES_AHEAD]:
+            self.run.batches.submit(self._chunk, chunk)
+        if chunks[BATCHES_AHEAD:]:  # runs once a first answer is in: streams then take them all at once
+            self.run.batches.submit(self._rest, [p for chunk in chunks[BATCHES_AHEAD:] for p in chunk])
+
+    def _rest(self, pointers: list[LfsPointer]) -> None:
+        if self.run.streaming:
+            self.run.dispatch(pointers, None)
+            return
+        for i in range(0, len(pointers), BATCH_SIZE):
+            self.run.batches.submit(self._chunk, pointers[i:i + BATCH_SIZE])
 
     def _chunk(self, chunk: list[LfsPointer]) -> None:
         if self.run.streaming:  # an earlier batch answer said so: no batch call for this one

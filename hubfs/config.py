@@ -21,6 +21,7 @@ hubfs's own variables, each read by one function here and nowhere else:
 | HUBFS_DATABASE_URL  | database_url_setting() | the hub's metadata database (postgresql://...; `serve --database-url`) |
 | HUBFS_SERVE_SETTINGS | serve_settings()    | set by `hubfs serve --workers` for its worker processes (JSON)     |
 | HUBFS_NO_SENDFILE   | sendfile_enabled()   | set: the hub copies file bodies instead of using sendfile          |
+| HUBFS_GZIP_JSON | gzip_json() | 0: the hub sends large JSON answers uncompressed even to clients that accept gzip |
 | HUBFS_REQUEST_LOG   | request_log()        | a file the hub appends "METHOD PATH RANGE" to per request (tests)  |
 | HUBFS_FAULT_PAUSE   | fault_pause()        | <point>:<flag file>: the hub pauses at that point (crash tests)    |
 | HUBFS_WEBHOOK_RETRY_BASE   | webhook_retry() | seconds before a failed webhook delivery's first retry (2) |
@@ -189,6 +190,11 @@ def export_serve_settings(settings_json: str) -> None:
 def sendfile_enabled() -> bool:
     """Whether the hub may send file bodies with ``sendfile`` (``HUBFS_NO_SENDFILE`` set: no)."""
     return not os.environ.get("HUBFS_NO_SENDFILE")
+
+
+def gzip_json() -> bool:
+    """Whether the hub gzips large JSON answers for clients that accept it (``HUBFS_GZIP_JSON=0`` says no)."""
+    return os.environ.get("HUBFS_GZIP_JSON", "1").strip() != "0"
 
 
 def request_log() -> str | None:
