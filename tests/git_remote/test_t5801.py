@@ -42,7 +42,9 @@ def pair(hfgit: Git, gapi: HfApi, tmp_path: Path) -> tuple[str, Path, Path]:
     rid = fresh_id("t5801")
     gapi.create_repo(rid)
     hfgit("clone", f"hf://{rid}", str(tmp_path / "local"))
-    shutil.copytree(tmp_path / "local", tmp_path / "other", symlinks=True)
+    # the clone's background LFS child may still be ending (it removes .git/lfs/hf-prefetch as it goes)
+    shutil.copytree(tmp_path / "local", tmp_path / "other", symlinks=True,
+                    ignore=shutil.ignore_patterns("hf-prefetch"))
     return f"hf://{rid}", tmp_path / "local", tmp_path / "other"
 
 
