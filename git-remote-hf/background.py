@@ -25,7 +25,8 @@ a background download. The child removes the file when it is done.
 
 Off switch: ``GIT_REMOTE_HF_BACKGROUND=0`` or ``git config hf.lfs.background false`` (the download
 then happens in the helper before it answers, as in a ``git fetch``); no ``fork`` (not POSIX) falls
-back to that too. A ``git clone --no-checkout`` returns while the child still downloads.
+back to that too. A clone that checks nothing out starts no child (:mod:`git_remote_hf.clone_args`); git may
+finish a clone with no LFS file while the early child still ends (it removes the status file last).
 """
 
 from __future__ import annotations
