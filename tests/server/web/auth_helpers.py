@@ -89,3 +89,23 @@ def browser_login(driver: Any, base_url: str, user: str, password: str = PASSWOR
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-submit").click()
     WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.CSS_SELECTOR, "form[action='/logout']")))
+
+
+def page_replaced(page: Any) -> Any:
+    """A WebDriverWait condition: the element ``page`` (a page's ``html``) is gone, the next page loaded.
+    Like selenium's ``staleness_of``, but also taking chromedriver's "Node with given id does not belong to
+    the document" (what newer drivers say instead of a stale element while a page is being replaced)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    def gone(_driver: Any) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return gone

@@ -11,9 +11,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from auth_helpers import page_replaced
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 
@@ -36,7 +36,7 @@ def follow(driver: Any, element: Any, submit: bool = False) -> None:
     """Click a link (or submit a form) and wait until the next page replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.submit() if submit else element.click()
-    WebDriverWait(driver, 30).until(ec.staleness_of(page))
+    WebDriverWait(driver, 30).until(page_replaced(page))
 
 
 def query_of(driver: Any) -> dict[str, list[str]]:

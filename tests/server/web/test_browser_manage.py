@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from auth_helpers import add_web_user, browser_login, unique
+from auth_helpers import add_web_user, browser_login, page_replaced, unique
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import GatedRepoError
 from selenium.webdriver.common.by import By
@@ -27,7 +27,7 @@ def _submit(driver: Any, button_id: str) -> None:
     """Click a form's button and wait until the next page replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.ID, button_id).click()
-    WebDriverWait(driver, WAIT).until(ec.staleness_of(page))
+    WebDriverWait(driver, WAIT).until(page_replaced(page))
 
 
 def _fill(driver: Any, element_id: str, text: str) -> None:
