@@ -93,6 +93,11 @@ def stream_groups(pointers: list[LfsPointer], ways: int = STREAMS_AT_ONCE) -> li
     return groups
 
 
+def _by_oid(answer: dict[str, Any] | None) -> dict[Any, dict[str, Any]]:
+    """A batch answer's object entries by oid (none for no answer)."""
+    return {o.get("oid"): o for o in (answer or {}).get("objects", []) if isinstance(o, dict)}
+
+
 def batch_url(lfs_url: str) -> str:
     """The batch endpoint of an LFS URL (``.../info/lfs`` -> ``.../info/lfs/objects/batch``)."""
     url = lfs_url.rstrip("/")
@@ -257,11 +262,14 @@ class _Downloads:
         """Start downloading ``chunk``: each object by its own GET (the batch ``answer``'s hrefs), or, once
         the hub streams, the small ones in streams and the rest by their GETs (``answer`` None: no batch
         call was made for ``chunk``; one is made for the objects that need hrefs)."""
-        by_oid = {o.get("oid"): o for o in (answer or {}).get("objects", []) if isinstance(o, dict)}
+        by_oid = _by_oid(answer)
         if not self.streaming:
             return [self.streams.submit(self._one, p, by_oid.get(p.oid)) for p in chunk]
-        small = [p for p in chunk if p.size <= STREAM_MAX and not (by_oid.get(p.oid) or {}).get("error")]
-        rest = [p for p in chunk if p not in small]
+        small: list[LfsPointer] = []
+        rest: list[LfsPointer] = []
+        for p in chunk:
+            streamable = p.size <= STREAM_MAX and not (by_oid.get(p.oid) or {}).get("error")
+            (small if streamable else rest).append(p)
         futures = [self.stream_pool.submit(self._stream_group, group) for group in stream_groups(small)]
         if rest and answer is None:
             futures.append(self.batches.submit(self._basic, rest))
@@ -278,7 +286,7 @@ class _Downloads:
             for pointer in pointers:
                 self._settle_failed(pointer, f"LFS batch request to {self.client.endpoint} failed: {err}")
             return
-        by_oid = {o.get("oid"): o for o in answer.get("objects", []) if isinstance(o, dict)}
+        by_oid = _by_oid(answer)
         for get in [self.streams.submit(self._one, p, by_oid.get(p.oid)) for p in pointers]:
             get.result()
 
@@ -315,12 +323,11 @@ class _Downloads:
             if not n:
                 raise HubConnectionError(f"the LFS stream ended {pointer.size - got} bytes into object {pointer.oid}")
             got += n
-        digest = hashlib.sha256(view).hexdigest()
-        if digest != pointer.oid:
-            return f"refused: got {got} bytes with sha256 {digest} (not stored)"
-        self.store.put_verified(view, pointer)
+        try:
+            self._store_checked(view, got, pointer)
+        except IntegrityError as err:
+            return f"refused: {err} (not stored)"
         if self.progress is not None:
-            self.progress.update(got)
             self.progress.object_done()
         return None
 
@@ -381,10 +388,15 @@ class _Downloads:
             if n == 0:
                 break
             got += n
+        self._store_checked(view, got, pointer)
+
+    def _store_checked(self, view: memoryview, got: int, pointer: LfsPointer) -> None:
+        """Store the ``got`` bytes received into ``view`` as ``pointer``'s object once their size and sha256
+        match it; else :class:`IntegrityError` (nothing stored)."""
         digest = hashlib.sha256(view[:got]).hexdigest()
         if got != pointer.size or digest != pointer.oid:
             raise IntegrityError(f"got {got} bytes with sha256 {digest}")
-        self.store.put_verified(view, pointer)
+        self.store.put_verified(view[:got], pointer)
         if self.progress is not None:
             self.progress.update(got)
 

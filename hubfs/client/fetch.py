@@ -216,9 +216,7 @@ class RangeFetcher:
         span = f"{start}-{start + length - 1}" if start >= 0 else str(start)  # start < 0: the last -start bytes
         current = target
         for _ in range(MAX_REDIRECTS):
-            headers = {"Range": f"bytes={span}", "Accept-Encoding": "identity",
-                       "User-Agent": self.transport.client.headers.get("user-agent", "hubfs"),
-                       **self.transport.auth_headers(current)}
+            headers = {"Range": f"bytes={span}", **self._headers(current)}
             resp, done = self._send(current, headers)
             reusable = True
             try:
@@ -264,6 +262,11 @@ class RangeFetcher:
                 done(reusable and not resp.will_close)
         raise HubfsError(f"Too many redirects for {safe_url(url)}.")
 
+    def _headers(self, url: str) -> dict[str, str]:
+        """What every request of raw bytes sends: no content coding, hubfs's user agent, the token for the hub."""
+        return {"Accept-Encoding": "identity", "User-Agent": self.transport.client.headers.get("user-agent", "hubfs"),
+                **self.transport.auth_headers(url)}
+
     @contextmanager
     def post_stream(self, url: str, body: bytes, headers: dict[str, str]) -> Iterator[Any]:
         """POST ``body`` to ``url`` (the token only to the hub, as for GETs) and yield the answer, read with
@@ -271,8 +274,7 @@ class RangeFetcher:
         an error answer raises its hub error, a 3xx a :class:`HubfsError`, and a caller that loses the
         body midway decides what to do. The connection is kept only if the body was read to its end."""
         self.transport.check_online("POST", url)
-        hdrs = {"Accept-Encoding": "identity", "User-Agent": self.transport.client.headers.get("user-agent", "hubfs"),
-                **self.transport.auth_headers(url), **headers}
+        hdrs = {**self._headers(url), **headers}
         resp, done = self._send(url, hdrs, "POST", body)
         reusable = False
         try:

@@ -87,9 +87,6 @@ def _libc() -> tuple[Any, Any]:
     return with_errno, errno_location
 
 
-_thread = threading.local()
-
-
 def _keep_thread_state() -> None:
     """Let the calling thread keep its Python thread state (one more ``PyGILState_Ensure``, never released).
 
@@ -98,7 +95,6 @@ def _keep_thread_state() -> None:
     most operations themselves (``ls -lR`` of 10,000 files: 0.56 s with kept states, 0.90 s without).
     A worker runs no Python when libfuse ends it (it waits in libc's ``read``, see :class:`Channel`),
     so a kept state is only left behind, and Python's own threads drop theirs when they end."""
-    _thread.kept = True
     ctypes.pythonapi.PyGILState_Ensure()
 
 
@@ -116,6 +112,7 @@ class Channel:
         self.fd = -1  # the mount's /dev/fuse descriptor, once mounted (see hubfs.mount.session)
         self._libc, self._errno_location = _libc()
         self._marks: dict[int, tuple[int, bool]] = {}  # fh -> (backing id, direct), for OPEN replies to come
+        self._kept = threading.local()  # ``kept``: this worker thread keeps its Python thread state
         self._first = True  # no reply sent yet: the next is INIT's
         self.asked = False  # the INIT reply asked for passthrough
         self.enabled = False  # ... and a backing file was accepted (:meth:`Backings.probe`)
@@ -131,8 +128,9 @@ class Channel:
         self._marks.pop(fh, None)
 
     def _writev(self, fd: int, iov: Any, count: int, userdata: Any) -> int:
-        if not getattr(_thread, "kept", False):
+        if not getattr(self._kept, "kept", False):
             _keep_thread_state()
+            self._kept.kept = True
         if self._first or (count == 2 and self._marks):
             try:
                 self._edit(iov, count)

@@ -48,6 +48,17 @@ def _lfs_json(data: Any, status: int = 200) -> Response:
     return json_response(data, status=status, headers={"Content-Type": LFS_JSON})
 
 
+INVALID_OBJECT = "Invalid object: oid must be sha256 hex, size an integer >= 0."
+
+
+def _object(obj: object) -> tuple[str | None, int | None]:
+    """The (oid, size) of a batch or stream ``objects`` entry, or (None, None) when it is malformed."""
+    oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
+    if not isinstance(oid, str) or not is_valid_oid(oid) or not isinstance(size, int) or not 0 <= size < 1 << 63:
+        return None, None
+    return oid, size
+
+
 def _base(endpoint: str, repo: Repo) -> str:
     return f"{endpoint}/{RepoType.parse(repo.type).url_prefix}{public_repo_id(repo.repo_id)}.git/info/lfs/objects"
 
@@ -92,10 +103,12 @@ def _batch(hub: Hub, caller: Caller, endpoint: str, repo_type: str, repo_id: str
     out = []
     use_multipart = False
     for obj in objects:
-        oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
-        if not isinstance(oid, str) or not is_valid_oid(oid) or not isinstance(size, int) or not 0 <= size < 1 << 63:
-            out.append({"oid": str(oid), "size": size if isinstance(size, int) else 0,
-                        "error": {"code": 422, "message": "Invalid object: oid must be sha256 hex, size an integer >= 0."}})
+        oid, size = _object(obj)
+        if oid is None or size is None:
+            raw_size = obj.get("size") if isinstance(obj, dict) else None
+            out.append({"oid": str(obj.get("oid") if isinstance(obj, dict) else None),
+                        "size": raw_size if isinstance(raw_size, int) else 0,
+                        "error": {"code": 422, "message": INVALID_OBJECT}})
             continue
         linked = hub.meta.lfs_linked(repo, oid) and hub.objects.has(oid, size)
         if linked and operation == "upload":
@@ -174,9 +187,9 @@ def _stream_layout(hub: Hub, caller: Caller, repo_type: str, repo_id: str,
     seen: set[str] = set()
     total = 0
     for obj in objects:
-        oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
-        if not isinstance(oid, str) or not is_valid_oid(oid) or not isinstance(size, int) or size < 0:
-            raise BadRequestError("Invalid object: oid must be sha256 hex, size an integer >= 0.", status=422)
+        oid, size = _object(obj)
+        if oid is None or size is None:
+            raise BadRequestError(INVALID_OBJECT, status=422)
         if oid in seen:
             raise BadRequestError(f"Object {oid} is asked for twice.", status=422)
         seen.add(oid)

@@ -25,44 +25,43 @@ def _load_noting_threads(path: Path, **kwargs: object) -> tuple[dict[str, torch.
     return got, seen
 
 
+def _threads_for(path: Path) -> int:
+    """The reader threads the pipeline would start for ``path`` (0: read inline)."""
+    ckpt = resolve(path)
+    try:
+        return pipeline.default_threads(ckpt)
+    finally:
+        ckpt.close()
+
+
+def _assert_loaded_by_the_pool(path: Path, want: dict[str, torch.Tensor]) -> None:
+    got, threads = _load_noting_threads(path, mmap=False)
+    assert_same(got, want)
+    assert any(name.startswith("hubfs-load") for name in threads)
+
+
 @pytest.mark.parametrize("mmap", [True, False])
 def test_small_local_checkpoint_is_read_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mmap: bool) -> None:
     path = tmp_path / "m.safetensors"
     save_file({**model_like(layers=2, width=64, dtype=torch.float32), **every_dtype()}, str(path))
     want = load_file(str(path))
     monkeypatch.delenv("HUBFS_LOADER_INLINE", raising=False)
-    ckpt = resolve(path)
-    try:
-        assert pipeline.default_threads(ckpt) == 0
-    finally:
-        ckpt.close()
+    assert _threads_for(path) == 0
     got, threads = _load_noting_threads(path, mmap=mmap)
     assert_same(got, want)
     assert not any(name.startswith("hubfs-load") for name in threads)  # no pool was started
 
     monkeypatch.setenv("HUBFS_LOADER_INLINE", "0")  # the switch: readers as before
-    ckpt = resolve(path)
-    try:
-        assert pipeline.default_threads(ckpt) >= 2
-    finally:
-        ckpt.close()
-    got, threads = _load_noting_threads(path, mmap=False)
-    assert_same(got, want)
-    assert any(name.startswith("hubfs-load") for name in threads)
+    assert _threads_for(path) >= 2
+    _assert_loaded_by_the_pool(path, want)
 
 
 def test_big_checkpoint_keeps_its_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "INLINE_MAX", 1024)  # this small file counts as big
     path = tmp_path / "m.safetensors"
     save_file(model_like(layers=2, width=64, dtype=torch.float32), str(path))
-    ckpt = resolve(path)
-    try:
-        assert pipeline.default_threads(ckpt) >= 2
-    finally:
-        ckpt.close()
-    got, threads = _load_noting_threads(path, mmap=False)
-    assert_same(got, load_file(str(path)))
-    assert any(name.startswith("hubfs-load") for name in threads)
+    assert _threads_for(path) >= 2
+    _assert_loaded_by_the_pool(path, load_file(str(path)))
 
 
 def test_inline_read_errors_surface(tmp_path: Path) -> None:

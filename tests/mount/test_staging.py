@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,31 @@ def files(api: Any, repo_id: str) -> set[str]:
 
 def commits(api: Any, repo_id: str) -> int:
     return len(api.list_repo_commits(repo_id))
+
+
+@contextmanager
+def commit_held(client: HubClient, sa: StagingArea, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str | None]]:
+    """Inside: ``sa.flush()`` runs in a thread and its commit waits; on leaving, the commit goes on, the flush
+    ends (``result["sha"]``), and ``client.commit`` is itself again."""
+    entered, release = threading.Event(), threading.Event()
+    real = client.commit
+
+    def held(*args: Any, **kw: Any) -> str:
+        entered.set()
+        assert release.wait(10)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(client, "commit", held)
+    result: dict[str, str | None] = {}
+    flusher = threading.Thread(target=lambda: result.setdefault("sha", sa.flush()))
+    flusher.start()
+    assert entered.wait(10)
+    try:
+        yield result
+    finally:
+        release.set()
+        flusher.join(10)
+        monkeypatch.setattr(client, "commit", real)
 
 
 def seed(api: Any, repo_id: str, content: dict[str, bytes]) -> None:
@@ -196,34 +222,19 @@ def test_writers_go_on_while_a_commit_runs(api: Any, client: HubClient, repo_id:
     sa = staging(client, repo_id, tmp_path / "st")
     put(sa, "a.txt", b"v1")
     put(sa, "b.txt", b"b")
-    entered, release = threading.Event(), threading.Event()
-    real = client.commit
-
-    def held(*args: Any, **kw: Any) -> str:
-        entered.set()
-        assert release.wait(10)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(client, "commit", held)
-    result: dict[str, str | None] = {}
-    flusher = threading.Thread(target=lambda: result.setdefault("sha", sa.flush()))
-    flusher.start()
-    assert entered.wait(10)
-    started = time.monotonic()
-    local = sa.open_for_write("a.txt", None, truncate=False)  # being committed: written as a copy
-    assert local.read_bytes() == b"v1"
-    with open(local, "ab") as f:
-        f.write(b" v2")
-    sa.written(local)
-    sa.rename("b.txt", "c.txt")
-    put(sa, "d.txt", b"d")
-    assert time.monotonic() - started < 2  # none of it waited for the commit
-    release.set()
-    flusher.join(10)
+    with commit_held(client, sa, monkeypatch) as result:
+        started = time.monotonic()
+        local = sa.open_for_write("a.txt", None, truncate=False)  # being committed: written as a copy
+        assert local.read_bytes() == b"v1"
+        with open(local, "ab") as f:
+            f.write(b" v2")
+        sa.written(local)
+        sa.rename("b.txt", "c.txt")
+        put(sa, "d.txt", b"d")
+        assert time.monotonic() - started < 2  # none of it waited for the commit
     assert result["sha"] and read(client, repo_id, "a.txt") == b"v1" and files(api, repo_id) == {"a.txt", "b.txt"}
     staged = sa.lookup("a.txt")
     assert staged is not None and staged.local is not None and staged.local.read_bytes() == b"v1 v2"
-    monkeypatch.setattr(client, "commit", real)
     assert sa.flush() and commits(api, repo_id) == n + 2
     assert files(api, repo_id) == {"a.txt", "c.txt", "d.txt"} and read(client, repo_id, "a.txt") == b"v1 v2"
     assert read(client, repo_id, "c.txt") == b"b" and sa.pending == 0
@@ -241,23 +252,9 @@ def test_files_a_commit_adds_stay_hidden_when_moved_or_deleted_during_it(api: An
     sa.rename("d", "e")
     sa.mkdir("d")
     put(sa, "d/new.txt", b"N")  # lands under the deletion of d
-    entered, release = threading.Event(), threading.Event()
-    real = client.commit
-
-    def held(*args: Any, **kw: Any) -> str:
-        entered.set()
-        assert release.wait(10)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(client, "commit", held)
-    result: dict[str, str | None] = {}
-    flusher = threading.Thread(target=lambda: result.setdefault("sha", sa.flush()))
-    flusher.start()
-    assert entered.wait(10)
-    sa.rename("b.txt", "c.txt")
-    sa.unlink("d/new.txt")
-    release.set()
-    flusher.join(10)
+    with commit_held(client, sa, monkeypatch) as result:
+        sa.rename("b.txt", "c.txt")
+        sa.unlink("d/new.txt")
     assert result["sha"] and files(api, repo_id) == {"b.txt", "d/new.txt", "e/x.txt"}  # what the batch held
     for path in ("b.txt", "d/new.txt"):
         staged = sa.lookup(path)
@@ -265,7 +262,6 @@ def test_files_a_commit_adds_stay_hidden_when_moved_or_deleted_during_it(api: An
     c = sa.lookup("c.txt")
     assert c is not None and c.kind == "file"
     assert set(sa.listdir("")[0]) == {"c.txt", "d"} and "b.txt" in sa.listdir("")[1]
-    monkeypatch.setattr(client, "commit", real)
     assert sa.flush()
     assert files(api, repo_id) == {"c.txt", "e/x.txt"} and read(client, repo_id, "c.txt") == b"A"
     assert sa.lookup("b.txt") is None and sa.pending == 0
@@ -280,25 +276,10 @@ def test_a_file_staged_where_the_running_commit_deletes_a_folder_commits_next(ap
     shown = {"sha": client.resolve("model", repo_id, "main", refresh=True)}
     sa = staging(client, repo_id, tmp_path / "st", base=lambda: shown["sha"], on_commit=lambda sha: shown.update(sha=sha))
     sa.rename("d", "e")
-    entered, release = threading.Event(), threading.Event()
-    real = client.commit
-
-    def held(*args: Any, **kw: Any) -> str:
-        entered.set()
-        assert release.wait(10)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(client, "commit", held)
-    result: dict[str, str | None] = {}
-    flusher = threading.Thread(target=lambda: result.setdefault("sha", sa.flush()))
-    flusher.start()
-    assert entered.wait(10)
-    sa.mkdir("d")
-    put(sa, "d/b.txt", b"new")  # staged on the commit the mount shows: the one before the running commit
-    release.set()
-    flusher.join(10)
+    with commit_held(client, sa, monkeypatch) as result:
+        sa.mkdir("d")
+        put(sa, "d/b.txt", b"new")  # staged on the commit the mount shows: the one before the running commit
     assert result["sha"] and files(api, repo_id) == {"e/a.txt", "e/b.txt"}
-    monkeypatch.setattr(client, "commit", real)
     assert sa.flush()  # no ConflictError: d/b.txt changed on the hub by this mount's own commit only
     assert files(api, repo_id) == {"e/a.txt", "e/b.txt", "d/b.txt"} and read(client, repo_id, "d/b.txt") == b"new"
     assert sa.pending == 0
