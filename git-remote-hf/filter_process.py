@@ -12,6 +12,17 @@
   pipelined), and git checks out each delayed file as soon as it has arrived. Input
   that is not a pointer passes through; so do pointers under ``GIT_LFS_SKIP_SMUDGE=1`` and pointers of
   paths ``lfs.fetchinclude``/``lfs.fetchexclude`` leave out whose object is not here.
+* deferred checkout (during a clone's background download): a pointer whose object the download
+  brings is answered with the pointer itself, so git writes 130 bytes instead of receiving the object
+  through its single-threaded pipe, and checks every other file out meanwhile. When git is done (its
+  index written, the filter's input closed; git waits for the filter to exit), each such object is
+  placed (:meth:`FilterServer.place_deferred`): waited for, fetched by the filter where the download
+  failed or left it, copied from the store (a reflink where the file system can; ``hardlink`` mode
+  links it), checked where this clone did not just verify it, renamed over git's pointer file if that
+  is still the one git wrote, and its index entry given the new file's stat
+  (:func:`git_remote_hf.index_stat.restat`) so ``git status`` stays clean without hashing it. An
+  object that cannot be had leaves the pointer file, and says so. Off: ``GIT_REMOTE_HF_DEFER=0`` or
+  ``git config hf.lfs.deferCheckout false`` (and with ``hf.lfs.verifySmudge``).
 * clean: the content is hashed into the store and the answer is the pointer, byte-identical to
   git-lfs's; input that already is a pointer, and empty input, pass through (as with git-lfs).
 * no second copy (``hf.lfs.linkMode``, default ``reflink``): when git is done, each object smudged in
@@ -27,6 +38,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -38,6 +50,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 
 from git_remote_hf.background import POLL, Watch
 from git_remote_hf.gitconfig import GitConfig
+from git_remote_hf.index_stat import restat
 from git_remote_hf.lfs_select import PathFilter, skip_smudge
 from git_remote_hf.lfs_store import LfsStore
 from git_remote_hf.pktline import PktLine
@@ -54,6 +67,8 @@ __all__ = ["FilterServer", "main"]
 FICLONE = 0x40049409  # _IOW(0x94, 9, int)
 PIECE = 1 << 20
 BATCH_SIZE = 100  # delayed objects handed to the background fetch at once (one batch call)
+DEFER_ENV = "GIT_REMOTE_HF_DEFER"
+PLACERS = 4  # deferred objects copied into the worktree at once
 
 
 def _git(*args: str) -> str:
@@ -72,6 +87,38 @@ def reflink(src: Path, dst: Path) -> bool:
         return False
 
 
+def _copy(src: Path, dst: Path, mode: int, size: int) -> None:
+    """Create ``dst`` (``mode``) with ``src``'s ``size`` bytes: a reflink where the file system shares
+    blocks, else ``copy_file_range`` (in the kernel), else a plain copy."""
+    with open(src, "rb") as s:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            try:
+                fcntl.ioctl(fd, FICLONE, s.fileno())
+                done = size
+            except OSError:
+                done = 0
+            try:
+                while done < size:
+                    n = os.copy_file_range(s.fileno(), fd, size - done, done, done)
+                    if n == 0:
+                        break
+                    done += n
+            except OSError:
+                pass
+            while done < size:
+                chunk = os.pread(s.fileno(), min(PIECE, size - done), done)
+                if not chunk:
+                    break
+                os.pwrite(fd, chunk, done)
+                done += len(chunk)
+            if done != size:
+                raise OSError(f"{src} holds {done} of its {size} bytes")
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
+
 class FilterServer:
     """One filter process: answers git's requests on ``pkt`` for the repo at ``git_dir``."""
 
@@ -83,6 +130,9 @@ class FilterServer:
         self.config = GitConfig.read(git_dir)  # every setting below, from one read
         self.paths = PathFilter.from_git(git_dir, self.config)
         self.delayed: dict[str, LfsPointer] = {}
+        self.deferred: dict[str, LfsPointer] = {}  # answered with the pointer, placed when git is done
+        self._defer: bool | None = None  # deferred checkout on (see the module docstring), once known
+        self._replaced: dict[str, os.stat_result] = {}  # placed path -> the stat of git's pointer file there
         self.failed: dict[str, str] = {}
         self.smudged: dict[str, LfsPointer] = {}
         self._remote: tuple[HubClient, str] | None = None  # made on the first fetch, kept for the next ones
@@ -198,6 +248,10 @@ class FilterServer:
             self.log.write(f"git-remote-hf: {path}: {self.failed.pop(path)}\n")
             self.pkt.text("status=error")
             return
+        if self._defers(pointer) and self.paths.allows(path):
+            self.deferred[path] = pointer
+            self._answer(iter([pointer.to_bytes()]))
+            return
         if not self.store.has(pointer.oid, pointer.size):
             if not self.paths.allows(path):  # left out by lfs.fetchinclude/fetchexclude: the pointer stays
                 self._answer(iter([pointer.to_bytes()]))
@@ -253,6 +307,109 @@ class FilterServer:
         if fresh and self._verify_all is None:
             self._verify_all = self.config.get_bool("hf.lfs.verifySmudge") is True
         return fresh and not self._verify_all
+
+    def _defers(self, pointer: LfsPointer) -> bool:
+        """Whether ``pointer`` is answered with itself and placed when git is done (module docstring):
+        during a clone's background download, for an object it brings or brought."""
+        if self.watch is None:
+            return False
+        if self._defer is None:
+            self._defer = (os.environ.get(DEFER_ENV, "1") != "0"
+                           and self.config.get_bool("hf.lfs.deferCheckout") is not False
+                           and self.config.get_bool("hf.lfs.verifySmudge") is not True)
+        return self._defer and (pointer.oid in self.watch.done or self.watch.brings(pointer.oid))
+
+    # -- deferred checkout ------------------------------------------------------------------------
+
+    def place_deferred(self) -> None:
+        """Put each deferred object where git wrote its pointer, and tell the index (module docstring)."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        mark("filter", "place-start", f"{len(self.deferred)} files")
+        waiting: dict[str, tuple[LfsPointer, os.stat_result]] = {}
+        for path, pointer in self.deferred.items():
+            try:
+                st = (self.worktree / path).lstat()
+            except OSError:
+                continue  # gone already (git removed it again, or a sparse checkout): nothing to place
+            if stat.S_ISREG(st.st_mode) and st.st_size == len(pointer.to_bytes()):
+                waiting[path] = (pointer, st)
+        verified: set[str] = set()  # oids fetched here (checked as they arrived)
+        placing: dict[str, Future[str | None]] = {}
+        problems: dict[str, str] = {}
+        with ThreadPoolExecutor(PLACERS, thread_name_prefix="hf-place") as pool:
+            while waiting:
+                running = self.watch.refresh() if self.watch is not None else False
+                watch = self.watch
+                ready = [p for p, (ptr, _) in waiting.items() if self.store.has(ptr.oid, ptr.size)
+                         and not (running and watch is not None and watch.brings(ptr.oid))]
+                for path in ready:
+                    pointer, st = waiting.pop(path)
+                    fresh = pointer.oid in verified or (self.watch is not None and pointer.oid in self.watch.done)
+                    placing[path] = pool.submit(self._place, path, pointer, st, not fresh or bool(self._verify()))
+                if not waiting:
+                    break
+                if running and watch is not None and any(watch.brings(ptr.oid) for ptr, _ in waiting.values()):
+                    time.sleep(POLL)
+                    continue
+                # the download ended or will not bring the rest: the filter fetches them (checked as they come)
+                wanted = {p: ptr for p, (ptr, _) in waiting.items() if not self.store.has(ptr.oid, ptr.size)}
+                if wanted:
+                    mark("filter", "own-fetch", f"{len(wanted)} objects")
+                    self._fetch(wanted)
+                    verified.update(ptr.oid for ptr in wanted.values() if self.store.has(ptr.oid, ptr.size))
+                for path in [p for p, (ptr, _) in waiting.items() if not self.store.has(ptr.oid, ptr.size)]:
+                    problems[path] = self.failed.pop(path, "it could not be fetched")
+                    del waiting[path]
+            placed = {}
+            for path, future in placing.items():
+                why = future.result()
+                if why is None:
+                    placed[path] = self.deferred_stat(path)
+                else:
+                    problems[path] = why
+        placed_ok = {p: st for p, st in placed.items() if st is not None}
+        hash_size = 32 if (self.config.get("extensions.objectformat") or "").lower() == "sha256" else 20
+        restat(self.git_dir, self.worktree, placed_ok, hash_size)
+        for path, why in sorted(problems.items()):
+            self.log.write(f"git-remote-hf: {path}: {why}; it is left as its LFS pointer (remove it and run "
+                           f"`git checkout -- {path}` to try again)\n")
+        mark("filter", "placed", f"{len(placed_ok)} files, {len(problems)} left")
+
+    def deferred_stat(self, path: str) -> os.stat_result | None:
+        """The stat of the pointer file git wrote at ``path`` (recorded by :meth:`_place`), if placed."""
+        return self._replaced.get(path)
+
+    def _verify(self) -> bool:
+        if self._verify_all is None:
+            self._verify_all = self.config.get_bool("hf.lfs.verifySmudge") is True
+        return self._verify_all
+
+    def _place(self, path: str, pointer: LfsPointer, old: os.stat_result, verify: bool) -> str | None:
+        """Replace git's pointer file at ``path`` (whose stat was ``old``) by the stored object; why not, or None."""
+        work = self.worktree / path
+        tmp = work.with_name(f".{work.name}.hf-{os.getpid()}")
+        mode = (self.config.get("hf.lfs.linkMode") or "reflink").lower()
+        try:
+            src = self.store.path(pointer.oid)
+            if mode == "hardlink" and stat.S_IMODE(src.stat().st_mode) == stat.S_IMODE(old.st_mode):
+                os.link(src, tmp)
+            else:
+                _copy(src, tmp, stat.S_IMODE(old.st_mode), pointer.size)
+            if verify:
+                with open(tmp, "rb") as f:
+                    if sha256_file(f) != (pointer.oid, pointer.size):
+                        return f"LFS object {pointer.oid} in {self.store.objects} is corrupt; refused"
+            now = work.lstat()
+            if (now.st_ino, now.st_size, now.st_mtime_ns) != (old.st_ino, old.st_size, old.st_mtime_ns):
+                return "it changed while git-remote-hf fetched its object"
+            os.replace(tmp, work)
+            self._replaced[path] = old
+            return None
+        except OSError as err:
+            return f"could not be placed ({err})"
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _start_fetch(self) -> None:
         """Hand the queued delayed objects to the background fetch (made on first use)."""
@@ -433,6 +590,8 @@ def main() -> int:
         sys.stderr.write(f"git-remote-hf filter-process: {err}\n")
         return 1
     finally:
+        if server.deferred:
+            server.place_deferred()
         server.close()
         if server.smudged:
             server.link_smudged()
