@@ -239,3 +239,99 @@ def test_the_executable_skips_async_backends_unless_told_not_to(tmp_path: Path, 
 
 def _importable(name: str) -> bool:
     return subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, check=False).returncode == 0
+
+
+def index_sizes(env: dict[str, str], repo: Path) -> dict[str, int]:
+    """Path -> the size git's index caches for it (``git ls-files --debug``; it does not refresh)."""
+    out, path = {}, ""
+    for line in git(env, repo, "ls-files", "--debug").stdout.decode().splitlines():
+        if not line.startswith(" "):
+            path = line
+        elif line.strip().startswith("size:"):
+            out[path] = int(line.split()[1])
+    return out
+
+
+@pytest.mark.parametrize("switch", ["default", "env-off", "config-off"])
+def test_a_checkout_during_the_download_writes_pointers_and_places_objects_when_git_is_done(
+        tmp_path: Path, env: dict[str, str], hub, switch: str) -> None:
+    """Deferred checkout: while the clone's download runs (played here: the status file and its lock), git
+    writes each LFS file's pointer and the filter puts the object in its place when git is done, with the
+    pointer file's mode, and gives its index entry the new file's stat: the worktree, ``git status`` and
+    ``fsck`` are as after a plain checkout. One object the download failed the filter fetches itself. Off:
+    git writes the objects it gets through the filter."""
+    files = {f"w/{i:02d}.bin": os.urandom(30_000 + i) for i in range(8)}
+    files["t.txt"] = b"text\n"
+    repo = hub_clone(env, hub, tmp_path, files)
+    store = LfsStore(repo / ".git")
+    ptr = {name: pointer_of(data) for name, data in files.items() if name.endswith(".bin")}
+    trace = tmp_path / "trace"
+    run_env, options = {**env, TRACE_ENV: str(trace)}, []
+    if switch == "env-off":
+        run_env["GIT_REMOTE_HF_DEFER"] = "0"
+    elif switch == "config-off":
+        options = ["-c", "hf.lfs.deferCheckout=false"]
+    fd = os.open(repo / ".git/lfs" / STATUS_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"".join(b"want %s\n" % p.oid.encode() for p in ptr.values()))
+        checkout = subprocess.Popen(["git", *options, "checkout", "-q", "main"], cwd=repo, env=run_env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not (trace.exists() and "first-smudge" in trace.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        for name, pointer in ptr.items():
+            if name != "w/07.bin":
+                store.put_verified(files[name], pointer)
+                os.write(fd, b"ok %s\n" % pointer.oid.encode())
+        os.write(fd, b"fail %s the server said no\n" % ptr["w/07.bin"].oid.encode())
+    finally:
+        os.close(fd)  # the download ends
+    _, err = checkout.communicate(timeout=60)
+    assert checkout.returncode == 0, err
+    for name, content in files.items():
+        assert (repo / name).read_bytes() == content
+    seen = [(phase, detail) for _, role, phase, detail in marks(trace) if role == "filter"]
+    if switch == "default":
+        assert ("placed", "8 files, 0 left") in seen
+        sizes = index_sizes(env, repo)
+        # the placed files' own stat (0 would be git's "racily clean" mark; git never wrote 30 KB there)
+        assert all(sizes[name] == len(files[name]) for name in ptr)
+        assert not list(repo.glob("w/.*.hf-*"))  # no temporary file left behind
+    else:
+        assert not any(phase == "place-start" for phase, _ in seen)
+    assert own_fetches(trace) == 1  # w/07.bin, which the download failed
+    assert git(env, repo, "status", "--porcelain").stdout == b""
+    git(env, repo, "fsck", "--full")
+
+
+def test_an_object_that_cannot_be_had_leaves_its_pointer_and_says_so(tmp_path: Path, env: dict[str, str],
+                                                                     hub) -> None:
+    """The download failed an object and the hub no longer answers for it (the remote points nowhere):
+    the checkout ends, the file stays its pointer (consistent with the index), and stderr names it."""
+    files = {"w.bin": os.urandom(40_000), "v.bin": os.urandom(40_001)}
+    repo = hub_clone(env, hub, tmp_path, files)
+    git(env, repo, "remote", "set-url", "origin", "hf://nobody/nothing-here")
+    store, ptr = LfsStore(repo / ".git"), {n: pointer_of(d) for n, d in files.items()}
+    fd = os.open(repo / ".git/lfs" / STATUS_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"want %s\nwant %s\n" % (ptr["w.bin"].oid.encode(), ptr["v.bin"].oid.encode()))
+        trace = tmp_path / "trace"
+        checkout = subprocess.Popen(["git", "checkout", "-q", "main"], cwd=repo, env={**env, TRACE_ENV: str(trace)},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not (trace.exists() and "first-smudge" in trace.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # both pointers are written, the objects deferred
+        store.put_verified(files["v.bin"], ptr["v.bin"])
+        os.write(fd, b"ok %s\nfail %s gone\n" % (ptr["v.bin"].oid.encode(), ptr["w.bin"].oid.encode()))
+    finally:
+        os.close(fd)
+    _, err = checkout.communicate(timeout=60)
+    assert checkout.returncode == 0, err  # git was done before the object failed
+    assert (repo / "v.bin").read_bytes() == files["v.bin"]
+    assert (repo / "w.bin").read_bytes() == ptr["w.bin"].to_bytes()
+    assert b"w.bin" in err and b"left as its LFS pointer" in err
+    assert git(env, repo, "status", "--porcelain").stdout == b""  # the index holds the pointer git wrote
