@@ -571,11 +571,20 @@ def _grow_pipes(*fds: int) -> None:
             pass  # not a pipe, or over /proc/sys/fs/pipe-max-size: the default stays
 
 
+def _where() -> tuple[Path, Path]:
+    """The repository's git dir and worktree top. git runs the filter at the top of the worktree; with an
+    absolute ``GIT_DIR`` set (a clone sets it) and no ``GIT_WORK_TREE``, that is all it takes, otherwise
+    ``git rev-parse`` says (a process start less on the way to a clone's first checked-out file)."""
+    git_dir = os.environ.get("GIT_DIR", "")
+    if os.path.isabs(git_dir) and "GIT_WORK_TREE" not in os.environ and os.path.isdir(git_dir):
+        return Path(git_dir), Path.cwd()
+    where = _git("rev-parse", "--absolute-git-dir", "--show-toplevel").splitlines()
+    return Path(where[0] if where else ".git"), Path(where[1] if len(where) > 1 else ".")
+
+
 def main() -> int:
     """Run the filter on stdin/stdout until git closes the pipe; 0 on a clean end."""
-    where = _git("rev-parse", "--absolute-git-dir", "--show-toplevel").splitlines()
-    git_dir = Path(where[0] if where else ".git")
-    worktree = Path(where[1] if len(where) > 1 else ".")
+    git_dir, worktree = _where()
     stdout: BinaryIO = sys.stdout.buffer
     _grow_pipes(sys.stdin.fileno(), sys.stdout.fileno())
     server = FilterServer(PktLine(sys.stdin.buffer, stdout), git_dir, worktree)
