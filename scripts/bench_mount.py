@@ -341,6 +341,7 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
     for i in range(args.runs):
         order = whos[i % len(whos):] + whos[:i % len(whos)]  # each goes first in turn
         for who in order:
+            os.sync()  # no writeback of earlier runs (or of the upload) competing with this one for the cores
             if who == "hf":
                 mib_s["hf://"].append(size / read_hf(endpoint, token, size, source, tmp / "hf-cache") / MIB)
                 shutil.rmtree(tmp / "hf-cache", ignore_errors=True)
