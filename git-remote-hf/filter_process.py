@@ -13,14 +13,16 @@
   that is not a pointer passes through; so do pointers under ``GIT_LFS_SKIP_SMUDGE=1`` and pointers of
   paths ``lfs.fetchinclude``/``lfs.fetchexclude`` leave out whose object is not here.
 * deferred checkout (during a clone's background download): a pointer whose object the download
-  brings is answered with the pointer itself, so git writes 130 bytes instead of receiving the object
-  through its single-threaded pipe, and checks every other file out meanwhile. When git is done (its
-  index written, the filter's input closed; git waits for the filter to exit), each such object is
-  placed (:meth:`FilterServer.place_deferred`): waited for, fetched by the filter where the download
-  failed or left it, copied from the store (a reflink where the file system can; ``hardlink`` mode
-  links it), checked where this clone did not just verify it, renamed over git's pointer file if that
-  is still the one git wrote, and its index entry given the new file's stat
-  (:func:`git_remote_hf.index_stat.restat`) so ``git status`` stays clean without hashing it. An
+  brings (256 KiB or more; smaller ones cross the pipe faster) is answered with the pointer itself, so
+  git writes 130 bytes instead of receiving the object through its single-threaded pipe, and checks
+  every other file out meanwhile. Each object is placed (:meth:`FilterServer.place_deferred`) once git
+  has written its pointer (git's next request says so) and the download has stored it, while git goes
+  on; the rest when git is done (its index written, the filter's input closed; git waits for the
+  filter to exit): waited for, fetched by the filter where the download failed or left it, copied from
+  the store (a reflink where the file system can; ``hardlink`` mode links it), checked where this
+  clone did not just verify it, and renamed over git's pointer file if that is still the one git
+  wrote. Then each placed file's index entry gets the new file's stat
+  (:func:`git_remote_hf.index_stat.restat`), so ``git status`` stays clean without hashing it. An
   object that cannot be had leaves the pointer file, and says so. Off: ``GIT_REMOTE_HF_DEFER=0`` or
   ``git config hf.lfs.deferCheckout false`` (and with ``hf.lfs.verifySmudge``).
 * clean: the content is hashed into the store and the answer is the pointer, byte-identical to
@@ -44,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
@@ -69,6 +72,7 @@ PIECE = 1 << 20
 BATCH_SIZE = 100  # delayed objects handed to the background fetch at once (one batch call)
 DEFER_ENV = "GIT_REMOTE_HF_DEFER"
 PLACERS = 4  # deferred objects copied into the worktree at once
+DEFER_MIN = 256 << 10  # smaller objects cross git's pipe faster than a file of their own is placed
 
 
 def _git(*args: str) -> str:
@@ -133,6 +137,9 @@ class FilterServer:
         self.deferred: dict[str, LfsPointer] = {}  # answered with the pointer, placed when git is done
         self._defer: bool | None = None  # deferred checkout on (see the module docstring), once known
         self._replaced: dict[str, os.stat_result] = {}  # placed path -> the stat of git's pointer file there
+        self._unplaced: dict[str, LfsPointer] = {}  # deferred, not yet handed to a placer
+        self._placing: dict[str, Future[str | None]] = {}  # deferred, being placed
+        self._placers: ThreadPoolExecutor | None = None
         self.failed: dict[str, str] = {}
         self.smudged: dict[str, LfsPointer] = {}
         self._remote: tuple[HubClient, str] | None = None  # made on the first fetch, kept for the next ones
@@ -165,6 +172,8 @@ class FilterServer:
             except EOFError:
                 mark("filter", "git-done", " ".join(f"{k}={v}" for k, v in counts.items()))
                 return
+            if self._unplaced:  # git asks again: the pointers answered so far are written
+                self._place_early()
             command = headers.get("command", "")
             counts[command] = counts.get(command, 0) + 1
             if counts[command] == 1:
@@ -250,6 +259,7 @@ class FilterServer:
             return
         if self._defers(pointer) and self.paths.allows(path):
             self.deferred[path] = pointer
+            self._unplaced[path] = pointer
             self._answer(iter([pointer.to_bytes()]))
             return
         if not self.store.has(pointer.oid, pointer.size):
@@ -310,34 +320,57 @@ class FilterServer:
 
     def _defers(self, pointer: LfsPointer) -> bool:
         """Whether ``pointer`` is answered with itself and placed when git is done (module docstring):
-        during a clone's background download, for an object it brings or brought."""
+        during a clone's background download, for an object it brings or brought of ``DEFER_MIN`` or more."""
         if self.watch is None:
             return False
         if self._defer is None:
             self._defer = (os.environ.get(DEFER_ENV, "1") != "0"
                            and self.config.get_bool("hf.lfs.deferCheckout") is not False
                            and self.config.get_bool("hf.lfs.verifySmudge") is not True)
-        return self._defer and (pointer.oid in self.watch.done or self.watch.brings(pointer.oid))
+        return self._defer and pointer.size >= DEFER_MIN and (pointer.oid in self.watch.done
+                                                               or self.watch.brings(pointer.oid))
 
     # -- deferred checkout ------------------------------------------------------------------------
 
+    def _place_early(self) -> None:
+        """Hand the pointers git has written whose objects this clone's download has stored (and checked)
+        to the placers now, while git checks the rest out."""
+        if self.watch is None or self._verify():
+            return
+        self.watch.refresh()
+        for path, pointer in list(self._unplaced.items()):
+            if pointer.oid in self.watch.done and self.store.has(pointer.oid, pointer.size):
+                old = self._pointer_file(path, pointer)
+                if old is not None:
+                    del self._unplaced[path]
+                    self._placing[path] = self._pool().submit(self._place, path, pointer, old, False)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._placers is None:
+            self._placers = ThreadPoolExecutor(PLACERS, thread_name_prefix="hf-place")
+        return self._placers
+
+    def _pointer_file(self, path: str, pointer: LfsPointer) -> os.stat_result | None:
+        """The stat of ``path`` when it is the pointer file git wrote, else None."""
+        try:
+            st = (self.worktree / path).lstat()
+        except OSError:
+            return None  # gone already (git removed it again, or a sparse checkout): nothing to place
+        return st if stat.S_ISREG(st.st_mode) and st.st_size == len(pointer.to_bytes()) else None
+
     def place_deferred(self) -> None:
         """Put each deferred object where git wrote its pointer, and tell the index (module docstring)."""
-        from concurrent.futures import Future, ThreadPoolExecutor
-
-        mark("filter", "place-start", f"{len(self.deferred)} files")
+        mark("filter", "place-start", f"{len(self.deferred)} files, {len(self._placing)} under way")
         waiting: dict[str, tuple[LfsPointer, os.stat_result]] = {}
-        for path, pointer in self.deferred.items():
-            try:
-                st = (self.worktree / path).lstat()
-            except OSError:
-                continue  # gone already (git removed it again, or a sparse checkout): nothing to place
-            if stat.S_ISREG(st.st_mode) and st.st_size == len(pointer.to_bytes()):
-                waiting[path] = (pointer, st)
+        for path, pointer in self._unplaced.items():
+            old = self._pointer_file(path, pointer)
+            if old is not None:
+                waiting[path] = (pointer, old)
+        self._unplaced = {}
         verified: set[str] = set()  # oids fetched here (checked as they arrived)
-        placing: dict[str, Future[str | None]] = {}
-        problems: dict[str, str] = {}
-        with ThreadPoolExecutor(PLACERS, thread_name_prefix="hf-place") as pool:
+        placing, problems = self._placing, {}
+        pool = self._pool()
+        try:
             while waiting:
                 running = self.watch.refresh() if self.watch is not None else False
                 watch = self.watch
@@ -368,6 +401,9 @@ class FilterServer:
                     placed[path] = self.deferred_stat(path)
                 else:
                     problems[path] = why
+        finally:
+            pool.shutdown(wait=True)
+            self._placers = None
         placed_ok = {p: st for p, st in placed.items() if st is not None}
         hash_size = 32 if (self.config.get("extensions.objectformat") or "").lower() == "sha256" else 20
         restat(self.git_dir, self.worktree, placed_ok, hash_size)
