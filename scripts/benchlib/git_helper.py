@@ -11,6 +11,7 @@ import os
 import shutil
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,21 +45,29 @@ def raw_download(endpoint: str, token: str, src: Source, dest: Path, threads: in
     dest.mkdir(parents=True)
     headers = {"authorization": f"Bearer {token}", "accept": "application/vnd.git-lfs+json",
                "content-type": "application/vnd.git-lfs+json"}
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def own_client() -> httpx.Client:  # one per thread: a shared pool once handed a thread a closed socket
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=120)
+            clients.append(local.client)
+        return local.client
+
+    def get(action: dict[str, Any], oid: str) -> None:
+        h = hashlib.sha256()
+        with own_client().stream("GET", action["href"], headers=action.get("header") or {}) as resp, \
+                open(dest / oid, "wb") as f:
+            resp.raise_for_status()
+            for chunk in resp.iter_bytes(1 << 20):
+                h.update(chunk)
+                f.write(chunk)
+        if h.hexdigest() != oid:
+            raise RuntimeError(f"raw download of {oid}: sha256 mismatch")
+
     t0 = time.monotonic()
-    with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=threads)) as client:
-
-        def get(action: dict[str, Any], oid: str) -> None:
-            h = hashlib.sha256()
-            with client.stream("GET", action["href"], headers=action.get("header") or {}) as resp, \
-                    open(dest / oid, "wb") as f:
-                resp.raise_for_status()
-                for chunk in resp.iter_bytes(1 << 20):
-                    h.update(chunk)
-                    f.write(chunk)
-            if h.hexdigest() != oid:
-                raise RuntimeError(f"raw download of {oid}: sha256 mismatch")
-
-        with ThreadPoolExecutor(threads) as pool:
+    try:
+        with httpx.Client(timeout=120) as client, ThreadPoolExecutor(threads) as pool:
             futures = []
             for i in range(0, len(src.oids), 100):
                 body = {"operation": "download", "transfers": ["basic"], "hash_algo": "sha256",
@@ -68,6 +77,9 @@ def raw_download(endpoint: str, token: str, src: Source, dest: Path, threads: in
                 futures += [pool.submit(get, o["actions"]["download"], o["oid"]) for o in answer.json()["objects"]]
             for fut in futures:
                 fut.result()
+    finally:
+        for c in clients:
+            c.close()
     return time.monotonic() - t0
 
 
