@@ -394,27 +394,20 @@ class FilterServer:
                 for path in [p for p, (ptr, _) in waiting.items() if not self.store.has(ptr.oid, ptr.size)]:
                     problems[path] = self.failed.pop(path, "it could not be fetched")
                     del waiting[path]
-            placed = {}
             for path, future in placing.items():
                 why = future.result()
-                if why is None:
-                    placed[path] = self.deferred_stat(path)
-                else:
+                if why is not None:
                     problems[path] = why
         finally:
             pool.shutdown(wait=True)
             self._placers = None
-        placed_ok = {p: st for p, st in placed.items() if st is not None}
+        placed_ok = {p: st for p, st in self._replaced.items() if p in placing}
         hash_size = 32 if (self.config.get("extensions.objectformat") or "").lower() == "sha256" else 20
         restat(self.git_dir, self.worktree, placed_ok, hash_size)
         for path, why in sorted(problems.items()):
             self.log.write(f"git-remote-hf: {path}: {why}; it is left as its LFS pointer (remove it and run "
                            f"`git checkout -- {path}` to try again)\n")
         mark("filter", "placed", f"{len(placed_ok)} files, {len(problems)} left")
-
-    def deferred_stat(self, path: str) -> os.stat_result | None:
-        """The stat of the pointer file git wrote at ``path`` (recorded by :meth:`_place`), if placed."""
-        return self._replaced.get(path)
 
     def _verify(self) -> bool:
         if self._verify_all is None:
