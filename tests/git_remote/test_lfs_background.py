@@ -42,6 +42,19 @@ def own_fetches(trace: Path) -> int:
     return sum(int(detail.split()[0]) for _, role, phase, detail in marks(trace) if (role, phase) == ("filter", "own-fetch"))
 
 
+def checkout_until_first_smudge(repo: Path, env: dict[str, str], trace: Path,
+                                options: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """``git checkout -q main`` in ``repo``, started, once its filter has had its first smudge (and 0.2 s
+    more: the answers to the first requests are given)."""
+    checkout = subprocess.Popen(["git", *options, "checkout", "-q", "main"], cwd=repo,
+                                env={**env, TRACE_ENV: str(trace)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (trace.exists() and "first-smudge" in trace.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    return checkout
+
+
 @pytest.mark.parametrize("switch", ["default", "config-once-off", "early-env-off", "early-config-off", "env-off",
                                     "config-off"])
 def test_clone_downloads_lfs_in_the_background_or_in_the_helper(tmp_path: Path, env: dict[str, str], hub,
@@ -111,12 +124,7 @@ def test_filter_follows_the_background_download_and_fetches_what_it_left(tmp_pat
         store.put_verified(files["w0.bin"], ptr["w0.bin"])
         os.write(fd, b"ok %s\n" % ptr["w0.bin"].oid.encode())
         trace = tmp_path / "trace"
-        checkout = subprocess.Popen(["git", "checkout", "-q", "main"], cwd=repo, env={**env, TRACE_ENV: str(trace)},
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while not (trace.exists() and "first-smudge" in trace.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)  # the filter has answered "delayed" for w1..w5 and waits
+        checkout = checkout_until_first_smudge(repo, env, trace)  # the filter answered "delayed" for w1..w5
         assert checkout.poll() is None
         store.put_verified(files["w1.bin"], ptr["w1.bin"])
         os.write(fd, b"ok %s\n" % ptr["w1.bin"].oid.encode())
@@ -267,21 +275,16 @@ def test_a_checkout_during_the_download_writes_pointers_and_places_objects_when_
     store = LfsStore(repo / ".git")
     ptr = {name: pointer_of(data) for name, data in files.items() if name.endswith(".bin")}
     trace = tmp_path / "trace"
-    run_env, options = {**env, TRACE_ENV: str(trace)}, []
+    run_env, options = dict(env), ()
     if switch == "env-off":
         run_env["GIT_REMOTE_HF_DEFER"] = "0"
     elif switch == "config-off":
-        options = ["-c", "hf.lfs.deferCheckout=false"]
+        options = ("-c", "hf.lfs.deferCheckout=false")
     fd = os.open(repo / ".git/lfs" / STATUS_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"".join(b"want %s\n" % p.oid.encode() for p in ptr.values()))
-        checkout = subprocess.Popen(["git", *options, "checkout", "-q", "main"], cwd=repo, env=run_env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while not (trace.exists() and "first-smudge" in trace.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)
+        checkout = checkout_until_first_smudge(repo, run_env, trace, options)
         for name, pointer in ptr.items():
             if name != "w/07.bin":  # (small.bin too: the filter waits for it before git goes on)
                 store.put_verified(files[name], pointer)
@@ -319,13 +322,7 @@ def test_an_object_that_cannot_be_had_leaves_its_pointer_and_says_so(tmp_path: P
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"want %s\nwant %s\n" % (ptr["w.bin"].oid.encode(), ptr["v.bin"].oid.encode()))
-        trace = tmp_path / "trace"
-        checkout = subprocess.Popen(["git", "checkout", "-q", "main"], cwd=repo, env={**env, TRACE_ENV: str(trace)},
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while not (trace.exists() and "first-smudge" in trace.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)  # both pointers are written, the objects deferred
+        checkout = checkout_until_first_smudge(repo, env, tmp_path / "trace")  # both pointers written, deferred
         store.put_verified(files["v.bin"], ptr["v.bin"])
         os.write(fd, b"ok %s\nfail %s gone\n" % (ptr["v.bin"].oid.encode(), ptr["w.bin"].oid.encode()))
     finally:
