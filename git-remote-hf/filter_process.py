@@ -18,10 +18,10 @@
   every other file out meanwhile. Each object is placed (:meth:`FilterServer.place_deferred`) once git
   has written its pointer (git's next request says so) and the download has stored it, while git goes
   on; the rest when git is done (its index written, the filter's input closed; git waits for the
-  filter to exit): waited for, fetched by the filter where the download failed or left it, copied from
-  the store (a reflink where the file system can; ``hardlink`` mode links it), checked where this
-  clone did not just verify it, and renamed over git's pointer file if that is still the one git
-  wrote. Then each placed file's index entry gets the new file's stat
+  filter to exit): waited for, fetched by the filter where the download failed or left it, checked
+  where this clone did not just verify it, and written from the store into git's pointer file if that
+  is still the one git wrote (a reflink where the file system can; ``hardlink`` mode links the store
+  object into place instead; a failed write puts the pointer back). Then each placed file's index entry gets the new file's stat
   (:func:`git_remote_hf.index_stat.restat`), so ``git status`` stays clean without hashing it. An
   object that cannot be had leaves the pointer file, and says so. Off: ``GIT_REMOTE_HF_DEFER=0`` or
   ``git config hf.lfs.deferCheckout false`` (and with ``hf.lfs.verifySmudge``).
@@ -91,36 +91,31 @@ def reflink(src: Path, dst: Path) -> bool:
         return False
 
 
-def _copy(src: Path, dst: Path, mode: int, size: int) -> None:
-    """Create ``dst`` (``mode``) with ``src``'s ``size`` bytes: a reflink where the file system shares
-    blocks, else ``copy_file_range`` (in the kernel), else a plain copy."""
+def _copy_into(src: Path, fd: int, size: int) -> None:
+    """Write ``src``'s ``size`` bytes over the file open at ``fd`` from its start: a reflink where the
+    file system shares blocks, else ``copy_file_range`` (in the kernel), else a plain copy."""
     with open(src, "rb") as s:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         try:
-            try:
-                fcntl.ioctl(fd, FICLONE, s.fileno())
-                done = size
-            except OSError:
-                done = 0
-            try:
-                while done < size:
-                    n = os.copy_file_range(s.fileno(), fd, size - done, done, done)
-                    if n == 0:
-                        break
-                    done += n
-            except OSError:
-                pass
+            fcntl.ioctl(fd, FICLONE, s.fileno())
+            done = size
+        except OSError:
+            done = 0
+        try:
             while done < size:
-                chunk = os.pread(s.fileno(), min(PIECE, size - done), done)
-                if not chunk:
+                n = os.copy_file_range(s.fileno(), fd, size - done, done, done)
+                if n == 0:
                     break
-                os.pwrite(fd, chunk, done)
-                done += len(chunk)
-            if done != size:
-                raise OSError(f"{src} holds {done} of its {size} bytes")
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
+                done += n
+        except OSError:
+            pass
+        while done < size:
+            chunk = os.pread(s.fileno(), min(PIECE, size - done), done)
+            if not chunk:
+                break
+            os.pwrite(fd, chunk, done)
+            done += len(chunk)
+        if done != size:
+            raise OSError(f"{src} holds {done} of its {size} bytes")
 
 
 class FilterServer:
@@ -415,20 +410,48 @@ class FilterServer:
         return self._verify_all
 
     def _place(self, path: str, pointer: LfsPointer, old: os.stat_result, verify: bool) -> str | None:
-        """Replace git's pointer file at ``path`` (whose stat was ``old``) by the stored object; why not, or None."""
+        """Put the stored object in git's pointer file at ``path`` (whose stat was ``old``); why not, or None.
+
+        The object is written into the pointer file itself (its inode, and so its mode, stay): replacing
+        it by a new file would free an inode for every object while git still creates files, and ext4
+        makes every inode allocated in the next minutes search past recently freed ones. Only a
+        ``hardlink`` link mode links the store object into place. A failed write puts the pointer back."""
         work = self.worktree / path
-        tmp = work.with_name(f".{work.name}.hf-{os.getpid()}")
-        mode = (self.config.get("hf.lfs.linkMode") or "reflink").lower()
+        src = self.store.path(pointer.oid)
         try:
-            src = self.store.path(pointer.oid)
-            if mode == "hardlink" and stat.S_IMODE(src.stat().st_mode) == stat.S_IMODE(old.st_mode):
-                os.link(src, tmp)
-            else:
-                _copy(src, tmp, stat.S_IMODE(old.st_mode), pointer.size)
             if verify:
-                with open(tmp, "rb") as f:
+                with open(src, "rb") as f:
                     if sha256_file(f) != (pointer.oid, pointer.size):
                         return f"LFS object {pointer.oid} in {self.store.objects} is corrupt; refused"
+            mode = (self.config.get("hf.lfs.linkMode") or "reflink").lower()
+            if mode == "hardlink" and stat.S_IMODE(src.stat().st_mode) == stat.S_IMODE(old.st_mode):
+                return self._link_into_place(path, src, old)
+            fd = os.open(work, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            return f"could not be placed ({err})"
+        try:
+            now = os.fstat(fd)
+            if (now.st_ino, now.st_size, now.st_mtime_ns) != (old.st_ino, old.st_size, old.st_mtime_ns):
+                return "it changed while git-remote-hf fetched its object"
+            try:
+                _copy_into(src, fd, pointer.size)
+            except OSError as err:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, pointer.to_bytes(), 0)
+                return f"could not be placed ({err})"
+            self._replaced[path] = old
+            return None
+        except OSError as err:
+            return f"could not be placed, and its pointer may be damaged ({err}); run `git checkout -- {path}`"
+        finally:
+            os.close(fd)
+
+    def _link_into_place(self, path: str, src: Path, old: os.stat_result) -> str | None:
+        """``hardlink`` mode: the store object becomes the worktree file (renamed over git's pointer)."""
+        work = self.worktree / path
+        tmp = work.with_name(f".{work.name}.hf-{os.getpid()}")
+        try:
+            os.link(src, tmp)
             now = work.lstat()
             if (now.st_ino, now.st_size, now.st_mtime_ns) != (old.st_ino, old.st_size, old.st_mtime_ns):
                 return "it changed while git-remote-hf fetched its object"

@@ -5,8 +5,10 @@ knobs (GIT_LFS_SKIP_SMUDGE, lfs.fetchexclude, hf.lfs.linkMode) hold."""
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import shutil
+import stat
 import struct
 import subprocess
 from pathlib import Path
@@ -14,8 +16,10 @@ from pathlib import Path
 import pytest
 from lfs_fixtures import ATTRS, git, git_env, hub_clone, pointer_of
 
-from git_remote_hf.filter_process import reflink
+from git_remote_hf import filter_process
+from git_remote_hf.filter_process import FilterServer, reflink
 from git_remote_hf.lfs_store import FILTER_PROCESS, LfsStore, configure_repo
+from git_remote_hf.pktline import PktLine
 from hubfs.lfs import LfsPointer
 
 
@@ -258,3 +262,53 @@ def test_local_filter_wins_over_a_global_git_lfs_install(tmp_path: Path, env: di
     repo = hub_clone(env, hub, tmp_path, files)
     git(env, repo, "checkout", "-q", "main")
     assert (repo / "w.bin").read_bytes() == files["w.bin"]
+
+
+def _placing_server(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    data: bytes) -> tuple[FilterServer, LfsPointer, Path]:
+    """A filter server on a local repo whose worktree holds ``data``'s pointer file (as git writes it) and
+    whose store holds ``data`` itself."""
+    repo = _local_repo(env, tmp_path / "r")
+    pointer = pointer_of(data)
+    LfsStore(repo / ".git").put_verified(data, pointer)
+    (repo / "w.bin").write_bytes(pointer.to_bytes())
+    monkeypatch.chdir(repo)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    server = FilterServer(PktLine(io.BytesIO(), io.BytesIO()), repo / ".git", repo)
+    return server, pointer, repo / "w.bin"
+
+
+def test_a_deferred_object_is_written_into_gits_pointer_file(tmp_path: Path, env: dict[str, str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Placing writes the object into the pointer file itself (same inode and mode, no inode freed)."""
+    data = os.urandom(300_000)
+    server, pointer, work = _placing_server(env, tmp_path, monkeypatch, data)
+    work.chmod(0o755)
+    old = work.lstat()
+    assert server._place("w.bin", pointer, old, verify=True) is None
+    assert work.read_bytes() == data
+    now = work.lstat()
+    assert (now.st_ino, stat.S_IMODE(now.st_mode)) == (old.st_ino, 0o755)
+
+
+def test_a_placement_that_fails_puts_the_pointer_back(tmp_path: Path, env: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails half-way (a full disk: faked, the one fault a test cannot cause on demand) leaves
+    git's pointer file as it was, and says why; a corrupt store object is refused before a byte is written."""
+    data = os.urandom(300_000)
+    server, pointer, work = _placing_server(env, tmp_path, monkeypatch, data)
+
+    def half_then_full(src: Path, fd: int, size: int) -> None:
+        os.pwrite(fd, data[:size // 2], 0)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(filter_process, "_copy_into", half_then_full)
+    why = server._place("w.bin", pointer, work.lstat(), verify=False)
+    assert why is not None and "No space left on device" in why
+    assert work.read_bytes() == pointer.to_bytes()
+    monkeypatch.undo()
+    server.store.path(pointer.oid).write_bytes(b"\0" * len(data))  # damaged behind the store's back
+    why = server._place("w.bin", pointer, work.lstat(), verify=True)
+    assert why is not None and "corrupt" in why
+    assert work.read_bytes() == pointer.to_bytes()
