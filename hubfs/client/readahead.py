@@ -82,6 +82,32 @@ class ReadAhead:
         """Whether ``pos`` lies ahead of the reader within what is fetched or being fetched."""
         return self.pos <= pos < self._next
 
+    def peek(self, pos: int, n: int) -> bytes | None:
+        """The ``n`` bytes at ``pos`` out of what is fetched or being fetched ahead of the reader, without
+        moving it (waiting for the ranges they lie in); None when not all of them are held, or a range
+        they lie in failed. For a read that arrives ahead of its turn: it costs no second fetch."""
+        end = pos + n
+        if n <= 0 or not (self.pos <= pos and end <= self._next):
+            return None
+        at = self.pos - self._offset  # the file offset of _ready[0]'s first byte
+        spans: list[tuple[int, list[Any]]] = [(at, list(self._ready))]
+        for start, length, future in self._inflight:
+            if start < end and pos < start + length:
+                try:
+                    spans.append((start, future.result()))
+                except Exception:  # noqa: BLE001 (the reader meets the failure when it gets there)
+                    return None
+        out = []
+        for first, pieces in spans:
+            for piece in pieces:
+                size = len(piece)
+                a, b = max(pos, first), min(end, first + size)
+                if a < b:
+                    out.append(bytes(memoryview(piece).cast("B")[a - first:b - first]))
+                first += size
+        data = b"".join(out)
+        return data if len(data) == n else None
+
     def skip_to(self, pos: int) -> None:
         """Move the reader forward to ``pos`` (one that :meth:`holds`), dropping the bytes in between."""
         while self.pos < pos:

@@ -36,6 +36,8 @@ from hubfs.client.stride import STRIDE_DEPTH, StridePrefetcher
 from hubfs.config import PART_SIZE, PROBE_SIZE
 from hubfs.errors import EntryNotFoundError, OfflineModeError
 
+PEEK_MIN = 128 << 10  # a read this large ahead of the stream may be served from its ranges (_stream_or_random)
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -292,6 +294,14 @@ class FileReader:
 
     def _stream_or_random(self, pos: int, end: int, length: int) -> bytes:
         with self._lock:
+            stream = self._stream
+            if stream is not None and pos != self._next_seq and pos > stream.pos and end - pos >= PEEK_MIN:
+                # a large read ahead of the stream, not where the last read ended: on a mount, one of the
+                # kernel's read-ahead requests ahead of its turn (a busy machine). Its bytes come out of the
+                # stream's ranges without moving it, so the requests before it still find theirs.
+                held = stream.peek(pos, end - pos)
+                if held is not None:
+                    return held
             if pos == self._next_seq or self._skips_within_stream(pos, end - pos):
                 data = self._sequential(pos, end, length)
                 self._strides.served(pos, len(data))
@@ -307,8 +317,9 @@ class FileReader:
     def _sequential(self, start: int, end: int, length: int) -> bytes:
         """[start, end) from the read-ahead stream (started here, for reads of ``length``, if needed)."""
         stream = self._stream
-        if stream is not None and self._skips_within_stream(start, end - start):
-            stream.skip_to(start)  # a short skip forward (a seek past a tar member, say)
+        if stream is not None and stream.holds(start) and (start == self._next_seq
+                                                           or self._skips_within_stream(start, end - start)):
+            stream.skip_to(start)  # on from a read served out of turn, or a short skip (past a tar member, say)
         else:
             if stream is not None:
                 stream.close()

@@ -175,3 +175,26 @@ def test_allocator_setting_is_on_by_default_and_can_be_turned_off() -> None:
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "HUBFS_MALLOPT": "0"}).stdout.split()
     assert on == ["True", "True"] and off == ["False", "False"]
+
+
+def test_peek_serves_bytes_ahead_without_moving_the_reader(remote) -> None:
+    """Bytes the stream fetches (or is fetching) ahead can be read out of turn, and the in-order reads that
+    follow still get every byte; nothing is asked twice, and what is not held is None."""
+    fetcher, url, data = remote
+    recorder = Recorder(fetcher)
+    with ThreadPoolExecutor(8) as pool:
+        stream = ReadAhead(recorder, pool, url, 0, SIZE, MiB)  # type: ignore[arg-type]
+        assert stream.read(MiB) == data[:MiB]
+        assert stream.read(MiB) == data[MiB:2 * MiB]  # the ranges grow: several MiB are in flight now
+        ahead = stream.pos + MiB + 12_345
+        assert stream.holds(ahead + MiB - 1)
+        assert stream.peek(ahead, MiB) == data[ahead:ahead + MiB]
+        assert stream.peek(stream.pos - 1, 10) is None  # behind the reader
+        assert stream.peek(SIZE - 10, 20) is None  # past what is held
+        pos = stream.pos
+        while pos < 8 * MiB:
+            assert stream.read(MiB) == data[pos:pos + MiB]
+            pos += MiB
+        stream.close()
+    starts = sorted(start for start, _ in recorder.ranges)
+    assert all(b > a for a, b in zip(starts, starts[1:])), "no byte range asked twice"

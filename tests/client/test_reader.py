@@ -174,3 +174,25 @@ def test_closed_reader_refuses_reads(world, tmp_path) -> None:
     with pytest.raises(ValueError, match="closed"):
         reader.read(0, 1)
     assert re.fullmatch(r"[0-9a-f]{40}", reader.target.commit)
+
+
+def test_a_large_read_ahead_of_its_turn_is_served_from_the_stream(world, tmp_path) -> None:
+    """Read-ahead requests of a mount arrive out of order on a busy machine (1 MiB at 4 MiB before the one at
+    3 MiB): the early one comes out of the stream's ranges in flight, not from a second request, and the
+    file is fetched once."""
+    _, log, client, rid, sha, content = world
+    target, data = _target(client, rid, sha, "big.bin"), content["big.bin"]
+    reader = FileReader(target, _deps(client, tmp_path))
+    log.clear()
+    for pos in (0, MiB, 2 * MiB, 4 * MiB, 3 * MiB, 5 * MiB, 6 * MiB):
+        assert reader.read(pos, MiB) == data[pos:pos + MiB]
+    pos = 7 * MiB
+    while pos < len(data):
+        assert reader.read(pos, MiB) == data[pos:pos + MiB]
+        pos += MiB
+    reader.close()
+    fetched = 0
+    for line in log.gets():
+        first, last = (int(x) for x in re.search(r"bytes=(\d+)-(\d+)", " ".join(line)).groups())  # type: ignore[union-attr]
+        fetched += last - first + 1
+    assert fetched == len(data), log.gets()
