@@ -12,19 +12,19 @@
   pipelined), and git checks out each delayed file as soon as it has arrived. Input
   that is not a pointer passes through; so do pointers under ``GIT_LFS_SKIP_SMUDGE=1`` and pointers of
   paths ``lfs.fetchinclude``/``lfs.fetchexclude`` leave out whose object is not here.
-* deferred checkout (during a clone's background download): a pointer whose object the download
-  brings (256 KiB or more; smaller ones cross the pipe faster) is answered with the pointer itself, so
-  git writes 130 bytes instead of receiving the object through its single-threaded pipe, and checks
-  every other file out meanwhile. Each object is placed (:meth:`FilterServer.place_deferred`) once git
-  has written its pointer (git's next request says so) and the download has stored it, while git goes
-  on; the rest when git is done (its index written, the filter's input closed; git waits for the
-  filter to exit): waited for, fetched by the filter where the download failed or left it, checked
-  where this clone did not just verify it, and written from the store into git's pointer file if that
-  is still the one git wrote (a reflink where the file system can; ``hardlink`` mode links the store
-  object into place instead; a failed write puts the pointer back). Then each placed file's index entry gets the new file's stat
-  (:func:`git_remote_hf.index_stat.restat`), so ``git status`` stays clean without hashing it. An
-  object that cannot be had leaves the pointer file, and says so. Off: ``GIT_REMOTE_HF_DEFER=0`` or
-  ``git config hf.lfs.deferCheckout false`` (and with ``hf.lfs.verifySmudge``).
+* deferred checkout (during a clone's background download): a pointer whose object the download brings (256
+  KiB or more; smaller ones cross the pipe faster) is answered with the pointer itself, so git writes 130
+  bytes instead of receiving the object through its single-threaded pipe, and checks every other file out
+  meanwhile. Each object is placed (:meth:`FilterServer.place_deferred`) once git has written its pointer
+  (git's next request says so) and the download has stored it, while git goes on; the rest when git is done
+  (its index written, the filter's input closed; git waits for the filter to exit): waited for, fetched by
+  the filter where the download failed or left it, checked where this clone did not just verify it, and
+  written from the store into git's pointer file if that is still the one git wrote (a reflink where the
+  file system can; ``hardlink`` mode links the store object into place instead; a failed write puts the
+  pointer back). Then each placed file's index entry gets the new file's stat
+  (:func:`git_remote_hf.index_stat.restat`), so ``git status`` stays clean without hashing it. An object
+  that cannot be had leaves the pointer file, and says so. Off: ``GIT_REMOTE_HF_DEFER=0`` or ``git config
+  hf.lfs.deferCheckout false`` (and with ``hf.lfs.verifySmudge``).
 * clean: the content is hashed into the store and the answer is the pointer, byte-identical to
   git-lfs's; input that already is a pointer, and empty input, pass through (as with git-lfs).
 * no second copy (``hf.lfs.linkMode``, default ``reflink``): when git is done, each object smudged in
@@ -72,6 +72,7 @@ PIECE = 1 << 20
 BATCH_SIZE = 100  # delayed objects handed to the background fetch at once (one batch call)
 DEFER_ENV = "GIT_REMOTE_HF_DEFER"
 PLACERS = 4  # deferred objects copied into the worktree at once
+CHANGED = "it changed while git-remote-hf fetched its object"
 DEFER_MIN = 256 << 10  # smaller objects cross git's pipe faster than a file of their own is placed
 
 
@@ -89,6 +90,11 @@ def reflink(src: Path, dst: Path) -> bool:
     except OSError:
         dst.unlink(missing_ok=True)
         return False
+
+
+def _same_file(now: os.stat_result, old: os.stat_result) -> bool:
+    """Whether ``now`` is the stat of the same, unchanged file as ``old`` (git has not rewritten it)."""
+    return (now.st_ino, now.st_size, now.st_mtime_ns) == (old.st_ino, old.st_size, old.st_mtime_ns)
 
 
 def _copy_into(src: Path, fd: int, size: int) -> None:
@@ -129,7 +135,6 @@ class FilterServer:
         self.config = GitConfig.read(git_dir)  # every setting below, from one read
         self.paths = PathFilter.from_git(git_dir, self.config)
         self.delayed: dict[str, LfsPointer] = {}
-        self.deferred: dict[str, LfsPointer] = {}  # answered with the pointer, placed when git is done
         self._defer: bool | None = None  # deferred checkout on (see the module docstring), once known
         self._replaced: dict[str, os.stat_result] = {}  # placed path -> the stat of git's pointer file there
         self._unplaced: dict[str, LfsPointer] = {}  # deferred, not yet handed to a placer
@@ -253,7 +258,6 @@ class FilterServer:
             self.pkt.text("status=error")
             return
         if self._defers(pointer) and self.paths.allows(path):
-            self.deferred[path] = pointer
             self._unplaced[path] = pointer
             self._answer(iter([pointer.to_bytes()]))
             return
@@ -309,9 +313,7 @@ class FilterServer:
             self.watch.refresh()
         fresh = ((self.watch is not None and oid in self.watch.done)
                  or (self.background is not None and oid in self.background.stored))
-        if fresh and self._verify_all is None:
-            self._verify_all = self.config.get_bool("hf.lfs.verifySmudge") is True
-        return fresh and not self._verify_all
+        return fresh and not self._verify()
 
     def _defers(self, pointer: LfsPointer) -> bool:
         """Whether ``pointer`` is answered with itself and placed when git is done (module docstring):
@@ -320,8 +322,7 @@ class FilterServer:
             return False
         if self._defer is None:
             self._defer = (os.environ.get(DEFER_ENV, "1") != "0"
-                           and self.config.get_bool("hf.lfs.deferCheckout") is not False
-                           and self.config.get_bool("hf.lfs.verifySmudge") is not True)
+                           and self.config.get_bool("hf.lfs.deferCheckout") is not False and not self._verify())
         return self._defer and pointer.size >= DEFER_MIN and (pointer.oid in self.watch.done
                                                                or self.watch.brings(pointer.oid))
 
@@ -353,9 +354,14 @@ class FilterServer:
             return None  # gone already (git removed it again, or a sparse checkout): nothing to place
         return st if stat.S_ISREG(st.st_mode) and st.st_size == len(pointer.to_bytes()) else None
 
+    @property
+    def deferring(self) -> bool:
+        """Whether pointers were answered whose objects are still to be placed (:meth:`place_deferred`)."""
+        return bool(self._unplaced or self._placing)
+
     def place_deferred(self) -> None:
         """Put each deferred object where git wrote its pointer, and tell the index (module docstring)."""
-        mark("filter", "place-start", f"{len(self.deferred)} files, {len(self._placing)} under way")
+        mark("filter", "place-start", f"{len(self._unplaced) + len(self._placing)} files, {len(self._placing)} under way")
         waiting: dict[str, tuple[LfsPointer, os.stat_result]] = {}
         for path, pointer in self._unplaced.items():
             old = self._pointer_file(path, pointer)
@@ -367,13 +373,13 @@ class FilterServer:
         pool = self._pool()
         try:
             while waiting:
-                running = self.watch.refresh() if self.watch is not None else False
                 watch = self.watch
+                running = watch.refresh() if watch is not None else False
                 ready = [p for p, (ptr, _) in waiting.items() if self.store.has(ptr.oid, ptr.size)
                          and not (running and watch is not None and watch.brings(ptr.oid))]
                 for path in ready:
                     pointer, st = waiting.pop(path)
-                    fresh = pointer.oid in verified or (self.watch is not None and pointer.oid in self.watch.done)
+                    fresh = pointer.oid in verified or (watch is not None and pointer.oid in watch.done)
                     placing[path] = pool.submit(self._place, path, pointer, st, not fresh or bool(self._verify()))
                 if not waiting:
                     break
@@ -405,6 +411,7 @@ class FilterServer:
         mark("filter", "placed", f"{len(placed_ok)} files, {len(problems)} left")
 
     def _verify(self) -> bool:
+        """``hf.lfs.verifySmudge``: hash every object again as it is checked out (read once)."""
         if self._verify_all is None:
             self._verify_all = self.config.get_bool("hf.lfs.verifySmudge") is True
         return self._verify_all
@@ -430,9 +437,8 @@ class FilterServer:
         except OSError as err:
             return f"could not be placed ({err})"
         try:
-            now = os.fstat(fd)
-            if (now.st_ino, now.st_size, now.st_mtime_ns) != (old.st_ino, old.st_size, old.st_mtime_ns):
-                return "it changed while git-remote-hf fetched its object"
+            if not _same_file(os.fstat(fd), old):
+                return CHANGED
             try:
                 _copy_into(src, fd, pointer.size)
             except OSError as err:
@@ -452,9 +458,8 @@ class FilterServer:
         tmp = work.with_name(f".{work.name}.hf-{os.getpid()}")
         try:
             os.link(src, tmp)
-            now = work.lstat()
-            if (now.st_ino, now.st_size, now.st_mtime_ns) != (old.st_ino, old.st_size, old.st_mtime_ns):
-                return "it changed while git-remote-hf fetched its object"
+            if not _same_file(work.lstat(), old):
+                return CHANGED
             os.replace(tmp, work)
             self._replaced[path] = old
             return None
@@ -651,7 +656,7 @@ def main() -> int:
         sys.stderr.write(f"git-remote-hf filter-process: {err}\n")
         return 1
     finally:
-        if server.deferred:
+        if server.deferring:
             server.place_deferred()
         server.close()
         if server.smudged:

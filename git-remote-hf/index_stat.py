@@ -1,13 +1,13 @@
 """Rewriting the cached stat data of git index entries, so that files replaced behind git's back read as clean.
 
-git keeps, for each path in ``.git/index``, the ``lstat`` of the file it last wrote or checked
-(ctime, mtime, dev, ino, uid, gid, size; mode is the entry's own). :func:`restat` replaces those fields
-for chosen paths with the ``lstat`` of the file now there, under git's own lock protocol
-(``index.lock`` created exclusively, written, renamed over ``index``), and rewrites the trailing
-checksum. Files changed in the same clock tick as the index (git compares seconds, or nanoseconds
-where built with them) are "racily clean" to git, which reads them once more on its next look, as it
-does after any checkout. An entry is only changed when its cached stat still describes the file the caller replaced
-(``expected``: the replaced file's ``os.stat_result``), so a path git touched since is left alone.
+git keeps, for each path in ``.git/index``, the ``lstat`` of the file it last wrote or checked (ctime,
+mtime, dev, ino, uid, gid, size; mode is the entry's own). :func:`restat` replaces those fields for chosen
+paths with the ``lstat`` of the file now there, under git's own lock protocol (``index.lock`` created
+exclusively, written, renamed over ``index``), and rewrites the trailing checksum. Files changed in the
+same clock tick as the index (git compares seconds, or nanoseconds where built with them) are "racily
+clean" to git, which reads them once more on its next look, as it does after any checkout. An entry is
+only changed when its cached stat still describes the file the caller replaced (``expected``: the replaced
+file's ``os.stat_result``), so a path git touched since is left alone.
 
 Contract: index versions 2, 3 and 4, SHA-1 or SHA-256 repositories (``hash_size`` 20 or 32); every
 byte but the changed stat fields and the checksum stays as it was (entries keep their size, so the
@@ -106,7 +106,9 @@ def _patch(data: bytearray, worktree: Path, expected: Mapping[str, os.stat_resul
 def _restat_entry(data: bytearray, start: int, file: Path, old: os.stat_result) -> bool:
     fields = list(STAT.unpack_from(data, start))
     # size 0: git's mark of an entry it wrote in the same clock tick as the index ("racily clean")
-    if fields[5] != old.st_ino & U32 or fields[9] not in (old.st_size & U32, 0) or fields[2] != (old.st_mtime_ns // NS) & U32:
+    same = (fields[5] == old.st_ino & U32 and fields[2] == (old.st_mtime_ns // NS) & U32
+            and fields[9] in (old.st_size & U32, 0))
+    if not same:
         return False  # git wrote or looked at this path again since: its own stat stands
     try:
         st = file.lstat()
