@@ -214,7 +214,7 @@ def _download_listed(git_dir: Path, client: HubClient, lfs_url: str,
                 fetch.run.names.update((p.oid, name) for name, p in reversed(group) if p.oid not in fetch.run.names)
                 if todo:
                     status.line("".join(f"want {p.oid}\n" for p in todo))
-                    fetch.submit(todo)
+                    fetch.submit(todo, missing=True)
                     count += len(todo)
         except Exception as err:  # noqa: BLE001 - no listing (an older hub, an error): the filter fetches
             mark("prefetch", "listing-failed", " ".join(str(err).split())[:200])
@@ -257,6 +257,7 @@ class Watch:
         self.wanted: set[str] = set()
         self.done: set[str] = set()
         self.failed: set[str] = set()
+        self.arrived: list[str] = []  # the ``done`` oids in the order they were read
         self.running = True
         self.listing = False  # the child is still listing what it will bring (more ``want`` lines to come)
         self._partial = b""
@@ -287,6 +288,8 @@ class Watch:
                 continue
             oid = rest.split(" ", 1)[0]
             {"want": self.wanted, "ok": self.done, "fail": self.failed}.get(kind, set()).add(oid)
+            if kind == "ok":
+                self.arrived.append(oid)
         self.running = running
         return running
 

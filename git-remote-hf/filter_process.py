@@ -12,10 +12,11 @@
   pipelined), and git checks out each delayed file as soon as it has arrived. Input
   that is not a pointer passes through; so do pointers under ``GIT_LFS_SKIP_SMUDGE=1`` and pointers of
   paths ``lfs.fetchinclude``/``lfs.fetchexclude`` leave out whose object is not here.
-* deferred checkout (during a clone's background download): a pointer whose object the download brings (256
-  KiB or more; smaller ones cross the pipe faster) is answered with the pointer itself, so git writes 130
-  bytes instead of receiving the object through its single-threaded pipe, and checks every other file out
-  meanwhile. Each object is placed (:meth:`FilterServer.place_deferred`) once git has written its pointer
+* deferred checkout (during a clone's background download): a pointer whose object the download is still to
+  bring, or has brought and is of 256 KiB or more (a smaller stored one crosses the pipe faster), is
+  answered with the pointer itself, so git writes 130 bytes instead of waiting for the object (no
+  ``delayed`` round trip) or receiving it through its single-threaded pipe, and checks every other file
+  out meanwhile. Each object is placed (:meth:`FilterServer.place_deferred`) once git has written its pointer
   (git's next request says so) and the download has stored it, while git goes on; the rest when git is done
   (its index written, the filter's input closed; git waits for the filter to exit): waited for, fetched by
   the filter where the download failed or left it, checked where this clone did not just verify it, and
@@ -45,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
@@ -73,7 +74,7 @@ BATCH_SIZE = 100  # delayed objects handed to the background fetch at once (one 
 DEFER_ENV = "GIT_REMOTE_HF_DEFER"
 PLACERS = 4  # deferred objects copied into the worktree at once
 CHANGED = "it changed while git-remote-hf fetched its object"
-DEFER_MIN = 256 << 10  # smaller objects cross git's pipe faster than a file of their own is placed
+DEFER_MIN = 256 << 10  # smaller stored objects cross git's pipe faster than a file of their own is placed
 
 
 def _git(*args: str) -> str:
@@ -97,31 +98,38 @@ def _same_file(now: os.stat_result, old: os.stat_result) -> bool:
     return (now.st_ino, now.st_size, now.st_mtime_ns) == (old.st_ino, old.st_size, old.st_mtime_ns)
 
 
-def _copy_into(src: Path, fd: int, size: int) -> None:
+def _copy_into(src: Path, fd: int, size: int, clone: bool = True) -> bool:
     """Write ``src``'s ``size`` bytes over the file open at ``fd`` from its start: a reflink where the
-    file system shares blocks, else ``copy_file_range`` (in the kernel), else a plain copy."""
-    with open(src, "rb") as s:
-        try:
-            fcntl.ioctl(fd, FICLONE, s.fileno())
-            done = size
-        except OSError:
-            done = 0
+    file system shares blocks (not tried with ``clone`` False), else ``copy_file_range`` (in the kernel),
+    else a plain copy. Whether it was a reflink."""
+    s = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        done, cloned = 0, False
+        if clone:
+            try:
+                fcntl.ioctl(fd, FICLONE, s)
+                done, cloned = size, True
+            except OSError:
+                pass
         try:
             while done < size:
-                n = os.copy_file_range(s.fileno(), fd, size - done, done, done)
+                n = os.copy_file_range(s, fd, size - done, done, done)
                 if n == 0:
                     break
                 done += n
         except OSError:
             pass
         while done < size:
-            chunk = os.pread(s.fileno(), min(PIECE, size - done), done)
+            chunk = os.pread(s, min(PIECE, size - done), done)
             if not chunk:
                 break
             os.pwrite(fd, chunk, done)
             done += len(chunk)
         if done != size:
             raise OSError(f"{src} holds {done} of its {size} bytes")
+        return cloned
+    finally:
+        os.close(s)
 
 
 class FilterServer:
@@ -138,8 +146,13 @@ class FilterServer:
         self._defer: bool | None = None  # deferred checkout on (see the module docstring), once known
         self._replaced: dict[str, os.stat_result] = {}  # placed path -> the stat of git's pointer file there
         self._unplaced: dict[str, LfsPointer] = {}  # deferred, not yet handed to a placer
+        self._awaiting: dict[str, list[str]] = {}  # oid -> the unplaced paths of an object yet to arrive
+        self._placeable: list[str] = []  # unplaced paths whose object has arrived
+        self._arrivals_seen = 0  # how much of the watch's ``arrived`` was sorted into ``_placeable``
         self._placing: dict[str, Future[str | None]] = {}  # deferred, being placed
         self._placers: ThreadPoolExecutor | None = None
+        self._link_mode = (self.config.get("hf.lfs.linkMode") or "reflink").lower()
+        self._reflinks: bool | None = None  # whether the worktree's file system clones files, once tried
         self.failed: dict[str, str] = {}
         self.smudged: dict[str, LfsPointer] = {}
         self._remote: tuple[HubClient, str] | None = None  # made on the first fetch, kept for the next ones
@@ -236,21 +249,29 @@ class FilterServer:
     # -- smudge -----------------------------------------------------------------------------------
 
     def _smudge(self, path: str, content: Iterator[bytes], can_delay: bool) -> None:
-        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
-            size = 0
-            for chunk in content:
-                spool.write(chunk)
-                size += len(chunk)
-            spool.seek(0)
+        head: list[bytes] = []
+        size = 0
+        for chunk in content:
+            head.append(chunk)
+            size += len(chunk)
+            if size > POINTER_MAX_SIZE:
+                break
+        else:  # all of it, at most a pointer's size: in memory
             if path in self.delayed and size == 0:  # git asks again for a blob it was told is available
                 self._smudge_pointer(path, self.delayed.pop(path), can_delay=False)
                 return
-            pointer = LfsPointer.parse(spool.read()) if size <= POINTER_MAX_SIZE else None
-            spool.seek(0)
+            data = b"".join(head)
+            pointer = LfsPointer.parse(data)
             if pointer is None or self.skip:
-                self._answer(iter(lambda: spool.read(PIECE), b""))
-                return
-            self._smudge_pointer(path, pointer, can_delay)
+                self._answer(iter([data]))
+            else:
+                self._smudge_pointer(path, pointer, can_delay)
+            return
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:  # larger than a pointer: passes through
+            for chunk in chain(head, content):
+                spool.write(chunk)
+            spool.seek(0)
+            self._answer(iter(lambda: spool.read(PIECE), b""))
 
     def _smudge_pointer(self, path: str, pointer: LfsPointer, can_delay: bool) -> None:
         if path in self.failed:
@@ -259,6 +280,10 @@ class FilterServer:
             return
         if self._defers(pointer) and self.paths.allows(path):
             self._unplaced[path] = pointer
+            if self.watch is not None and pointer.oid in self.watch.done:
+                self._placeable.append(path)
+            else:
+                self._awaiting.setdefault(pointer.oid, []).append(path)
             self._answer(iter([pointer.to_bytes()]))
             return
         if not self.store.has(pointer.oid, pointer.size):
@@ -317,25 +342,37 @@ class FilterServer:
 
     def _defers(self, pointer: LfsPointer) -> bool:
         """Whether ``pointer`` is answered with itself and placed when git is done (module docstring):
-        during a clone's background download, for an object it brings or brought of ``DEFER_MIN`` or more."""
+        during a clone's background download, for an object it is still to bring, or brought and of
+        ``DEFER_MIN`` or more."""
         if self.watch is None:
             return False
         if self._defer is None:
             self._defer = (os.environ.get(DEFER_ENV, "1") != "0"
                            and self.config.get_bool("hf.lfs.deferCheckout") is not False and not self._verify())
-        return self._defer and pointer.size >= DEFER_MIN and (pointer.oid in self.watch.done
-                                                               or self.watch.brings(pointer.oid))
+        if not self._defer:
+            return False
+        if pointer.oid in self.watch.done:
+            return pointer.size >= DEFER_MIN
+        return self.watch.brings(pointer.oid)
 
     # -- deferred checkout ------------------------------------------------------------------------
 
     def _place_early(self) -> None:
         """Hand the pointers git has written whose objects this clone's download has stored (and checked)
-        to the placers now, while git checks the rest out."""
+        to the placers now, while git checks the rest out. Costs a look at the objects that arrived since
+        the last call, not at every unplaced path (a clone of thousands of small objects asks this on each
+        request)."""
         if self.watch is None or self._verify():
             return
         self.watch.refresh()
-        for path, pointer in list(self._unplaced.items()):
-            if pointer.oid in self.watch.done and self.store.has(pointer.oid, pointer.size):
+        arrived = self.watch.arrived
+        for oid in arrived[self._arrivals_seen:]:
+            self._placeable += self._awaiting.pop(oid, ())
+        self._arrivals_seen = len(arrived)
+        placeable, self._placeable = self._placeable, []
+        for path in placeable:
+            pointer = self._unplaced.get(path)
+            if pointer is not None and self.store.has(pointer.oid, pointer.size):
                 old = self._pointer_file(path, pointer)
                 if old is not None:
                     del self._unplaced[path]
@@ -367,23 +404,39 @@ class FilterServer:
             old = self._pointer_file(path, pointer)
             if old is not None:
                 waiting[path] = (pointer, old)
-        self._unplaced = {}
+        self._unplaced, self._awaiting, self._placeable = {}, {}, []
         verified: set[str] = set()  # oids fetched here (checked as they arrived)
         placing, problems = self._placing, {}
         pool = self._pool()
+        watch = self.watch
+        by_oid: dict[str, list[str]] = {}
+        for path, (pointer, _) in waiting.items():
+            by_oid.setdefault(pointer.oid, []).append(path)
+        candidates: Iterable[str] = list(waiting)  # first every path, then those whose object just arrived
+        seen = 0
         try:
             while waiting:
-                watch = self.watch
                 running = watch.refresh() if watch is not None else False
-                ready = [p for p, (ptr, _) in waiting.items() if self.store.has(ptr.oid, ptr.size)
-                         and not (running and watch is not None and watch.brings(ptr.oid))]
-                for path in ready:
-                    pointer, st = waiting.pop(path)
+                if not running:
+                    candidates = list(waiting)
+                elif watch is not None:
+                    candidates = chain(candidates, *(by_oid.get(oid, ()) for oid in watch.arrived[seen:]))
+                    seen = len(watch.arrived)
+                for path in candidates:
+                    if path not in waiting:
+                        continue
+                    pointer, st = waiting[path]
+                    if not self.store.has(pointer.oid, pointer.size) or (
+                            running and watch is not None and watch.brings(pointer.oid)):
+                        continue
+                    del waiting[path]
                     fresh = pointer.oid in verified or (watch is not None and pointer.oid in watch.done)
                     placing[path] = pool.submit(self._place, path, pointer, st, not fresh or bool(self._verify()))
+                candidates = []
                 if not waiting:
                     break
-                if running and watch is not None and any(watch.brings(ptr.oid) for ptr, _ in waiting.values()):
+                if running and watch is not None and (watch.listing or not watch.wanted.isdisjoint(
+                        {ptr.oid for ptr, _ in waiting.values()} - watch.done - watch.failed)):
                     time.sleep(POLL)
                     continue
                 # the download ended or will not bring the rest: the filter fetches them (checked as they come)
@@ -395,6 +448,7 @@ class FilterServer:
                 for path in [p for p, (ptr, _) in waiting.items() if not self.store.has(ptr.oid, ptr.size)]:
                     problems[path] = self.failed.pop(path, "it could not be fetched")
                     del waiting[path]
+                candidates = list(waiting)  # stored now: placed on the next round
             for path, future in placing.items():
                 why = future.result()
                 if why is not None:
@@ -430,8 +484,7 @@ class FilterServer:
                 with open(src, "rb") as f:
                     if sha256_file(f) != (pointer.oid, pointer.size):
                         return f"LFS object {pointer.oid} in {self.store.objects} is corrupt; refused"
-            mode = (self.config.get("hf.lfs.linkMode") or "reflink").lower()
-            if mode == "hardlink" and stat.S_IMODE(src.stat().st_mode) == stat.S_IMODE(old.st_mode):
+            if self._link_mode == "hardlink" and stat.S_IMODE(src.stat().st_mode) == stat.S_IMODE(old.st_mode):
                 return self._link_into_place(path, src, old)
             fd = os.open(work, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as err:
@@ -440,7 +493,9 @@ class FilterServer:
             if not _same_file(os.fstat(fd), old):
                 return CHANGED
             try:
-                _copy_into(src, fd, pointer.size)
+                cloned = _copy_into(src, fd, pointer.size, clone=self._reflinks is not False)
+                if self._reflinks is None:
+                    self._reflinks = cloned  # one file system: its first answer stands for the rest
             except OSError as err:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, pointer.to_bytes(), 0)
@@ -585,7 +640,7 @@ class FilterServer:
         Only files git wrote during this run, with the object's size, are considered, and the link is
         hashed before it replaces the object: a worktree file that differs never enters the store.
         """
-        mode = (self.config.get("hf.lfs.linkMode") or "reflink").lower()
+        mode = self._link_mode
         if mode not in ("reflink", "hardlink"):
             return
         self.store.tmp_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ so a corrupt or half-written object is never there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -32,9 +33,11 @@ class LfsStore:
         self.git_dir = Path(git_dir)
         self.root = self.git_dir / "lfs"
         self.objects = self.root / "objects"
+        self._objects_name = str(self.objects)
         self.incomplete_dir = self.root / "incomplete"
         self.tmp_dir = self.root / "tmp"
         self._made: set[Path] = set()  # folders known to exist (a mkdir per object costs more than its write)
+        self._made_names: set[str] = set()  # the same, as strings (put_verified's)
 
     def _folder(self, folder: Path) -> Path:
         if folder not in self._made:
@@ -44,9 +47,13 @@ class LfsStore:
 
     def path(self, oid: str) -> Path:
         """Where the object ``oid`` lives (whether or not it is there)."""
+        return Path(self._name(oid))
+
+    def _name(self, oid: str) -> str:
+        """:meth:`path` as a string (a clone of thousands of objects asks this of each, several times)."""
         if not is_valid_oid(oid):
             raise IntegrityError(f"Not an LFS object id: {oid!r}.")
-        return self.objects / oid[0:2] / oid[2:4] / oid
+        return f"{self._objects_name}/{oid[0:2]}/{oid[2:4]}/{oid}"
 
     def incomplete(self, oid: str) -> Path:
         """The partial download of ``oid`` (its folder is created)."""
@@ -56,7 +63,7 @@ class LfsStore:
     def has(self, oid: str, size: int) -> bool:
         """Whether the object is stored with exactly ``size`` bytes."""
         try:
-            return self.path(oid).stat().st_size == size
+            return os.stat(self._name(oid)).st_size == size
         except OSError:
             return False
 
@@ -105,15 +112,29 @@ class LfsStore:
 
     def put_verified(self, data: bytes | bytearray | memoryview, pointer: LfsPointer) -> Path:
         """Store ``data``, already checked against ``pointer`` by the caller, under a private name renamed
-        into place (one file write: the path small downloads take)."""
-        final = self.path(pointer.oid)
-        tmp = self._folder(final.parent) / f"{pointer.oid}.{os.getpid()}-{threading.get_ident()}.tmp"
+        into place: the path of every small download, so one create, write and rename with no other
+        look at the file system (a clone of thousands of small objects pays for each call); an object
+        already there is replaced by these same bytes."""
+        final = self._name(pointer.oid)
+        folder = final.rpartition("/")[0]
+        if folder not in self._made_names:
+            os.makedirs(folder, exist_ok=True)
+            self._made_names.add(folder)
+        tmp = f"{final}.{os.getpid()}-{threading.get_ident()}.tmp"
         try:
-            with open(tmp, "wb") as out:
-                out.write(data)
-            return self.install(tmp, pointer)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                os.fchmod(fd, 0o644)  # git-lfs's mode, whatever the umask
+                view, done = memoryview(data).cast("B"), 0
+                while done < len(view):
+                    done += os.write(fd, view[done:])
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+            return Path(final)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
 
     def add_file(self, path: Path | str) -> LfsPointer:

@@ -420,10 +420,12 @@ class BackgroundFetch:
         self._settled: set[str] = set()
         self._cond = threading.Condition()
 
-    def submit(self, pointers: Iterable[LfsPointer]) -> None:
-        """Start fetching the objects of ``pointers`` that are neither stored nor already asked for."""
+    def submit(self, pointers: Iterable[LfsPointer], missing: bool = False) -> None:
+        """Start fetching the objects of ``pointers`` that are neither stored nor already asked for
+        (``missing``: the caller has just found them all missing from the store)."""
         with self._cond:
-            new = [p for p in self.run.store.missing(pointers) if p.oid not in self._submitted]
+            todo = list(pointers) if missing else self.run.store.missing(pointers)
+            new = [p for p in todo if p.oid not in self._submitted]
             self._submitted.update(p.oid for p in new)
         if self.run.streaming:  # streams need no batch answer
             self.run.dispatch(new, None)

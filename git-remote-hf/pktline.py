@@ -14,10 +14,13 @@ PACKETS_PER_WRITE = 16  # about 1 MiB: the size the filter gives its pipe to git
 
 
 class PktLine:
-    """Reads packets from ``rd`` and writes them to ``wr`` (binary streams); EOF raises ``EOFError``."""
+    """Reads packets from ``rd`` and writes them to ``wr`` (binary streams); EOF raises ``EOFError``. One
+    thread's: :meth:`content_from` reuses one buffer."""
 
     def __init__(self, rd: BinaryIO, wr: BinaryIO) -> None:
         self.rd, self.wr = rd, wr
+        self._buf: memoryview | None = None  # content_from's, made once: a fresh 1 MiB per object costs more
+        # than sending a small one
 
     def _exact(self, n: int) -> bytes:
         data = self.rd.read(n)
@@ -79,7 +82,9 @@ class PktLine:
         """The rest of the file ``f`` as packets (no flush): read straight into a buffer of
         :data:`PACKETS_PER_WRITE` framed packets, written at once (one system call for about 1 MiB instead
         of two per 64 KiB packet). ``on_data`` sees each packet's data (to hash it); returns the bytes sent."""
-        buf = memoryview(bytearray(PACKETS_PER_WRITE * (MAX_DATA + 4)))
+        if self._buf is None:
+            self._buf = memoryview(bytearray(PACKETS_PER_WRITE * (MAX_DATA + 4)))
+        buf = self._buf
         total, eof = 0, False
         while not eof:
             end = 0

@@ -230,6 +230,22 @@ def test_content_from_frames_a_file_as_git_reads_it(tmp_path: Path, size: int) -
     assert b"".join(packets) == data and all(0 < len(p) <= MAX_DATA for p in packets)
 
 
+def test_content_from_reuses_its_buffer_without_leaking_an_earlier_file(tmp_path: Path) -> None:
+    """One PktLine sends a large file, then a small one: the second answer carries only its own bytes."""
+    big, small = os.urandom(3 * MAX_DATA + 5), os.urandom(10)
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "small").write_bytes(small)
+    out = io.BytesIO()
+    pkt = PktLine(io.BytesIO(), out)
+    for name in ("big", "small"):
+        with open(tmp_path / name, "rb", buffering=0) as f:
+            pkt.content_from(f)
+        out.write(b"0000")
+    reader = PktLine(io.BytesIO(out.getvalue()), io.BytesIO())
+    assert b"".join(reader.read_content()) == big
+    assert b"".join(reader.read_content()) == small
+
+
 @pytest.mark.parametrize("lean", ["1", "0"])
 def test_the_executable_skips_async_backends_unless_told_not_to(tmp_path: Path, lean: str) -> None:
     """git starts the helper and the filter for every clone: httpcore's async backends (trio, anyio) stay
@@ -270,10 +286,12 @@ def test_a_checkout_during_the_download_writes_pointers_and_places_objects_when_
     git writes the objects it gets through the filter."""
     files = {f"w/{i:02d}.bin": os.urandom(300_000 + i) for i in range(8)}
     files["t.txt"] = b"text\n"
-    files["small.bin"] = os.urandom(5_000)  # under DEFER_MIN: through git's pipe, as before
+    files["small.bin"] = os.urandom(5_000)  # under DEFER_MIN, still to come: deferred too (not delayed)
+    files["here.bin"] = os.urandom(5_000)  # under DEFER_MIN and stored already: through git's pipe
     repo = hub_clone(env, hub, tmp_path, files)
     store = LfsStore(repo / ".git")
-    ptr = {name: pointer_of(data) for name, data in files.items() if name.endswith(".bin")}
+    store.put_verified(files["here.bin"], pointer_of(files["here.bin"]))
+    ptr = {name: pointer_of(data) for name, data in files.items() if name.endswith(".bin") and name != "here.bin"}
     trace = tmp_path / "trace"
     run_env, options = dict(env), ()
     if switch == "env-off":
@@ -286,7 +304,7 @@ def test_a_checkout_during_the_download_writes_pointers_and_places_objects_when_
         os.write(fd, b"".join(b"want %s\n" % p.oid.encode() for p in ptr.values()))
         checkout = checkout_until_first_smudge(repo, run_env, trace, options)
         for name, pointer in ptr.items():
-            if name != "w/07.bin":  # (small.bin too: the filter waits for it before git goes on)
+            if name != "w/07.bin":
                 store.put_verified(files[name], pointer)
                 os.write(fd, b"ok %s\n" % pointer.oid.encode())
         os.write(fd, b"fail %s the server said no\n" % ptr["w/07.bin"].oid.encode())
@@ -298,7 +316,7 @@ def test_a_checkout_during_the_download_writes_pointers_and_places_objects_when_
         assert (repo / name).read_bytes() == content
     seen = [(phase, detail) for _, role, phase, detail in marks(trace) if role == "filter"]
     if switch == "default":
-        assert ("placed", "8 files, 0 left") in seen
+        assert ("placed", "9 files, 0 left") in seen  # w/*.bin and small.bin; here.bin came through the pipe
         sizes = index_sizes(env, repo)
         # the placed files' own stat (0 would be git's "racily clean" mark; git never wrote 300 KB there)
         assert all(sizes[name] == len(files[name]) for name in ptr if name.startswith("w/"))

@@ -299,7 +299,7 @@ def test_a_placement_that_fails_puts_the_pointer_back(tmp_path: Path, env: dict[
     data = os.urandom(300_000)
     server, pointer, work = _placing_server(env, tmp_path, monkeypatch, data)
 
-    def half_then_full(src: Path, fd: int, size: int) -> None:
+    def half_then_full(src: Path, fd: int, size: int, clone: bool = True) -> bool:
         os.pwrite(fd, data[:size // 2], 0)
         raise OSError(28, "No space left on device")
 
