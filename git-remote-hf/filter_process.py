@@ -320,7 +320,7 @@ class FilterServer:
         self.pkt.text("status=success")
         digest = None if self._fresh(pointer.oid) else hashlib.sha256()
         try:
-            with open(self.store.path(pointer.oid), "rb", buffering=0) as f:
+            with open(self.store.name(pointer.oid), "rb", buffering=0) as f:
                 size = self.pkt.content_from(f, None if digest is None else digest.update)
             if size != pointer.size or (digest is not None and digest.hexdigest() != pointer.oid):
                 found = f"sha256 {digest.hexdigest()}, " if digest is not None else ""

@@ -47,9 +47,9 @@ class LfsStore:
 
     def path(self, oid: str) -> Path:
         """Where the object ``oid`` lives (whether or not it is there)."""
-        return Path(self._name(oid))
+        return Path(self.name(oid))
 
-    def _name(self, oid: str) -> str:
+    def name(self, oid: str) -> str:
         """:meth:`path` as a string (a clone of thousands of objects asks this of each, several times)."""
         if not is_valid_oid(oid):
             raise IntegrityError(f"Not an LFS object id: {oid!r}.")
@@ -63,7 +63,7 @@ class LfsStore:
     def has(self, oid: str, size: int) -> bool:
         """Whether the object is stored with exactly ``size`` bytes."""
         try:
-            return os.stat(self._name(oid)).st_size == size
+            return os.stat(self.name(oid)).st_size == size
         except OSError:
             return False
 
@@ -115,7 +115,7 @@ class LfsStore:
         into place: the path of every small download, so one create, write and rename with no other
         look at the file system (a clone of thousands of small objects pays for each call); an object
         already there is replaced by these same bytes."""
-        final = self._name(pointer.oid)
+        final = self.name(pointer.oid)
         folder = final.rpartition("/")[0]
         if folder not in self._made_names:
             os.makedirs(folder, exist_ok=True)

@@ -102,16 +102,20 @@ class LfsStore:
 
     def path(self, oid: str) -> Path:
         """Where object ``oid`` lives (whether or not it exists)."""
+        return Path(self.name(oid))
+
+    def name(self, oid: str) -> str:
+        """:meth:`path` as a string (no path object: this is on every download, thousands per stream)."""
         if not is_valid_oid(oid):
             raise BadRequestError(f"Invalid LFS oid {oid!r}: expected 64 lowercase hex characters.")
-        return Path(f"{self.root}/{oid[:2]}/{oid[2:4]}/{oid}")  # one parse: this is on every download
+        return f"{self.root}/{oid[:2]}/{oid[2:4]}/{oid}"
 
     def size(self, oid: str) -> int | None:
         """The stored object's size, or None if it is not stored."""
         if self.remote:
             return self.store.size(oid)
         try:
-            return self.path(oid).stat().st_size
+            return os.stat(self.name(oid)).st_size
         except FileNotFoundError:
             return None
 

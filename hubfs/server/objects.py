@@ -8,6 +8,7 @@ Whether a *repo* may use an object is a separate question (``Metadata.lfs_linked
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from hubfs.server.http import FileSlice, Segment
@@ -44,9 +45,14 @@ class Objects:
     def get(self, oid: str) -> StoredObject | None:
         """The bytes the hub itself can send: None for an object only in a remote store (S3), which
         callers serve through ``lfs.download_url`` instead."""
-        size = self.lfs.size(oid) if not self.lfs.remote else None
-        if size is not None:
-            return StoredObject(size, [FileSlice(str(self.lfs.path(oid)), 0, size)])
+        if not self.lfs.remote:
+            name = self.lfs.name(oid)
+            try:
+                size = os.stat(name).st_size
+            except FileNotFoundError:
+                pass
+            else:
+                return StoredObject(size, [FileSlice(name, 0, size)])
         f = self.xet.file_by_sha256(oid)
         if f is None:
             return None
