@@ -207,7 +207,7 @@ class FilterServer:
 
     def _answer(self, chunks: Iterator[bytes]) -> None:
         """``status=success``, the content, and a final status: ``error`` if ``chunks`` raised on the way."""
-        self.pkt.text("status=success")
+        self.pkt.text("status=success", send=False)
         try:
             self.pkt.content(chunks)
         except (HubfsError, OSError) as err:
@@ -217,7 +217,7 @@ class FilterServer:
 
     def _end_content(self, err: Exception | None) -> None:
         """Close the content; with ``err`` (logged), the final status says the content is not to be used."""
-        self.pkt.flush()
+        self.pkt.flush(send=False)
         if err is not None:
             self.log.write(f"git-remote-hf: {err}\n")
             self.pkt.text("status=error")
@@ -317,7 +317,7 @@ class FilterServer:
         """``status=success``, the stored object's bytes, and a final ``status=error`` if they do not hash
         to its oid (git then does not check the file out). An object this clone downloaded and verified
         moments ago (:meth:`_fresh`) is sent without hashing it again."""
-        self.pkt.text("status=success")
+        self.pkt.text("status=success", send=False)
         digest = None if self._fresh(pointer.oid) else hashlib.sha256()
         try:
             with open(self.store.name(pointer.oid), "rb", buffering=0) as f:
@@ -564,7 +564,7 @@ class FilterServer:
                 ready = list(self.delayed)  # nothing in flight for them: let git ask again, and fail them
                 for path in ready:
                     self.failed.setdefault(path, "it could not be fetched")
-        self.pkt.text(*(f"pathname={p}" for p in ready))
+        self.pkt.text(*(f"pathname={p}" for p in ready), send=False)
         self.pkt.text("status=success")
 
     def _from_watch(self) -> list[str]:

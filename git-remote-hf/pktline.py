@@ -61,15 +61,18 @@ class PktLine:
     def write(self, data: bytes) -> None:
         self.wr.write(b"%04x" % (len(data) + 4) + data)
 
-    def text(self, *lines: str) -> None:
-        """Text packets (each LF-terminated), then a flush."""
+    def text(self, *lines: str, send: bool = True) -> None:
+        """Text packets (each LF-terminated), then a flush packet; ``send`` False: left in the stream's
+        buffer, to go with what follows (git wakes once per answer rather than once per part)."""
         for line in lines:
             self.write(line.encode("utf-8", "surrogateescape") + b"\n")
-        self.flush()
+        self.flush(send)
 
-    def flush(self) -> None:
+    def flush(self, send: bool = True) -> None:
+        """A flush packet; ``send``: and everything buffered goes to git now."""
         self.wr.write(b"0000")
-        self.wr.flush()
+        if send:
+            self.wr.flush()
 
     def content(self, chunks: Iterable[bytes]) -> None:
         """``chunks`` split into packets (no flush)."""
