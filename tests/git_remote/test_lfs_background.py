@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lfs_fixtures import VENV_BIN, commit_files, git, git_env, hub_clone, new_repo, pointer_of
@@ -244,6 +245,31 @@ def test_content_from_reuses_its_buffer_without_leaking_an_earlier_file(tmp_path
     reader = PktLine(io.BytesIO(out.getvalue()), io.BytesIO())
     assert b"".join(reader.read_content()) == big
     assert b"".join(reader.read_content()) == small
+
+
+def test_an_answer_held_for_sending_reaches_git_in_one_write() -> None:
+    """Status, content and flushes written with ``send=False`` go out together, at the last flush."""
+    writes: list[bytes] = []
+
+    class Pipe(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            writes.append(bytes(data))
+            return len(data)
+
+    pkt = PktLine(io.BytesIO(), io.BufferedWriter(Pipe()))
+    pkt.text("status=success", send=False)
+    pkt.content([b"x" * 100])
+    pkt.flush(send=False)
+    assert writes == []
+    pkt.flush()
+    assert len(writes) == 1
+    reader = PktLine(io.BytesIO(writes[0]), io.BytesIO())
+    assert reader.read_list() == ["status=success"]
+    assert b"".join(reader.read_content()) == b"x" * 100
+    assert reader.read_list() == []
 
 
 @pytest.mark.parametrize("lean", ["1", "0"])
