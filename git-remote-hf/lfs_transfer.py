@@ -45,6 +45,7 @@ from git_remote_hf.lfs_store import LfsStore
 from hubfs.client.api import HubClient
 from hubfs.client.commit import Add, upload_lfs_objects
 from hubfs.client.fetch import RangeFetcher
+from hubfs.client.malloc import receive_buffer
 from hubfs.errors import HubConnectionError, HubfsError, IntegrityError, LfsTransferError
 from hubfs.lfs import LfsPointer
 
@@ -194,13 +195,14 @@ class _Downloads:
 
     def _buffer(self, size: int) -> memoryview:
         """This thread's receive buffer, ``size`` bytes of it: one allocation per thread rather than a fresh
-        (mapped, page-faulted, zeroed) 1 MiB per object. ``GIT_REMOTE_HF_REUSE_BUFFERS=0``: a new one each time."""
+        (mapped, page-faulted, zeroed) 1 MiB per object, at a page boundary
+        (:func:`hubfs.client.malloc.receive_buffer`). ``GIT_REMOTE_HF_REUSE_BUFFERS=0``: a new one each time."""
         if os.environ.get(REUSE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
             return memoryview(bytearray(size))
         buf = getattr(self._buffers, "buf", None)
         if buf is None or len(buf) < size:
-            buf = self._buffers.buf = bytearray(max(size, SMALL))
-        return memoryview(buf)[:size]
+            buf = self._buffers.buf = receive_buffer(max(size, SMALL))
+        return buf[:size]
 
     def __enter__(self) -> Self:
         return self

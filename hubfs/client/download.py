@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from hubfs.client.api import HubClient
 from hubfs.client.cache import HubCache, free_bytes, is_disk_full, write_new
 from hubfs.client.fetch import RangeFetcher
+from hubfs.client.malloc import receive_buffer
 from hubfs.config import PART_SIZE
 from hubfs.errors import CacheFullError, EntryNotFoundError, HubfsError, IntegrityError
 
@@ -110,13 +111,13 @@ def _fetch_sequential(fetcher: RangeFetcher, url: str, remote: RemoteFile, tmp: 
             progress.update(done)
     with open(tmp, "ab") as out:
         while done < remote.size:
-            buf = bytearray(min(SEQUENTIAL_PIECE, remote.size - done))
-            n, _ = fetcher.fetch_into(url, done, memoryview(buf))
+            buf = receive_buffer(min(SEQUENTIAL_PIECE, remote.size - done))
+            n, _ = fetcher.fetch_into(url, done, buf)
             if n == 0:
                 raise HubfsError(f"{remote.path}: the server sent no bytes at offset {done} of {remote.size}.")
-            out.write(memoryview(buf)[:n])
+            out.write(buf[:n])
             out.flush()
-            digest.update(memoryview(buf)[:n])
+            digest.update(buf[:n])
             done += n
             if progress is not None:
                 progress.update(n)
@@ -143,12 +144,12 @@ def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, r
     fd = os.open(tmp, os.O_RDWR)
     window: dict[int, Any] = {}
     try:
-        def one(offset: int) -> bytearray:
+        def one(offset: int) -> memoryview:
             length = min(PART_SIZE, remote.size - offset)
-            buf = bytearray(length)
+            buf = receive_buffer(length)
             got = 0
             while got < length:
-                n, _ = fetcher.fetch_into(url, offset + got, memoryview(buf)[got:])
+                n, _ = fetcher.fetch_into(url, offset + got, buf[got:])
                 if n == 0:
                     raise HubfsError(f"{remote.path}: the server sent no bytes at offset {offset + got}.")
                 got += n
@@ -181,7 +182,7 @@ def _fetch_parallel(fetcher: RangeFetcher, pool: ThreadPoolExecutor, url: str, r
     return digest.hexdigest()
 
 
-def _pwrite_all(fd: int, buf: bytearray, offset: int) -> None:
+def _pwrite_all(fd: int, buf: bytearray | memoryview, offset: int) -> None:
     """Write all of ``buf`` at ``offset``: a short write (a nearly full disk) is continued, so it ends in
     an ``OSError`` rather than a silent hole."""
     view, done = memoryview(buf), 0

@@ -64,6 +64,15 @@ def test_a_whole_piece_is_handed_over_not_copied() -> None:
     _free(vec)
 
 
+def test_pieces_start_at_a_page_boundary_and_are_freed_by_whoever_owns_them() -> None:
+    """Received bytes land at a page boundary (the kernel copies into such a buffer twice as fast)."""
+    pieces = [malloc_piece(n) for n in (1, 4096, 1 << 20, (1 << 20) + 5)]
+    assert all(ctypes.addressof(p) % 4096 == 0 and len(p) == n for p, n in zip(pieces, (1, 4096, 1 << 20, (1 << 20) + 5)))
+    ctypes.memmove(pieces[2], b"x" * (1 << 20), 1 << 20)
+    assert pieces[2][:3] == b"xxx"
+    del pieces  # each freed by its own __del__ (owned)
+
+
 def test_a_cached_blob_is_answered_by_its_descriptor(tmp_path: Path) -> None:
     from hubfs.client.reader import FileReader
 
