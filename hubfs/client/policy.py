@@ -18,8 +18,10 @@ Both :class:`~hubfs.client.http.Transport` (httpx, metadata) and
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
+import os
 import random
 import re
 import ssl
@@ -231,10 +233,24 @@ def proxy_for(url: str, proxies: Mapping[str, str]) -> str | None:
 
 def tls_context() -> ssl.SSLContext:
     """The TLS settings of every https connection: the CA certificates from ``SSL_CERT_FILE`` /
-    ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_DIR`` when set, else certifi's (as httpx uses)."""
-    cafile, capath = ca_locations()
-    if cafile or capath:
-        return ssl.create_default_context(cafile=cafile, capath=capath)
-    import certifi
+    ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_DIR`` when set, else certifi's (as httpx uses).
 
-    return ssl.create_default_context(cafile=certifi.where())
+    One context per CA file and folder (and the file's size and mtime, so a replaced bundle is read
+    again), shared by every client of the process and inherited by its forks: loading a CA bundle
+    takes 20-50 ms, which a ``git clone hf://`` paid again in its download child before its first
+    request."""
+    cafile, capath = ca_locations()
+    if not (cafile or capath):
+        import certifi
+
+        cafile = certifi.where()
+    try:
+        st = os.stat(cafile) if cafile else None
+    except OSError:
+        st = None
+    return _context(cafile, capath, (st.st_size, st.st_mtime_ns) if st else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(cafile: str | None, capath: str | None, version: tuple[int, int] | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile, capath=capath)
