@@ -14,8 +14,7 @@ that checks nothing out (``--no-checkout``, ``--sparse``) downloads no LFS objec
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
@@ -112,7 +111,7 @@ def start_early(session: Session) -> None:
     :func:`fetch_batch` stops it if the clone checks out another commit after all."""
     from git_remote_hf import background
     from git_remote_hf.clone_args import checks_out
-    from git_remote_hf.lfs_select import PathFilter, listed_tree, skip_smudge
+    from git_remote_hf.lfs_select import PathFilter, hub_listing, skip_smudge
     from git_remote_hf.lfs_store import lfs_enabled
     from hubfs.client.api import HubClient
 
@@ -127,11 +126,7 @@ def start_early(session: Session) -> None:
     url = f"{HubClient.api_path(remote.repo_type, remote.repo_id)}/tree/{sha}"
 
     def pages(client: HubClient) -> Iterator[list[tuple[str, LfsPointer]]]:
-        def list_dir(path: str, recursive: bool) -> Iterator[Any]:
-            where = url + ("/" + quote(path, safe="") if path else "")
-            return client.paginate(where, {"recursive": str(recursive).lower(), "expand": "false"})
-
-        return listed_tree(list_dir, paths)
+        return hub_listing(client, url, paths)
 
     pid = background.start_listing(session.git_dir, session.client, remote.lfs_url, pages)
     if pid is not None:

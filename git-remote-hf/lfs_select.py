@@ -15,13 +15,21 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from git_remote_hf.gitconfig import GitConfig
 from git_remote_hf.lfs_store import lfs_enabled
 from hubfs.errors import HubfsError
 from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer, is_valid_oid
 
-__all__ = ["PathFilter", "listed_pointers", "listed_tree", "skip_smudge", "tree_pointers", "wanted_objects"]
+if TYPE_CHECKING:
+    from hubfs.client.api import HubClient
+
+__all__ = ["PathFilter", "hub_listing", "listed_pointers", "listed_tree", "skip_smudge", "tree_pointers",
+           "wanted_objects"]
+
+LFS_ONLY_PARAM, LFS_ONLY_HEADER = "hubfs_lfs", "X-Hubfs-Lfs"  # the hub's (hubfs.server.api_files.tree)
 
 
 def skip_smudge(env: Mapping[str, str] | None = None) -> bool:
@@ -149,12 +157,12 @@ def listed_pointers(entries: Iterable[object], paths: PathFilter | None = None, 
 
 
 def listed_tree(list_dir: Callable[[str, bool], Iterable[object]], paths: PathFilter | None = None,
-                workers: int = 4) -> Iterator[list[tuple[str, LfsPointer]]]:
+                workers: int = 4, root: Iterable[object] | None = None) -> Iterator[list[tuple[str, LfsPointer]]]:
     """:func:`listed_pointers` of a whole commit, listed folder by folder: ``list_dir(path, recursive)`` gives
     the tree entries of ``path`` ("" for the root). The root is listed alone, then each top-level folder
     recursively, ``workers`` at a time (a paginated recursive listing of the root would be one request
     after another, each as costly to the server as the whole tree); groups come as folders are listed."""
-    root = list(list_dir("", False))
+    root = list(list_dir("", False) if root is None else root)  # ``root``: that listing, asked already
     yield from listed_pointers(root, paths)
     folders = [e["path"] for e in root if isinstance(e, dict) and e.get("type") == "directory"
                and isinstance(e.get("path"), str)]
@@ -164,3 +172,20 @@ def listed_tree(list_dir: Callable[[str, bool], Iterable[object]], paths: PathFi
         listings = [pool.submit(lambda folder: list(list_dir(folder, True)), folder) for folder in folders]
         for done in as_completed(listings):
             yield from listed_pointers(done.result(), paths)
+
+
+def hub_listing(client: HubClient, url: str, paths: PathFilter | None = None
+                ) -> Iterator[list[tuple[str, LfsPointer]]]:
+    """:func:`listed_pointers` of the commit whose tree API is ``url`` (``.../tree/<sha>``). The first
+    request is the root's listing asking for hubfs's LFS-only listing of the whole commit as well: a
+    hub that has it (``hubfs serve``) says so in its answer and that one listing is all; any other
+    answers the root's listing, and each folder is listed after it (:func:`listed_tree`)."""
+    def list_dir(path: str, recursive: bool) -> Iterator[Any]:
+        where = url + ("/" + quote(path, safe="") if path else "")
+        return client.paginate(where, {"recursive": str(recursive).lower(), "expand": "false"})
+
+    first = client.transport.request("GET", url, params={"recursive": "false", "expand": "false",
+                                                         LFS_ONLY_PARAM: "all"})
+    if first.headers.get(LFS_ONLY_HEADER) == "all":
+        return listed_pointers(client.paginate_from(first), paths)
+    return listed_tree(list_dir, paths, root=client.paginate_from(first))

@@ -149,7 +149,10 @@ class HubClient:
 
     def paginate(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
         """Items of a Link-paginated JSON list."""
-        resp = self.transport.request("GET", path, params=params)
+        return self.paginate_from(self.transport.request("GET", path, params=params))
+
+    def paginate_from(self, resp: httpx.Response) -> Iterator[Any]:
+        """Items of a Link-paginated JSON list whose first page is ``resp`` (the rest asked as they are read)."""
         while True:
             yield from resp.json()
             nxt = resp.links.get("next", {}).get("url")

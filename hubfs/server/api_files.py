@@ -25,6 +25,7 @@ from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
 from hubfs.server.xet.routes import xet_auth_link
 
 TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
+LFS_ONLY_PARAM, LFS_ONLY_HEADER = "hubfs_lfs", "X-Hubfs-Lfs"  # see :func:`tree`
 PATHS_INFO_MAX, PATHS_INFO_MAX_EXPANDED = 10_000, 1_000  # paths per paths-info request
 PATHS_INFO_INLINE = 16  # paths answered on the event loop (no history walk): the common one-file info
 # User files are never run by a browser: no type sniffing, and HTML or SVG opened directly is sandboxed.
@@ -74,15 +75,25 @@ def _add_last_commits(hub: Hub, g: GitRepo, sha: str, items: list[dict[str, Any]
 
 
 def tree(request: Request, t: str, ns: str, name: str, rest_raw: str) -> Response:
-    """GET /api/{T}/{id}/tree/{rev}[/{path}]?recursive&expand -> [entries], 1000 a page (50 expanded)."""
+    """GET /api/{T}/{id}/tree/{rev}[/{path}]?recursive&expand -> [entries], 1000 a page (50 expanded).
+
+    hubfs's extension ``hubfs_lfs=all``: only the LFS files, of the whole subtree whatever ``recursive``
+    says, and the answer says so (``X-Hubfs-Lfs: all``): a clone's download list in one request where
+    a hub without it answers the plain (root) listing the client would have asked for anyway.
+    """
     hub, caller = hub_of(request), caller_of(request)
     repo = hub.visible_repo(caller, repo_type_of(t), f"{ns}/{name}")
     rev, path = split_revision(rest_raw)
     expand = flag(request, "expand")
+    lfs_only = request.query_params.get(LFS_ONLY_PARAM) == "all"
     with hub.git.open(repo.type, repo.repo_id) as g:
         sha = resolve_revision(g, rev)
-        entries = g.list_tree(sha, path, recursive=flag(request, "recursive"))
+        entries = g.list_tree(sha, path, recursive=lfs_only or flag(request, "recursive"))
+        if lfs_only:
+            entries = [e for e in entries if e.type != "directory" and e.lfs]
         chunk, headers = page(request, entries, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
+        if lfs_only:
+            headers[LFS_ONLY_HEADER] = "all"
         items = [entry_json(e) for e in chunk]
         _add_xet_hashes(hub, items)
         if expand:

@@ -9,16 +9,19 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from lfs_fixtures import commit_files, git, git_env, hub_clone, new_repo, pointer_of
 from test_lfs_background import marks, own_fetches
 
 from git_remote_hf import background
 from git_remote_hf.background import STATUS_FILE, Watch
-from git_remote_hf.lfs_select import PathFilter, listed_pointers, listed_tree
+from git_remote_hf.lfs_select import PathFilter, hub_listing, listed_pointers, listed_tree
 from git_remote_hf.trace import TRACE_ENV
 from hubfs.client.api import HubClient
+from hubfs.client.http import Transport
 from hubfs.client.commit import Add
 from hubfs.lfs import LfsPointer
 
@@ -67,6 +70,60 @@ def test_listed_tree_lists_the_root_then_each_folder_recursively() -> None:
     got = [item for group in listed_tree(list_dir) for item in group]
     assert got == [("top.bin", LfsPointer(OID_A, 1)), ("d1/x/y.bin", LfsPointer(OID_B, 2))]
     assert asked[0] == ("", False) and sorted(asked[1:]) == [("d1", True), ("d2", True)]
+
+
+def _counted(client: HubClient) -> list[tuple[str, dict[str, str]]]:
+    """Record (url, params) of every request ``client`` sends (its transport keeps working)."""
+    sent: list[tuple[str, dict[str, str]]] = []
+    request = client.transport.request
+
+    def spy(method: str, path: str, **kwargs: Any) -> Any:
+        sent.append((path, dict(kwargs.get("params") or {})))
+        return request(method, path, **kwargs)
+
+    client.transport.request = spy  # type: ignore[method-assign]
+    return sent
+
+
+def test_the_hubs_lfs_only_listing_names_every_lfs_file_in_one_request(hub) -> None:
+    """``hubfs serve`` answers the root request with every LFS file of the commit (folders included)."""
+    files = {"a.txt": b"text", "top.bin": os.urandom(300), "d1/x/y.bin": os.urandom(400), "d2/t.txt": b"t"}
+    with HubClient(hub.endpoint, hub.admin_token) as client:
+        repo_id = new_repo(client)
+        sha = commit_files(client, repo_id, files)
+        sent = _counted(client)
+        url = f"{HubClient.api_path('model', repo_id)}/tree/{sha}"
+        got = sorted(item for group in hub_listing(client, url) for item in group)
+        assert got == sorted((name, pointer_of(files[name])) for name in ("top.bin", "d1/x/y.bin"))
+        assert len(sent) == 1 and sent[0][1]["hubfs_lfs"] == "all"
+        only_d1 = sorted(item for group in hub_listing(client, url, PathFilter(("d1",), ())) for item in group)
+        assert only_d1 == [("d1/x/y.bin", pointer_of(files["d1/x/y.bin"]))]
+
+
+def test_a_hub_without_the_lfs_only_listing_is_listed_folder_by_folder() -> None:
+    """Another hub ignores ``hubfs_lfs`` and answers the root's listing (played by a transport: no such
+    hub runs here); the folders are then listed, and the root is not asked twice."""
+    tree = {
+        "": [{"type": "file", "path": "top.bin", "lfs": {"oid": OID_A, "size": 1}},
+             {"type": "directory", "path": "d1"}, {"type": "directory", "path": "d2"}],
+        "d1": [{"type": "file", "path": "d1/x/y.bin", "lfs": {"oid": OID_B, "size": 2}}],
+        "d2": [{"type": "file", "path": "d2/t.txt", "size": 9}],
+    }
+    asked: list[str] = []
+    lock = threading.Lock()
+    base = "/api/models/ns/name/tree/" + "c" * 40
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        folder = request.url.path.removeprefix(base).lstrip("/")
+        with lock:
+            asked.append(folder)
+        return httpx.Response(200, json=tree[folder])
+
+    client = HubClient("https://hub.test", False)
+    client.transport = Transport(client.config, http_transport=httpx.MockTransport(answer))
+    got = [item for group in hub_listing(client, base) for item in group]
+    assert got == [("top.bin", LfsPointer(OID_A, 1)), ("d1/x/y.bin", LfsPointer(OID_B, 2))]
+    assert asked[0] == "" and sorted(asked[1:]) == ["d1", "d2"]
 
 
 def test_watch_waits_for_a_listing_in_progress(tmp_path: Path) -> None:
