@@ -179,7 +179,7 @@ def _download(git_dir: Path, client: HubClient, lfs_url: str, todo: list[LfsPoin
     status = _Status(fd)
     threading.Thread(target=_exit_when_gone, args=(git_dir,), daemon=True).start()
     # a client of its own: the parent closes the inherited one's connections when it exits
-    own = HubClient(client.endpoint, client.config.token or False)
+    own = HubClient(client.endpoint, client.config.token or False, tls=client.transport.tls)
     try:
         fetch_objects(git_dir, own, lfs_url, todo, progress=False, names=names, on_done=status.settled)
     except (HubfsError, OSError):
@@ -204,7 +204,7 @@ def _download_listed(git_dir: Path, client: HubClient, lfs_url: str,
     mark("prefetch", "start")
     status = _Status(fd)
     threading.Thread(target=_exit_when_gone, args=(git_dir,), daemon=True).start()
-    own = HubClient(client.endpoint, client.config.token or False)
+    own = HubClient(client.endpoint, client.config.token or False, tls=client.transport.tls)
     store, fetch, count = LfsStore(git_dir), None, 0
     try:
         fetch = BackgroundFetch(git_dir, own, lfs_url, {}, on_done=status.settled)

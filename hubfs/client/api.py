@@ -23,6 +23,8 @@ from hubfs.errors import HubfsError, RangeNotSatisfiableError
 from hubfs.paths import DEFAULT_REVISION, RepoRef, RepoType, is_commit_sha
 
 if TYPE_CHECKING:
+    import ssl
+
     from typing_extensions import Self
 
 
@@ -37,11 +39,12 @@ class HubClient:
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None, *,
                  revision_ttl: float = 5.0, config: HubConfig | None = None, pins: PinTable | None = None,
-                 timeout: float = 60.0, max_retries: int = 5) -> None:
+                 timeout: float = 60.0, max_retries: int = 5, tls: ssl.SSLContext | None = None) -> None:
         """``timeout``: seconds a connect, send or receive may stall; ``max_retries``: tries beyond the first
-        for dropped connections and 429/5xx answers (a mount lowers both so that no call hangs for long)."""
+        for dropped connections and 429/5xx answers (a mount lowers both so that no call hangs for long);
+        ``tls``: TLS settings to share (another client's ``transport.tls``) instead of loading them again."""
         self.config = config or HubConfig.load(endpoint, token)
-        self.transport = Transport(self.config, timeout=timeout, max_retries=max_retries)
+        self.transport = Transport(self.config, timeout=timeout, max_retries=max_retries, tls=tls)
         self.revision_ttl = revision_ttl
         self.pins = pins if pins is not None else PROCESS_PINS.table(self.config.endpoint, self.config.token)
         self._floor = 0  # pins with a sequence number up to this one are not trusted by this client

@@ -9,6 +9,7 @@ and the CA certificates of :func:`~hubfs.client.policy.tls_context` apply. An in
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,16 +51,16 @@ class Transport:
     """Sends requests to one hub with its token; every hubfs request goes through it or its policy.
 
     ``http_transport`` replaces the network (tests); ``retry`` the retry policy (``max_retries`` + 1
-    tries by default).
+    tries by default); ``tls`` the TLS settings (:func:`~hubfs.client.policy.tls_context` by default).
     """
 
     def __init__(self, config: HubConfig, *, max_retries: int = 5, timeout: float = 60.0,
                  pool_size: int = 64, http_transport: httpx.BaseTransport | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.retry = retry or RetryPolicy(tries=max_retries + 1)
         self.injected = http_transport is not None
-        self.tls = tls_context()
+        self.tls = tls or tls_context()
         self.proxies = {} if self.injected else env_proxies()
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=10.0),

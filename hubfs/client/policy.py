@@ -18,10 +18,8 @@ Both :class:`~hubfs.client.http.Transport` (httpx, metadata) and
 
 from __future__ import annotations
 
-import functools
 import http.client
 import json
-import os
 import random
 import re
 import ssl
@@ -233,24 +231,12 @@ def proxy_for(url: str, proxies: Mapping[str, str]) -> str | None:
 
 def tls_context() -> ssl.SSLContext:
     """The TLS settings of every https connection: the CA certificates from ``SSL_CERT_FILE`` /
-    ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_DIR`` when set, else certifi's (as httpx uses).
-
-    One context per CA file and folder (and the file's size and mtime, so a replaced bundle is read
-    again), shared by every client of the process and inherited by its forks: loading a CA bundle
-    takes 20-50 ms, which a ``git clone hf://`` paid again in its download child before its first
-    request."""
+    ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_DIR`` when set, else certifi's (as httpx uses). Loading them
+    takes 20-50 ms: a client made to stand in for another (a forked download's) takes that one's
+    (``HubClient(..., tls=...)``)."""
     cafile, capath = ca_locations()
-    if not (cafile or capath):
-        import certifi
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    import certifi
 
-        cafile = certifi.where()
-    try:
-        st = os.stat(cafile) if cafile else None
-    except OSError:
-        st = None
-    return _context(cafile, capath, (st.st_size, st.st_mtime_ns) if st else None)
-
-
-@functools.lru_cache(maxsize=8)
-def _context(cafile: str | None, capath: str | None, version: tuple[int, int] | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())

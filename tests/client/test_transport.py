@@ -348,21 +348,19 @@ def test_proxy_for_follows_the_scheme_and_no_proxy() -> None:
     assert proxy_for("https://x.test/", {"all": "http://p:1"}) == "http://p:1"
 
 
-def test_one_tls_context_per_ca_bundle_read_again_when_the_bundle_changes(tmp_path: Path, monkeypatch) -> None:
-    """Loading a CA bundle costs 20-50 ms: clients of one process share it, until the file is replaced."""
+def test_a_client_can_share_another_clients_tls_settings(monkeypatch) -> None:
+    """Loading a CA bundle costs 20-50 ms: a stand-in client (a forked download's) takes the other's."""
+    from hubfs.client.api import HubClient
+
     for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR"):
         monkeypatch.delenv(name, raising=False)
-    default = tls_context()
-    assert tls_context() is default
-    assert Transport(HubConfig(HUB, None, Path("/nonexistent-cache"), False)).tls is default
-    bundle = tmp_path / "ca.pem"
-    bundle.write_bytes(Path(certifi.where()).read_bytes())
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    mine = tls_context()
-    assert mine is not default and tls_context() is mine
-    one_cert = Path(certifi.where()).read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
-    bundle.write_text(one_cert)  # replaced: a new size, so read again
-    assert tls_context() is not mine and tls_context().cert_store_stats()["x509_ca"] == 1
+    first = HubClient(HUB, False)
+    shared = HubClient(HUB, False, tls=first.transport.tls)
+    own = HubClient(HUB, False)
+    assert shared.transport.tls is first.transport.tls and own.transport.tls is not first.transport.tls
+    assert RangeFetcher(shared.transport)._take_new("https://cdn.test/f")._context is first.transport.tls  # type: ignore[attr-defined]
+    for client in (first, shared, own):
+        client.close()
 
 
 def test_ca_bundle_variables_set_the_tls_context_of_both_paths(monkeypatch) -> None:

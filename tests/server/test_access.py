@@ -122,6 +122,9 @@ def test_private_repo_raw_status_codes(hub, users, private_repo):
         r = HTTP.get(f"{hub.endpoint}/api/models/{private_repo}/tree/main", headers=_auth(token))
         assert r.status_code == 404
         assert r.headers["x-error-code"] == "RepoNotFound"
+        r = HTTP.get(f"{hub.endpoint}/api/models/{private_repo}/tree/main?hubfs_lfs=all", headers=_auth(token))
+        assert r.status_code == 404 and "x-hubfs-lfs" not in r.headers
+        assert r.headers["x-error-code"] == "RepoNotFound"
     missing = HTTP.get(f"{hub.endpoint}/api/models/admin/never-{_uid()}", headers=_auth(users["bob_token"]))
     assert missing.status_code == 404
     assert missing.headers["x-error-code"] == "RepoNotFound"
