@@ -132,6 +132,17 @@ def _copy_into(src: Path, fd: int, size: int, clone: bool = True) -> bool:
         os.close(s)
 
 
+def _head(content: Iterator[bytes]) -> tuple[bytes, bool]:
+    """The first bytes of ``content``, read until they are more than any pointer could be or it ends:
+    (those bytes, whether that was all of it). The rest stays in ``content``."""
+    head = b""
+    for chunk in content:
+        head += chunk
+        if len(head) > POINTER_MAX_SIZE:
+            return head, False
+    return head, True
+
+
 class FilterServer:
     """One filter process: answers git's requests on ``pkt`` for the repo at ``git_dir``."""
 
@@ -227,12 +238,8 @@ class FilterServer:
     # -- clean ------------------------------------------------------------------------------------
 
     def _clean(self, content: Iterator[bytes]) -> None:
-        head = b""
-        for chunk in content:
-            head += chunk
-            if len(head) > POINTER_MAX_SIZE:
-                break
-        if not head or (len(head) <= POINTER_MAX_SIZE and LfsPointer.parse(head) is not None):
+        head, whole = _head(content)
+        if not head or (whole and LfsPointer.parse(head) is not None):
             # an empty file stays empty (git-lfs's rule: no pointer, no object); a pointer stays itself
             self._answer(iter([head]))
             return
@@ -249,26 +256,19 @@ class FilterServer:
     # -- smudge -----------------------------------------------------------------------------------
 
     def _smudge(self, path: str, content: Iterator[bytes], can_delay: bool) -> None:
-        head: list[bytes] = []
-        size = 0
-        for chunk in content:
-            head.append(chunk)
-            size += len(chunk)
-            if size > POINTER_MAX_SIZE:
-                break
-        else:  # all of it, at most a pointer's size: in memory
-            if path in self.delayed and size == 0:  # git asks again for a blob it was told is available
+        head, whole = _head(content)
+        if whole:  # all of it, at most a pointer's size: in memory
+            if path in self.delayed and not head:  # git asks again for a blob it was told is available
                 self._smudge_pointer(path, self.delayed.pop(path), can_delay=False)
                 return
-            data = b"".join(head)
-            pointer = LfsPointer.parse(data)
+            pointer = LfsPointer.parse(head)
             if pointer is None or self.skip:
-                self._answer(iter([data]))
+                self._answer(iter([head]))
             else:
                 self._smudge_pointer(path, pointer, can_delay)
             return
         with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:  # larger than a pointer: passes through
-            for chunk in chain(head, content):
+            for chunk in chain([head], content):
                 spool.write(chunk)
             spool.seek(0)
             self._answer(iter(lambda: spool.read(PIECE), b""))
