@@ -36,14 +36,16 @@ class LfsStore:
         self._objects_name = str(self.objects)
         self.incomplete_dir = self.root / "incomplete"
         self.tmp_dir = self.root / "tmp"
-        self._made: set[Path] = set()  # folders known to exist (a mkdir per object costs more than its write)
-        self._made_names: set[str] = set()  # the same, as strings (put_verified's)
+        self._made: set[str] = set()  # folders known to exist (a mkdir per object costs more than its write)
 
     def _folder(self, folder: Path) -> Path:
-        if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._made.add(folder)
+        self._make(str(folder))
         return folder
+
+    def _make(self, folder: str) -> None:
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
 
     def path(self, oid: str) -> Path:
         """Where the object ``oid`` lives (whether or not it is there)."""
@@ -116,10 +118,7 @@ class LfsStore:
         look at the file system (a clone of thousands of small objects pays for each call); an object
         already there is replaced by these same bytes."""
         final = self.name(pointer.oid)
-        folder = final.rpartition("/")[0]
-        if folder not in self._made_names:
-            os.makedirs(folder, exist_ok=True)
-            self._made_names.add(folder)
+        self._make(final.rpartition("/")[0])
         tmp = f"{final}.{os.getpid()}-{threading.get_ident()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)

@@ -56,6 +56,5 @@ def receive_buffer(n: int) -> memoryview:
     """A writable buffer of ``n`` bytes whose first byte sits at a page boundary (see the module
     docstring): a view into a ``bytearray`` one page longer, which it keeps alive."""
     raw = bytearray(n + PAGE)
-    address = ctypes.addressof(ctypes.c_char.from_buffer(raw)) if raw else 0
-    skip = -address % PAGE
+    skip = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % PAGE
     return memoryview(raw)[skip:skip + n]
