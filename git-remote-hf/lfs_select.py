@@ -21,15 +21,13 @@ from urllib.parse import quote
 from git_remote_hf.gitconfig import GitConfig
 from git_remote_hf.lfs_store import lfs_enabled
 from hubfs.errors import HubfsError
-from hubfs.lfs import POINTER_MAX_SIZE, LfsPointer, is_valid_oid
+from hubfs.lfs import LFS_ONLY_HEADER, LFS_ONLY_PARAM, POINTER_MAX_SIZE, LfsPointer, is_valid_oid
 
 if TYPE_CHECKING:
     from hubfs.client.api import HubClient
 
 __all__ = ["PathFilter", "hub_listing", "listed_pointers", "listed_tree", "skip_smudge", "tree_pointers",
            "wanted_objects"]
-
-LFS_ONLY_PARAM, LFS_ONLY_HEADER = "hubfs_lfs", "X-Hubfs-Lfs"  # the hub's (hubfs.server.api_files.tree)
 
 
 def skip_smudge(env: Mapping[str, str] | None = None) -> bool:

@@ -10,6 +10,9 @@ from typing import BinaryIO
 
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 POINTER_MAX_SIZE = 1024
+# hubfs's tree-listing extension (the hub's ``api_files.tree``, the clone's ``lfs_select.hub_listing``):
+# ``?hubfs_lfs=all`` asks for only the LFS files of the whole subtree; a hub that did so answers this header.
+LFS_ONLY_PARAM, LFS_ONLY_HEADER = "hubfs_lfs", "X-Hubfs-Lfs"
 _OID_RE = re.compile(r"^[0-9a-f]{64}$")
 _POINTER_RE = re.compile(
     rb"^version https://git-lfs\.github\.com/spec/v1\n"

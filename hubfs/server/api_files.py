@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hubfs.errors import BadRequestError, EntryNotFoundError, HubfsError, RepoNotFoundError
+from hubfs.lfs import LFS_ONLY_HEADER, LFS_ONLY_PARAM
 from hubfs.paths import RepoType, public_repo_id, validate_path_in_repo, validate_revision
 from hubfs.server.api_repos import repo_type_of
 from hubfs.server.git_store import Entry, GitRepo, last_commits
@@ -25,7 +26,6 @@ from hubfs.server.wire import caller_of, flag, hub_of, iso, page, read_json
 from hubfs.server.xet.routes import xet_auth_link
 
 TREE_PAGE, TREE_PAGE_EXPANDED, COMMITS_PAGE = 1000, 50, 50
-LFS_ONLY_PARAM, LFS_ONLY_HEADER = "hubfs_lfs", "X-Hubfs-Lfs"  # see :func:`tree`
 PATHS_INFO_MAX, PATHS_INFO_MAX_EXPANDED = 10_000, 1_000  # paths per paths-info request
 PATHS_INFO_INLINE = 16  # paths answered on the event loop (no history walk): the common one-file info
 # User files are never run by a browser: no type sniffing, and HTML or SVG opened directly is sandboxed.
