@@ -12,9 +12,12 @@ uploaded by huggingface_hub, in one run:
    ``--runs``; every 64th block and the last one are compared with the source after the clock stops.
    Also shown: the daemon's CPU seconds per GiB (``/proc/PID/stat``; steadier than MiB/s on a busy
    machine); ``--compare-hugepages`` adds, in turns, cold reads on a mount started with
-   ``HUBFS_MOUNT_HUGEPAGES=0`` (its heap, where the read buffers live, in 4 KiB pages).
+   ``HUBFS_MOUNT_HUGEPAGES=0`` (its heap, where the read buffers live, in 4 KiB pages), and
+   ``--compare-direct`` on one started with ``HUBFS_MOUNT_DIRECT_READS=0`` (the file read through the
+   kernel's page cache instead of with direct I/O).
 2. **Warm re-read**: right after each cold read, the same file is read three more times through the
-   same mount (``keep_cache``: the kernel's page cache answers), in turns with a local copy of the same
+   same mount (FUSE passthrough to the now complete cached blob, or ``keep_cache``: the kernel's page
+   cache answers), in turns with a local copy of the same
    bytes already in the page cache (read once untimed first), 1 MiB calls as well: both are measured
    in the same minute, under the same load; the fastest of each counts. Also shown: the hub requests
    each re-read caused (pages the kernel reclaimed in between come back as small reads) and how the
@@ -282,6 +285,8 @@ def read_hf(endpoint: str, token: str, size: int, source: Path, cache: Path) -> 
 
 
 NO_HP = "mount cold, HUBFS_MOUNT_HUGEPAGES=0"  # the --compare-hugepages variant
+NO_DIRECT = "mount cold, HUBFS_MOUNT_DIRECT_READS=0"  # the --compare-direct variant
+VARIANTS = {"nohp": ("HUBFS_MOUNT_HUGEPAGES", NO_HP), "paged": ("HUBFS_MOUNT_DIRECT_READS", NO_DIRECT)}
 WARM_READS = 3  # warm re-reads of the mount, each followed by one of the local copy: best of each
 
 
@@ -330,14 +335,15 @@ def page_sizes(path: Path, pages: int = 16384) -> dict[str, int] | None:
 def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: RequestLog,
                args: argparse.Namespace) -> dict[str, Any]:
     size = source.stat().st_size
-    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: []}
-    daemon_cpu: dict[str, list[float]] = {"mount cold": [], NO_HP: []}  # the daemon's CPU seconds per GiB read
+    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: [], NO_DIRECT: []}
+    # the daemon's CPU seconds per GiB read
+    daemon_cpu: dict[str, list[float]] = {"mount cold": [], NO_HP: [], NO_DIRECT: []}
     gb_s: dict[str, list[float]] = {"mount warm": [], "page cache": []}
     every: dict[str, list[list[float]]] = {"mount warm": [], "page cache": []}
     mount_requests = []
     warm_requests: list[list[int]] = []  # per warm re-read: pages the kernel no longer had, asked again
     folios: dict[str, Any] = {}
-    whos = ["mount", "hf", *(["nohp"] if args.compare_hugepages else [])]
+    whos = ["mount", "hf", *(["nohp"] if args.compare_hugepages else []), *(["paged"] if args.compare_direct else [])]
     for i in range(args.runs):
         order = whos[i % len(whos):] + whos[:i % len(whos)]  # each goes first in turn
         for who in order:
@@ -346,13 +352,14 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
                 mib_s["hf://"].append(size / read_hf(endpoint, token, size, source, tmp / "hf-cache") / MIB)
                 shutil.rmtree(tmp / "hf-cache", ignore_errors=True)
                 continue
-            if who == "nohp":
+            if who in VARIANTS:
+                env_name, key = VARIANTS[who]
                 with hubfs_mount(REPO_READ, tmp / "mnt-read", endpoint, token, tmp / "mount-cache",
-                                 {"HUBFS_MOUNT_HUGEPAGES": "0"}) as m:
+                                 {env_name: "0"}) as m:
                     cpu = cpu_seconds(m.pid) if m.pid else 0.0
-                    mib_s[NO_HP].append(size / read_file(m.path / BIG_NAME, size, source) / MIB)
+                    mib_s[key].append(size / read_file(m.path / BIG_NAME, size, source) / MIB)
                     if m.pid:
-                        daemon_cpu[NO_HP].append((cpu_seconds(m.pid) - cpu) * GIB / size)
+                        daemon_cpu[key].append((cpu_seconds(m.pid) - cpu) * GIB / size)
                 shutil.rmtree(tmp / "mount-cache", ignore_errors=True)
                 continue
             requests.mark()
@@ -381,7 +388,9 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
             shutil.rmtree(tmp / "mount-cache", ignore_errors=True)
         cpu_note = (f", daemon {daemon_cpu['mount cold'][-1]:.2f} CPU-s/GiB" if daemon_cpu["mount cold"] else "") + (
             f"; 4 KiB-page heap {mib_s[NO_HP][-1]:,.0f} MiB/s" if mib_s[NO_HP] else "") + (
-            f", daemon {daemon_cpu[NO_HP][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_HP] else "")
+            f", daemon {daemon_cpu[NO_HP][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_HP] else "") + (
+            f"; through the page cache {mib_s[NO_DIRECT][-1]:,.0f} MiB/s" if mib_s[NO_DIRECT] else "") + (
+            f", daemon {daemon_cpu[NO_DIRECT][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_DIRECT] else "")
         print(f"  read run {i + 1}: cold mount {mib_s['mount cold'][-1]:,.0f} MiB/s ({mount_requests[-1]} requests"
               f"{cpu_note}), hf:// {mib_s['hf://'][-1]:,.0f} MiB/s; warm mount {span(every['mount warm'][-1], '.2f')} GB/s "
               f"(hub requests: {'/'.join(map(str, warm_requests[-1]))}), page cache "
@@ -573,6 +582,13 @@ def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
                         f"{on:.2f} ({b['mount cold']:,.0f} MiB/s)",
                         f"HUBFS_MOUNT_HUGEPAGES=0: {off:.2f} ({b[NO_HP]:,.0f} MiB/s)",
                         f"{on / off:.2f}x the CPU", "", None, on / off))
+    if read["mib_s"].get(NO_DIRECT) and cpu.get(NO_DIRECT) and cpu.get("mount cold"):
+        direct, paged = b["mount cold"], b[NO_DIRECT]
+        rows.append(Row(f"{label} cold read, direct I/O for uncached weights (default) vs through the page cache "
+                        f"(HUBFS_MOUNT_DIRECT_READS=0) (MiB/s best of {args.runs}; daemon CPU-s/GiB median)",
+                        f"{direct:,.0f} ({statistics.median(cpu['mount cold']):.2f} CPU-s/GiB)",
+                        f"HUBFS_MOUNT_DIRECT_READS=0: {paged:,.0f} ({statistics.median(cpu[NO_DIRECT]):.2f} CPU-s/GiB)",
+                        f"{direct / paged:.2f}x", "", None, direct / paged))
     return rows
 
 
@@ -704,6 +720,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--readers", default="1,4,8", help="counts of concurrent random readers (default 1,4,8)")
     p.add_argument("--compare-hugepages", action="store_true",
                    help="cold reads also on a mount with HUBFS_MOUNT_HUGEPAGES=0, in turns (daemon CPU both ways)")
+    p.add_argument("--compare-direct", action="store_true",
+                   help="cold reads also on a mount with HUBFS_MOUNT_DIRECT_READS=0, in turns (through the page cache)")
     p.add_argument("--only", default="read,ls,random", help="comma-separated scenarios (default read,ls,random)")
     add_output_args(p)
     args = p.parse_args(argv)

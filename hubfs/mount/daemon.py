@@ -245,7 +245,7 @@ def serve(spec: MountSpec, notify: Notify | None = None) -> None:
         fsname = f"hubfs:{spec.describe() if repo is not None else client.endpoint}"
         own = _own_session(spec, fsname, others)
         ops = HubOperations(shown, readers, timeouts=timeouts, writes=writes, stream_window=spec.read_ahead_kb << 10,
-                            backings=own[1] if own is not None else None)
+                            backings=own[1] if own is not None else None, direct_reads=config.mount_direct_reads())
         ns.on_change = ops.changed
         if isinstance(writes, HubWrites) and writes.recover():
             log.info("read-write: staged changes of earlier mounts recovered; committing them")

@@ -10,9 +10,11 @@ Reads go through a :class:`~hubfs.mount.repo.Namespace` (one repo, or the whole 
   the kernel's concurrent read-ahead requests share it, put back in file order by
   :class:`~hubfs.mount.inorder.InOrder` unless it reads a complete cached blob) and sets ``keep_cache``
   when the kernel's cached pages of that path hold the same content (same etag), so warm re-reads and
-  ``mmap`` come from the page cache; never ``direct_io`` (mmap must work). With ``backings`` (FUSE
-  passthrough, :mod:`hubfs.mount.passthrough`) a file whose complete blob is cached is handed to the
-  kernel instead, which then reads and maps the blob without asking the daemon;
+  ``mmap`` come from the page cache. With ``backings`` (FUSE passthrough,
+  :mod:`hubfs.mount.passthrough`) a file whose complete blob is cached is handed to the kernel instead,
+  which then reads and maps the blob without asking the daemon, and a big weight or data file that is
+  not cached yet opens with ``direct_io`` (:func:`reads_direct`; mmap still works: passthrough kernels
+  map direct I/O files);
 - ``read_buf`` (what libfuse calls; ``read`` serves direct callers): the reply goes out without a copy
   through Python ``bytes`` (:func:`hubfs.mount.readers.reply`);
 - a refresh that changes files calls :meth:`HubOperations.changed`: those paths' pages and attributes
@@ -47,7 +49,7 @@ from typing import Any, Protocol, TypeVar
 from hubfs.errors import errno_for
 from hubfs.mount.inorder import InOrder
 from hubfs.mount.libfuse import Invalidator, load
-from hubfs.mount.passthrough import Backings
+from hubfs.mount.passthrough import PAGE_CACHE, Backings
 from hubfs.mount.readers import Readers, reply
 from hubfs.mount.repo import NEGATIVE_TTL, Namespace, Node
 
@@ -62,6 +64,23 @@ BLKSIZE = 1 << 20  # st_blksize: cp, cat and friends read this much at a time
 FRSIZE = 4096  # statfs: the block size df counts in
 NAME_MAX = 255
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+DIRECT_MIN = 64 << 20  # files at least this big may be read with direct I/O (see reads_direct)
+# formats whose readers read big ranges or map the file (never line by line): weights, arrays, columnar data
+DIRECT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".msgpack",
+                   ".npy", ".npz", ".parquet", ".arrow", ".tflite", ".pb")
+
+
+def reads_direct(path: str, size: int) -> bool:
+    """Whether a cold open of ``path`` (``size`` bytes) should skip the page cache (``FOPEN_DIRECT_IO``).
+
+    Direct I/O sends every application read to the daemon as it is, and copies the daemon's bytes
+    straight into the application's buffer: a 1 MiB ``read()`` costs one copy instead of two (daemon to
+    page cache, page cache to application) and no page-cache pages, but a 4 KiB ``read()`` is a round trip
+    of its own. So only big files in formats read in big ranges or mapped go that way; the warm re-read
+    of such a file passes through to its then complete blob (:mod:`hubfs.mount.passthrough`)."""
+    return size >= DIRECT_MIN and path.lower().endswith(DIRECT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -183,10 +202,12 @@ class HubOperations(Operations):
 
     def __init__(self, ns: Namespace, readers: Readers, *, timeouts: Timeouts | None = None,
                  writes: WriteOps | None = None, stream_window: int = MAX_REQUEST,
-                 backings: Backings | None = None) -> None:
+                 backings: Backings | None = None, direct_reads: bool = False) -> None:
         """``stream_window``: the kernel's read-ahead window in bytes (the bdi ``read_ahead_kb``): how far
         ahead of a stream its read-ahead requests may come (see :mod:`hubfs.mount.inorder`).
-        ``backings``: FUSE passthrough of cached blobs (:mod:`hubfs.mount.passthrough`), or None."""
+        ``backings``: FUSE passthrough of cached blobs (:mod:`hubfs.mount.passthrough`), or None.
+        ``direct_reads``: with passthrough, files :func:`reads_direct` picks that are not cached yet open
+        with direct I/O."""
         self.ns, self.readers = ns, readers
         self.stream_window = stream_window
         self.timeouts = timeouts or Timeouts()
@@ -197,6 +218,7 @@ class HubOperations(Operations):
         self.uid, self.gid = os.getuid(), os.getgid()
         self._handles: dict[int, tuple[Handle, str, str]] = {}  # fh -> (handle, mount path, etag)
         self.backings = backings
+        self.direct_reads = direct_reads
         self._through: set[int] = set()  # handles opened in passthrough
         self._paths = _Paths()
         self._ids = itertools.count(1)
@@ -303,25 +325,28 @@ class HubOperations(Operations):
         if node.is_dir or node.view is None:
             raise _fuse.FuseOSError(errno.EISDIR)
         opened = self.readers.open(node.view.target(node), for_kernel=True)
-        route = None  # passthrough: (backing id, reads still come here)
+        route = PAGE_CACHE
         if self.backings is not None and node.etag:
-            route = self.backings.open(rel, node.etag, opened.blob_fd)
+            route = self.backings.open(rel, node.etag, opened.blob_fd,
+                                       direct=self.direct_reads and reads_direct(rel, node.size))
         # a cached blob needs no order (read_buf passes its fd); else the kernel reads ahead up to two windows
         # (the current one and the next, asynchronously)
         reader: Handle = opened if opened.local else InOrder(opened, 2 * self.stream_window + MAX_REQUEST)
         with self._lock:
             others = self._paths.open.get(rel, {})
             keep = self._paths.cached.get(rel) == node.etag and all(e == node.etag for e in others)
-            if route is None:
+            if route.backing is None:
                 self._paths.cached[rel] = node.etag
-        self._register(fi, reader, rel, node.etag, keep=keep and route is None)
-        if route is not None and self.backings is not None:
+        self._register(fi, reader, rel, node.etag, keep=keep and route == PAGE_CACHE,
+                       direct=route.direct and route.backing is None)
+        if route.backing is not None and self.backings is not None:
             with self._lock:
                 self._through.add(fi.fh)
-            self.backings.channel.mark(fi.fh, *route)  # the OPEN reply passes it through (see passthrough.py)
+            # the OPEN reply passes it through (see passthrough.py)
+            self.backings.channel.mark(fi.fh, route.backing, route.direct)
         return 0
 
-    def _register(self, fi: Any, handle: Handle, path: str, etag: str, *, keep: bool) -> int:
+    def _register(self, fi: Any, handle: Handle, path: str, etag: str, *, keep: bool, direct: bool = False) -> int:
         with self._lock:
             fh = next(self._ids)
             self._handles[fh] = (handle, path, etag)
@@ -329,7 +354,7 @@ class HubOperations(Operations):
             counts[etag] = counts.get(etag, 0) + 1
         fi.fh = fh
         fi.keep_cache = 1 if keep else 0
-        fi.direct_io = 0
+        fi.direct_io = 1 if direct else 0
         return 0
 
     @_errno

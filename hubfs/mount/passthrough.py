@@ -10,6 +10,8 @@ and edits two kinds of replies on their way out:
   live on a plain file system; the mount then cannot be stacked under more than one layer). A kernel
   without passthrough ignores the flag: :meth:`Backings.probe` then finds backing files refused, and
   every open goes on as before;
+  It also asks for ``FUSE_DIRECT_IO_ALLOW_MMAP`` (Linux >= 6.6, so any kernel with passthrough has it):
+  a file opened with ``FOPEN_DIRECT_IO`` can then be mapped shared too (``safe_open``, ``np.memmap``);
 - ``OPEN``: a handle :meth:`Channel.mark` ed by the operations gets ``FOPEN_PASSTHROUGH`` and its
   ``backing_id`` (and loses ``FOPEN_KEEP_CACHE``, which the kernel refuses with passthrough).
 
@@ -23,6 +25,13 @@ fails; while it is open in passthrough, every open must pass through, with the s
   of new content (a refresh changed the file) gets ``FOPEN_DIRECT_IO`` as well: its ``read()`` s come
   to the daemon, which serves the new bytes; only its ``mmap`` shows the backing file (the bytes the
   older handles read) until those handles are all closed;
+- a file with no complete blob yet that the operations call ``direct`` (big weights, see
+  :mod:`hubfs.mount.ops`) opens with ``FOPEN_DIRECT_IO`` once passthrough is on (the kernel then also
+  maps such files, see INIT above): its reads come to the daemon in the application's own sizes, and
+  the bytes go from the daemon's buffer straight into the application's, past the page cache (half the
+  copies and no page-cache pages to find). Such an open enters no io mode, but a shared mmap of it
+  enters the page-cache mode, so it counts as a page-cache handle: the path passes through once it is
+  closed (its blob is complete by then when it was read whole);
 - a path's backing id is kept after its last close (at most :data:`IDLE_BACKINGS` paths, the least
   recently used dropped first), so that a reopened file finds the kernel's inode and the daemon
   agreeing on the backing file; one a refresh changed is dropped once no handle uses it.
@@ -48,6 +57,7 @@ log = logging.getLogger("hubfs.mount")
 
 FUSE_INIT_EXT = 1 << 30
 FUSE_PASSTHROUGH = 1 << 37  # in flags2 (bit 5) of INIT
+FUSE_DIRECT_IO_ALLOW_MMAP = 1 << 36  # in flags2 (bit 4)
 FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FOPEN_PASSTHROUGH = 1 << 0, 1 << 1, 1 << 7
 MAX_STACK_DEPTH = 1
 IDLE_BACKINGS = 1024
@@ -163,9 +173,21 @@ class Channel:
         major, _, _, flags = INIT_OUT_HEAD.unpack(ctypes.string_at(out, INIT_OUT_HEAD.size))
         if major != 7 or not flags & FUSE_INIT_EXT:  # INIT_EXT: the kernel reads flags2
             return
-        ctypes.c_uint32.from_address(out + INIT_OUT_FLAGS2).value |= FUSE_PASSTHROUGH >> 32
+        ctypes.c_uint32.from_address(out + INIT_OUT_FLAGS2).value |= (FUSE_PASSTHROUGH | FUSE_DIRECT_IO_ALLOW_MMAP) >> 32
         ctypes.c_uint32.from_address(out + INIT_OUT_STACK_DEPTH).value = MAX_STACK_DEPTH
         self.asked = True
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one open goes (:meth:`Backings.open`): through the page cache (the default), in passthrough to
+    ``backing``, and/or with ``direct`` I/O (reads come to the daemon and skip the page cache)."""
+
+    backing: int | None = None
+    direct: bool = False
+
+
+PAGE_CACHE = Route()
 
 
 @dataclass
@@ -204,19 +226,21 @@ class Backings:
         self.channel.enabled = True
         return "on"
 
-    def open(self, path: str, etag: str, blob_fd: int | None) -> tuple[int, bool] | None:
+    def open(self, path: str, etag: str, blob_fd: int | None, *, direct: bool = False) -> Route:
         """Count an open of ``path`` (content ``etag``; ``blob_fd``: its complete cached blob, if any) and
-        say how: None (through the page cache), or the backing id to pass through to and whether reads
-        must still come to the daemon (the path is open in passthrough to earlier content)."""
+        say how it goes: in passthrough when the path is (reads still come to the daemon when it passes
+        through to earlier content) or when its blob is complete and no page-cache handle is open; else
+        through the page cache, or with direct I/O when the caller asks for it (``direct``) and
+        passthrough is on."""
         with self._lock:
             state = self._paths.setdefault(path, _Path())
             self._idle.pop(path, None)
             if state.passthrough and state.backing is not None:
                 state.passthrough += 1
-                return state.backing, state.etag != etag
+                return Route(state.backing, state.etag != etag)
             if state.cached or blob_fd is None or not self.channel.enabled:
                 state.cached += 1
-                return None
+                return Route(direct=direct and blob_fd is None and self.channel.enabled)
             if state.backing is not None and (state.etag != etag or state.stale):
                 self._close(state.backing)
                 state.backing = None
@@ -224,9 +248,9 @@ class Backings:
                 state.backing, state.etag, state.stale = self._register(blob_fd), etag, False
             if state.backing is None:
                 state.cached += 1
-                return None
+                return PAGE_CACHE
             state.passthrough += 1
-            return state.backing, False
+            return Route(state.backing)
 
     def release(self, path: str, passthrough: bool) -> None:
         """A handle of ``path`` opened as :meth:`open` said (``passthrough``: with a backing id) closed."""
@@ -288,4 +312,4 @@ class Backings:
             log.debug("closing backing id %d: %s", backing, exc)
 
 
-__all__ = ["Backings", "Channel", "CustomIO"]
+__all__ = ["PAGE_CACHE", "Backings", "Channel", "CustomIO", "Route"]

@@ -85,3 +85,13 @@ def test_daemon_env_asks_glibc_for_huge_pages_unless_switched_off(monkeypatch) -
     assert daemon_env(None, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
     monkeypatch.setenv("HUBFS_MOUNT_HUGEPAGES", "0")
     assert daemon_env(None, {"PATH": "/bin"}) == {"PATH": "/bin"}
+
+
+def test_direct_io_is_for_big_weights_and_data_files_only() -> None:
+    from hubfs.mount.ops import DIRECT_MIN, reads_direct
+
+    for path in ("model.safetensors", "sub/pytorch_model-00001-of-00002.BIN", "data/train-0.parquet", "m.gguf"):
+        assert reads_direct(path, DIRECT_MIN), path
+        assert not reads_direct(path, DIRECT_MIN - 1), path  # small: the page cache's read-ahead serves it
+    for path in ("train.csv", "data.jsonl", "notes.txt", "archive.tar", "model.safetensors.json"):
+        assert not reads_direct(path, 10 * DIRECT_MIN), path  # read line by line or in small blocks

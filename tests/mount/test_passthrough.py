@@ -9,6 +9,7 @@ the mounted file's pages are cached). Every read is compared with the bytes uplo
 from __future__ import annotations
 
 import ctypes
+import gc
 import hashlib
 import mmap
 import os
@@ -20,7 +21,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from mounting import MiB, Mount, alive, hubfs, is_mounted
+from mounting import MiB, Mount, alive, hubfs, is_mounted, wait_for
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
                                 reason="needs /dev/fuse and root")
@@ -263,6 +264,112 @@ def test_unmount_leaves_nothing_behind(mounter, api, repo, tmp_path) -> None:
         assert not set(os.listdir("/sys/fs/fuse/connections")) - conns
 
 
+# -- direct I/O of big weights that are not cached yet ---------------------------------------------------
+
+NO_DIRECT = {"HUBFS_MOUNT_DIRECT_READS": "0"}
+
+
+@pytest.fixture(scope="module")
+def weights(api) -> dict:
+    """A repo with a checkpoint just over the direct I/O size (hubfs.mount.ops.DIRECT_MIN), a text file as
+    big, and a small checkpoint."""
+    import uuid
+
+    import torch
+    from safetensors.torch import save
+
+    from hubfs.mount.ops import DIRECT_MIN
+
+    g = torch.Generator().manual_seed(11)
+    tensors = {"w": torch.randn(DIRECT_MIN // 4 + 4099, generator=g), "b": torch.arange(777, dtype=torch.int64)}
+    files = {"model.safetensors": save(tensors), "table.csv": random.Random(5).randbytes(DIRECT_MIN + 1),
+             "small.safetensors": save({"x": torch.ones(10)})}
+    rid = f"admin/direct-{uuid.uuid4().hex[:8]}"
+    api.create_repo(rid)
+    upload(api, rid, files)
+    return {"repo": rid, "files": files, "tensors": tensors}
+
+
+@pytest.mark.parametrize("way", ["direct", "paged"])
+def test_cold_weights_read_direct_then_pass_through(mounter, weights, tmp_path, way) -> None:
+    """A big checkpoint with no cached blob: read() and pread() of any size, and a shared mmap
+    (``safe_open``) while it is open, give the original bytes; with direct I/O no page of it lands in the
+    mount's page cache (with ``HUBFS_MOUNT_DIRECT_READS=0`` every page does). Read whole, its blob is
+    kept, and the next open passes through. Big text files and small checkpoints never go direct."""
+    import torch
+    from safetensors import safe_open
+
+    from hubfs.client.cache import HubCache
+
+    mount = mounter(weights["repo"], "--cache-dir", str(tmp_path / "cache"), env=None if way == "direct" else NO_DIRECT)
+    assert ON_LINE in mount.log.read_text()
+    data = weights["files"]["model.safetensors"]
+    rng = random.Random(8)
+    with open(mount / "model.safetensors", "rb", buffering=0) as f:
+        assert b"".join(iter(lambda: f.read(MiB), b"")) == data
+        for _ in range(30):
+            off, n = rng.randrange(len(data)), rng.choice([1, 4096, 70_001, MiB, 5 * MiB])
+            assert os.pread(f.fileno(), n, off) == data[off:off + n]
+        pages = mount_pages(mount / "model.safetensors")
+        assert pages == 0 if way == "direct" else pages == -(-len(data) // mmap.PAGESIZE)
+        with safe_open(str(mount / "model.safetensors"), framework="pt") as st:  # mapped while held open
+            for name, tensor in weights["tensors"].items():
+                assert torch.equal(st.get_tensor(name), tensor), name
+        del st  # unmapped: the kernel releases the file once f is closed too
+    gc.collect()
+    blob = HubCache(tmp_path / "cache").blob("model", weights["repo"], hashlib.sha256(data).hexdigest())
+    wait_for(blob.exists, what="the blob of the checkpoint read whole")
+    deadline = time.monotonic() + 10
+    while True:  # complete blob now: passes through (once the daemon saw the release the kernel sends late)
+        with open(mount / "model.safetensors", "rb", buffering=0) as again:
+            assert b"".join(iter(lambda: again.read(4 * MiB), b"")) == data  # noqa: B023
+            if mount_pages(mount / "model.safetensors") == 0:
+                break
+        assert time.monotonic() < deadline, "the kept checkpoint never passed through"
+        time.sleep(0.1)
+    for name in ("table.csv", "small.safetensors"):  # not direct: through the mount's page cache
+        with open(mount / name, "rb", buffering=0) as f:  # (held: once closed, the kept blob passes through)
+            assert b"".join(iter(lambda: f.read(MiB), b"")) == weights["files"][name]
+            assert mount_pages(mount / name) == -(-len(weights["files"][name]) // mmap.PAGESIZE), name
+
+
+def test_cold_weights_concurrent_direct_readers_byte_checked(mounter, weights, tmp_path) -> None:
+    """Threads reading random ranges of a cold checkpoint through direct I/O at once (each holding its own
+    handle, some mapping it), alongside one sequential reader: every range is the original's."""
+    mount = mounter(weights["repo"], "--cache-dir", str(tmp_path / "cache"))
+    data = weights["files"]["model.safetensors"]
+    errors: list[str] = []
+
+    def random_reads(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            with open(mount / "model.safetensors", "rb", buffering=0) as f:
+                view = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) if seed % 3 == 0 else None
+                for _ in range(40):
+                    off, n = rng.randrange(len(data)), rng.choice([1, 4096, 65_536, MiB, 3 * MiB + 5])
+                    got = view[off:off + n] if view is not None else os.pread(f.fileno(), n, off)
+                    if got != data[off:off + n]:
+                        errors.append(f"[{off}, +{n})")
+                if view is not None:
+                    view.close()
+        except OSError as exc:
+            errors.append(repr(exc))
+
+    def sequential() -> None:
+        try:
+            if read_all(mount / "model.safetensors") != data:
+                errors.append("sequential read differs")
+        except OSError as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=random_reads, args=(k,)) for k in range(6)] + [threading.Thread(target=sequential)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:5]
+
+
 # -- the policy and the reply edits, without a kernel -------------------------------------------------
 
 
@@ -286,42 +393,53 @@ class _Ids:
 
 
 def test_policy_never_mixes_io_modes_on_one_path() -> None:
+    from hubfs.mount.passthrough import PAGE_CACHE, Route
+
     ids = _Ids()
     b = ids.b
-    assert b.open("a", "e1", None) is None  # no blob: through the page cache
-    assert b.open("a", "e1", 5) is None  # blob now, but a cached handle is open: stays cached
+    assert b.open("a", "e1", None) == PAGE_CACHE  # no blob: through the page cache
+    assert b.open("a", "e1", 5) == PAGE_CACHE  # blob now, but a cached handle is open: stays cached
     b.release("a", False)
     b.release("a", False)
-    assert b.open("a", "e1", 5) == (1, False)  # free: passes through
-    assert b.open("a", "e1", None) == (1, False)  # open in passthrough: every open passes, same backing
+    assert b.open("a", "e1", 5) == Route(1)  # free: passes through
+    assert b.open("a", "e1", None) == Route(1)  # open in passthrough: every open passes, same backing
     b.release("a", True)
     b.release("a", True)
-    assert b.open("a", "e1", 5) == (1, False) and ids.opened == [1]  # the idle backing is reused
+    assert b.open("a", "e1", 5) == Route(1) and ids.opened == [1]  # the idle backing is reused
     b.changed(["a"])  # a refresh changed it while open
-    assert b.open("a", "e2", 6) == (1, True)  # still the old backing, reads come to the daemon
+    assert b.open("a", "e2", 6) == Route(1, direct=True)  # still the old backing, reads come to the daemon
     b.release("a", True)
     b.release("a", True)
     assert ids.closed == [1]  # the changed path's backing went with its last handle
-    assert b.open("a", "e2", 6) == (2, False)
+    assert b.open("a", "e2", 6) == Route(2)
     b.release("a", True)
     b.changed(["a"])  # idle: dropped at once
     assert ids.closed == [1, 2]
 
 
-def test_policy_keeps_a_bounded_number_of_idle_backings(monkeypatch) -> None:
-    from hubfs.mount import passthrough
+def test_policy_direct_io_only_for_uncached_files_with_passthrough_on() -> None:
+    """``direct``: granted to an open with no complete blob, on a path not open in passthrough, and only
+    once passthrough is on (such a kernel maps direct I/O files); it counts as a page-cache handle (a
+    shared mmap of it puts the inode in the page-cache mode), so the path passes through after it."""
+    from hubfs.mount.passthrough import PAGE_CACHE, Route
 
-    monkeypatch.setattr(passthrough, "IDLE_BACKINGS", 3)
     ids = _Ids()
-    for k in range(5):
-        assert ids.b.open(f"p{k}", "e", 9) == (k + 1, False)
-        ids.b.release(f"p{k}", True)
-    assert ids.closed == [1, 2]  # the least recently used
-    assert ids.b.open("p2", "e", 9) == (3, False)
+    b = ids.b
+    assert b.open("w", "e1", None, direct=True) == Route(direct=True)
+    assert b.open("w", "e1", 5, direct=True) == PAGE_CACHE  # complete blob, but the direct handle is open
+    b.release("w", False)
+    b.release("w", False)
+    assert b.open("w", "e1", 5, direct=True) == Route(1)  # complete and free: passes through
+    assert b.open("w", "e1", None, direct=True) == Route(1)  # the path is in passthrough: so is every open
+    b.release("w", True)
+    b.release("w", True)
+    ids.b.channel.enabled = False  # passthrough off (refused by the kernel): no direct I/O either
+    assert b.open("x", "e1", None, direct=True) == PAGE_CACHE
 
 
 def test_reply_edits() -> None:
-    """INIT asks for passthrough (flags2 bit, max_stack_depth) only with FUSE_INIT_EXT; an OPEN reply gets
+    """INIT asks for passthrough and shared mmap of direct I/O files (flags2 bits, max_stack_depth) only
+    with FUSE_INIT_EXT; an OPEN reply gets
     FOPEN_PASSTHROUGH and its backing id only for a marked fh, and loses keep_cache."""
     import struct
 
@@ -336,7 +454,8 @@ def test_reply_edits() -> None:
         init = ctypes.create_string_buffer(struct.pack("<IIII", 7, 38, 0, pt.FUSE_INIT_EXT if ext else 0), 64)
         ch._edit(iov(header, init), 2)
         flags2, depth = struct.unpack_from("<II", init.raw, 32)
-        assert (flags2, depth, ch.asked) == ((pt.FUSE_PASSTHROUGH >> 32, pt.MAX_STACK_DEPTH, True) if ext else (0, 0, False))
+        asked = (pt.FUSE_PASSTHROUGH | pt.FUSE_DIRECT_IO_ALLOW_MMAP) >> 32
+        assert (flags2, depth, ch.asked) == ((asked, pt.MAX_STACK_DEPTH, True) if ext else (0, 0, False))
     ch.mark(41, 7)
     ch.mark(43, 8, direct=True)
     for fh, want in ((41, (pt.FOPEN_PASSTHROUGH, 7)), (42, (pt.FOPEN_KEEP_CACHE, 0)),
