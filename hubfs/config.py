@@ -17,7 +17,7 @@ hubfs's own variables, each read by one function here and nowhere else:
 | HUBFS_MOUNT_HUGEPAGES | mount_hugepages() | 0: the mount daemon's read buffers keep 4 KiB pages (hubfs.mount.daemon) |
 | HUBFS_MOUNT_PASSTHROUGH | mount_passthrough() | 0: no FUSE passthrough of cached blobs (hubfs.mount.passthrough) |
 | HUBFS_MOUNT_KEEP_READS | mount_keep_reads() | 0: files read whole through a mount are not kept in the cache (hubfs.client.keeper) |
-| HUBFS_MOUNT_DIRECT_READS | mount_direct_reads() | 0: cold reads of big weight and data files go through the page cache too (hubfs.mount.ops) |
+| HUBFS_MOUNT_DIRECT_READS | mount_direct_reads() | 1: cold reads of big weight and data files skip the page cache (direct I/O, hubfs.mount.ops) |
 | HUBFS_DATA          | data_dir()           | the embedded hub's data folder (default ./hubfs-data)              |
 | HUBFS_DATABASE_URL  | database_url_setting() | the hub's metadata database (postgresql://...; `serve --database-url`) |
 | HUBFS_SERVE_SETTINGS | serve_settings()    | set by `hubfs serve --workers` for its worker processes (JSON)     |
@@ -141,8 +141,8 @@ def mount_passthrough() -> bool:
 
 def mount_direct_reads() -> bool:
     """Whether a mount with FUSE passthrough opens big weight and data files that are not cached yet with
-    direct I/O (``HUBFS_MOUNT_DIRECT_READS=0`` says no, see hubfs.mount.ops)."""
-    return os.environ.get("HUBFS_MOUNT_DIRECT_READS", "1").strip() != "0"
+    direct I/O (``HUBFS_MOUNT_DIRECT_READS=1`` says yes; off by default, see hubfs.mount.ops)."""
+    return os.environ.get("HUBFS_MOUNT_DIRECT_READS", "0").strip() == "1"
 
 
 def mount_keep_reads() -> bool:

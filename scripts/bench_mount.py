@@ -13,8 +13,8 @@ uploaded by huggingface_hub, in one run:
    Also shown: the daemon's CPU seconds per GiB (``/proc/PID/stat``; steadier than MiB/s on a busy
    machine); ``--compare-hugepages`` adds, in turns, cold reads on a mount started with
    ``HUBFS_MOUNT_HUGEPAGES=0`` (its heap, where the read buffers live, in 4 KiB pages), and
-   ``--compare-direct`` on one started with ``HUBFS_MOUNT_DIRECT_READS=0`` (the file read through the
-   kernel's page cache instead of with direct I/O).
+   ``--compare-direct`` on one started with ``HUBFS_MOUNT_DIRECT_READS=1`` (the file read with direct
+   I/O instead of through the kernel's page cache).
 2. **Warm re-read**: right after each cold read, the same file is read three more times through the
    same mount (FUSE passthrough to the now complete cached blob, or ``keep_cache``: the kernel's page
    cache answers), in turns with a local copy of the same
@@ -285,8 +285,8 @@ def read_hf(endpoint: str, token: str, size: int, source: Path, cache: Path) -> 
 
 
 NO_HP = "mount cold, HUBFS_MOUNT_HUGEPAGES=0"  # the --compare-hugepages variant
-NO_DIRECT = "mount cold, HUBFS_MOUNT_DIRECT_READS=0"  # the --compare-direct variant
-VARIANTS = {"nohp": ("HUBFS_MOUNT_HUGEPAGES", NO_HP), "paged": ("HUBFS_MOUNT_DIRECT_READS", NO_DIRECT)}
+DIRECT = "mount cold, HUBFS_MOUNT_DIRECT_READS=1"  # the --compare-direct variant
+VARIANTS = {"nohp": ("HUBFS_MOUNT_HUGEPAGES", "0", NO_HP), "direct": ("HUBFS_MOUNT_DIRECT_READS", "1", DIRECT)}
 WARM_READS = 3  # warm re-reads of the mount, each followed by one of the local copy: best of each
 
 
@@ -335,15 +335,15 @@ def page_sizes(path: Path, pages: int = 16384) -> dict[str, int] | None:
 def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: RequestLog,
                args: argparse.Namespace) -> dict[str, Any]:
     size = source.stat().st_size
-    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: [], NO_DIRECT: []}
+    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: [], DIRECT: []}
     # the daemon's CPU seconds per GiB read
-    daemon_cpu: dict[str, list[float]] = {"mount cold": [], NO_HP: [], NO_DIRECT: []}
+    daemon_cpu: dict[str, list[float]] = {"mount cold": [], NO_HP: [], DIRECT: []}
     gb_s: dict[str, list[float]] = {"mount warm": [], "page cache": []}
     every: dict[str, list[list[float]]] = {"mount warm": [], "page cache": []}
     mount_requests = []
     warm_requests: list[list[int]] = []  # per warm re-read: pages the kernel no longer had, asked again
     folios: dict[str, Any] = {}
-    whos = ["mount", "hf", *(["nohp"] if args.compare_hugepages else []), *(["paged"] if args.compare_direct else [])]
+    whos = ["mount", "hf", *(["nohp"] if args.compare_hugepages else []), *(["direct"] if args.compare_direct else [])]
     for i in range(args.runs):
         order = whos[i % len(whos):] + whos[:i % len(whos)]  # each goes first in turn
         for who in order:
@@ -353,9 +353,9 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
                 shutil.rmtree(tmp / "hf-cache", ignore_errors=True)
                 continue
             if who in VARIANTS:
-                env_name, key = VARIANTS[who]
+                env_name, value, key = VARIANTS[who]
                 with hubfs_mount(REPO_READ, tmp / "mnt-read", endpoint, token, tmp / "mount-cache",
-                                 {env_name: "0"}) as m:
+                                 {env_name: value}) as m:
                     cpu = cpu_seconds(m.pid) if m.pid else 0.0
                     mib_s[key].append(size / read_file(m.path / BIG_NAME, size, source) / MIB)
                     if m.pid:
@@ -389,8 +389,8 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
         cpu_note = (f", daemon {daemon_cpu['mount cold'][-1]:.2f} CPU-s/GiB" if daemon_cpu["mount cold"] else "") + (
             f"; 4 KiB-page heap {mib_s[NO_HP][-1]:,.0f} MiB/s" if mib_s[NO_HP] else "") + (
             f", daemon {daemon_cpu[NO_HP][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_HP] else "") + (
-            f"; through the page cache {mib_s[NO_DIRECT][-1]:,.0f} MiB/s" if mib_s[NO_DIRECT] else "") + (
-            f", daemon {daemon_cpu[NO_DIRECT][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_DIRECT] else "")
+            f"; direct I/O {mib_s[DIRECT][-1]:,.0f} MiB/s" if mib_s[DIRECT] else "") + (
+            f", daemon {daemon_cpu[DIRECT][-1]:.2f} CPU-s/GiB" if daemon_cpu[DIRECT] else "")
         print(f"  read run {i + 1}: cold mount {mib_s['mount cold'][-1]:,.0f} MiB/s ({mount_requests[-1]} requests"
               f"{cpu_note}), hf:// {mib_s['hf://'][-1]:,.0f} MiB/s; warm mount {span(every['mount warm'][-1], '.2f')} GB/s "
               f"(hub requests: {'/'.join(map(str, warm_requests[-1]))}), page cache "
@@ -582,12 +582,12 @@ def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
                         f"{on:.2f} ({b['mount cold']:,.0f} MiB/s)",
                         f"HUBFS_MOUNT_HUGEPAGES=0: {off:.2f} ({b[NO_HP]:,.0f} MiB/s)",
                         f"{on / off:.2f}x the CPU", "", None, on / off))
-    if read["mib_s"].get(NO_DIRECT) and cpu.get(NO_DIRECT) and cpu.get("mount cold"):
-        direct, paged = b["mount cold"], b[NO_DIRECT]
-        rows.append(Row(f"{label} cold read, direct I/O for uncached weights (default) vs through the page cache "
-                        f"(HUBFS_MOUNT_DIRECT_READS=0) (MiB/s best of {args.runs}; daemon CPU-s/GiB median)",
-                        f"{direct:,.0f} ({statistics.median(cpu['mount cold']):.2f} CPU-s/GiB)",
-                        f"HUBFS_MOUNT_DIRECT_READS=0: {paged:,.0f} ({statistics.median(cpu[NO_DIRECT]):.2f} CPU-s/GiB)",
+    if read["mib_s"].get(DIRECT) and cpu.get(DIRECT) and cpu.get("mount cold"):
+        direct, paged = b[DIRECT], b["mount cold"]
+        rows.append(Row(f"{label} cold read with direct I/O (HUBFS_MOUNT_DIRECT_READS=1) vs through the page cache "
+                        f"(default) (MiB/s best of {args.runs}; daemon CPU-s/GiB median)",
+                        f"{direct:,.0f} ({statistics.median(cpu[DIRECT]):.2f} CPU-s/GiB)",
+                        f"page cache: {paged:,.0f} ({statistics.median(cpu['mount cold']):.2f} CPU-s/GiB)",
                         f"{direct / paged:.2f}x", "", None, direct / paged))
     return rows
 
@@ -721,7 +721,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare-hugepages", action="store_true",
                    help="cold reads also on a mount with HUBFS_MOUNT_HUGEPAGES=0, in turns (daemon CPU both ways)")
     p.add_argument("--compare-direct", action="store_true",
-                   help="cold reads also on a mount with HUBFS_MOUNT_DIRECT_READS=0, in turns (through the page cache)")
+                   help="cold reads also on a mount with HUBFS_MOUNT_DIRECT_READS=1, in turns (direct I/O)")
     p.add_argument("--only", default="read,ls,random", help="comma-separated scenarios (default read,ls,random)")
     add_output_args(p)
     args = p.parse_args(argv)

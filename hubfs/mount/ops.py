@@ -12,9 +12,9 @@ Reads go through a :class:`~hubfs.mount.repo.Namespace` (one repo, or the whole 
   when the kernel's cached pages of that path hold the same content (same etag), so warm re-reads and
   ``mmap`` come from the page cache. With ``backings`` (FUSE passthrough,
   :mod:`hubfs.mount.passthrough`) a file whose complete blob is cached is handed to the kernel instead,
-  which then reads and maps the blob without asking the daemon, and a big weight or data file that is
-  not cached yet opens with ``direct_io`` (:func:`reads_direct`; mmap still works: passthrough kernels
-  map direct I/O files);
+  which then reads and maps the blob without asking the daemon; with ``direct_reads`` a big weight or
+  data file that is not cached yet opens with ``direct_io`` (:func:`reads_direct`; mmap still works:
+  passthrough kernels map direct I/O files);
 - ``read_buf`` (what libfuse calls; ``read`` serves direct callers): the reply goes out without a copy
   through Python ``bytes`` (:func:`hubfs.mount.readers.reply`);
 - a refresh that changes files calls :meth:`HubOperations.changed`: those paths' pages and attributes
@@ -79,7 +79,11 @@ def reads_direct(path: str, size: int) -> bool:
     straight into the application's buffer: a 1 MiB ``read()`` costs one copy instead of two (daemon to
     page cache, page cache to application) and no page-cache pages, but a 4 KiB ``read()`` is a round trip
     of its own. So only big files in formats read in big ranges or mapped go that way; the warm re-read
-    of such a file passes through to its then complete blob (:mod:`hubfs.mount.passthrough`)."""
+    of such a file passes through to its then complete blob (:mod:`hubfs.mount.passthrough`).
+
+    Off unless ``HUBFS_MOUNT_DIRECT_READS=1``: on a 2-core machine, cold ``dd`` of 1 GiB took ~12% less
+    time and ~25% less CPU (all processes) with 1 MiB reads, the same with 128 KiB ones, but 1.7x, 2.2x
+    and 5.4x more with 64, 32 and 8 KiB ones (``sha256sum`` reads 32 KiB; ~80 us of daemon per request)."""
     return size >= DIRECT_MIN and path.lower().endswith(DIRECT_SUFFIXES)
 
 

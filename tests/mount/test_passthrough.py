@@ -266,7 +266,7 @@ def test_unmount_leaves_nothing_behind(mounter, api, repo, tmp_path) -> None:
 
 # -- direct I/O of big weights that are not cached yet ---------------------------------------------------
 
-NO_DIRECT = {"HUBFS_MOUNT_DIRECT_READS": "0"}
+DIRECT = {"HUBFS_MOUNT_DIRECT_READS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -294,14 +294,14 @@ def weights(api) -> dict:
 def test_cold_weights_read_direct_then_pass_through(mounter, weights, tmp_path, way) -> None:
     """A big checkpoint with no cached blob: read() and pread() of any size, and a shared mmap
     (``safe_open``) while it is open, give the original bytes; with direct I/O no page of it lands in the
-    mount's page cache (with ``HUBFS_MOUNT_DIRECT_READS=0`` every page does). Read whole, its blob is
+    mount's page cache (by default every page does). Read whole, its blob is
     kept, and the next open passes through. Big text files and small checkpoints never go direct."""
     import torch
     from safetensors import safe_open
 
     from hubfs.client.cache import HubCache
 
-    mount = mounter(weights["repo"], "--cache-dir", str(tmp_path / "cache"), env=None if way == "direct" else NO_DIRECT)
+    mount = mounter(weights["repo"], "--cache-dir", str(tmp_path / "cache"), env=DIRECT if way == "direct" else None)
     assert ON_LINE in mount.log.read_text()
     data = weights["files"]["model.safetensors"]
     rng = random.Random(8)
@@ -336,7 +336,7 @@ def test_cold_weights_read_direct_then_pass_through(mounter, weights, tmp_path, 
 def test_cold_weights_concurrent_direct_readers_byte_checked(mounter, weights, tmp_path) -> None:
     """Threads reading random ranges of a cold checkpoint through direct I/O at once (each holding its own
     handle, some mapping it), alongside one sequential reader: every range is the original's."""
-    mount = mounter(weights["repo"], "--cache-dir", str(tmp_path / "cache"))
+    mount = mounter(weights["repo"], "--cache-dir", str(tmp_path / "cache"), env=DIRECT)
     data = weights["files"]["model.safetensors"]
     errors: list[str] = []
 
