@@ -177,7 +177,7 @@ def print_helper(res: dict[str, Any], args: argparse.Namespace) -> bool:
     med = {k: statistics.median(v) for k, v in res["times"].items()}
     lat_med = {k: statistics.median(v) for k, v in res.get("latency_times", {}).items()} or lat
     reference = best["skip_smudge"] + best["raw"]
-    rows = [
+    rows: list[tuple[str, float, float | None, str]] = [
         ("wall time: `git clone hf://` / stock `git clone` + git-lfs", best["helper"] / best["stock"],
          HELPER_GOALS["stock"], (f"{best['helper']:.2f}s / {best['stock']:.2f}s (medians {med['helper']:.2f}s / "
          f"{med['stock']:.2f}s: {med['helper'] / med['stock']:.2f}x)")),
@@ -187,12 +187,23 @@ def print_helper(res: dict[str, Any], args: argparse.Namespace) -> bool:
          f"{wire['bytes']:,} / ({wire['pack']:,} + {wire['lfs']:,}), {wire['requests']} requests"),
         ("disk (hf.lfs.linkMode=hardlink) / worktree", disk["clone"] / disk["worktree"], HELPER_GOALS["disk"],
          f"{disk['clone']:,} / {disk['worktree']:,} (stock clone: {disk['stock'] / disk['worktree']:.2f}x)"),
-        (f"`git clone hf://` at {args.latency_ms:g} ms per round trip (s; stock: {lat['stock']:.2f}s)", lat["helper"],
-         HELPER_GOALS["latency_s"], (f"{lat['helper']:.2f}s vs stock {lat['stock']:.2f}s (medians "
-         f"{lat_med['helper']:.2f}s / {lat_med['stock']:.2f}s)")),
     ]
+    latency = (f"{lat['helper']:.2f}s vs stock {lat['stock']:.2f}s (medians {lat_med['helper']:.2f}s / "
+               f"{lat_med['stock']:.2f}s)")
+    if main_repo(args):  # the issue's 2.5 s is for its main repo; another shape shows the ratio to stock
+        rows.append((f"`git clone hf://` at {args.latency_ms:g} ms per round trip (s; stock: {lat['stock']:.2f}s)",
+                     lat["helper"], HELPER_GOALS["latency_s"], latency))
+    else:
+        rows.append((f"`git clone hf://` at {args.latency_ms:g} ms per round trip / stock (no goal for this shape)",
+                     lat["helper"] / lat["stock"], None, latency))
     print()
     print_table(["git-remote-hf (best of runs)", "value", "goal", "met", "measured (best; medians)"],
-                ([name, f"{value:.2f}", f"<= {goal}", "yes" if value <= goal else "NO", detail]
+                ([name, f"{value:.2f}", "" if goal is None else f"<= {goal}",
+                  "" if goal is None else "yes" if value <= goal else "NO", detail]
                  for name, value, goal, detail in rows), right=range(1, 3))
-    return all(value <= goal for _, value, goal, _ in rows)
+    return all(goal is None or value <= goal for _, value, goal, _ in rows)
+
+
+def main_repo(args: argparse.Namespace) -> bool:
+    """Whether the benchmark repo has the issue's main shape (2,000 small files and 300 x 1 MiB LFS objects)."""
+    return (args.files, args.lfs_objects, args.lfs_mib, args.lfs_kib) == (2000, 300, 1, 0)
