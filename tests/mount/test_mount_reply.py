@@ -3,11 +3,13 @@ piece handed over whole (libfuse frees it), anything else copied into a buffer l
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 from pathlib import Path
 from typing import Any
 
+from hubfs.client.malloc import keep_freed_buffers
 from hubfs.mount.readers import (
     BUF_FD_RETRY,
     BUF_FD_SEEK,
@@ -54,6 +56,11 @@ def test_bytes_are_copied_into_a_buffer_libfuse_frees() -> None:
     _free(empty)
 
 
+class _MallInfo(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
 def test_a_whole_piece_is_handed_over_not_copied() -> None:
     piece = malloc_piece(4)
     ctypes.memmove(piece, b"abcd", 4)
@@ -64,13 +71,29 @@ def test_a_whole_piece_is_handed_over_not_copied() -> None:
     _free(vec)
 
 
-def test_pieces_start_at_a_page_boundary_and_are_freed_by_whoever_owns_them() -> None:
-    """Received bytes land at a page boundary (the kernel copies into such a buffer twice as fast)."""
-    pieces = [malloc_piece(n) for n in (1, 4096, 1 << 20, (1 << 20) + 5)]
-    assert all(ctypes.addressof(p) % 4096 == 0 and len(p) == n for p, n in zip(pieces, (1, 4096, 1 << 20, (1 << 20) + 5)))
+def test_pieces_are_malloced_and_freed_by_whoever_owns_them() -> None:
+    """Pieces of any size come from plain malloc and are freed by their own ``__del__`` unless handed over;
+    freed ones are reused for the next, so the heap stays small over a long read (see malloc_piece)."""
+    sizes = (1, 4096, 1 << 20, (1 << 20) + 5)
+    pieces = [malloc_piece(n) for n in sizes]
+    assert all(len(p) == n and p.owned for p, n in zip(pieces, sizes))
     ctypes.memmove(pieces[2], b"x" * (1 << 20), 1 << 20)
     assert pieces[2][:3] == b"xxx"
     del pieces  # each freed by its own __del__ (owned)
+    keep_freed_buffers()  # as the daemon does: pieces come from the heap, not from mmap
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo
+    before = libc.mallinfo2().arena
+    in_flight: collections.deque = collections.deque()
+    small: list[bytearray] = []
+    for i in range(400):  # a stream: 64 pieces in flight, small allocations of the HTTP stack in between
+        in_flight.append(malloc_piece(1 << 20))
+        small = [*small[-50:], bytearray(3000 + i % 7 * 500)]
+        if len(in_flight) > 64:
+            in_flight.popleft()
+    in_flight.clear()
+    # (posix_memalign'ed pieces left 92 MiB more heap behind after the same stream)
+    assert libc.mallinfo2().arena - before < 32 << 20, (libc.mallinfo2().arena - before) >> 20
 
 
 def test_a_cached_blob_is_answered_by_its_descriptor(tmp_path: Path) -> None:
