@@ -14,7 +14,8 @@ uploaded by huggingface_hub, in one run:
    machine); ``--compare-hugepages`` adds, in turns, cold reads on a mount started with
    ``HUBFS_MOUNT_HUGEPAGES=0`` (its heap, where the read buffers live, in 4 KiB pages), and
    ``--compare-direct`` on one started with ``HUBFS_MOUNT_DIRECT_READS=1`` (the file read with direct
-   I/O instead of through the kernel's page cache).
+   I/O instead of through the kernel's page cache), and ``--compare-keep`` on one started with
+   ``HUBFS_MOUNT_KEEP_READS=0`` (the file read whole is not kept in the cache; ``hf://`` keeps nothing).
 2. **Warm re-read**: right after each cold read, the same file is read three more times through the
    same mount (FUSE passthrough to the now complete cached blob, or ``keep_cache``: the kernel's page
    cache answers), in turns with a local copy of the same
@@ -286,7 +287,9 @@ def read_hf(endpoint: str, token: str, size: int, source: Path, cache: Path) -> 
 
 NO_HP = "mount cold, HUBFS_MOUNT_HUGEPAGES=0"  # the --compare-hugepages variant
 DIRECT = "mount cold, HUBFS_MOUNT_DIRECT_READS=1"  # the --compare-direct variant
-VARIANTS = {"nohp": ("HUBFS_MOUNT_HUGEPAGES", "0", NO_HP), "direct": ("HUBFS_MOUNT_DIRECT_READS", "1", DIRECT)}
+NO_KEEP = "mount cold, HUBFS_MOUNT_KEEP_READS=0"  # the --compare-keep variant
+VARIANTS = {"nohp": ("HUBFS_MOUNT_HUGEPAGES", "0", NO_HP), "direct": ("HUBFS_MOUNT_DIRECT_READS", "1", DIRECT),
+            "nokeep": ("HUBFS_MOUNT_KEEP_READS", "0", NO_KEEP)}
 WARM_READS = 3  # warm re-reads of the mount, each followed by one of the local copy: best of each
 
 
@@ -335,15 +338,16 @@ def page_sizes(path: Path, pages: int = 16384) -> dict[str, int] | None:
 def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: RequestLog,
                args: argparse.Namespace) -> dict[str, Any]:
     size = source.stat().st_size
-    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: [], DIRECT: []}
+    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: [], DIRECT: [], NO_KEEP: []}
     # the daemon's CPU seconds per GiB read
-    daemon_cpu: dict[str, list[float]] = {"mount cold": [], NO_HP: [], DIRECT: []}
+    daemon_cpu: dict[str, list[float]] = {"mount cold": [], NO_HP: [], DIRECT: [], NO_KEEP: []}
     gb_s: dict[str, list[float]] = {"mount warm": [], "page cache": []}
     every: dict[str, list[list[float]]] = {"mount warm": [], "page cache": []}
     mount_requests = []
     warm_requests: list[list[int]] = []  # per warm re-read: pages the kernel no longer had, asked again
     folios: dict[str, Any] = {}
-    whos = ["mount", "hf", *(["nohp"] if args.compare_hugepages else []), *(["direct"] if args.compare_direct else [])]
+    whos = ["mount", "hf", *(["nohp"] if args.compare_hugepages else []), *(["direct"] if args.compare_direct else []),
+            *(["nokeep"] if args.compare_keep else [])]
     for i in range(args.runs):
         order = whos[i % len(whos):] + whos[:i % len(whos)]  # each goes first in turn
         for who in order:
@@ -390,7 +394,9 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
             f"; 4 KiB-page heap {mib_s[NO_HP][-1]:,.0f} MiB/s" if mib_s[NO_HP] else "") + (
             f", daemon {daemon_cpu[NO_HP][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_HP] else "") + (
             f"; direct I/O {mib_s[DIRECT][-1]:,.0f} MiB/s" if mib_s[DIRECT] else "") + (
-            f", daemon {daemon_cpu[DIRECT][-1]:.2f} CPU-s/GiB" if daemon_cpu[DIRECT] else "")
+            f", daemon {daemon_cpu[DIRECT][-1]:.2f} CPU-s/GiB" if daemon_cpu[DIRECT] else "") + (
+            f"; keeping nothing {mib_s[NO_KEEP][-1]:,.0f} MiB/s" if mib_s[NO_KEEP] else "") + (
+            f", daemon {daemon_cpu[NO_KEEP][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_KEEP] else "")
         print(f"  read run {i + 1}: cold mount {mib_s['mount cold'][-1]:,.0f} MiB/s ({mount_requests[-1]} requests"
               f"{cpu_note}), hf:// {mib_s['hf://'][-1]:,.0f} MiB/s; warm mount {span(every['mount warm'][-1], '.2f')} GB/s "
               f"(hub requests: {'/'.join(map(str, warm_requests[-1]))}), page cache "
@@ -589,6 +595,13 @@ def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
                         f"{direct:,.0f} ({statistics.median(cpu[DIRECT]):.2f} CPU-s/GiB)",
                         f"page cache: {paged:,.0f} ({statistics.median(cpu['mount cold']):.2f} CPU-s/GiB)",
                         f"{direct / paged:.2f}x", "", None, direct / paged))
+    if read["mib_s"].get(NO_KEEP) and cpu.get(NO_KEEP) and cpu.get("mount cold"):
+        bare, kept = b[NO_KEEP], b["mount cold"]
+        rows.append(Row(f"{label} cold read keeping nothing in the cache (HUBFS_MOUNT_KEEP_READS=0, as hf:// does) vs "
+                        f"keeping the file (default) (MiB/s best of {args.runs}; daemon CPU-s/GiB median)",
+                        f"{bare:,.0f} ({statistics.median(cpu[NO_KEEP]):.2f} CPU-s/GiB)",
+                        f"kept: {kept:,.0f} ({statistics.median(cpu['mount cold']):.2f} CPU-s/GiB)",
+                        f"{bare / kept:.2f}x", "", None, bare / kept))
     return rows
 
 
@@ -722,6 +735,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cold reads also on a mount with HUBFS_MOUNT_HUGEPAGES=0, in turns (daemon CPU both ways)")
     p.add_argument("--compare-direct", action="store_true",
                    help="cold reads also on a mount with HUBFS_MOUNT_DIRECT_READS=1, in turns (direct I/O)")
+    p.add_argument("--compare-keep", action="store_true",
+                   help="cold reads also on a mount with HUBFS_MOUNT_KEEP_READS=0, in turns (nothing kept, as hf://)")
     p.add_argument("--only", default="read,ls,random", help="comma-separated scenarios (default read,ls,random)")
     add_output_args(p)
     args = p.parse_args(argv)
