@@ -9,8 +9,9 @@ and edits two kinds of replies on their way out:
   for ``FUSE_PASSTHROUGH`` with a ``max_stack_depth`` of :data:`MAX_STACK_DEPTH` (backing files must
   live on a plain file system; the mount then cannot be stacked under more than one layer). A kernel
   without passthrough ignores the flag: :meth:`Backings.probe` then finds backing files refused, and
-  every open goes on as before. It also asks for ``FUSE_DIRECT_IO_ALLOW_MMAP`` (Linux >= 6.6, so any kernel with passthrough has it):
-  a file opened with ``FOPEN_DIRECT_IO`` can then be mapped shared too (``safe_open``, ``np.memmap``);
+  every open goes on as before. It also asks for ``FUSE_DIRECT_IO_ALLOW_MMAP`` (Linux >= 6.6, so any
+  kernel with passthrough has it): a file opened with ``FOPEN_DIRECT_IO`` can then be mapped shared too
+  (``safe_open``, ``np.memmap``);
 - ``OPEN``: a handle :meth:`Channel.mark` ed by the operations gets ``FOPEN_PASSTHROUGH`` and its
   ``backing_id`` (and loses ``FOPEN_KEEP_CACHE``, which the kernel refuses with passthrough).
 
