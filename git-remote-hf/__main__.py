@@ -30,9 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     role = "filter" if args == ["filter-process"] else "helper"
     mark(role, "start")
     if args == ["filter-process"]:  # a remote named "filter-process" comes with its URL: the helper
-        from git_remote_hf import filter_process
+        from git_remote_hf.filter_handoff import hand_over
 
-        code = filter_process.main()  # it has closed its transfers and linked what it smudged
+        handed = hand_over()  # a clone's filter, started in advance, runs the session (standard library only)
+        if handed is None:
+            from git_remote_hf import filter_process
+
+            handed = filter_process.main()  # it has closed its transfers and linked what it smudged
+        code = handed
     else:
         from git_remote_hf.helper import run
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["checks_out"]
+__all__ = ["checks_out", "clone_args", "clone_process"]
 
 NO_CHECKOUT = {"--no-checkout", "--sparse", "--bare", "--mirror"}
 FLAG_LETTERS = set("lsqvn")  # git clone's short options that take no value: -n may hide in -qn
@@ -39,17 +39,23 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
-def clone_args() -> list[str] | None:
-    """The command line of the nearest ``git ... clone ...`` among this process's ancestors, or None."""
+def clone_process() -> tuple[int, list[str]] | None:
+    """The pid and command line of the nearest ``git ... clone ...`` among this process's ancestors, or None."""
     pid: int | None = os.getppid()
     for _ in range(ANCESTORS):
         if not pid or pid <= 1:
             return None
         args = parent_args(pid)
         if args and "clone" in args and any(os.path.basename(a).startswith("git") for a in args[:args.index("clone")]):
-            return args
+            return pid, args
         pid = _parent_of(pid)
     return None
+
+
+def clone_args() -> list[str] | None:
+    """The command line of the nearest ``git ... clone ...`` among this process's ancestors, or None."""
+    found = clone_process()
+    return found[1] if found is not None else None
 
 
 def checks_out(args: list[str] | None = None) -> bool:

@@ -99,6 +99,26 @@ def _configure_clone(session: Session) -> None:
     extra = [] if config.has("checkout.workers") else [("checkout.workers", "0")]
     configure_repo(session.git_dir, config, extra)
     session.configured = True
+    _start_filter_server(session)
+
+
+def _start_filter_server(session: Session) -> None:
+    """Fork the server that the clone's checkout hands its LFS filter session to
+    (:mod:`git_remote_hf.filter_handoff`), when the clone checks out and smudges: not bare, no
+    ``GIT_LFS_SKIP_SMUDGE``, LFS on, not turned off (``GIT_REMOTE_HF_FILTER_SERVER=0``,
+    ``hf.lfs.filterServer=false``)."""
+    from git_remote_hf import filter_handoff
+    from git_remote_hf.clone_args import checks_out, clone_process
+    from git_remote_hf.lfs_select import skip_smudge
+    from git_remote_hf.lfs_store import lfs_enabled
+
+    config = session.config
+    if skip_smudge() or config.get_bool("core.bare") or not filter_handoff.enabled(config.get_bool("hf.lfs.filterServer")):
+        return
+    clone = clone_process()
+    if not checks_out(clone[1] if clone is not None else None) or not lfs_enabled(session.git_dir, config=config):
+        return
+    filter_handoff.start(session.git_dir, clone[0] if clone is not None else None)
 
 
 def start_early(session: Session) -> None:
