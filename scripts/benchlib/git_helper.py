@@ -99,11 +99,25 @@ def worktree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and ".git" not in p.relative_to(root).parts)
 
 
+def byte_compile() -> None:
+    """Byte-compile git_remote_hf and hubfs where they live, as pip does when it installs them: a source
+    edited since its ``.pyc`` would otherwise be compiled again by every helper and filter process the
+    clones start (``PYTHONDONTWRITEBYTECODE`` set, as in some shells), which no installed copy pays."""
+    import compileall
+
+    import git_remote_hf
+    import hubfs
+
+    for package in (git_remote_hf, hubfs):
+        compileall.compile_dir(Path(package.__file__).parent, quiet=1)
+
+
 def measure_helper(endpoint: str, token: str, src: Source, env: dict[str, str], tmp: Path,
                    args: argparse.Namespace) -> dict[str, Any]:
     """The helper's clone against stock git + git-lfs from the same hub, the reference, wire bytes, disk, latency."""
     from benchlib.proxy import ProxyHandle
 
+    byte_compile()
     henv = helper_env(tmp, endpoint, token)
     hf_url, stock_url = f"hf://{REPO_ID}", f"{endpoint}/{REPO_ID}"
     dest = tmp / "helper-clones"

@@ -178,7 +178,7 @@ def test_the_server_refuses_another_repository_and_other_users(tmp_path: Path) -
         if os.geteuid() == 0:  # another user: the file's mode keeps it out; the server's check too
             probe = ("import os, socket, sys; os.setgid(65534); os.setuid(65534); s = socket.socket(socket.AF_UNIX);"
                      "\ntry:\n s.connect(sys.argv[1])\nexcept PermissionError:\n print('denied')\n")
-            out = subprocess.run([str(VENV_BIN / "python"), "-c", probe, path], capture_output=True, timeout=30)
+            out = subprocess.run([str(VENV_BIN / "python"), "-c", probe, path], capture_output=True, timeout=30, check=False)
             assert out.stdout.strip() == b"denied", out.stderr
             os.chmod(path, 0o777)
             script = ("import os, socket, sys\n"
@@ -188,7 +188,7 @@ def test_the_server_refuses_another_repository_and_other_users(tmp_path: Path) -
                       "p = _encode('/', sys.argv[2], {})\n"
                       "socket.send_fds(s, [_LENGTH.pack(len(p)) + p], [0, 1, 2])\n"
                       "print(s.recv(1).decode())\n")
-            out = subprocess.run([str(VENV_BIN / "python"), "-c", script, path, str(git_dir)], capture_output=True,
+            out = subprocess.run([str(VENV_BIN / "python"), "-c", script, path, str(git_dir)], capture_output=True, check=False,
                                  timeout=30, cwd="/")
             assert out.stdout.strip() == b"n", out.stderr
         assert _alive(pid)  # still waiting for its own session
