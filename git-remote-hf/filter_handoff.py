@@ -5,21 +5,22 @@ git starts the filter at the first LFS file a checkout meets and waits for its h
 300 LFS files (``scripts/bench_git.py``) that start (Python, the filter's imports, its set-up) took
 0.2-0.35 s of a 1.0-1.4 s clone, at the moment the machine is busiest. So during a clone that checks
 out and smudges, the helper forks a *server* (:func:`start`) as it fetches: it imports the filter while
-the pack arrives, listens on ``.git/lfs/hf-filter.sock`` and waits for one connection.
-``git-remote-hf filter-process`` (:func:`hand_over`, the standard library only) connects, passes its
-stdin, stdout and stderr (``SCM_RIGHTS``) with its working folder and environment, drops its own copies
-of git's pipes and waits for the exit status, which it exits with. The server takes the descriptors,
-folder and environment as its own and runs :func:`git_remote_hf.filter_process.main`: the session the
-process would have run.
+the pack arrives, listens on a Unix socket named after the repository (Linux's abstract namespace: no
+file in the repository, nothing left behind) and waits for one connection. ``git-remote-hf
+filter-process`` (:func:`hand_over`, the standard library only) connects, passes its stdin, stdout and
+stderr (``SCM_RIGHTS``) with its working folder and environment, drops its own copies of git's pipes and
+waits for the exit status, which it exits with. The server takes the descriptors, folder and environment
+as its own and runs :func:`git_remote_hf.filter_process.main`: the session the process would have run.
 
-The server serves one session, of its own repository, to its own user (``SO_PEERCRED``; the socket is
-also the user's alone); it removes the socket once it has a session, and ends after it, when the
-``git clone`` that started it has ended (a clone with no LFS file to check out), when the repository is
-removed (a failed clone), or after :data:`IDLE` seconds. A launcher that finds no socket, cannot connect,
-or is refused runs the filter itself; one whose server vanishes mid-session exits 1 and says so, and
-git reports the failed filter (git sees the end of the filter's output: the launcher kept no copy).
-Off: ``GIT_REMOTE_HF_FILTER_SERVER=0`` or ``git config hf.lfs.filterServer false``; not where ``fork``
-or ``SCM_RIGHTS`` are missing.
+Each side makes sure the other is its own user (``SO_PEERCRED``) before anything is sent: a process of
+another user that took the name first is handed nothing (the name is free to take in the abstract
+namespace), and one that connects is refused. The server serves one session, of its own repository;
+it ends after it, when the ``git clone`` that started it has ended (a clone with no LFS file to check
+out), when the repository is removed (a failed clone), or after :data:`IDLE` seconds. A launcher that
+finds no server, or is refused, runs the filter itself; one whose server vanishes mid-session exits 1
+and says so, and git reports the failed filter (git sees the end of the filter's output: the launcher
+kept no copy). Off: ``GIT_REMOTE_HF_FILTER_SERVER=0`` or ``git config hf.lfs.filterServer false``; only
+on Linux (abstract sockets, descriptor passing).
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ if TYPE_CHECKING:  # the launcher imports this module on every checkout: the sta
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-__all__ = ["ENV", "IDLE", "SOCKET", "enabled", "hand_over", "socket_path", "start"]
+__all__ = ["ENV", "IDLE", "enabled", "hand_over", "socket_name", "start"]
 
 ENV = "GIT_REMOTE_HF_FILTER_SERVER"
-SOCKET = "hf-filter.sock"  # under .git/lfs
 IDLE = 600.0  # seconds a server waits for its session at most
 POLL = 0.1  # seconds between the server's looks at the repository while it waits
 TIMEOUT = 10.0  # seconds either side waits for the other during the hand-over
@@ -48,20 +48,29 @@ _LENGTH = struct.Struct("<I")
 _STATUS = struct.Struct("<i")
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 MAX_MESSAGE = 1 << 20  # the launcher's folder and environment
-SUN_PATH_MAX = 100  # an AF_UNIX path must fit 108 bytes: longer ones go through /proc/self/fd
 
 
 def enabled(config_value: bool | None, env: Mapping[str, str] | None = None) -> bool:
     """Whether a clone starts a filter server: not turned off by ``GIT_REMOTE_HF_FILTER_SERVER`` or
-    ``hf.lfs.filterServer`` (``config_value``: the boolean set, None when unset), and the platform has
-    ``fork``, Unix sockets and descriptor passing."""
+    ``hf.lfs.filterServer`` (``config_value``: the boolean set, None when unset), on Linux."""
     value = (os.environ if env is None else env).get(ENV, "").strip().lower()
-    return (value not in ("0", "false", "no", "off") and config_value is not False and hasattr(os, "fork")
-            and hasattr(socket, "AF_UNIX") and hasattr(socket, "send_fds"))
+    return (value not in ("0", "false", "no", "off") and config_value is not False and sys.platform == "linux"
+            and hasattr(os, "fork") and hasattr(socket, "send_fds"))
 
 
-def socket_path(git_dir: Path | str) -> str:
-    return os.path.join(git_dir, "lfs", SOCKET)
+def socket_name(git_dir: Path | str) -> str:
+    """The abstract socket name of ``git_dir``'s server: two CRC-32s of its real path (cheap to import;
+    a collision only makes the other repository's server refuse the launcher, which then runs alone)."""
+    import zlib
+
+    real = os.fsencode(os.path.realpath(git_dir))
+    return f"\0git-remote-hf-filter-{zlib.crc32(real):08x}{zlib.crc32(real[::-1]):08x}"
+
+
+def _same_user(sock: socket.socket) -> tuple[bool, int]:
+    """Whether the process at the other end of ``sock`` is this process's user, and its pid."""
+    pid, uid, _ = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return uid == os.getuid(), pid
 
 
 # -- the launcher's side: ``git-remote-hf filter-process`` -----------------------------------------------
@@ -70,14 +79,15 @@ def hand_over() -> int | None:
     """Give this process's filter session (stdin, stdout, stderr, folder, environment) to the clone's
     waiting server: its exit status once it has run it, or None when there is no server to take it (the
     caller runs the filter itself)."""
-    git_dir = _launcher_git_dir()
-    if git_dir is None:
+    if sys.platform != "linux":
         return None
+    git_dir = _launcher_git_dir()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(TIMEOUT)
-        with _address(socket_path(git_dir)) as address:
-            sock.connect(address)
+        sock.connect(socket_name(git_dir))
+        if not _same_user(sock)[0]:  # someone else's socket under that name: it gets nothing
+            raise PermissionError("another user's socket")
         payload = _encode(os.getcwd(), git_dir, os.environ)
         socket.send_fds(sock, [_LENGTH.pack(len(payload)) + payload], [0, 1, 2])
         answer = sock.recv(1)
@@ -110,13 +120,13 @@ def hand_over() -> int | None:
     return code
 
 
-def _launcher_git_dir() -> str | None:
+def _launcher_git_dir() -> str:
     """The repository whose server may be waiting: git runs the filter at the top of the worktree, with an
-    absolute ``GIT_DIR`` during a clone; None when no socket is there."""
+    absolute ``GIT_DIR`` during a clone."""
     git_dir = os.environ.get("GIT_DIR", "")
-    if not os.path.isabs(git_dir) or "GIT_WORK_TREE" in os.environ:
-        git_dir = os.path.join(os.getcwd(), ".git")
-    return git_dir if os.path.exists(socket_path(git_dir)) else None
+    if os.path.isabs(git_dir) and "GIT_WORK_TREE" not in os.environ:
+        return git_dir
+    return os.path.join(os.getcwd(), ".git")
 
 
 def _encode(cwd: str, git_dir: str, env: Mapping[str, str]) -> bytes:
@@ -138,46 +148,21 @@ def _decode(data: bytes) -> tuple[str, str, dict[str, str]]:
     return cwd, git_dir, env
 
 
-class _address:
-    """The address of the socket file ``path`` for ``bind``/``connect``: the path itself, or where it is too
-    long for ``sun_path``, the same file through ``/proc/self/fd/<its folder>`` (Linux)."""
-
-    def __init__(self, path: str) -> None:
-        self.path, self.folder = path, -1
-
-    def __enter__(self) -> str:
-        if len(os.fsencode(self.path)) <= SUN_PATH_MAX:
-            return self.path
-        parent, name = os.path.split(self.path)
-        self.folder = os.open(parent, getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
-        return f"/proc/self/fd/{self.folder}/{name}"
-
-    def __exit__(self, *exc: object) -> None:
-        if self.folder >= 0:
-            os.close(self.folder)
-
-
 # -- the server's side -----------------------------------------------------------------------------------
 
 def start(git_dir: Path, clone_pid: int | None) -> int | None:
-    """Fork the server of ``git_dir``'s filter sessions (the socket is bound before it returns, so no
-    launcher can come too early); ``clone_pid``: the ``git clone`` whose end ends it too. Its pid, or None
-    when it could not start (the filter then starts as usual)."""
-    path = socket_path(git_dir)
+    """Fork the server of ``git_dir``'s filter session (its socket is bound before this returns, so no
+    launcher can come too early); ``clone_pid``: the ``git clone`` whose end ends it too. Its pid, or
+    None when it could not start (the name is taken, no fork: the filter then starts as usual)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        _unlink(path)  # a server that died left it
-        with _address(path) as address:
-            listener.bind(address)
-            os.chmod(address, 0o600)
+        listener.bind(socket_name(git_dir))
         listener.listen(4)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
     except OSError as err:
         listener.close()
-        _unlink(path)
         mark("helper", "filter-server-failed", str(err))
         return None
     if pid == 0:  # the child: never returns
@@ -201,13 +186,6 @@ def _detach() -> None:
     for target in (0, 1, 2):
         os.dup2(devnull, target)
     os.close(devnull)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _serve(listener: socket.socket, git_dir: Path, clone_pid: int | None) -> int:
@@ -234,13 +212,11 @@ def _serve(listener: socket.socket, git_dir: Path, clone_pid: int | None) -> int
                 if session is None:
                     conn.close()
                     continue
-                _unlink(socket_path(git_dir))
-                listener.close()
+                listener.close()  # the name is free again: a later launcher runs alone
                 return _run(conn, *session, filter_process.main)
     finally:
         if clone is not None:
             os.close(clone)
-    _unlink(socket_path(git_dir))
     mark("filter-server", "unused")
     return 0
 
@@ -251,10 +227,11 @@ def _take(conn: socket.socket, git_dir: Path) -> tuple[list[int], str, dict[str,
     fds: list[int] = []
     try:
         conn.settimeout(TIMEOUT)
-        _, uid, _ = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+        if not _same_user(conn)[0]:
+            raise PermissionError("another user")
         data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 3)
-        if uid != os.getuid() or len(fds) != 3 or len(data) < _LENGTH.size:
-            raise ValueError("refused")
+        if len(fds) != 3 or len(data) < _LENGTH.size:
+            raise ValueError("not stdin, stdout and stderr")
         (length,) = _LENGTH.unpack_from(data)
         if length > MAX_MESSAGE:
             raise ValueError("too long")

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,7 @@ import pytest
 from lfs_fixtures import VENV_BIN, commit_files, git, git_env, new_repo
 from test_lfs_background import _alive, marks
 
-from git_remote_hf.filter_handoff import _LENGTH, SOCKET, TAKEN, _encode, socket_path
+from git_remote_hf.filter_handoff import _LENGTH, TAKEN, _encode, socket_name
 from git_remote_hf.trace import TRACE_ENV
 from hubfs.client.api import HubClient
 
@@ -74,8 +73,9 @@ def start_server(git_dir: Path, trace: Path) -> int:
 def test_the_checkout_hands_its_filter_session_to_the_server(tmp_path: Path, env: dict[str, str], hub,
                                                             switch: str) -> None:
     """By default the helper forks a server that git's filter launcher hands its session to: the filter's
-    work is done in the server's process, the worktree is the original's, and server and socket are gone
-    afterwards; turned off, no server starts and the filter runs in its own process. Same worktree."""
+    work is done in the server's process, the worktree is the original's, the server is gone afterwards and
+    left no file in the repository; turned off, no server starts and the filter runs in its own process.
+    Same worktree."""
     files = files_of(0)
     repo_id = lfs_repo(hub, files)
     trace = tmp_path / "trace"
@@ -100,19 +100,17 @@ def test_the_checkout_hands_its_filter_session_to_the_server(tmp_path: Path, env
         wait_gone(servers[0])
     else:
         assert not servers and smudging == launchers and len(smudging) == 1
-    assert not (repo / ".git/lfs" / SOCKET).exists()
+    assert not [p for p in (repo / ".git/lfs").iterdir() if p.name not in ("objects", "tmp")]
 
 
 def test_a_clone_that_never_smudges_ends_its_server_unused(tmp_path: Path, env: dict[str, str], hub) -> None:
-    """A clone with no LFS file to check out never starts the filter: the server ends with the clone, and
-    takes its socket with it."""
+    """A clone with no LFS file to check out never starts the filter: the server ends with the clone."""
     repo_id = lfs_repo(hub, {"README.md": b"hi\n", "a.txt": b"a\n"})
     trace = tmp_path / "trace"
     git({**env, TRACE_ENV: str(trace)}, tmp_path, "clone", "-q", f"hf://{repo_id}", "c")
     (server,) = server_pids(trace)
     wait_gone(server)
     assert ("filter-server", "unused") in [(role, phase) for _, role, phase, _ in marks(trace)]
-    assert not (tmp_path / "c/.git/lfs" / SOCKET).exists()
 
 
 def test_the_server_ends_when_its_repository_is_removed(tmp_path: Path) -> None:
@@ -120,82 +118,96 @@ def test_the_server_ends_when_its_repository_is_removed(tmp_path: Path) -> None:
     git_dir = tmp_path / "r" / ".git"
     git_dir.mkdir(parents=True)
     pid = start_server(git_dir, tmp_path / "trace")
-    assert _alive(pid) and Path(socket_path(git_dir)).exists()  # bound before start returned
+    assert _alive(pid) and socket_name(git_dir)[1:] in Path("/proc/net/unix").read_text()  # bound before start returned
     shutil.rmtree(tmp_path / "r")
     wait_gone(pid, timeout=3)
     assert ("filter-server", "unused") in [(role, phase) for _, role, phase, _ in marks(tmp_path / "trace")]
 
 
-def test_a_stale_socket_leaves_the_filter_to_its_own_process(tmp_path: Path, env: dict[str, str], hub) -> None:
-    """A socket file nobody listens on (a server that was killed): the launcher cannot connect and runs
-    the filter itself; the checkout is the same."""
+SQUATTER = """import os, socket, sys
+os.setgid(65534); os.setuid(65534)  # another user's process from here on
+s = socket.socket(socket.AF_UNIX)
+s.bind("\\0" + sys.argv[1])  # the abstract name, given without its NUL
+s.listen(1)
+print("ready", flush=True)
+conn, _ = s.accept()
+data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+print("got", len(data), len(fds), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="playing another user takes root (CI runs as root)")
+def test_a_socket_of_another_user_is_handed_nothing(tmp_path: Path, env: dict[str, str], hub) -> None:
+    """Another user's process listening under the repository's name (the abstract namespace is open to
+    all): the launcher sees it is not its own user's, sends it nothing, and runs the filter itself."""
     files = files_of(1)
     repo_id = lfs_repo(hub, files)
     git(env, tmp_path, "clone", "-q", "--no-checkout", f"hf://{repo_id}", "c")
     repo = tmp_path / "c"
-    (repo / ".git/lfs").mkdir(exist_ok=True)
-    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    dead.bind(str(repo / ".git/lfs" / SOCKET))
-    dead.close()
-    trace = tmp_path / "trace"
-    git({**env, TRACE_ENV: str(trace)}, repo, "checkout", "-q", "main")
-    for name, content in files.items():
-        assert (repo / name).read_bytes() == content
-    assert ("launcher", "handed-over") not in [(role, phase) for _, role, phase, _ in marks(trace)]
+    squatter = subprocess.Popen([sys.executable, "-c", SQUATTER, socket_name(repo / ".git")[1:]],
+                                stdout=subprocess.PIPE)
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline() == b"ready\n"
+        trace = tmp_path / "trace"
+        git({**env, TRACE_ENV: str(trace)}, repo, "checkout", "-q", "main")
+        for name, content in files.items():
+            assert (repo / name).read_bytes() == content
+        assert ("launcher", "handed-over") not in [(role, phase) for _, role, phase, _ in marks(trace)]
+        out, _ = squatter.communicate(timeout=30)
+        assert out == b"got 0 0\n"  # the launcher connected, checked, and closed: no byte, no descriptor
+    finally:
+        squatter.kill()
+        squatter.wait()
 
 
-def _hand(path: str, git_dir: str, fds: list[int]) -> bytes:
-    """Connect to the server at ``path`` as a launcher of ``git_dir`` would, passing ``fds``; its answer."""
+def _hand(name: str, git_dir: str, fds: list[int]) -> bytes:
+    """Connect to the server ``name`` as a launcher of ``git_dir`` would, passing ``fds``; its answer."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
-        sock.connect(path)
+        sock.connect(name)
         payload = _encode(os.getcwd(), git_dir, {"PATH": os.environ.get("PATH", "")})
         socket.send_fds(sock, [_LENGTH.pack(len(payload)) + payload], fds)
         return sock.recv(1)
 
 
+OTHER_USER = """import os, socket, sys
+from git_remote_hf.filter_handoff import _encode, _LENGTH
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect("\\0" + sys.argv[1])
+p = _encode("/", sys.argv[2], {})
+try:
+    socket.send_fds(s, [_LENGTH.pack(len(p)) + p], [0, 1, 2])
+except BrokenPipeError:
+    pass  # refused at once (its answer is there to read), before the message
+print(s.recv(1).decode())
+"""
+
+
 def test_the_server_refuses_another_repository_and_other_users(tmp_path: Path) -> None:
-    """A connection naming another repository is refused (the server keeps waiting); the socket is its
-    user's alone, and a connection from another user that gets through anyway is refused too."""
-    root = Path(tempfile.mkdtemp(prefix="hubfs-handoff-"))  # a folder any user may cross (not pytest's)
-    root.chmod(0o755)
-    git_dir = root / "r" / ".git"
+    """A connection naming another repository, or not passing stdin, stdout and stderr, is refused, and
+    so is one from another user (as root: the test plays one); the server keeps waiting for its session."""
+    git_dir = tmp_path / "r" / ".git"
     git_dir.mkdir(parents=True)
-    (root / "r").chmod(0o755)
-    git_dir.chmod(0o755)
     (tmp_path / "other").mkdir()
     pid = start_server(git_dir, tmp_path / "trace")
-    path = socket_path(git_dir)
-    os.chmod(os.path.dirname(path), 0o755)
+    name = socket_name(git_dir)
     try:
-        assert os.stat(path).st_mode & 0o777 == 0o600
         null = os.open(os.devnull, os.O_RDWR)
         try:
-            assert _hand(path, str(tmp_path / "other"), [null, null, null]) == b"n"
-            assert _hand(path, str(git_dir), [null]) == b"n"  # not stdin, stdout and stderr
+            assert _hand(name, str(tmp_path / "other"), [null, null, null]) == b"n"
+            assert _hand(name, str(git_dir), [null]) == b"n"
         finally:
             os.close(null)
-        if os.geteuid() == 0:  # another user: the file's mode keeps it out; the server's check too
-            probe = ("import os, socket, sys; os.setgid(65534); os.setuid(65534); s = socket.socket(socket.AF_UNIX);"
-                     "\ntry:\n s.connect(sys.argv[1])\nexcept PermissionError:\n print('denied')\n")
-            out = subprocess.run([str(VENV_BIN / "python"), "-c", probe, path], capture_output=True, timeout=30, check=False)
-            assert out.stdout.strip() == b"denied", out.stderr
-            os.chmod(path, 0o777)
-            script = ("import os, socket, sys\n"
-                      "from git_remote_hf.filter_handoff import _encode, _LENGTH\n"
-                      "os.setgid(65534); os.setuid(65534)\n"
-                      "s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])\n"
-                      "p = _encode('/', sys.argv[2], {})\n"
-                      "socket.send_fds(s, [_LENGTH.pack(len(p)) + p], [0, 1, 2])\n"
-                      "print(s.recv(1).decode())\n")
-            out = subprocess.run([str(VENV_BIN / "python"), "-c", script, path, str(git_dir)], capture_output=True, check=False,
-                                 timeout=30, cwd="/")
+        if os.geteuid() == 0:
+            out = subprocess.run([str(VENV_BIN / "python"), "-c", OTHER_USER, name[1:], str(git_dir)], capture_output=True,
+                                 timeout=30, cwd="/", check=False)
             assert out.stdout.strip() == b"n", out.stderr
-        assert _alive(pid)  # still waiting for its own session
-        assert [(role, phase) for _, role, phase, _ in marks(tmp_path / "trace")].count(("filter-server", "refused")) \
-            == (3 if os.geteuid() == 0 else 2)
+        assert _alive(pid)
+        refused = [detail for _, role, phase, detail in marks(tmp_path / "trace") if (role, phase) == ("filter-server", "refused")]
+        assert refused[:2] == ["another repository", "not stdin, stdout and stderr"]
+        assert refused[2:] == (["another user"] if os.geteuid() == 0 else [])
     finally:
-        shutil.rmtree(root)
+        shutil.rmtree(tmp_path / "r")
         wait_gone(pid)
 
 
@@ -203,9 +215,9 @@ def test_a_server_that_vanishes_mid_session_fails_the_filter_without_a_hang(tmp_
     """A server that takes the session and dies: the launcher exits 1 with a message, and whoever reads the
     filter's output (git) sees it end instead of waiting forever (the launcher kept no copy of the pipe)."""
     git_dir = tmp_path / "r" / ".git"
-    (git_dir / "lfs").mkdir(parents=True)
+    git_dir.mkdir(parents=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path(git_dir))
+    listener.bind(socket_name(git_dir))
     listener.listen(1)
 
     def dying_server() -> None:
