@@ -47,9 +47,16 @@ def test_fio_random_reads(logged, mounter, tmp_path: Path) -> None:
     assert all(j["error"] == 0 for j in jobs) and sum(j["read"]["total_ios"] for j in jobs) == READS
     got = ranges(log, "w.bin")
     # One bounded request per cold read: no window or stride prefetch (that once sent 324 for 200 reads).
-    # A loaded machine may repeat a request or two (a stalled fetch is retried), never more.
-    assert 0 < len(got) <= READS + 4, f"{len(got)} requests for {READS} random reads"
-    assert all(b - a <= 64 << 10 for a, b in got), [b - a for a, b in got if b - a > 64 << 10][:5]
+    # A loaded machine may repeat a request or two (a stalled fetch is retried), never more. A random read
+    # that lands exactly where the previous one ended (1 in 16,384 per read here) reads on like any
+    # sequential reader: its stream's ranges each start where a logged request ended, one such run or
+    # two per test at most; a window opened for random reads would start anywhere.
+    big = [(a, b) for a, b in got if b - a > 64 << 10]
+    ends = {b for _, b in got}
+    runs = [(a, b) for a, b in big if any(e == a for c, e in got if e - c <= 64 << 10)]
+    assert all(a in ends for a, _ in big), f"windows not continuing a read: {[r for r in big if r[0] not in ends][:5]}"
+    assert len(runs) <= 2, f"{len(runs)} sequential runs in {READS} random reads: {big[:6]}"
+    assert 0 < len(got) <= READS + 4 + 4 * len(runs), f"{len(got)} requests for {READS} random reads"
     with open(mount / "w.bin", "rb", buffering=0) as f:  # and the bytes are right wherever one lands
         for offset in random.Random(9).sample(range(0, len(data) - 4096, 4096), 20):
             assert os.pread(f.fileno(), 4096, offset) == data[offset:offset + 4096]
