@@ -31,7 +31,7 @@ import struct
 import sys
 from typing import TYPE_CHECKING
 
-from git_remote_hf.trace import mark
+from git_remote_hf.trace import mark, mark_cpu
 
 if TYPE_CHECKING:  # the launcher imports this module on every checkout: the standard library's lightest parts
     from collections.abc import Callable, Mapping
@@ -269,6 +269,7 @@ def _run(conn: socket.socket, fds: list[int], cwd: str, env: dict[str, str], mai
         os.environ.update(env)
         mark("filter", "handed-over")
         code = main()
+        mark_cpu("filter")
     except Exception as err:  # noqa: BLE001 - the launcher's git must hear of it, as from the process
         sys.stderr.write(f"git-remote-hf filter-process: {err}\n")
     finally:
