@@ -262,6 +262,11 @@ def _run(conn: socket.socket, fds: list[int], cwd: str, env: dict[str, str], mai
     for target, fd in zip((0, 1, 2), fds):
         os.dup2(fd, target)
         os.close(fd)
+    # Fresh standard streams over them: the helper's own may still buffer bytes git sent the helper (the
+    # originals stay referenced as sys.__stdin__ and so on, and never close a descriptor).
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's stdin for the rest of its life
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", closefd=False, errors="backslashreplace", buffering=1)  # noqa: SIM115
     code = 1
     try:
         os.chdir(cwd)

@@ -113,6 +113,33 @@ def test_a_clone_that_never_smudges_ends_its_server_unused(tmp_path: Path, env: 
     assert ("filter-server", "unused") in [(role, phase) for _, role, phase, _ in marks(trace)]
 
 
+START_SERVER_AFTER_READING = """import sys
+from pathlib import Path
+from git_remote_hf import filter_handoff
+sys.stdin.buffer.read(1)  # the rest of what was sent sits in the stream's buffer, as a helper's commands can
+print(filter_handoff.start(Path(sys.argv[1]), None))
+"""
+
+
+def test_the_session_reads_git_not_what_the_helper_had_buffered(tmp_path: Path, env: dict[str, str], hub) -> None:
+    """The server is a fork of the helper, whose stdin stream may hold bytes git sent the helper: the
+    session reads the launcher's pipe from its first byte (fresh streams), and the checkout is right."""
+    files = files_of(2)
+    repo_id = lfs_repo(hub, files)
+    git(env, tmp_path, "clone", "-q", "--no-checkout", f"hf://{repo_id}", "c")
+    repo = tmp_path / "c"
+    trace = tmp_path / "trace"
+    junk = b"x" + b"0012option junk\n" * 100
+    out = subprocess.run([sys.executable, "-c", START_SERVER_AFTER_READING, str(repo / ".git")], input=junk,
+                         env={**os.environ, TRACE_ENV: str(trace)}, capture_output=True, check=True, timeout=60)
+    server = int(out.stdout)
+    git({**env, TRACE_ENV: str(trace)}, repo, "checkout", "-q", "main")
+    for name, content in files.items():
+        assert (repo / name).read_bytes() == content
+    assert {pid for pid, role, phase, _ in marks(trace) if (role, phase) == ("filter", "handshake-done")} == {server}
+    wait_gone(server)
+
+
 def test_the_server_ends_when_its_repository_is_removed(tmp_path: Path) -> None:
     """A failed clone's repository is removed by git: its server ends within a look."""
     git_dir = tmp_path / "r" / ".git"
