@@ -5,7 +5,8 @@ a clone by a background process that git's checkout overlaps (:mod:`git_remote_h
 before the helper answers.
 
 During a clone (``option cloning true``) the new repository is first configured so that its checkout
-smudges LFS pointers through ``git-remote-hf filter-process`` (no git-lfs needed), and the background
+smudges LFS pointers through ``git-remote-hf filter-process`` (no git-lfs needed; its session is handed to
+a filter started now, :mod:`git_remote_hf.filter_handoff`), and the background
 download starts at once from the hub's tree listing of the remote HEAD (:func:`start_early`), while the
 pack streams; configuration is read once per run (:class:`~git_remote_hf.gitconfig.GitConfig`). A clone
 that checks nothing out (``--no-checkout``, ``--sparse``) downloads no LFS object: its checkouts do.
@@ -92,7 +93,8 @@ def _configure_clone(session: Session) -> None:
     checkout with one worker per core (``checkout.workers=0``, git >= 2.32; an older git ignores it): git
     then queues the files that need no filter, so the LFS filter starts at once and the background
     download runs while the workers write the rest. A ``checkout.workers`` the user set (at any level,
-    ``git clone -c checkout.workers=1`` included) is left as it is."""
+    ``git clone -c checkout.workers=1`` included) is left as it is. Then the clone's filter server starts
+    (:func:`_start_filter_server`)."""
     from git_remote_hf.lfs_store import configure_repo
 
     config = session.config
