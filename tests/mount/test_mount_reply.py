@@ -3,13 +3,13 @@ piece handed over whole (libfuse frees it), anything else copied into a buffer l
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from hubfs.client.malloc import keep_freed_buffers
 from hubfs.mount.readers import (
     BUF_FD_RETRY,
     BUF_FD_SEEK,
@@ -56,11 +56,6 @@ def test_bytes_are_copied_into_a_buffer_libfuse_frees() -> None:
     _free(empty)
 
 
-class _MallInfo(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
 def test_a_whole_piece_is_handed_over_not_copied() -> None:
     piece = malloc_piece(4)
     ctypes.memmove(piece, b"abcd", 4)
@@ -80,20 +75,34 @@ def test_pieces_are_malloced_and_freed_by_whoever_owns_them() -> None:
     ctypes.memmove(pieces[2], b"x" * (1 << 20), 1 << 20)
     assert pieces[2][:3] == b"xxx"
     del pieces  # each freed by its own __del__ (owned)
-    keep_freed_buffers()  # as the daemon does: pieces come from the heap, not from mmap
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = _MallInfo
-    before = libc.mallinfo2().arena
-    in_flight: collections.deque = collections.deque()
-    small: list[bytearray] = []
-    for i in range(400):  # a stream: 64 pieces in flight, small allocations of the HTTP stack in between
-        in_flight.append(malloc_piece(1 << 20))
-        small = [*small[-50:], bytearray(3000 + i % 7 * 500)]
-        if len(in_flight) > 64:
-            in_flight.popleft()
-    in_flight.clear()
-    # (posix_memalign'ed pieces left 92 MiB more heap behind after the same stream)
-    assert libc.mallinfo2().arena - before < 32 << 20, (libc.mallinfo2().arena - before) >> 20
+    # The heap's growth over a long stream, measured in a process of its own: a test worker's heap holds
+    # what earlier tests left, and its other threads allocate meanwhile.
+    out = subprocess.run([sys.executable, "-c", HEAP_STREAM], capture_output=True, text=True, check=True, timeout=120)
+    grown, peak = (int(n) for n in out.stdout.split())
+    # the pieces in flight at the peak, and little more (posix_memalign'ed pieces grew it by 95 MiB for 65)
+    assert grown <= peak + 16, (grown, peak)
+
+
+HEAP_STREAM = """import collections, ctypes
+from hubfs.client.malloc import keep_freed_buffers
+from hubfs.mount.readers import malloc_piece
+class MallInfo(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+keep_freed_buffers()  # as the daemon does: pieces come from the heap, not from mmap
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo
+before = libc.mallinfo2().arena
+in_flight, small, peak = collections.deque(), [], 0
+for i in range(400):  # a stream: 64 pieces in flight, small allocations of the HTTP stack in between
+    in_flight.append(malloc_piece(1 << 20))
+    small = [*small[-50:], bytearray(3000 + i % 7 * 500)]
+    peak = max(peak, len(in_flight))
+    if len(in_flight) > 64:
+        in_flight.popleft()
+in_flight.clear()
+print((libc.mallinfo2().arena - before) >> 20, peak)
+"""
 
 
 def test_a_cached_blob_is_answered_by_its_descriptor(tmp_path: Path) -> None:
