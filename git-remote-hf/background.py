@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from hubfs.client.api import HubClient
     from hubfs.lfs import LfsPointer
 
-__all__ = ["EARLY_ENV", "ENV", "STATUS_FILE", "Watch", "early_enabled", "enabled", "start", "start_listing", "stop"]
+__all__ = ["EARLY_ENV", "ENV", "STATUS_FILE", "Watch", "early_enabled", "enabled", "redirect_std", "start", "start_listing",
+           "stop"]
 
 ENV = "GIT_REMOTE_HF_BACKGROUND"
 EARLY_ENV = "GIT_REMOTE_HF_EARLY"
@@ -135,7 +136,7 @@ def _fork(git_dir: Path, head: str, work: Callable[[int, Path], int]) -> int | N
     if pid == 0:  # the child: never returns
         code = 1
         try:
-            _redirect_std()
+            redirect_std()
             code = work(fd, path)
         finally:
             os._exit(code)
@@ -143,7 +144,11 @@ def _fork(git_dir: Path, head: str, work: Callable[[int, Path], int]) -> int | N
     return pid
 
 
-def _redirect_std() -> None:
+def redirect_std() -> None:
+    """Put a forked child's stdin, stdout and stderr on /dev/null, so that git and whoever reads git's output
+    do not wait for it (the parent flushed its buffers before the fork). Its other descriptors stay open:
+    its objects still own them, and closing a number one of them may free later would close whatever
+    reused it."""
     devnull = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(devnull, target)

@@ -168,24 +168,15 @@ def start(git_dir: Path, clone_pid: int | None) -> int | None:
     if pid == 0:  # the child: never returns
         code = 1
         try:
-            _detach()
+            from git_remote_hf.background import redirect_std
+
+            redirect_std()  # off git's pipes to the helper
             code = _serve(listener, git_dir, clone_pid)
         finally:
             os._exit(code)
     listener.close()
     mark("helper", "filter-server", f"pid {pid}")
     return pid
-
-
-def _detach() -> None:
-    """Leave git's pipes to the helper: stdio on /dev/null (the helper flushed its buffers before the fork,
-    so nothing of its own reaches the launcher's pipes later). The helper's other descriptors stay open
-    and untouched: its objects still own them, and closing a number one of them may free at any
-    collection would close whatever reused it."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for target in (0, 1, 2):
-        os.dup2(devnull, target)
-    os.close(devnull)
 
 
 def _serve(listener: socket.socket, git_dir: Path, clone_pid: int | None) -> int:
