@@ -5,7 +5,8 @@ Everything runs against one ``hubfs serve`` started here (tests/hub_server.py's 
 uploaded by huggingface_hub, in one run:
 
 1. **Cold sequential read**: a ``--size-mib`` file (default 1 GiB of random bytes, Git LFS) read to
-   the end through a hubfs mount in 1 MiB ``read()`` calls (like ``dd bs=1M``), each run on a fresh
+   the end through a hubfs mount in 1 MiB ``read()`` calls into a page-aligned buffer (like ``dd bs=1M``;
+   an unaligned one spans 257 pages, which direct I/O sends as two requests), each run on a fresh
    mount with an empty ``--cache-dir`` (so neither the kernel page cache nor hubfs's disk cache can
    answer), against the ``hf://`` filesystem's own throughput: ``hubfs.fs.HubFileSystem().open()``
    read in 8 MiB ``read()`` calls with an empty ``HF_HUB_CACHE`` (as in bench_fs.py). Best of
@@ -15,7 +16,9 @@ uploaded by huggingface_hub, in one run:
    ``HUBFS_MOUNT_HUGEPAGES=0`` (its heap, where the read buffers live, in 4 KiB pages), and
    ``--compare-direct`` on one started with ``HUBFS_MOUNT_DIRECT_READS=1`` (the file read with direct
    I/O instead of through the kernel's page cache), and ``--compare-keep`` on one started with
-   ``HUBFS_MOUNT_KEEP_READS=0`` (the file read whole is not kept in the cache; ``hf://`` keeps nothing).
+   ``HUBFS_MOUNT_KEEP_READS=0`` (the file read whole is not kept in the cache; ``hf://`` keeps nothing),
+   and ``--compare-minimal`` through ``benchlib/minimal_fuse.py`` (no hubfs code: the least a Python FUSE
+   daemon does per byte, received once and copied once into the reader; what any of them reaches here).
 2. **Warm re-read**: right after each cold read, the same file is read three more times through the
    same mount (FUSE passthrough to the now complete cached blob, or ``keep_cache``: the kernel's page
    cache answers), in turns with a local copy of the same
@@ -57,6 +60,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import math
+import mmap
 import os
 import random
 import re
@@ -228,13 +232,27 @@ def fsspec_fuse_mount(stack: contextlib.ExitStack, root: str, mountpoint: Path, 
         yield time.perf_counter() - t0
 
 
+@contextlib.contextmanager
+def minimal_mount(endpoint: str, token: str, size: int, mountpoint: Path, log: Path) -> Iterator[None]:
+    """benchlib/minimal_fuse.py serving ``REPO_READ``'s ``BIG_NAME`` (``size`` bytes) at ``mountpoint``; unmounted
+    and stopped (by PID) however the body ends."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    url = f"{endpoint}/{REPO_READ}/resolve/main/{BIG_NAME}"
+    with contextlib.ExitStack() as stack:
+        proc = spawn(stack, "minimal FUSE file system", [sys.executable, str(Path(__file__).parent / "benchlib" /
+                     "minimal_fuse.py"), str(mountpoint), url, str(size)], log, {**os.environ, "HF_TOKEN": token})
+        stack.callback(fuse_unmount, mountpoint)  # runs before the process is stopped
+        wait_mounted(mountpoint, proc, log)
+        yield
+
+
 # -- 1 and 2. sequential reads -------------------------------------------------------------------
 
 
 def read_file(path: Path, size: int, source: Path, block: int = BLOCK) -> float:
     """Seconds to read ``path`` to EOF in ``block``-byte ``read()`` calls into one buffer (like ``dd``);
     every 64th block and the last are kept and compared with ``source`` after the clock stops."""
-    buf = bytearray(block)
+    buf = mmap.mmap(-1, block)  # page-aligned, as dd's, cat's and cp's buffers are
     kept: list[tuple[int, bytes]] = []
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -288,6 +306,7 @@ def read_hf(endpoint: str, token: str, size: int, source: Path, cache: Path) -> 
 NO_HP = "mount cold, HUBFS_MOUNT_HUGEPAGES=0"  # the --compare-hugepages variant
 DIRECT = "mount cold, HUBFS_MOUNT_DIRECT_READS=1"  # the --compare-direct variant
 NO_KEEP = "mount cold, HUBFS_MOUNT_KEEP_READS=0"  # the --compare-keep variant
+MINIMAL = "minimal mfusepy file system"  # the --compare-minimal variant (benchlib/minimal_fuse.py)
 VARIANTS = {"nohp": ("HUBFS_MOUNT_HUGEPAGES", "0", NO_HP), "direct": ("HUBFS_MOUNT_DIRECT_READS", "1", DIRECT),
             "nokeep": ("HUBFS_MOUNT_KEEP_READS", "0", NO_KEEP)}
 WARM_READS = 3  # warm re-reads of the mount, each followed by one of the local copy: best of each
@@ -338,7 +357,7 @@ def page_sizes(path: Path, pages: int = 16384) -> dict[str, int] | None:
 def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: RequestLog,
                args: argparse.Namespace) -> dict[str, Any]:
     size = source.stat().st_size
-    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: [], DIRECT: [], NO_KEEP: []}
+    mib_s: dict[str, list[float]] = {"mount cold": [], "hf://": [], NO_HP: [], DIRECT: [], NO_KEEP: [], MINIMAL: []}
     # the daemon's CPU seconds per GiB read
     daemon_cpu: dict[str, list[float]] = {"mount cold": [], NO_HP: [], DIRECT: [], NO_KEEP: []}
     gb_s: dict[str, list[float]] = {"mount warm": [], "page cache": []}
@@ -347,7 +366,7 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
     warm_requests: list[list[int]] = []  # per warm re-read: pages the kernel no longer had, asked again
     folios: dict[str, Any] = {}
     whos = ["mount", "hf", *(["nohp"] if args.compare_hugepages else []), *(["direct"] if args.compare_direct else []),
-            *(["nokeep"] if args.compare_keep else [])]
+            *(["nokeep"] if args.compare_keep else []), *(["minimal"] if args.compare_minimal else [])]
     for i in range(args.runs):
         order = whos[i % len(whos):] + whos[:i % len(whos)]  # each goes first in turn
         for who in order:
@@ -355,6 +374,10 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
             if who == "hf":
                 mib_s["hf://"].append(size / read_hf(endpoint, token, size, source, tmp / "hf-cache") / MIB)
                 shutil.rmtree(tmp / "hf-cache", ignore_errors=True)
+                continue
+            if who == "minimal":
+                with minimal_mount(endpoint, token, size, tmp / "mnt-minimal", tmp / "minimal.log"):
+                    mib_s[MINIMAL].append(size / read_file(tmp / "mnt-minimal" / BIG_NAME, size, source) / MIB)
                 continue
             if who in VARIANTS:
                 env_name, value, key = VARIANTS[who]
@@ -396,7 +419,8 @@ def bench_read(endpoint: str, token: str, source: Path, tmp: Path, requests: Req
             f"; direct I/O {mib_s[DIRECT][-1]:,.0f} MiB/s" if mib_s[DIRECT] else "") + (
             f", daemon {daemon_cpu[DIRECT][-1]:.2f} CPU-s/GiB" if daemon_cpu[DIRECT] else "") + (
             f"; keeping nothing {mib_s[NO_KEEP][-1]:,.0f} MiB/s" if mib_s[NO_KEEP] else "") + (
-            f", daemon {daemon_cpu[NO_KEEP][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_KEEP] else "")
+            f", daemon {daemon_cpu[NO_KEEP][-1]:.2f} CPU-s/GiB" if daemon_cpu[NO_KEEP] else "") + (
+            f"; {MINIMAL} {mib_s[MINIMAL][-1]:,.0f} MiB/s" if mib_s[MINIMAL] else "")
         print(f"  read run {i + 1}: cold mount {mib_s['mount cold'][-1]:,.0f} MiB/s ({mount_requests[-1]} requests"
               f"{cpu_note}), hf:// {mib_s['hf://'][-1]:,.0f} MiB/s; warm mount {span(every['mount warm'][-1], '.2f')} GB/s "
               f"(hub requests: {'/'.join(map(str, warm_requests[-1]))}), page cache "
@@ -594,6 +618,13 @@ def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
              "kept")):
         if read["mib_s"].get(key) and cpu.get(key) and cpu.get("mount cold"):
             rows.append(variant_row(label, what, default, b[key], b["mount cold"], cpu[key], cpu["mount cold"], args))
+    if read["mib_s"].get(MINIMAL):
+        r = b[MINIMAL] / b["hf://"]
+        paired = statistics.median(m / h for m, h in zip(read["mib_s"][MINIMAL], read["mib_s"]["hf://"]))
+        rows.append(Row(f"{label} cold read by a {MINIMAL} (benchlib/minimal_fuse.py: one GET, 1 MiB pieces handed to "
+                        f"the kernel with direct I/O, nothing kept; no hubfs code) vs hf:// (MiB/s, best of {args.runs})",
+                        f"{b[MINIMAL]:,.0f}", f"hf://: {b['hf://']:,.0f}", f"{r:.2f}x (median of per-run ratios "
+                        f"{paired:.2f}x)", "", None, r, {"median_paired_ratio": paired}))
     return rows
 
 
@@ -738,6 +769,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cold reads also on a mount with HUBFS_MOUNT_DIRECT_READS=1, in turns (direct I/O)")
     p.add_argument("--compare-keep", action="store_true",
                    help="cold reads also on a mount with HUBFS_MOUNT_KEEP_READS=0, in turns (nothing kept, as hf://)")
+    p.add_argument("--compare-minimal", action="store_true",
+                   help="cold reads also through benchlib/minimal_fuse.py, in turns (a Python FUSE daemon's ceiling)")
     p.add_argument("--only", default="read,ls,random", help="comma-separated scenarios (default read,ls,random)")
     add_output_args(p)
     args = p.parse_args(argv)
