@@ -214,21 +214,28 @@ def fsspec_fuse_problem() -> str | None:
     return f"`import fsspec.fuse` fails: {last} (needs `pip install fusepy` and libfuse2: `apt-get install libfuse2`)"
 
 
+def spawn_mount(stack: contextlib.ExitStack, name: str, argv: list[str], mountpoint: Path, log: Path,
+                env: dict[str, str]) -> None:
+    """Start the FUSE file system ``argv`` (foreground) on ``stack`` and wait until ``mountpoint`` is mounted;
+    when ``stack`` closes it is unmounted, then the process is stopped by its PID."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    proc = spawn(stack, name, argv, log, env)
+    stack.callback(fuse_unmount, mountpoint)  # runs before the process is stopped
+    wait_mounted(mountpoint, proc, log)
+
+
 @contextlib.contextmanager
 def fsspec_fuse_mount(stack: contextlib.ExitStack, root: str, mountpoint: Path, endpoint: str, token: str,
                       log: Path) -> Iterator[float]:
     """``fsspec.fuse.run(HfFileSystem(...), root, mountpoint)`` in a subprocess; yields the seconds until
     the mount appeared. Unmounted and stopped (by PID) however the body ends."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     inner = contextlib.ExitStack()
     stack.callback(inner.close)  # the process is stopped even if this generator is never closed
     with inner:
         t0 = time.perf_counter()
-        proc = spawn(inner, "fsspec.fuse", [sys.executable, "-c", FSSPEC_FUSE, endpoint, root, str(mountpoint)],
-                     log, env)
-        inner.callback(fuse_unmount, mountpoint)  # runs before the process is stopped
-        wait_mounted(mountpoint, proc, log)
+        spawn_mount(inner, "fsspec.fuse", [sys.executable, "-c", FSSPEC_FUSE, endpoint, root, str(mountpoint)],
+                    mountpoint, log, env)
         yield time.perf_counter() - t0
 
 
@@ -236,13 +243,11 @@ def fsspec_fuse_mount(stack: contextlib.ExitStack, root: str, mountpoint: Path, 
 def minimal_mount(endpoint: str, token: str, size: int, mountpoint: Path, log: Path) -> Iterator[None]:
     """benchlib/minimal_fuse.py serving ``REPO_READ``'s ``BIG_NAME`` (``size`` bytes) at ``mountpoint``; unmounted
     and stopped (by PID) however the body ends."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
     url = f"{endpoint}/{REPO_READ}/resolve/main/{BIG_NAME}"
+    script = Path(__file__).parent / "benchlib" / "minimal_fuse.py"
     with contextlib.ExitStack() as stack:
-        proc = spawn(stack, "minimal FUSE file system", [sys.executable, str(Path(__file__).parent / "benchlib" /
-                     "minimal_fuse.py"), str(mountpoint), url, str(size)], log, {**os.environ, "HF_TOKEN": token})
-        stack.callback(fuse_unmount, mountpoint)  # runs before the process is stopped
-        wait_mounted(mountpoint, proc, log)
+        spawn_mount(stack, "minimal FUSE file system", [sys.executable, str(script), str(mountpoint), url, str(size)],
+                    mountpoint, log, {**os.environ, "HF_TOKEN": token})
         yield
 
 
@@ -586,10 +591,15 @@ def bench_random(stack: contextlib.ExitStack, endpoint: str, token: str, source:
 # -- report --------------------------------------------------------------------------------------
 
 
+def paired_median(ours: list[float], peers: list[float]) -> float:
+    """The median of the per-run ratios ours / peer (runs paired in order)."""
+    return statistics.median(o / p for o, p in zip(ours, peers))
+
+
 def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
     b, label = read["best"], size_label(read["size"])
     r = b["mount cold"] / b["hf://"]
-    paired = statistics.median(m / h for m, h in zip(read["mib_s"]["mount cold"], read["mib_s"]["hf://"]))
+    paired = paired_median(read["mib_s"]["mount cold"], read["mib_s"]["hf://"])
     cpu = read.get("daemon_cpu_s_per_gib", {})
     cpu_cell = f" (daemon {statistics.median(cpu['mount cold']):.2f} CPU-s/GiB, median)" if cpu.get("mount cold") else ""
     rows = [Row(f"{label} cold sequential read, 1 MiB read() calls, fresh mount + empty cache (MiB/s, best of "
@@ -598,7 +608,7 @@ def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
                 f"{r:.2f}x (median of per-run ratios {paired:.2f}x)", ">= 0.8x hf://", r >= 0.8, r,
                 {"median_paired_ratio": paired})]
     r = b["mount warm"] / b["page cache"]
-    paired = statistics.median(m / p for m, p in zip(read["gb_s"]["mount warm"], read["gb_s"]["page cache"]))
+    paired = paired_median(read["gb_s"]["mount warm"], read["gb_s"]["page cache"])
     rows.append(Row(f"{label} warm re-read through the same mount, 1 MiB read() calls, in turns with the local copy "
                     f"(GB/s, best of {args.runs} x {WARM_READS})",
                     f"{b['mount warm']:.2f}", f"local copy from the page cache: {b['page cache']:.2f}",
@@ -620,7 +630,7 @@ def read_rows(read: dict[str, Any], args: argparse.Namespace) -> list[Row]:
             rows.append(variant_row(label, what, default, b[key], b["mount cold"], cpu[key], cpu["mount cold"], args))
     if read["mib_s"].get(MINIMAL):
         r = b[MINIMAL] / b["hf://"]
-        paired = statistics.median(m / h for m, h in zip(read["mib_s"][MINIMAL], read["mib_s"]["hf://"]))
+        paired = paired_median(read["mib_s"][MINIMAL], read["mib_s"]["hf://"])
         rows.append(Row(f"{label} cold read by a {MINIMAL} (benchlib/minimal_fuse.py: one GET, 1 MiB pieces handed to "
                         f"the kernel with direct I/O, nothing kept; no hubfs code) vs hf:// (MiB/s, best of {args.runs})",
                         f"{b[MINIMAL]:,.0f}", f"hf://: {b['hf://']:,.0f}", f"{r:.2f}x (median of per-run ratios "

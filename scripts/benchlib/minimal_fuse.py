@@ -121,16 +121,14 @@ class MinimalFS(mfusepy.Operations):  # type: ignore[misc]
         size = max(0, min(size, self.stream.size - offset))
         if size and (offset % PIECE or size != min(PIECE, self.stream.size - offset)):
             return -errno.EIO  # not a sequential 1 MiB reader
+        try:
+            mem = self.stream.take(offset) if size else None
+        except mfusepy.FuseOSError:
+            return -errno.EIO
         vec = libc.malloc(ctypes.sizeof(_FuseBufvec))
         v = _FuseBufvec.from_address(vec)
         v.count, v.idx, v.off = 1, 0, 0
-        v.buf[0].size, v.buf[0].flags, v.buf[0].fd, v.buf[0].pos = size, 0, -1, 0
-        try:
-            v.buf[0].mem = self.stream.take(offset) if size else None
-        except mfusepy.FuseOSError:
-            v.buf[0].size, v.buf[0].mem = 0, None
-            ctypes.cast(bufpp, ctypes.POINTER(ctypes.c_void_p))[0] = vec
-            return -errno.EIO
+        v.buf[0].size, v.buf[0].flags, v.buf[0].mem, v.buf[0].fd, v.buf[0].pos = size, 0, mem, -1, 0
         ctypes.cast(bufpp, ctypes.POINTER(ctypes.c_void_p))[0] = vec  # libfuse sends and frees both
         return 0
 
